@@ -1,0 +1,349 @@
+//! Strategies: pure functions from (space, history, how many, seeded RNG) to
+//! new candidates.
+//!
+//! - `random`: uniform samples from the space.
+//! - `evolution`: regularized (aging) evolution, Real et al. 2019. The
+//!   population is the `population` most recently finished successful trials
+//!   (so the oldest dies as new ones finish); each child is a single-decision
+//!   mutation of the best of `sample` members drawn at random. Until the
+//!   population is full, candidates are random, as in the paper.
+//!
+//! Failed and rejected trials stay in the history: they are never proposed
+//! again, but they are not members of the population (they have no fitness).
+//! No strategy proposes an architecture already in the history or twice in one
+//! call (by [canonical hash](crate::Architecture::canonical_hash)); when the
+//! space is exhausted a strategy proposes fewer candidates than asked.
+
+use std::collections::HashSet;
+
+use rand::seq::index::sample as sample_indices;
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::arch::{Architecture, InputShape};
+use crate::genotype::{mutate, sample, GenotypeError};
+use crate::space::SearchSpace;
+
+fn default_population() -> usize {
+    20
+}
+fn default_sample() -> usize {
+    5
+}
+
+/// A search strategy and its settings. JSON: `{"kind": "random"}` or
+/// `{"kind": "evolution", "population": 20, "sample": 5}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Strategy {
+    /// Uniform random sampling.
+    Random,
+    /// Regularized (aging) evolution.
+    Evolution {
+        /// Population size `P` (default 20).
+        #[serde(default = "default_population")]
+        population: usize,
+        /// Tournament size `S` (default 5).
+        #[serde(default = "default_sample")]
+        sample: usize,
+    },
+}
+
+impl Default for Strategy {
+    fn default() -> Self {
+        Strategy::Evolution {
+            population: default_population(),
+            sample: default_sample(),
+        }
+    }
+}
+
+impl Strategy {
+    /// The strategy's name (`random`, `evolution`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Strategy::Random => "random",
+            Strategy::Evolution { .. } => "evolution",
+        }
+    }
+
+    /// Checks the settings; errors name the field.
+    pub fn check(&self) -> Result<(), StrategyError> {
+        if let Strategy::Evolution { population, sample } = *self {
+            if population < 2 {
+                return Err(StrategyError::Setting(
+                    "population must be at least 2".into(),
+                ));
+            }
+            if sample < 1 || sample > population {
+                return Err(StrategyError::Setting(
+                    "sample must be between 1 and population".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// How a finished (or still open) trial ended, as strategies see it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Outcome {
+    /// Queued or running: not to be proposed again, no fitness yet.
+    Pending,
+    /// Trained and scored; higher fitness is better.
+    Succeeded {
+        /// The objective's reward.
+        fitness: f64,
+    },
+    /// Crashed, diverged or timed out.
+    Failed,
+    /// Rejected before training (e.g. over the hard latency limit).
+    Rejected,
+}
+
+/// One trial of the search so far, in the order trials finished.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistoryEntry {
+    /// The trial's architecture (with its genotype, for mutation).
+    pub architecture: Architecture,
+    /// How it ended.
+    pub outcome: Outcome,
+}
+
+/// A candidate proposed by a strategy.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Proposal {
+    /// The architecture to train.
+    pub architecture: Architecture,
+    /// The history index of the parent it was mutated from, if any.
+    pub parent: Option<usize>,
+    /// What the mutation changed, if any.
+    pub change: Option<String>,
+}
+
+/// Why a strategy could not propose.
+#[derive(Debug, Error)]
+pub enum StrategyError {
+    /// A strategy setting is out of range.
+    #[error("strategy: {0}")]
+    Setting(String),
+    /// Sampling or mutation failed (an invalid space).
+    #[error(transparent)]
+    Genotype(#[from] GenotypeError),
+}
+
+/// How many draws a strategy makes for one slot before it concludes that the
+/// space has no new architecture left.
+const ATTEMPTS_PER_PROPOSAL: usize = 200;
+
+/// Proposes up to `count` new, distinct architectures.
+pub fn propose<R: Rng + ?Sized>(
+    strategy: &Strategy,
+    space: &SearchSpace,
+    input: InputShape,
+    classes: usize,
+    history: &[HistoryEntry],
+    count: usize,
+    rng: &mut R,
+) -> Result<Vec<Proposal>, StrategyError> {
+    strategy.check()?;
+    space.check().map_err(GenotypeError::from)?;
+    let mut seen: HashSet<String> = history
+        .iter()
+        .map(|e| e.architecture.canonical_hash())
+        .collect();
+    let mut proposals = Vec::with_capacity(count);
+    for _ in 0..count {
+        let proposal = match strategy {
+            Strategy::Random => random_unseen(space, input, classes, &seen, rng)?,
+            Strategy::Evolution { population, sample } => {
+                // Slots already filled (or being filled) towards the initial population.
+                let alive = history
+                    .iter()
+                    .filter(|e| matches!(e.outcome, Outcome::Pending | Outcome::Succeeded { .. }))
+                    .count()
+                    + proposals.len();
+                let members = population_members(history, *population);
+                if alive < *population || members.is_empty() {
+                    random_unseen(space, input, classes, &seen, rng)?
+                } else {
+                    match evolve(space, history, &members, *sample, &seen, rng)? {
+                        Some(p) => Some(p),
+                        // Every neighbour tried is known: fall back to a fresh sample.
+                        None => random_unseen(space, input, classes, &seen, rng)?,
+                    }
+                }
+            }
+        };
+        let Some(proposal) = proposal else {
+            break;
+        };
+        seen.insert(proposal.architecture.canonical_hash());
+        proposals.push(proposal);
+    }
+    Ok(proposals)
+}
+
+fn random_unseen<R: Rng + ?Sized>(
+    space: &SearchSpace,
+    input: InputShape,
+    classes: usize,
+    seen: &HashSet<String>,
+    rng: &mut R,
+) -> Result<Option<Proposal>, StrategyError> {
+    for _ in 0..ATTEMPTS_PER_PROPOSAL {
+        let architecture = sample(space, input, classes, rng)?;
+        if !seen.contains(&architecture.canonical_hash()) {
+            return Ok(Some(Proposal {
+                architecture,
+                parent: None,
+                change: None,
+            }));
+        }
+    }
+    Ok(None)
+}
+
+/// The history indices of the `population` most recently finished successful
+/// trials with a finite fitness and a genotype, oldest first.
+fn population_members(history: &[HistoryEntry], population: usize) -> Vec<usize> {
+    let mut members: Vec<usize> = history
+        .iter()
+        .enumerate()
+        .rev()
+        .filter(|(_, e)| {
+            matches!(e.outcome, Outcome::Succeeded { fitness } if fitness.is_finite())
+                && e.architecture.genotype.is_some()
+        })
+        .map(|(i, _)| i)
+        .take(population)
+        .collect();
+    members.reverse();
+    members
+}
+
+fn fitness(entry: &HistoryEntry) -> f64 {
+    match entry.outcome {
+        Outcome::Succeeded { fitness } => fitness,
+        _ => f64::NEG_INFINITY,
+    }
+}
+
+fn evolve<R: Rng + ?Sized>(
+    space: &SearchSpace,
+    history: &[HistoryEntry],
+    members: &[usize],
+    tournament: usize,
+    seen: &HashSet<String>,
+    rng: &mut R,
+) -> Result<Option<Proposal>, StrategyError> {
+    for _ in 0..ATTEMPTS_PER_PROPOSAL {
+        let drawn = sample_indices(rng, members.len(), tournament.min(members.len()));
+        // The fittest of the sample; among equals, the youngest.
+        let parent = drawn.iter().map(|k| members[k]).max_by(|&a, &b| {
+            fitness(&history[a])
+                .total_cmp(&fitness(&history[b]))
+                .then(a.cmp(&b))
+        });
+        let Some(parent) = parent else {
+            return Ok(None);
+        };
+        let child = match mutate(space, &history[parent].architecture, rng) {
+            Ok(child) => child,
+            Err(GenotypeError::NoNeighbour) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        if !seen.contains(&child.architecture.canonical_hash()) {
+            return Ok(Some(Proposal {
+                architecture: child.architecture,
+                parent: Some(parent),
+                change: Some(child.change),
+            }));
+        }
+    }
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+
+    const INPUT: InputShape = InputShape::new(1, 28, 28);
+
+    #[test]
+    fn strategy_json_and_checks() {
+        let s: Strategy = serde_json::from_str(r#"{"kind":"evolution"}"#).expect("parses");
+        assert_eq!(s, Strategy::default());
+        let s: Strategy = serde_json::from_str(r#"{"kind":"random"}"#).expect("parses");
+        assert_eq!(s, Strategy::Random);
+        let s = Strategy::Evolution {
+            population: 4,
+            sample: 5,
+        };
+        assert!(s.check().is_err());
+        assert!(serde_json::from_str::<Strategy>(r#"{"kind":"annealing"}"#).is_err());
+    }
+
+    #[test]
+    fn random_proposals_are_distinct_and_exhaust_tiny_spaces() {
+        let mut space = SearchSpace::preset("micro").expect("micro");
+        space.ops = vec![crate::space::BlockOp::Conv];
+        space.depth.max = 1;
+        // Exactly two networks: one block of 4 or 8 channels.
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let got = propose(&Strategy::Random, &space, INPUT, 10, &[], 5, &mut rng).expect("ok");
+        assert_eq!(got.len(), 2);
+        assert_ne!(
+            got[0].architecture.canonical_hash(),
+            got[1].architecture.canonical_hash()
+        );
+        let history: Vec<HistoryEntry> = got
+            .into_iter()
+            .map(|p| HistoryEntry {
+                architecture: p.architecture,
+                outcome: Outcome::Failed,
+            })
+            .collect();
+        let more =
+            propose(&Strategy::Random, &space, INPUT, 10, &history, 5, &mut rng).expect("ok");
+        assert!(more.is_empty(), "failed trials must not be proposed again");
+    }
+
+    #[test]
+    fn evolution_is_random_until_the_population_is_full_then_mutates_the_best() {
+        let space = SearchSpace::preset("mobile").expect("mobile");
+        let strategy = Strategy::Evolution {
+            population: 4,
+            sample: 4,
+        };
+        let mut rng = ChaCha8Rng::seed_from_u64(9);
+        let first = propose(&strategy, &space, INPUT, 10, &[], 6, &mut rng).expect("ok");
+        assert_eq!(first.len(), 6);
+        assert!(first.iter().all(|p| p.parent.is_none()));
+        let history: Vec<HistoryEntry> = first
+            .into_iter()
+            .enumerate()
+            .map(|(i, p)| HistoryEntry {
+                architecture: p.architecture,
+                // The most recent four are the population; index 3 is the fittest.
+                outcome: match i {
+                    3 => Outcome::Succeeded { fitness: 0.9 },
+                    5 => Outcome::Rejected,
+                    _ => Outcome::Succeeded {
+                        fitness: 0.1 * i as f64,
+                    },
+                },
+            })
+            .collect();
+        let next = propose(&strategy, &space, INPUT, 10, &history, 3, &mut rng).expect("ok");
+        assert_eq!(next.len(), 3);
+        for p in &next {
+            // Tournament of the whole population (S = P): always the best.
+            assert_eq!(p.parent, Some(3));
+            assert!(p.change.is_some());
+        }
+    }
+}

@@ -1,0 +1,22 @@
+//! The `nas` command: the command-line interface (and, as later parts land,
+//! the HTTP API and dashboard). `main.rs` only parses and calls [`run`].
+#![deny(missing_docs)]
+
+pub mod cli;
+pub mod commands;
+pub mod table;
+
+use cli::{ArchCommand, Cli, Command, SpaceCommand, ZooCommand};
+
+/// Runs one parsed command line, printing its output to stdout.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    let output = match cli.command {
+        Command::Zoo(ZooCommand::List(args)) => commands::zoo::list(&args)?,
+        Command::Zoo(ZooCommand::Show(args)) => commands::zoo::show(&args)?,
+        Command::Arch(ArchCommand::Check(args)) => commands::arch::check(&args)?,
+        Command::Space(SpaceCommand::Sample(args)) => commands::space::sample(&args)?,
+        Command::Space(SpaceCommand::Show(args)) => commands::space::show(&args)?,
+    };
+    print!("{output}");
+    Ok(())
+}
