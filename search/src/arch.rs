@@ -111,13 +111,41 @@ impl std::str::FromStr for InputShape {
 }
 
 /// A size along height and width: one number for both, or `[height, width]`.
+/// `[a, a]` is read as `a`, so one network has one form.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(untagged, expecting = "a positive number or a [height, width] pair")]
+#[serde(from = "PairRepr", into = "PairRepr")]
 pub enum Pair {
     /// The same value along both axes.
     Square(usize),
     /// `[height, width]`.
     Rect([usize; 2]),
+}
+
+/// The JSON form of a [`Pair`].
+#[derive(Clone, Copy, Serialize, Deserialize)]
+#[serde(untagged, expecting = "a size: a number, or a [height, width] pair")]
+enum PairRepr {
+    Square(usize),
+    Rect([usize; 2]),
+}
+
+impl From<PairRepr> for Pair {
+    fn from(repr: PairRepr) -> Self {
+        match repr {
+            PairRepr::Square(v) => Pair::Square(v),
+            PairRepr::Rect([h, w]) if h == w => Pair::Square(h),
+            PairRepr::Rect(hw) => Pair::Rect(hw),
+        }
+    }
+}
+
+impl From<Pair> for PairRepr {
+    fn from(pair: Pair) -> Self {
+        match pair {
+            Pair::Square(v) => PairRepr::Square(v),
+            Pair::Rect(hw) => PairRepr::Rect(hw),
+        }
+    }
 }
 
 impl Pair {
@@ -158,17 +186,45 @@ impl fmt::Display for Pair {
     }
 }
 
-/// Spatial padding of a convolution or pooling window.
+/// Spatial padding of a convolution or pooling window. An explicit padding
+/// of 0 is read as `"valid"`, so one network has one form.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(
-    untagged,
-    expecting = "\"same\", \"valid\", a number or a [height, width] pair"
-)]
+#[serde(from = "PaddingRepr", into = "PaddingRepr")]
 pub enum Padding {
     /// `"same"` or `"valid"`.
     Named(NamedPadding),
     /// Explicit zero padding on each side: one number, or `[height, width]`.
     Explicit(Pair),
+}
+
+/// The JSON form of a [`Padding`].
+#[derive(Clone, Copy, Serialize, Deserialize)]
+#[serde(
+    untagged,
+    expecting = "a padding: \"same\", \"valid\", a number or a [height, width] pair"
+)]
+enum PaddingRepr {
+    Named(NamedPadding),
+    Explicit(Pair),
+}
+
+impl From<PaddingRepr> for Padding {
+    fn from(repr: PaddingRepr) -> Self {
+        match repr {
+            PaddingRepr::Explicit(p) if p.h() == 0 && p.w() == 0 => Padding::VALID,
+            PaddingRepr::Explicit(p) => Padding::Explicit(p),
+            PaddingRepr::Named(n) => Padding::Named(n),
+        }
+    }
+}
+
+impl From<Padding> for PaddingRepr {
+    fn from(padding: Padding) -> Self {
+        match padding {
+            Padding::Named(n) => PaddingRepr::Named(n),
+            Padding::Explicit(p) => PaddingRepr::Explicit(p),
+        }
+    }
 }
 
 /// The named padding modes.
@@ -188,9 +244,13 @@ impl Padding {
     /// `"valid"` (no) padding.
     pub const VALID: Padding = Padding::Named(NamedPadding::Valid);
 
-    /// Symmetric explicit padding of `p` pixels on every side.
+    /// Symmetric explicit padding of `p` pixels on every side (`"valid"` for 0).
     pub const fn explicit(p: usize) -> Padding {
-        Padding::Explicit(Pair::Square(p))
+        if p == 0 {
+            Padding::VALID
+        } else {
+            Padding::Explicit(Pair::Square(p))
+        }
     }
 }
 
@@ -254,7 +314,7 @@ impl Activation {
 }
 
 /// One layer of an architecture. Serialised with a `"kind"` tag.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Layer {
     /// 2-D convolution, optionally followed by batch norm and an activation.
@@ -300,6 +360,81 @@ impl Layer {
             Layer::Residual(_) => "residual",
             Layer::Branches(_) => "branches",
         }
+    }
+}
+
+/// Every layer `kind`, in the order of [`Layer`]'s variants.
+pub const LAYER_KINDS: [&str; 12] = [
+    "conv",
+    "pool",
+    "global_avg_pool",
+    "flatten",
+    "dense",
+    "dropout",
+    "activation",
+    "lrn",
+    "separable_conv",
+    "se",
+    "residual",
+    "branches",
+];
+
+/// Deserialises one kind's fields, keeping the field path in the message
+/// (`padding: ...`) that an internally tagged enum would lose.
+fn layer_fields<T: serde::de::DeserializeOwned, E: serde::de::Error>(
+    fields: serde_json::Value,
+) -> Result<T, E> {
+    serde_path_to_error::deserialize(fields).map_err(|e| {
+        let path = e.path().to_string();
+        if path == "." {
+            E::custom(e.into_inner())
+        } else {
+            E::custom(format!("{path}: {}", e.into_inner()))
+        }
+    })
+}
+
+impl<'de> Deserialize<'de> for Layer {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let mut fields = match serde_json::Value::deserialize(deserializer)? {
+            serde_json::Value::Object(map) => map,
+            other => {
+                return Err(D::Error::custom(format!(
+                    "a layer must be an object with a \"kind\", not {other}"
+                )))
+            }
+        };
+        let kind = match fields.remove("kind") {
+            Some(serde_json::Value::String(kind)) => kind,
+            Some(other) => {
+                return Err(D::Error::custom(format!(
+                    "kind must be a string, not {other}"
+                )))
+            }
+            None => return Err(D::Error::custom("missing field `kind`")),
+        };
+        let fields = serde_json::Value::Object(fields);
+        Ok(match kind.as_str() {
+            "conv" => Layer::Conv(layer_fields(fields)?),
+            "pool" => Layer::Pool(layer_fields(fields)?),
+            "global_avg_pool" => Layer::GlobalAvgPool(layer_fields(fields)?),
+            "flatten" => Layer::Flatten(layer_fields(fields)?),
+            "dense" => Layer::Dense(layer_fields(fields)?),
+            "dropout" => Layer::Dropout(layer_fields(fields)?),
+            "activation" => Layer::Activation(layer_fields(fields)?),
+            "lrn" => Layer::Lrn(layer_fields(fields)?),
+            "separable_conv" => Layer::SeparableConv(layer_fields(fields)?),
+            "se" => Layer::Se(layer_fields(fields)?),
+            "residual" => Layer::Residual(layer_fields(fields)?),
+            "branches" => Layer::Branches(layer_fields(fields)?),
+            other => {
+                return Err(D::Error::custom(format!(
+                    "unknown layer kind `{other}`, expected one of {}",
+                    LAYER_KINDS.join(", ")
+                )))
+            }
+        })
     }
 }
 
@@ -356,24 +491,38 @@ pub enum PoolOp {
 
 /// A pooling window.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(from = "PoolRepr")]
 pub struct Pool {
     /// Max or average.
     pub op: PoolOp,
     /// Window size.
     pub kernel: Pair,
     /// Stride (default: the kernel size).
-    #[serde(default)]
-    pub stride: Option<Pair>,
+    pub stride: Pair,
     /// Padding (default `"valid"`).
-    #[serde(default)]
     pub padding: Padding,
 }
 
-impl Pool {
-    /// The stride, defaulting to the kernel size.
-    pub fn effective_stride(&self) -> Pair {
-        self.stride.unwrap_or(self.kernel)
+/// The JSON form of a [`Pool`], whose stride defaults to its kernel.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PoolRepr {
+    op: PoolOp,
+    kernel: Pair,
+    #[serde(default)]
+    stride: Option<Pair>,
+    #[serde(default)]
+    padding: Padding,
+}
+
+impl From<PoolRepr> for Pool {
+    fn from(r: PoolRepr) -> Self {
+        Pool {
+            op: r.op,
+            kernel: r.kernel,
+            stride: r.stride.unwrap_or(r.kernel),
+            padding: r.padding,
+        }
     }
 }
 

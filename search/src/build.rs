@@ -112,7 +112,7 @@ pub fn max_pool(kernel: usize, stride: usize) -> Pool {
     Pool {
         op: PoolOp::Max,
         kernel: Pair::Square(kernel),
-        stride: Some(Pair::Square(stride)),
+        stride: Pair::Square(stride),
         padding: Padding::VALID,
     }
 }

@@ -479,7 +479,7 @@ impl Walker {
             Layer::Pool(pool) => {
                 let (c, h, w) = expect_map(path, "pool", input)?;
                 check_pair(path, "kernel", pool.kernel)?;
-                let stride = pool.effective_stride();
+                let stride = pool.stride;
                 check_pair(path, "stride", stride)?;
                 check_padding(path, pool.padding)?;
                 if let Padding::Explicit(p) = pool.padding {
