@@ -2,6 +2,7 @@
 //! random fields replaced, are either accepted or rejected with an error.
 
 use proptest::prelude::*;
+use search::arch::LAYER_KINDS;
 use search::{validate, Architecture, InputShape, SearchSpace};
 use serde_json::{json, Value};
 
@@ -33,19 +34,8 @@ const KEYS: &[&str] = &[
     "size",
     "depth_multiplier",
 ];
-const WORDS: &[&str] = &[
-    "conv",
-    "pool",
-    "dense",
-    "flatten",
-    "global_avg_pool",
-    "dropout",
-    "activation",
-    "lrn",
-    "separable_conv",
-    "se",
-    "residual",
-    "branches",
+/// Values that are not layer kinds but appear in architectures (and some that don't).
+const OTHER_WORDS: &[&str] = &[
     "same",
     "valid",
     "max",
@@ -72,7 +62,8 @@ fn leaf() -> impl Strategy<Value = Value> {
         .prop_map(Value::from),
         Just(json!(u64::MAX)),
         (-2.0f64..2.0).prop_map(Value::from),
-        prop::sample::select(WORDS).prop_map(Value::from),
+        prop::sample::select(LAYER_KINDS.to_vec()).prop_map(Value::from),
+        prop::sample::select(OTHER_WORDS).prop_map(Value::from),
         (1usize..6, 1usize..6).prop_map(|(a, b)| json!([a, b])),
     ]
 }
