@@ -1,0 +1,8 @@
+//! The training engine and (as it lands) the worker loop.
+//!
+//! - [`data`]: datasets in memory, read from IDX files (MNIST, Fashion-MNIST),
+//!   with format checks that name the file and byte offset of any problem, a
+//!   seeded validation split and per-channel normalisation statistics.
+#![deny(missing_docs)]
+
+pub mod data;
