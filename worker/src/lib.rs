@@ -2,7 +2,8 @@
 //!
 //! - [`data`]: datasets in memory, read from IDX files (MNIST, Fashion-MNIST),
 //!   with format checks that name the file and byte offset of any problem, a
-//!   seeded validation split and per-channel normalisation statistics.
+//!   seeded validation split, per-channel normalisation and augmented
+//!   `f32` batches.
 #![deny(missing_docs)]
 
 pub mod data;

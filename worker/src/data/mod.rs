@@ -1,5 +1,6 @@
 //! Datasets held in memory as `u8` pixels, and what training needs from them.
 
+mod batch;
 mod idx;
 
 use std::path::PathBuf;
@@ -8,6 +9,7 @@ use rand::seq::SliceRandom;
 use search::InputShape;
 use thiserror::Error;
 
+pub use batch::{fill_batch, Augmentation};
 pub use idx::{load_idx_dir, read_idx_images, read_idx_labels};
 
 /// Why a dataset could not be read.
