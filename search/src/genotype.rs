@@ -200,8 +200,9 @@ pub fn decode(
 }
 
 fn pick<R: Rng + ?Sized, T: Copy>(rng: &mut R, choices: &[T]) -> T {
-    // Choices are checked non-empty by `SearchSpace::check`.
-    *choices.choose(rng).unwrap_or(&choices[0])
+    *choices
+        .choose(rng)
+        .expect("choice lists are checked non-empty by SearchSpace::check")
 }
 
 fn random_gene<R: Rng + ?Sized>(space: &SearchSpace, rng: &mut R) -> BlockGene {

@@ -313,8 +313,9 @@ struct Costs {
 }
 
 impl Walker {
-    /// Walks a sequence. `extra_after_first` is what enclosing composites keep
-    /// alive from the moment the sequence's first layer has consumed its input.
+    /// Walks a sequence. `input_kept` says whether an enclosing composite
+    /// still needs the sequence's input after its first layer (a residual's
+    /// shortcut, or the other paths of a `branches`), for peak memory.
     fn sequence(
         &mut self,
         layers: &[Layer],
