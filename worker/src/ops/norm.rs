@@ -1,0 +1,260 @@
+//! Normalisations over feature maps: batch norm and local response norm.
+
+use dfdx::prelude::*;
+use rayon::prelude::*;
+
+use super::{real, restore_grad, take_grad, to_vec, Map, Real, Vector};
+
+/// Whether batch norm uses the batch's statistics (and updates the running
+/// ones) or the running statistics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BatchNormMode {
+    /// Normalise with the batch's mean and variance; update the running ones.
+    Train,
+    /// Normalise with the running mean and variance.
+    Eval,
+}
+
+/// A batch norm layer's running statistics (not trained; saved with the weights).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunningStats<E> {
+    /// Per-channel running mean (starts at 0).
+    pub mean: Vec<E>,
+    /// Per-channel running (unbiased) variance (starts at 1).
+    pub var: Vec<E>,
+}
+
+impl<E: Real> RunningStats<E> {
+    /// Fresh statistics for `channels` channels.
+    pub fn new(channels: usize) -> Self {
+        Self {
+            mean: vec![E::zero(); channels],
+            var: vec![E::one(); channels],
+        }
+    }
+}
+
+/// Weight of the newest batch in the running statistics (PyTorch's default).
+pub const BATCH_NORM_MOMENTUM: f64 = 0.1;
+/// Added to the variance before the square root.
+pub const BATCH_NORM_EPSILON: f64 = 1e-5;
+
+/// Per-channel `sum` and `sum of squares` of `(x - centre)` over `N, H, W`.
+fn channel_moments<E: Real>(xs: &[E], n: usize, c: usize, hw: usize) -> Vec<(E, E)> {
+    (0..c)
+        .into_par_iter()
+        .map(|ch| {
+            let mut sum = E::zero();
+            for i in 0..n {
+                let plane = &xs[(i * c + ch) * hw..(i * c + ch + 1) * hw];
+                sum = plane.iter().fold(sum, |a, &v| a + v);
+            }
+            let count = real::<E>((n * hw) as f64);
+            let mean = sum / count;
+            let mut sq = E::zero();
+            for i in 0..n {
+                let plane = &xs[(i * c + ch) * hw..(i * c + ch + 1) * hw];
+                sq = plane.iter().fold(sq, |a, &v| a + (v - mean) * (v - mean));
+            }
+            (mean, sq / count)
+        })
+        .collect()
+}
+
+/// Batch normalisation of `x: N x C x H x W` with learnt `gamma` and `beta`
+/// (`C` each). In [`BatchNormMode::Train`] it updates `stats`.
+pub fn batch_norm2d<E: Real, T: Tape<E, Cpu>>(
+    x: Map<E, T>,
+    gamma: &Vector<E>,
+    beta: &Vector<E>,
+    stats: &mut RunningStats<E>,
+    mode: BatchNormMode,
+) -> Map<E, T> {
+    let (n, c, h, w) = *x.shape();
+    let hw = h * w;
+    assert_eq!(stats.mean.len(), c, "batch_norm2d: channel count");
+    let (x, mut tape) = x.split_tape();
+    let xs = to_vec(&x);
+    let (gs, bs) = (to_vec(gamma), to_vec(beta));
+    let eps = real::<E>(BATCH_NORM_EPSILON);
+    let (mean, invstd): (Vec<E>, Vec<E>) = match mode {
+        BatchNormMode::Train => {
+            let moments = channel_moments(&xs, n, c, hw);
+            let m = real::<E>(BATCH_NORM_MOMENTUM);
+            let count = n * hw;
+            let unbias = real::<E>(count as f64 / (count.max(2) - 1) as f64);
+            for (ch, &(mu, var)) in moments.iter().enumerate() {
+                stats.mean[ch] = (E::one() - m) * stats.mean[ch] + m * mu;
+                stats.var[ch] = (E::one() - m) * stats.var[ch] + m * var * unbias;
+            }
+            moments
+                .iter()
+                .map(|&(mu, var)| (mu, (var + eps).sqrt().recip()))
+                .unzip()
+        }
+        BatchNormMode::Eval => (
+            stats.mean.clone(),
+            stats
+                .var
+                .iter()
+                .map(|&v| (v + eps).sqrt().recip())
+                .collect(),
+        ),
+    };
+    let mut ys = vec![E::zero(); xs.len()];
+    ys.par_chunks_mut(hw.max(1))
+        .zip(xs.par_chunks(hw.max(1)))
+        .enumerate()
+        .for_each(|(p, (y, plane))| {
+            let ch = p % c;
+            let scale = gs[ch] * invstd[ch];
+            let shift = bs[ch] - mean[ch] * scale;
+            y.iter_mut()
+                .zip(plane)
+                .for_each(|(y, &v)| *y = v * scale + shift);
+        });
+    let y = x.device().tensor_from_vec(ys, (n, c, h, w));
+    if T::OWNS_TAPE {
+        let (xg, gg, bg, yg) = (x.ghost(), gamma.ghost(), beta.ghost(), y.ghost());
+        tape.add_backward_op(move |grads| {
+            let dy = take_grad!(grads, &yg);
+            // Per channel: sum(dy) and sum(dy * xhat).
+            let sums: Vec<(E, E)> = (0..c)
+                .into_par_iter()
+                .map(|ch| {
+                    let (mut s, mut sx) = (E::zero(), E::zero());
+                    for i in 0..n {
+                        let at = (i * c + ch) * hw;
+                        for (&g, &v) in dy[at..at + hw].iter().zip(&xs[at..at + hw]) {
+                            s += g;
+                            sx += g * (v - mean[ch]) * invstd[ch];
+                        }
+                    }
+                    (s, sx)
+                })
+                .collect();
+            {
+                let dgamma = grads.get_or_alloc_mut(&gg)?;
+                sums.iter()
+                    .zip(dgamma.iter_mut())
+                    .for_each(|(s, d)| *d += s.1);
+            }
+            {
+                let dbeta = grads.get_or_alloc_mut(&bg)?;
+                sums.iter()
+                    .zip(dbeta.iter_mut())
+                    .for_each(|(s, d)| *d += s.0);
+            }
+            let count = real::<E>((n * hw) as f64);
+            let dx = grads.get_or_alloc_mut(&xg)?;
+            dx.par_chunks_mut(hw.max(1))
+                .zip(dy.par_chunks(hw.max(1)))
+                .zip(xs.par_chunks(hw.max(1)))
+                .enumerate()
+                .for_each(|(p, ((dx, dy), plane))| {
+                    let ch = p % c;
+                    let k = gs[ch] * invstd[ch];
+                    match mode {
+                        BatchNormMode::Train => {
+                            let (s, sx) = sums[ch];
+                            for ((d, &g), &v) in dx.iter_mut().zip(dy).zip(plane) {
+                                let xhat = (v - mean[ch]) * invstd[ch];
+                                *d += k * (g - (s + xhat * sx) / count);
+                            }
+                        }
+                        BatchNormMode::Eval => {
+                            dx.iter_mut().zip(dy).for_each(|(d, &g)| *d += k * g);
+                        }
+                    }
+                });
+            restore_grad!(grads, &yg, dy)
+        });
+    }
+    y.put_tape(tape)
+}
+
+/// Local response normalisation parameters (as PyTorch's `LocalResponseNorm`):
+/// `b_c = a_c / (k + alpha / size * sum_{j in window(c)} a_j^2)^beta`, the
+/// window running from `c - size/2` to `c + (size-1)/2`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LrnSpec {
+    /// Channels in a window.
+    pub size: usize,
+    /// Scale.
+    pub alpha: f64,
+    /// Exponent.
+    pub beta: f64,
+    /// Additive constant.
+    pub k: f64,
+}
+
+/// Local response normalisation across channels of `x: N x C x H x W`.
+pub fn lrn<E: Real, T: Tape<E, Cpu>>(x: Map<E, T>, spec: LrnSpec) -> Map<E, T> {
+    let (n, c, h, w) = *x.shape();
+    let hw = h * w;
+    let (x, mut tape) = x.split_tape();
+    let xs = to_vec(&x);
+    let (before, after) = (spec.size / 2, (spec.size.max(1) - 1) / 2);
+    let (alpha, beta, k) = (
+        real::<E>(spec.alpha / spec.size.max(1) as f64),
+        real::<E>(spec.beta),
+        real::<E>(spec.k),
+    );
+    // The denominator base `s = k + alpha/size * sum(a^2)`, per element.
+    let mut base = vec![E::zero(); xs.len()];
+    base.par_chunks_mut((c * hw).max(1))
+        .zip(xs.par_chunks((c * hw).max(1)))
+        .for_each(|(s, image)| {
+            for ch in 0..c {
+                let lo = ch.saturating_sub(before);
+                let hi = (ch + after).min(c - 1);
+                let dst = &mut s[ch * hw..(ch + 1) * hw];
+                dst.fill(E::zero());
+                for j in lo..=hi {
+                    let src = &image[j * hw..(j + 1) * hw];
+                    dst.iter_mut().zip(src).for_each(|(d, &a)| *d += a * a);
+                }
+                dst.iter_mut().for_each(|d| *d = k + alpha * *d);
+            }
+        });
+    let ys: Vec<E> = xs
+        .iter()
+        .zip(&base)
+        .map(|(&a, &s)| a * s.powf(-beta))
+        .collect();
+    let y = x.device().tensor_from_vec(ys, (n, c, h, w));
+    if T::OWNS_TAPE {
+        let (xg, yg) = (x.ghost(), y.ghost());
+        tape.add_backward_op(move |grads| {
+            let dy = take_grad!(grads, &yg);
+            let dx = grads.get_or_alloc_mut(&xg)?;
+            let two_ab = real::<E>(2.0) * alpha * beta;
+            dx.par_chunks_mut((c * hw).max(1))
+                .zip(dy.par_chunks((c * hw).max(1)))
+                .zip(
+                    xs.par_chunks((c * hw).max(1))
+                        .zip(base.par_chunks((c * hw).max(1))),
+                )
+                .for_each(|((dx, dy), (a, s))| {
+                    // t_c = dy_c * a_c * s_c^(-beta-1), summed over the windows holding i.
+                    let t: Vec<E> = (0..c * hw)
+                        .map(|i| dy[i] * a[i] * s[i].powf(-beta - E::one()))
+                        .collect();
+                    for i in 0..c {
+                        let lo = i.saturating_sub(after);
+                        let hi = (i + before).min(c - 1);
+                        for p in 0..hw {
+                            let at = i * hw + p;
+                            let mut cross = E::zero();
+                            for ch in lo..=hi {
+                                cross += t[ch * hw + p];
+                            }
+                            dx[at] += dy[at] * s[at].powf(-beta) - two_ab * a[at] * cross;
+                        }
+                    }
+                });
+            restore_grad!(grads, &yg, dy)
+        });
+    }
+    y.put_tape(tape)
+}

@@ -1,0 +1,144 @@
+//! Max and average pooling over `N x C x H x W` maps, one plane per task.
+
+use dfdx::prelude::*;
+use rayon::prelude::*;
+
+use super::{restore_grad, take_grad, to_vec, Map, Real};
+
+/// The geometry of a pooling window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pool2dSpec {
+    /// Window height and width.
+    pub kernel: (usize, usize),
+    /// Stride (vertical, horizontal).
+    pub stride: (usize, usize),
+    /// Padding above, below, left and right (never part of a window's value).
+    pub padding: [usize; 4],
+}
+
+impl Pool2dSpec {
+    /// Output height and width for an `h x w` input.
+    pub fn output_size(&self, h: usize, w: usize) -> (usize, usize) {
+        let [top, bottom, left, right] = self.padding;
+        (
+            (h + top + bottom - self.kernel.0) / self.stride.0 + 1,
+            (w + left + right - self.kernel.1) / self.stride.1 + 1,
+        )
+    }
+
+    /// The input rows and columns under output `(oy, ox)`, clipped to the image.
+    fn window(&self, h: usize, w: usize, oy: usize, ox: usize) -> (usize, usize, usize, usize) {
+        let clip = |o: usize, s: usize, pad: usize, k: usize, dim: usize| {
+            let start = (o * s) as isize - pad as isize;
+            let lo = start.max(0) as usize;
+            let hi = ((start + k as isize).min(dim as isize)).max(0) as usize;
+            (lo, hi.max(lo))
+        };
+        let (y0, y1) = clip(oy, self.stride.0, self.padding[0], self.kernel.0, h);
+        let (x0, x1) = clip(ox, self.stride.1, self.padding[2], self.kernel.1, w);
+        (y0, y1, x0, x1)
+    }
+}
+
+/// Max pooling. The gradient goes to one maximum per window (the first in
+/// row-major order, as PyTorch does), not to every tied one.
+pub fn max_pool2d<E: Real, T: Tape<E, Cpu>>(x: Map<E, T>, spec: Pool2dSpec) -> Map<E, T> {
+    let (n, c, h, w) = *x.shape();
+    let (oh, ow) = spec.output_size(h, w);
+    let (x, mut tape) = x.split_tape();
+    let xs = to_vec(&x);
+    let mut ys = vec![E::zero(); n * c * oh * ow];
+    let mut argmax = vec![0u32; ys.len()];
+    ys.par_chunks_mut((oh * ow).max(1))
+        .zip(argmax.par_chunks_mut((oh * ow).max(1)))
+        .zip(xs.par_chunks((h * w).max(1)))
+        .for_each(|((y, arg), plane)| {
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let (y0, y1, x0, x1) = spec.window(h, w, oy, ox);
+                    let mut best = y0 * w + x0;
+                    for iy in y0..y1 {
+                        for ix in x0..x1 {
+                            // `>` keeps the first of tied maxima.
+                            if plane[iy * w + ix] > plane[best] {
+                                best = iy * w + ix;
+                            }
+                        }
+                    }
+                    y[oy * ow + ox] = plane[best];
+                    arg[oy * ow + ox] = best as u32;
+                }
+            }
+        });
+    let y = x.device().tensor_from_vec(ys, (n, c, oh, ow));
+    if T::OWNS_TAPE {
+        let (xg, yg) = (x.ghost(), y.ghost());
+        tape.add_backward_op(move |grads| {
+            let dy = take_grad!(grads, &yg);
+            let dx = grads.get_or_alloc_mut(&xg)?;
+            dx.par_chunks_mut((h * w).max(1))
+                .zip(dy.par_chunks((oh * ow).max(1)))
+                .zip(argmax.par_chunks((oh * ow).max(1)))
+                .for_each(|((dx, dy), arg)| {
+                    for (&g, &at) in dy.iter().zip(arg) {
+                        dx[at as usize] += g;
+                    }
+                });
+            restore_grad!(grads, &yg, dy)
+        });
+    }
+    y.put_tape(tape)
+}
+
+/// Average pooling; padded cells are left out of each window's count (as
+/// Keras and `count_include_pad=False` in PyTorch).
+pub fn avg_pool2d<E: Real, T: Tape<E, Cpu>>(x: Map<E, T>, spec: Pool2dSpec) -> Map<E, T> {
+    let (n, c, h, w) = *x.shape();
+    let (oh, ow) = spec.output_size(h, w);
+    let (x, mut tape) = x.split_tape();
+    let xs = to_vec(&x);
+    let mut ys = vec![E::zero(); n * c * oh * ow];
+    ys.par_chunks_mut((oh * ow).max(1))
+        .zip(xs.par_chunks((h * w).max(1)))
+        .for_each(|(y, plane)| {
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let (y0, y1, x0, x1) = spec.window(h, w, oy, ox);
+                    let mut sum = E::zero();
+                    for iy in y0..y1 {
+                        sum = plane[iy * w + x0..iy * w + x1]
+                            .iter()
+                            .fold(sum, |a, &v| a + v);
+                    }
+                    let count = ((y1 - y0) * (x1 - x0)).max(1);
+                    y[oy * ow + ox] = sum / E::from(count).unwrap_or_else(E::one);
+                }
+            }
+        });
+    let y = x.device().tensor_from_vec(ys, (n, c, oh, ow));
+    if T::OWNS_TAPE {
+        let (xg, yg) = (x.ghost(), y.ghost());
+        tape.add_backward_op(move |grads| {
+            let dy = take_grad!(grads, &yg);
+            let dx = grads.get_or_alloc_mut(&xg)?;
+            dx.par_chunks_mut((h * w).max(1))
+                .zip(dy.par_chunks((oh * ow).max(1)))
+                .for_each(|(dx, dy)| {
+                    for oy in 0..oh {
+                        for ox in 0..ow {
+                            let (y0, y1, x0, x1) = spec.window(h, w, oy, ox);
+                            let count = ((y1 - y0) * (x1 - x0)).max(1);
+                            let g = dy[oy * ow + ox] / E::from(count).unwrap_or_else(E::one);
+                            for iy in y0..y1 {
+                                dx[iy * w + x0..iy * w + x1]
+                                    .iter_mut()
+                                    .for_each(|d| *d += g);
+                            }
+                        }
+                    }
+                });
+            restore_grad!(grads, &yg, dy)
+        });
+    }
+    y.put_tape(tape)
+}
