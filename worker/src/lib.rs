@@ -7,4 +7,5 @@
 #![deny(missing_docs)]
 
 pub mod data;
+pub mod net;
 pub mod ops;

@@ -8,6 +8,13 @@ use rand::{Rng, SeedableRng};
 use super::*;
 
 type Taped = OwnedTape<f64, Cpu>;
+/// One evaluation: output values, taped output, parameter tensors, input tensor.
+type Run = (
+    Vec<f64>,
+    Map<f64, Taped>,
+    Vec<Vector<f64>>,
+    Map<f64, NoneTape>,
+);
 
 /// A scalar loss `sum(y * r)` with a fixed random `r`, so every output
 /// element's gradient matters and differs.

@@ -1,0 +1,186 @@
+//! The forward pass: the compiled nodes applied to dfdx tensors.
+
+use dfdx::prelude::*;
+use search::arch::{Activation, PoolOp};
+
+use crate::ops::{self, BatchNormMode, Flat, Map, RunningStats, Vector};
+
+use super::plan::{ConvNode, DenseNode, Node};
+
+/// Training (batch statistics, dropout) or inference.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Batch norm on batch statistics (updating the running ones), dropout on.
+    Train,
+    /// Batch norm on running statistics, dropout off.
+    Eval,
+}
+
+/// A value flowing through the network. `raw` marks the input images, whose
+/// gradient nobody needs.
+enum Value<T> {
+    Map(Map<f32, T>, bool),
+    Flat(Flat<f32, T>),
+}
+
+pub(super) struct Context<'a> {
+    pub params: &'a [Vector<f32>],
+    pub stats: &'a mut [(String, RunningStats<f32>)],
+    pub mode: Mode,
+}
+
+/// A copy of `t` with an empty tape of the same kind, for a second consumer
+/// (dfdx sums the gradients of both by tensor id).
+fn fork<S: Shape, T: Tape<f32, Cpu>>(t: &Tensor<S, f32, Cpu, T>) -> Tensor<S, f32, Cpu, T> {
+    t.retaped::<T>()
+}
+
+fn activate<S: Shape, T: Tape<f32, Cpu>>(
+    x: Tensor<S, f32, Cpu, T>,
+    a: Activation,
+) -> Tensor<S, f32, Cpu, T> {
+    match a {
+        Activation::None => x,
+        Activation::Relu => x.relu(),
+        Activation::Relu6 => x.clamp(0.0, 6.0),
+        Activation::Tanh => x.tanh(),
+        Activation::Sigmoid => x.sigmoid(),
+        Activation::Swish => {
+            let gate = fork(&x).sigmoid();
+            x * gate
+        }
+    }
+}
+
+impl Context<'_> {
+    pub fn run<T: Tape<f32, Cpu>>(&mut self, nodes: &[Node], x: Map<f32, T>) -> Flat<f32, T> {
+        match self.sequence(nodes, Value::Map(x, true)) {
+            Value::Flat(f) => f,
+            // Validation guarantees a flat output; a map is flattened as a fallback.
+            Value::Map(m, _) => {
+                let (n, c, h, w) = *m.shape();
+                m.reshape_like(&(n, c * h * w))
+            }
+        }
+    }
+
+    fn sequence<T: Tape<f32, Cpu>>(&mut self, nodes: &[Node], mut v: Value<T>) -> Value<T> {
+        for node in nodes {
+            v = self.node(node, v);
+        }
+        v
+    }
+
+    fn param(&self, index: usize) -> &Vector<f32> {
+        &self.params[index]
+    }
+
+    fn conv<T: Tape<f32, Cpu>>(&mut self, c: &ConvNode, x: Map<f32, T>, raw: bool) -> Map<f32, T> {
+        let bias = c.bias.map(|b| self.param(b));
+        let mut y = ops::conv2d(x, self.param(c.weight), bias, c.spec, !raw);
+        if let Some(bn) = c.batch_norm {
+            let mode = match self.mode {
+                Mode::Train => BatchNormMode::Train,
+                Mode::Eval => BatchNormMode::Eval,
+            };
+            let (gamma, beta) = (&self.params[bn.gamma], &self.params[bn.beta]);
+            y = ops::batch_norm2d(y, gamma, beta, &mut self.stats[bn.stats].1, mode);
+        }
+        activate(y, c.activation)
+    }
+
+    fn dense<T: Tape<f32, Cpu>>(&self, d: &DenseNode, x: Flat<f32, T>) -> Flat<f32, T> {
+        let n = x.shape().0;
+        let w = self
+            .param(d.weight)
+            .retaped::<T>()
+            .reshape_like(&(d.inputs, d.units));
+        let mut y = x.matmul(w);
+        if let Some(b) = d.bias {
+            let b = self
+                .param(b)
+                .retaped::<T>()
+                .broadcast_like::<(usize, usize), Axis<0>>(&(n, d.units));
+            y = y + b;
+        }
+        activate(y, d.activation)
+    }
+
+    fn node<T: Tape<f32, Cpu>>(&mut self, node: &Node, v: Value<T>) -> Value<T> {
+        let (x, raw) = match v {
+            Value::Flat(f) => {
+                return Value::Flat(match node {
+                    Node::Dense(d) => self.dense(d, f),
+                    Node::Dropout(rate) if self.mode == Mode::Train && *rate > 0.0 => {
+                        f.dropout(*rate as f32)
+                    }
+                    Node::Activation(a) => activate(f, *a),
+                    // Validation rules out map layers on flat values; dropout in eval passes.
+                    _ => f,
+                });
+            }
+            Value::Map(m, raw) => (m, raw),
+        };
+        let map = |m| Value::Map(m, false);
+        match node {
+            Node::Conv(c) => map(self.conv(c, x, raw)),
+            Node::Separable(dw, pw) => {
+                let mid = self.conv(dw, x, raw);
+                map(self.conv(pw, mid, false))
+            }
+            Node::Pool(PoolOp::Max, spec) => map(ops::max_pool2d(x, *spec)),
+            Node::Pool(PoolOp::Avg, spec) => map(ops::avg_pool2d(x, *spec)),
+            Node::GlobalAvgPool => Value::Flat(x.mean::<(usize, usize), Axes2<2, 3>>()),
+            Node::Flatten => {
+                let (n, c, h, w) = *x.shape();
+                Value::Flat(x.reshape_like(&(n, c * h * w)))
+            }
+            Node::Dense(_) => map(x),
+            Node::Dropout(rate) if self.mode == Mode::Train && *rate > 0.0 => {
+                map(x.dropout(*rate as f32))
+            }
+            Node::Dropout(_) => Value::Map(x, raw),
+            Node::Activation(a) => map(activate(x, *a)),
+            Node::Lrn(spec) => map(ops::lrn(x, *spec)),
+            Node::Se { squeeze, excite } => {
+                let shape = *x.shape();
+                let pooled = fork(&x).mean::<(usize, usize), Axes2<2, 3>>();
+                let gate = self.dense(excite, self.dense(squeeze, pooled));
+                let gate = gate.broadcast_like::<(usize, usize, usize, usize), Axes2<2, 3>>(&shape);
+                map(x * gate)
+            }
+            Node::Residual {
+                body,
+                projection,
+                activation,
+            } => {
+                let skip = fork(&x);
+                let out = match self.sequence(body, Value::Map(x, raw)) {
+                    Value::Map(m, _) => m,
+                    Value::Flat(_) => {
+                        unreachable!("validation keeps residual bodies on feature maps")
+                    }
+                };
+                let skip = match projection {
+                    Some(p) => self.conv(p, skip, raw),
+                    None => skip,
+                };
+                map(activate(out + skip, *activation))
+            }
+            Node::Branches(branches) => {
+                let mut inputs: Vec<Map<f32, T>> = (1..branches.len()).map(|_| fork(&x)).collect();
+                inputs.insert(0, x);
+                let mut outputs = branches.iter().zip(inputs).map(|(b, input)| {
+                    match self.sequence(b, Value::Map(input, raw)) {
+                        Value::Map(m, _) => m,
+                        Value::Flat(_) => unreachable!("validation keeps branches on feature maps"),
+                    }
+                });
+                let first = outputs
+                    .next()
+                    .expect("validation requires at least one branch");
+                map(outputs.fold(first, |acc, next| (acc, next).concat_along(Axis::<1>)))
+            }
+        }
+    }
+}

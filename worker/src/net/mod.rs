@@ -1,0 +1,128 @@
+//! Trainable networks built from `search` architectures.
+//!
+//! A [`Network`] owns its parameters as plain `f32` vectors (what the
+//! optimiser updates and what is saved) and a compiled plan of the layers.
+//! Each forward pass wraps the parameters in dfdx tensors ([`Network::tensors`])
+//! so the pass records its backward operations on the input's tape.
+
+mod forward;
+mod plan;
+
+use dfdx::prelude::*;
+use rand::SeedableRng;
+use search::Architecture;
+use thiserror::Error;
+
+use crate::ops::{Flat, Map, RunningStats, Vector};
+
+pub use forward::Mode;
+
+/// Why a network could not be built.
+#[derive(Debug, Error)]
+pub enum NetworkError {
+    /// The architecture is not valid (the `search` crate's verdict).
+    #[error("invalid architecture: {0}")]
+    Invalid(#[from] search::ValidationError),
+    /// A shape the builder could not follow (only for architectures that
+    /// bypassed validation).
+    #[error("invalid architecture: {0}")]
+    Shape(String),
+}
+
+/// One trainable tensor.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Parameter {
+    /// Dotted path, e.g. `layers.3.body.0.weight`; the name in weight files.
+    pub name: String,
+    /// Logical shape (conv weights: `out, in/groups, kh, kw`; dense: `in, out`).
+    pub shape: Vec<usize>,
+    /// The values, row-major.
+    pub data: Vec<f32>,
+}
+
+/// A network ready to train or run.
+pub struct Network {
+    architecture: Architecture,
+    nodes: Vec<plan::Node>,
+    /// Trainable parameters, in a fixed order.
+    pub params: Vec<Parameter>,
+    /// Batch norm running statistics, by layer path.
+    pub stats: Vec<(String, RunningStats<f32>)>,
+    device: Cpu,
+}
+
+impl std::fmt::Debug for Network {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Network")
+            .field("architecture", &self.architecture.name)
+            .field("params", &self.param_count())
+            .finish()
+    }
+}
+
+impl Network {
+    /// Validates `architecture` and builds it with weights drawn from `seed`.
+    pub fn new(architecture: &Architecture, seed: u64) -> Result<Self, NetworkError> {
+        search::validate(architecture)?;
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let compiled = plan::compile(architecture, &mut rng)?;
+        Ok(Self {
+            architecture: architecture.clone(),
+            nodes: compiled.nodes,
+            params: compiled.params,
+            stats: compiled.stats,
+            // Dropout masks come from the device's generator.
+            device: Cpu::seed_from_u64(seed ^ 0x5eed),
+        })
+    }
+
+    /// The architecture this network was built from.
+    pub fn architecture(&self) -> &Architecture {
+        &self.architecture
+    }
+
+    /// Number of trainable parameters (equal to `search`'s count).
+    pub fn param_count(&self) -> usize {
+        self.params.iter().map(|p| p.data.len()).sum()
+    }
+
+    /// The dfdx device tensors are made on.
+    pub fn device(&self) -> &Cpu {
+        &self.device
+    }
+
+    /// The parameters as dfdx tensors for one forward pass (a copy each).
+    pub fn tensors(&self) -> Vec<Vector<f32>> {
+        self.params
+            .iter()
+            .map(|p| self.device.tensor_from_vec(p.data.clone(), (p.data.len(),)))
+            .collect()
+    }
+
+    /// Runs `x: N x C x H x W` through the network and returns the logits
+    /// `N x classes`. `params` come from [`Network::tensors`]; in
+    /// [`Mode::Train`] batch norm uses batch statistics (and updates its
+    /// running ones) and dropout is on.
+    pub fn forward<T: Tape<f32, Cpu>>(
+        &mut self,
+        x: Map<f32, T>,
+        params: &[Vector<f32>],
+        mode: Mode,
+    ) -> Flat<f32, T> {
+        let mut ctx = forward::Context {
+            params,
+            stats: &mut self.stats,
+            mode,
+        };
+        ctx.run(&self.nodes, x)
+    }
+
+    /// Logits for a batch in eval mode, without recording gradients.
+    pub fn predict(&mut self, params: &[Vector<f32>], images: Vec<f32>, batch: usize) -> Vec<f32> {
+        let input = &self.architecture.input;
+        let x = self
+            .device
+            .tensor_from_vec(images, (batch, input.channels, input.height, input.width));
+        crate::ops::to_vec(&self.forward(x, params, Mode::Eval))
+    }
+}
