@@ -38,14 +38,7 @@ fn check(
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
     let x0 = random(&mut rng, shape.0 * shape.1 * shape.2 * shape.3);
     let p0: Vec<Vec<f64>> = param_lens.iter().map(|&n| random(&mut rng, n)).collect();
-    let run = |x: &[f64],
-               ps: &[Vec<f64>]|
-     -> (
-        Vec<f64>,
-        Map<f64, Taped>,
-        Vec<Vector<f64>>,
-        Map<f64, NoneTape>,
-    ) {
+    let run = |x: &[f64], ps: &[Vec<f64>]| -> Run {
         let xt = dev.tensor_from_vec(x.to_vec(), shape);
         let pts: Vec<Vector<f64>> = ps
             .iter()
