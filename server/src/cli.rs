@@ -24,6 +24,10 @@ pub enum Command {
     /// Check an architecture JSON file.
     #[command(subcommand)]
     Arch(ArchCommand),
+    /// Train one architecture on a dataset and report accuracy, latency and speed.
+    Train(TrainArgs),
+    /// Measure the batch-1 inference latency of an architecture.
+    Latency(LatencyArgs),
     /// Search spaces: show presets, sample architectures.
     #[command(subcommand)]
     Space(SpaceCommand),
@@ -128,4 +132,101 @@ pub struct SpaceSampleArgs {
 pub struct SpaceShowArgs {
     /// The preset: micro, classic, mobile or full.
     pub preset: String,
+}
+
+/// Which network: an architecture file or a zoo entry.
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub struct ModelSource {
+    /// An architecture JSON file (from `nas zoo show --json`, `nas space sample`, the API...).
+    #[arg(long, value_name = "FILE")]
+    pub arch: Option<std::path::PathBuf>,
+    /// A zoo entry, built for the dataset's input and classes.
+    #[arg(long, value_name = "NAME")]
+    pub zoo: Option<String>,
+}
+
+/// Flags of `nas train`.
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// The network to train.
+    #[command(flatten)]
+    pub model: ModelSource,
+    /// Width multiplier for `--zoo`.
+    #[arg(long, default_value_t = 1.0)]
+    pub width: f64,
+    /// Dataset: mnist, fashion-mnist or cifar10.
+    #[arg(long, default_value = "fashion-mnist")]
+    pub dataset: String,
+    /// Folder holding `<dataset>/` (default: $NAS_DATA_DIR, else the user cache folder).
+    #[arg(long, env = "NAS_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<std::path::PathBuf>,
+    /// Passes over the training set.
+    #[arg(long, default_value_t = 1)]
+    pub epochs: usize,
+    /// Images per step.
+    #[arg(long, default_value_t = 64)]
+    pub batch_size: usize,
+    /// sgd, adam or adamw.
+    #[arg(long, default_value = "adam")]
+    pub optimizer: String,
+    /// Base learning rate (default: 1e-3 for Adam/AdamW, 0.05 for SGD).
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// Learning-rate schedule: cosine or constant.
+    #[arg(long, default_value = "cosine")]
+    pub schedule: String,
+    /// Train on at most this many training images (a seeded subset).
+    #[arg(long)]
+    pub max_train_samples: Option<usize>,
+    /// Stop training after this many seconds.
+    #[arg(long)]
+    pub max_seconds: Option<f64>,
+    /// Fraction of the training set held out for validation.
+    #[arg(long, default_value_t = 0.1)]
+    pub val_fraction: f64,
+    /// Random-crop padding in pixels (0: off).
+    #[arg(long, default_value_t = 0)]
+    pub crop_padding: usize,
+    /// Random horizontal flips.
+    #[arg(long)]
+    pub flip: bool,
+    /// Training threads (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Seed for weights, split, shuffling, augmentation and dropout.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Save the trained weights (safetensors).
+    #[arg(long, value_name = "FILE")]
+    pub save: Option<std::path::PathBuf>,
+    /// Threads for the latency measurement.
+    #[arg(long, default_value_t = 1)]
+    pub latency_threads: usize,
+}
+
+/// Flags of `nas latency`.
+#[derive(Debug, Args)]
+pub struct LatencyArgs {
+    /// The network to time.
+    #[command(flatten)]
+    pub model: ModelSource,
+    /// Width multiplier for `--zoo`.
+    #[arg(long, default_value_t = 1.0)]
+    pub width: f64,
+    /// Input as HxWxC for `--zoo` (default 28x28x1).
+    #[arg(long, default_value = "28x28x1")]
+    pub input: search::InputShape,
+    /// Classes for `--zoo`.
+    #[arg(long, default_value_t = 10)]
+    pub classes: usize,
+    /// Inference threads.
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+    /// Timed runs.
+    #[arg(long, default_value_t = 50)]
+    pub runs: usize,
+    /// Untimed warm-up runs.
+    #[arg(long, default_value_t = 10)]
+    pub warmup: usize,
 }

@@ -7,5 +7,8 @@
 #![deny(missing_docs)]
 
 pub mod data;
+pub mod latency;
 pub mod net;
 pub mod ops;
+pub mod train;
+pub mod weights;

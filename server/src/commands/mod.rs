@@ -2,6 +2,7 @@
 
 pub mod arch;
 pub mod space;
+pub mod train;
 pub mod zoo;
 
 use search::{Architecture, Report};

@@ -1,6 +1,8 @@
 //! Datasets held in memory as `u8` pixels, and what training needs from them.
 
 mod batch;
+mod catalog;
+mod cifar;
 mod idx;
 
 use std::path::PathBuf;
@@ -10,6 +12,8 @@ use search::InputShape;
 use thiserror::Error;
 
 pub use batch::{fill_batch, Augmentation};
+pub use catalog::{default_data_dir, load_local, KnownDataset};
+pub use cifar::{load_cifar10_dir, read_cifar10_batch};
 pub use idx::{load_idx_dir, read_idx_images, read_idx_labels};
 
 /// Why a dataset could not be read.

@@ -1,0 +1,167 @@
+//! `nas train` and `nas latency`: one architecture, trained or timed locally.
+
+use std::sync::atomic::AtomicBool;
+
+use anyhow::{bail, Context};
+use search::Architecture;
+use serde_json::json;
+use worker::data::{default_data_dir, load_local, KnownDataset};
+use worker::latency::{self, LatencyConfig};
+use worker::net::Network;
+use worker::train::{self, AugmentationConfig, OptimizerKind, Schedule, TrainConfig, TrainData};
+
+use super::arch::read_input;
+use crate::cli::{LatencyArgs, ModelSource, TrainArgs};
+use crate::table::thousands;
+
+/// The architecture named by `--arch` or `--zoo`.
+fn architecture(
+    model: &ModelSource,
+    width: f64,
+    input: search::InputShape,
+    classes: usize,
+) -> anyhow::Result<Architecture> {
+    match (&model.arch, &model.zoo) {
+        (Some(path), _) => {
+            let text = read_input(path)?;
+            Ok(Architecture::from_json(&text).with_context(|| format!("{}", path.display()))?)
+        }
+        (None, Some(name)) => Ok(search::zoo::build(name, input, classes, width)?),
+        (None, None) => bail!("give --arch FILE or --zoo NAME"),
+    }
+}
+
+fn percent(v: Option<f64>) -> String {
+    v.map_or_else(|| "-".to_owned(), |v| format!("{:.2}%", v * 100.0))
+}
+
+/// Trains and prints one line per epoch, then a JSON summary line.
+pub fn train(args: &TrainArgs) -> anyhow::Result<String> {
+    let dataset = KnownDataset::from_name(&args.dataset).with_context(|| {
+        let names: Vec<&str> = KnownDataset::ALL.iter().map(|d| d.name()).collect();
+        format!(
+            "unknown dataset `{}`; known: {}",
+            args.dataset,
+            names.join(", ")
+        )
+    })?;
+    let optimizer = OptimizerKind::from_name(&args.optimizer).with_context(|| {
+        format!(
+            "unknown optimizer `{}`; use sgd, adam or adamw",
+            args.optimizer
+        )
+    })?;
+    let schedule = match args.schedule.as_str() {
+        "cosine" => Schedule::Cosine,
+        "constant" => Schedule::Constant,
+        other => bail!("unknown schedule `{other}`; use cosine or constant"),
+    };
+    let data_dir = args.data_dir.clone().unwrap_or_else(default_data_dir);
+    let split = load_local(dataset, &data_dir)?;
+    let arch = architecture(
+        &args.model,
+        args.width,
+        split.train.shape,
+        split.train.classes,
+    )?;
+    if arch.input != split.train.shape {
+        bail!(
+            "the architecture takes {} images but {} has {}",
+            arch.input,
+            dataset.name(),
+            split.train.shape
+        );
+    }
+    let report = search::validate(&arch)?;
+    let (train_set, val_set) = split.train.split_validation(args.val_fraction, args.seed);
+    let mut net = Network::new(&arch, args.seed)?;
+    let latency = latency::measure(
+        &mut net,
+        LatencyConfig {
+            threads: args.latency_threads,
+            ..LatencyConfig::default()
+        },
+    )?;
+    let config = TrainConfig {
+        epochs: args.epochs,
+        batch_size: args.batch_size,
+        optimizer,
+        learning_rate: args.lr.unwrap_or_else(|| optimizer.default_lr()),
+        schedule,
+        seed: args.seed,
+        max_train_samples: args.max_train_samples,
+        max_seconds: args.max_seconds,
+        augmentation: AugmentationConfig {
+            crop_padding: args.crop_padding,
+            horizontal_flip: args.flip,
+        },
+        threads: args.threads.unwrap_or(TrainConfig::default().threads),
+    };
+    println!(
+        "training {} ({} params, {} MACs) on {} ({} train, {} val, {} test), {} threads",
+        if arch.name.is_empty() {
+            "architecture"
+        } else {
+            &arch.name
+        },
+        thousands(report.params),
+        thousands(report.macs),
+        dataset.name(),
+        thousands(train_set.len() as u64),
+        thousands(val_set.len() as u64),
+        thousands(split.test.len() as u64),
+        config.threads,
+    );
+    let data = TrainData {
+        train: &train_set,
+        validation: Some(&val_set),
+        test: Some(&split.test),
+    };
+    let epochs = config.epochs;
+    let (net, result) = train::train(net, data, &config, &AtomicBool::new(false), |e| {
+        println!(
+            "epoch {}/{epochs}  loss {:.4}  train {}  val {}  {:.1}s  {} img/s",
+            e.epoch,
+            e.train_loss,
+            percent(Some(e.train_accuracy)),
+            percent(e.val_accuracy),
+            e.seconds,
+            thousands((e.images as f64 / e.train_seconds.max(1e-9)) as u64),
+        );
+    })?;
+    if let Some(path) = &args.save {
+        worker::weights::save(&net, path)?;
+    }
+    let summary = json!({
+        "status": result.status,
+        "val_accuracy": result.val_accuracy,
+        "test_accuracy": result.test_accuracy,
+        "latency_ms": { "p50": latency.p50, "p90": latency.p90 },
+        "params": report.params,
+        "macs": report.macs,
+        "train_seconds": result.train_seconds,
+        "images_per_second": result.images_per_second,
+        "epochs": result.epochs.len(),
+        "device": latency.device.fingerprint(),
+        "message": result.message,
+    });
+    Ok(format!("{summary}\n"))
+}
+
+/// Prints the batch-1 latency of an architecture.
+pub fn latency(args: &LatencyArgs) -> anyhow::Result<String> {
+    let arch = architecture(&args.model, args.width, args.input, args.classes)?;
+    let mut net = Network::new(&arch, 0)?;
+    let config = LatencyConfig {
+        warmup: args.warmup,
+        runs: args.runs,
+        threads: args.threads,
+    };
+    let l = latency::measure(&mut net, config)?;
+    let summary = json!({
+        "latency_ms": { "p50": l.p50, "p90": l.p90, "min": l.min },
+        "runs": l.runs,
+        "device": l.device,
+    });
+    Ok(format!("{summary}\n"))
+}

@@ -1,0 +1,241 @@
+//! Optimisers over a list of flat parameters: SGD (momentum, weight decay),
+//! Adam (L2 weight decay) and AdamW (decoupled weight decay), as PyTorch
+//! defines them.
+
+use serde::{Deserialize, Serialize};
+
+/// Which optimiser, with its hyper-parameters (the learning rate comes from
+/// the schedule).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum OptimizerKind {
+    /// Stochastic gradient descent with (heavy-ball) momentum.
+    Sgd {
+        /// Momentum (default 0.9).
+        #[serde(default = "default_momentum")]
+        momentum: f32,
+        /// L2 penalty added to the gradient (default 5e-4).
+        #[serde(default = "default_sgd_decay")]
+        weight_decay: f32,
+    },
+    /// Adam; weight decay is added to the gradient (L2).
+    Adam {
+        /// L2 penalty (default 0).
+        #[serde(default)]
+        weight_decay: f32,
+    },
+    /// AdamW: weight decay applied to the weights directly.
+    AdamW {
+        /// Decoupled decay (default 0.01).
+        #[serde(default = "default_adamw_decay")]
+        weight_decay: f32,
+    },
+}
+
+fn default_momentum() -> f32 {
+    0.9
+}
+fn default_sgd_decay() -> f32 {
+    5e-4
+}
+fn default_adamw_decay() -> f32 {
+    0.01
+}
+
+impl OptimizerKind {
+    /// SGD with its defaults.
+    pub fn sgd() -> Self {
+        Self::Sgd {
+            momentum: default_momentum(),
+            weight_decay: default_sgd_decay(),
+        }
+    }
+    /// Adam with its defaults.
+    pub fn adam() -> Self {
+        Self::Adam { weight_decay: 0.0 }
+    }
+    /// AdamW with its defaults.
+    pub fn adamw() -> Self {
+        Self::AdamW {
+            weight_decay: default_adamw_decay(),
+        }
+    }
+
+    /// Parses `sgd`, `adam` or `adamw` (with default hyper-parameters).
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "sgd" => Some(Self::sgd()),
+            "adam" => Some(Self::adam()),
+            "adamw" => Some(Self::adamw()),
+            _ => None,
+        }
+    }
+
+    /// The learning rate people start with for this optimiser.
+    pub fn default_lr(&self) -> f64 {
+        match self {
+            Self::Sgd { .. } => 0.05,
+            Self::Adam { .. } | Self::AdamW { .. } => 1e-3,
+        }
+    }
+}
+
+const BETA1: f32 = 0.9;
+const BETA2: f32 = 0.999;
+const EPSILON: f32 = 1e-8;
+
+/// An optimiser's state for one network.
+#[derive(Debug, Clone)]
+pub struct Optimizer {
+    kind: OptimizerKind,
+    /// Momentum (SGD) or first moment (Adam) per parameter.
+    first: Vec<Vec<f32>>,
+    /// Second moment (Adam) per parameter.
+    second: Vec<Vec<f32>>,
+    steps: i32,
+}
+
+impl Optimizer {
+    /// State for parameters of the given lengths.
+    pub fn new(kind: OptimizerKind, lengths: impl IntoIterator<Item = usize>) -> Self {
+        let first: Vec<Vec<f32>> = lengths.into_iter().map(|n| vec![0.0; n]).collect();
+        let second = match kind {
+            OptimizerKind::Sgd { .. } => Vec::new(),
+            _ => first.clone(),
+        };
+        Self {
+            kind,
+            first,
+            second,
+            steps: 0,
+        }
+    }
+
+    /// Starts a step (advances Adam's bias correction). Call once per batch,
+    /// before [`Optimizer::update`] on each parameter.
+    pub fn begin_step(&mut self) {
+        self.steps = self.steps.saturating_add(1);
+    }
+
+    /// Updates parameter `index` in place from its gradient, at rate `lr`.
+    pub fn update(&mut self, index: usize, param: &mut [f32], grad: &[f32], lr: f32) {
+        let m = &mut self.first[index];
+        match self.kind {
+            OptimizerKind::Sgd {
+                momentum,
+                weight_decay,
+            } => {
+                for ((p, &g), v) in param.iter_mut().zip(grad).zip(m.iter_mut()) {
+                    let g = g + weight_decay * *p;
+                    *v = momentum * *v + g;
+                    *p -= lr * *v;
+                }
+            }
+            OptimizerKind::Adam { weight_decay } | OptimizerKind::AdamW { weight_decay } => {
+                let decoupled = matches!(self.kind, OptimizerKind::AdamW { .. });
+                let v = &mut self.second[index];
+                let c1 = 1.0 - BETA1.powi(self.steps.max(1));
+                let c2 = 1.0 - BETA2.powi(self.steps.max(1));
+                for (((p, &g), m), v) in param
+                    .iter_mut()
+                    .zip(grad)
+                    .zip(m.iter_mut())
+                    .zip(v.iter_mut())
+                {
+                    let g = if decoupled { g } else { g + weight_decay * *p };
+                    if decoupled {
+                        *p -= lr * weight_decay * *p;
+                    }
+                    *m = BETA1 * *m + (1.0 - BETA1) * g;
+                    *v = BETA2 * *v + (1.0 - BETA2) * g * g;
+                    *p -= lr * (*m / c1) / ((*v / c2).sqrt() + EPSILON);
+                }
+            }
+        }
+    }
+}
+
+/// How the learning rate changes over the run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Schedule {
+    /// The same rate throughout.
+    Constant,
+    /// Cosine decay from the base rate to 0 over all planned steps.
+    #[default]
+    Cosine,
+}
+
+impl Schedule {
+    /// The rate at `step` of `total` for base rate `base`.
+    pub fn rate(&self, base: f64, step: usize, total: usize) -> f64 {
+        match self {
+            Self::Constant => base,
+            Self::Cosine => {
+                let t = step as f64 / total.max(1) as f64;
+                base * 0.5 * (1.0 + (std::f64::consts::PI * t.min(1.0)).cos())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Minimising `(p - 3)^2` from 0: each optimiser gets close.
+    #[test]
+    fn optimisers_minimise_a_quadratic() {
+        for (kind, lr) in [
+            (
+                OptimizerKind::Sgd {
+                    momentum: 0.9,
+                    weight_decay: 0.0,
+                },
+                0.05,
+            ),
+            (OptimizerKind::adam(), 0.1),
+            (OptimizerKind::AdamW { weight_decay: 0.0 }, 0.1),
+        ] {
+            let mut opt = Optimizer::new(kind, [1]);
+            let mut p = [0.0f32];
+            for _ in 0..300 {
+                opt.begin_step();
+                let g = [2.0 * (p[0] - 3.0)];
+                opt.update(0, &mut p, &g, lr);
+            }
+            assert!((p[0] - 3.0).abs() < 0.05, "{kind:?}: {}", p[0]);
+        }
+    }
+
+    /// First Adam step moves each weight by `lr` against its gradient's sign.
+    #[test]
+    fn adam_first_step_is_lr_times_sign() {
+        let mut opt = Optimizer::new(OptimizerKind::adam(), [2]);
+        let mut p = [1.0f32, 1.0];
+        opt.begin_step();
+        opt.update(0, &mut p, &[0.5, -2.0], 0.01);
+        assert!(
+            (p[0] - 0.99).abs() < 1e-6 && (p[1] - 1.01).abs() < 1e-6,
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn adamw_decays_weights_without_gradient_and_adam_l2_does_through_it() {
+        let mut w = Optimizer::new(OptimizerKind::AdamW { weight_decay: 0.1 }, [1]);
+        let mut p = [2.0f32];
+        w.begin_step();
+        w.update(0, &mut p, &[0.0], 0.1);
+        assert!((p[0] - 1.98).abs() < 1e-6, "{p:?}");
+    }
+
+    #[test]
+    fn cosine_goes_from_base_to_zero() {
+        let s = Schedule::Cosine;
+        assert_eq!(s.rate(0.1, 0, 100), 0.1);
+        assert!((s.rate(0.1, 50, 100) - 0.05).abs() < 1e-12);
+        assert!(s.rate(0.1, 100, 100).abs() < 1e-12);
+        assert_eq!(Schedule::Constant.rate(0.1, 70, 100), 0.1);
+    }
+}
