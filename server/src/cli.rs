@@ -28,6 +28,8 @@ pub enum Command {
     Train(TrainArgs),
     /// Measure the batch-1 inference latency of an architecture.
     Latency(LatencyArgs),
+    /// Training throughput (Adam, fixed steps) and batch-1 latency, as one JSON line.
+    Bench(BenchArgs),
     /// Search spaces: show presets, sample architectures.
     #[command(subcommand)]
     Space(SpaceCommand),
@@ -229,4 +231,36 @@ pub struct LatencyArgs {
     /// Untimed warm-up runs.
     #[arg(long, default_value_t = 10)]
     pub warmup: usize,
+}
+
+/// Flags of `nas bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// The network to benchmark.
+    #[command(flatten)]
+    pub model: ModelSource,
+    /// Width multiplier for `--zoo`.
+    #[arg(long, default_value_t = 1.0)]
+    pub width: f64,
+    /// Dataset whose first images feed the steps.
+    #[arg(long, default_value = "fashion-mnist")]
+    pub dataset: String,
+    /// Folder holding `<dataset>/`.
+    #[arg(long, env = "NAS_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<std::path::PathBuf>,
+    /// Timed training steps.
+    #[arg(long, default_value_t = 50)]
+    pub steps: usize,
+    /// Untimed steps first.
+    #[arg(long, default_value_t = 5)]
+    pub warmup: usize,
+    /// Images per step.
+    #[arg(long, default_value_t = 64)]
+    pub batch_size: usize,
+    /// Training threads.
+    #[arg(long, default_value_t = 2)]
+    pub threads: usize,
+    /// Threads for the batch-1 latency.
+    #[arg(long, default_value_t = 1)]
+    pub latency_threads: usize,
 }

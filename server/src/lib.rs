@@ -18,6 +18,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Space(SpaceCommand::Show(args)) => commands::space::show(&args)?,
         Command::Train(args) => commands::train::train(&args)?,
         Command::Latency(args) => commands::train::latency(&args)?,
+        Command::Bench(args) => commands::train::bench(&args)?,
     };
     print!("{output}");
     Ok(())

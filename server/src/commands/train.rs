@@ -5,13 +5,13 @@ use std::sync::atomic::AtomicBool;
 use anyhow::{bail, Context};
 use search::Architecture;
 use serde_json::json;
-use worker::data::{default_data_dir, load_local, KnownDataset};
+use worker::data::{default_data_dir, open_dataset, KnownDataset};
 use worker::latency::{self, LatencyConfig};
 use worker::net::Network;
 use worker::train::{self, AugmentationConfig, OptimizerKind, Schedule, TrainConfig, TrainData};
 
 use super::arch::read_input;
-use crate::cli::{LatencyArgs, ModelSource, TrainArgs};
+use crate::cli::{BenchArgs, LatencyArgs, ModelSource, TrainArgs};
 use crate::table::thousands;
 
 /// The architecture named by `--arch` or `--zoo`.
@@ -33,6 +33,13 @@ fn architecture(
 
 fn percent(v: Option<f64>) -> String {
     v.map_or_else(|| "-".to_owned(), |v| format!("{:.2}%", v * 100.0))
+}
+
+fn known_dataset(name: &str) -> anyhow::Result<KnownDataset> {
+    KnownDataset::from_name(name).with_context(|| {
+        let names: Vec<&str> = KnownDataset::ALL.iter().map(|d| d.name()).collect();
+        format!("unknown dataset `{name}`; known: {}", names.join(", "))
+    })
 }
 
 /// Trains and prints one line per epoch, then a JSON summary line.
@@ -57,7 +64,7 @@ pub fn train(args: &TrainArgs) -> anyhow::Result<String> {
         other => bail!("unknown schedule `{other}`; use cosine or constant"),
     };
     let data_dir = args.data_dir.clone().unwrap_or_else(default_data_dir);
-    let split = load_local(dataset, &data_dir)?;
+    let split = open_dataset(dataset, &data_dir)?;
     let arch = architecture(
         &args.model,
         args.width,
@@ -162,6 +169,73 @@ pub fn latency(args: &LatencyArgs) -> anyhow::Result<String> {
         "latency_ms": { "p50": l.p50, "p90": l.p90, "min": l.min },
         "runs": l.runs,
         "device": l.device,
+    });
+    Ok(format!("{summary}\n"))
+}
+
+/// Times `--steps` Adam steps at `--batch-size` on the dataset's first images
+/// (after `--warmup` untimed ones) and the batch-1 latency; prints one JSON line.
+pub fn bench(args: &BenchArgs) -> anyhow::Result<String> {
+    let dataset = known_dataset(&args.dataset)?;
+    let data_dir = args.data_dir.clone().unwrap_or_else(default_data_dir);
+    let split = open_dataset(dataset, &data_dir)?;
+    let arch = architecture(
+        &args.model,
+        args.width,
+        split.train.shape,
+        split.train.classes,
+    )?;
+    let mut net = Network::new(&arch, 0)?;
+    let latency = latency::measure(
+        &mut net,
+        LatencyConfig {
+            threads: args.latency_threads,
+            warmup: 20,
+            runs: 200,
+        },
+    )?;
+    let stats = split.train.channel_stats();
+    let batch = args.batch_size.max(1);
+    if split.train.len() < batch {
+        bail!("{} has fewer than {batch} training images", dataset.name());
+    }
+    let pool = train::thread_pool(args.threads)?;
+    let mut trainer = train::Trainer::new(net, OptimizerKind::adam());
+    let mut rng = search::seeded_rng(0);
+    let seconds = pool.install(|| {
+        let (mut images, mut labels) = (Vec::new(), Vec::new());
+        let mut timed = 0.0;
+        for step in 0..args.steps + args.warmup {
+            let start = (step * batch) % (split.train.len() - batch + 1);
+            let indices: Vec<usize> = (start..start + batch).collect();
+            worker::data::fill_batch(
+                &split.train,
+                &indices,
+                &stats,
+                Default::default(),
+                &mut rng,
+                &mut images,
+                &mut labels,
+            );
+            let t = std::time::Instant::now();
+            trainer.step(std::mem::take(&mut images), &labels, 1e-3);
+            if step >= args.warmup {
+                timed += t.elapsed().as_secs_f64();
+            }
+        }
+        timed
+    });
+    let summary = json!({
+        "engine": "nas (dfdx 0.13 + own ops)",
+        "architecture": arch.name,
+        "params": trainer.net.param_count(),
+        "batch_size": batch,
+        "threads": args.threads,
+        "steps": args.steps,
+        "train_images_per_second": (args.steps * batch) as f64 / seconds.max(1e-9),
+        "latency_ms": { "p50": latency.p50, "p90": latency.p90 },
+        "latency_threads": args.latency_threads,
+        "device": latency.device.fingerprint(),
     });
     Ok(format!("{summary}\n"))
 }

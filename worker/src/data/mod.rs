@@ -3,6 +3,7 @@
 mod batch;
 mod catalog;
 mod cifar;
+mod download;
 mod idx;
 
 use std::path::PathBuf;
@@ -14,6 +15,7 @@ use thiserror::Error;
 pub use batch::{fill_batch, Augmentation};
 pub use catalog::{default_data_dir, load_local, KnownDataset};
 pub use cifar::{load_cifar10_dir, read_cifar10_batch};
+pub use download::{fetch, fetch_all, open_dataset, RemoteFile, Source, MIRROR_ENV};
 pub use idx::{load_idx_dir, read_idx_images, read_idx_labels};
 
 /// Why a dataset could not be read.
@@ -42,6 +44,24 @@ pub enum DataError {
     Mismatch {
         /// What disagrees.
         reason: String,
+    },
+    /// A download failed (network, HTTP status, truncated transfer).
+    #[error("downloading {url}: {reason}")]
+    Download {
+        /// What was fetched.
+        url: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// A downloaded file does not have its published checksum.
+    #[error("{}: checksum mismatch (md5 {actual}, expected {expected}); the download was discarded", file.display())]
+    Checksum {
+        /// The file.
+        file: PathBuf,
+        /// The published MD5.
+        expected: String,
+        /// What arrived.
+        actual: String,
     },
     /// None of the expected files exist.
     #[error("{}: not found (tried {tried})", dir.display())]
