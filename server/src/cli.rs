@@ -175,8 +175,8 @@ pub struct TrainArgs {
     /// Base learning rate (default: 1e-3 for Adam/AdamW, 0.05 for SGD).
     #[arg(long)]
     pub lr: Option<f64>,
-    /// Learning-rate schedule: cosine or constant.
-    #[arg(long, default_value = "cosine")]
+    /// Learning-rate schedule: constant or cosine.
+    #[arg(long, default_value = "constant")]
     pub schedule: String,
     /// Train on at most this many training images (a seeded subset).
     #[arg(long)]

@@ -5,7 +5,7 @@ use std::sync::atomic::AtomicBool;
 use anyhow::{bail, Context};
 use search::Architecture;
 use serde_json::json;
-use worker::data::{default_data_dir, open_dataset, KnownDataset};
+use worker::data::{default_data_dir, load_image_folder, open_dataset, KnownDataset, Split};
 use worker::latency::{self, LatencyConfig};
 use worker::net::Network;
 use worker::train::{self, AugmentationConfig, OptimizerKind, Schedule, TrainConfig, TrainData};
@@ -35,23 +35,30 @@ fn percent(v: Option<f64>) -> String {
     v.map_or_else(|| "-".to_owned(), |v| format!("{:.2}%", v * 100.0))
 }
 
-fn known_dataset(name: &str) -> anyhow::Result<KnownDataset> {
-    KnownDataset::from_name(name).with_context(|| {
-        let names: Vec<&str> = KnownDataset::ALL.iter().map(|d| d.name()).collect();
-        format!("unknown dataset `{name}`; known: {}", names.join(", "))
-    })
+/// A known dataset (downloaded on first use into the data folder) or an
+/// image folder given by path. Returns the split and a display name.
+fn load_dataset(name: &str, data_dir: Option<&std::path::Path>) -> anyhow::Result<(Split, String)> {
+    if let Some(dataset) = KnownDataset::from_name(name) {
+        let dir = data_dir.map_or_else(default_data_dir, std::path::Path::to_path_buf);
+        return Ok((open_dataset(dataset, &dir)?, dataset.name().to_owned()));
+    }
+    let path = std::path::Path::new(name);
+    if path.is_dir() {
+        let folder = load_image_folder(path)?;
+        return Ok((
+            folder.split,
+            format!("{} ({} classes)", path.display(), folder.class_names.len()),
+        ));
+    }
+    let names: Vec<&str> = KnownDataset::ALL.iter().map(|d| d.name()).collect();
+    bail!(
+        "unknown dataset `{name}`: give one of {} or an image folder (one sub-folder per class)",
+        names.join(", ")
+    )
 }
 
 /// Trains and prints one line per epoch, then a JSON summary line.
 pub fn train(args: &TrainArgs) -> anyhow::Result<String> {
-    let dataset = KnownDataset::from_name(&args.dataset).with_context(|| {
-        let names: Vec<&str> = KnownDataset::ALL.iter().map(|d| d.name()).collect();
-        format!(
-            "unknown dataset `{}`; known: {}",
-            args.dataset,
-            names.join(", ")
-        )
-    })?;
     let optimizer = OptimizerKind::from_name(&args.optimizer).with_context(|| {
         format!(
             "unknown optimizer `{}`; use sgd, adam or adamw",
@@ -63,8 +70,7 @@ pub fn train(args: &TrainArgs) -> anyhow::Result<String> {
         "constant" => Schedule::Constant,
         other => bail!("unknown schedule `{other}`; use cosine or constant"),
     };
-    let data_dir = args.data_dir.clone().unwrap_or_else(default_data_dir);
-    let split = open_dataset(dataset, &data_dir)?;
+    let (split, dataset_name) = load_dataset(&args.dataset, args.data_dir.as_deref())?;
     let arch = architecture(
         &args.model,
         args.width,
@@ -75,7 +81,7 @@ pub fn train(args: &TrainArgs) -> anyhow::Result<String> {
         bail!(
             "the architecture takes {} images but {} has {}",
             arch.input,
-            dataset.name(),
+            dataset_name,
             split.train.shape
         );
     }
@@ -113,7 +119,7 @@ pub fn train(args: &TrainArgs) -> anyhow::Result<String> {
         },
         thousands(report.params),
         thousands(report.macs),
-        dataset.name(),
+        dataset_name,
         thousands(train_set.len() as u64),
         thousands(val_set.len() as u64),
         thousands(split.test.len() as u64),
@@ -121,7 +127,7 @@ pub fn train(args: &TrainArgs) -> anyhow::Result<String> {
     );
     let data = TrainData {
         train: &train_set,
-        validation: Some(&val_set),
+        validation: (!val_set.is_empty()).then_some(&val_set),
         test: Some(&split.test),
     };
     let epochs = config.epochs;
@@ -176,9 +182,7 @@ pub fn latency(args: &LatencyArgs) -> anyhow::Result<String> {
 /// Times `--steps` Adam steps at `--batch-size` on the dataset's first images
 /// (after `--warmup` untimed ones) and the batch-1 latency; prints one JSON line.
 pub fn bench(args: &BenchArgs) -> anyhow::Result<String> {
-    let dataset = known_dataset(&args.dataset)?;
-    let data_dir = args.data_dir.clone().unwrap_or_else(default_data_dir);
-    let split = open_dataset(dataset, &data_dir)?;
+    let (split, dataset_name) = load_dataset(&args.dataset, args.data_dir.as_deref())?;
     let arch = architecture(
         &args.model,
         args.width,
@@ -197,7 +201,7 @@ pub fn bench(args: &BenchArgs) -> anyhow::Result<String> {
     let stats = split.train.channel_stats();
     let batch = args.batch_size.max(1);
     if split.train.len() < batch {
-        bail!("{} has fewer than {batch} training images", dataset.name());
+        bail!("{} has fewer than {batch} training images", dataset_name);
     }
     let pool = train::thread_pool(args.threads)?;
     let mut trainer = train::Trainer::new(net, OptimizerKind::adam());

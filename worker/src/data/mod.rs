@@ -4,6 +4,7 @@ mod batch;
 mod catalog;
 mod cifar;
 mod download;
+mod folder;
 mod idx;
 
 use std::path::PathBuf;
@@ -16,6 +17,7 @@ pub use batch::{fill_batch, Augmentation};
 pub use catalog::{default_data_dir, load_local, KnownDataset};
 pub use cifar::{load_cifar10_dir, read_cifar10_batch};
 pub use download::{fetch, fetch_all, open_dataset, RemoteFile, Source, MIRROR_ENV};
+pub use folder::{load_image_folder, ImageFolder};
 pub use idx::{load_idx_dir, read_idx_images, read_idx_labels};
 
 /// Why a dataset could not be read.

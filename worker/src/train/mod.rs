@@ -29,7 +29,7 @@ pub struct TrainConfig {
     pub optimizer: OptimizerKind,
     /// Base learning rate (default: the optimiser's usual one).
     pub learning_rate: f64,
-    /// Learning-rate schedule (default cosine).
+    /// Learning-rate schedule (default constant).
     pub schedule: Schedule,
     /// Seeds the weights, the shuffling, augmentation and dropout.
     pub seed: u64,
@@ -62,7 +62,7 @@ impl Default for TrainConfig {
             batch_size: 64,
             optimizer: OptimizerKind::adam(),
             learning_rate: 1e-3,
-            schedule: Schedule::Cosine,
+            schedule: Schedule::Constant,
             seed: 0,
             max_train_samples: None,
             max_seconds: None,

@@ -160,9 +160,9 @@ impl Optimizer {
 #[serde(rename_all = "snake_case")]
 pub enum Schedule {
     /// The same rate throughout.
+    #[default]
     Constant,
     /// Cosine decay from the base rate to 0 over all planned steps.
-    #[default]
     Cosine,
 }
 
