@@ -141,3 +141,123 @@ fn every_example_architecture_checks() {
         dir.display()
     );
 }
+
+fn shared_datasets() -> String {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/datasets")
+        .display()
+        .to_string()
+}
+
+#[test]
+fn train_prints_epochs_then_a_json_summary_and_saves_weights() {
+    let weights = std::env::temp_dir().join(format!("nas-cli-{}.safetensors", std::process::id()));
+    let out = stdout(&nas(&[
+        "train",
+        "--zoo",
+        "lenet5",
+        "--dataset",
+        "mnist",
+        "--data-dir",
+        &shared_datasets(),
+        "--epochs",
+        "2",
+        "--max-train-samples",
+        "512",
+        "--threads",
+        "2",
+        "--seed",
+        "4",
+        "--save",
+        &weights.display().to_string(),
+    ]));
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(
+        lines[0].starts_with("training lenet5 (61,706 params"),
+        "{out}"
+    );
+    assert!(
+        lines[1].starts_with("epoch 1/2  loss ") && lines[2].starts_with("epoch 2/2"),
+        "{out}"
+    );
+    let summary: serde_json::Value = serde_json::from_str(lines[3]).expect("last line is JSON");
+    assert_eq!(summary["status"], "completed");
+    assert_eq!(summary["params"], 61_706);
+    assert_eq!(summary["macs"], 416_520);
+    for key in [
+        "val_accuracy",
+        "test_accuracy",
+        "train_seconds",
+        "images_per_second",
+    ] {
+        let v = summary[key]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{key} in {summary}"));
+        assert!(v > 0.0, "{key} = {v}");
+    }
+    // 1,024 images of 10 digits: far above chance already.
+    assert!(
+        summary["test_accuracy"].as_f64().unwrap_or(0.0) > 0.3,
+        "{summary}"
+    );
+    let (p50, p90) = (
+        summary["latency_ms"]["p50"].as_f64(),
+        summary["latency_ms"]["p90"].as_f64(),
+    );
+    assert!(
+        matches!((p50, p90), (Some(a), Some(b)) if a > 0.0 && a <= b),
+        "{summary}"
+    );
+    assert!(std::fs::metadata(&weights)
+        .map(|m| m.len() > 61_706 * 4)
+        .unwrap_or(false));
+    std::fs::remove_file(&weights).ok();
+}
+
+#[test]
+fn latency_alone_for_a_zoo_entry() {
+    let out = stdout(&nas(&[
+        "latency",
+        "--zoo",
+        "mobilenet_v2",
+        "--width",
+        "0.25",
+        "--input",
+        "32x32x3",
+        "--runs",
+        "5",
+        "--warmup",
+        "1",
+    ]));
+    let v: serde_json::Value = serde_json::from_str(out.trim()).expect("json");
+    assert!(
+        v["latency_ms"]["p50"].as_f64().is_some_and(|p| p > 0.0),
+        "{v}"
+    );
+    assert_eq!(v["device"]["threads"], 1);
+}
+
+#[test]
+fn train_errors_name_the_problem() {
+    let out = nas(&["train", "--zoo", "lenet5", "--dataset", "imagenet-42"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("unknown dataset `imagenet-42`") && err.contains("fashion-mnist"),
+        "{err}"
+    );
+    let out = nas(&[
+        "train",
+        "--zoo",
+        "lenet5",
+        "--dataset",
+        "mnist",
+        "--data-dir",
+        &shared_datasets(),
+        "--optimizer",
+        "lbfgs",
+    ]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown optimizer `lbfgs`"));
+    let out = nas(&["train", "--dataset", "mnist"]);
+    assert!(!out.status.success(), "a model is required");
+}

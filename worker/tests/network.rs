@@ -70,7 +70,7 @@ fn every_parameter_of_every_zoo_entry_gets_a_gradient() {
         let target = dev.tensor_from_vec(vec![0.1f32; 20], (2, 10));
         let mut grads = cross_entropy_with_logits_loss(logits, target).backward();
         for (p, t) in net.params.iter().zip(&params) {
-            let g = grads.get_or_alloc_mut(t).expect("alloc");
+            let g = grads.get_or_alloc_mut(&t.tensor).expect("alloc");
             assert!(
                 g.iter().any(|&v| v != 0.0),
                 "{}: {} has no gradient",

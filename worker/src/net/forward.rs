@@ -3,7 +3,7 @@
 use dfdx::prelude::*;
 use search::arch::{Activation, PoolOp};
 
-use crate::ops::{self, BatchNormMode, Flat, Map, RunningStats, Vector};
+use crate::ops::{self, BatchNormMode, Flat, Map, Param, RunningStats};
 
 use super::plan::{ConvNode, DenseNode, Node};
 
@@ -24,7 +24,7 @@ enum Value<T> {
 }
 
 pub(super) struct Context<'a> {
-    pub params: &'a [Vector<f32>],
+    pub params: &'a [Param<f32>],
     pub stats: &'a mut [(String, RunningStats<f32>)],
     pub mode: Mode,
 }
@@ -71,7 +71,7 @@ impl Context<'_> {
         v
     }
 
-    fn param(&self, index: usize) -> &Vector<f32> {
+    fn param(&self, index: usize) -> &Param<f32> {
         &self.params[index]
     }
 
@@ -93,12 +93,14 @@ impl Context<'_> {
         let n = x.shape().0;
         let w = self
             .param(d.weight)
+            .tensor
             .retaped::<T>()
             .reshape_like(&(d.inputs, d.units));
         let mut y = x.matmul(w);
         if let Some(b) = d.bias {
             let b = self
                 .param(b)
+                .tensor
                 .retaped::<T>()
                 .broadcast_like::<(usize, usize), Axis<0>>(&(n, d.units));
             y = y + b;

@@ -13,7 +13,7 @@ use rand::SeedableRng;
 use search::Architecture;
 use thiserror::Error;
 
-use crate::ops::{Flat, Map, RunningStats, Vector};
+use crate::ops::{Flat, Map, Param, RunningStats};
 
 pub use forward::Mode;
 
@@ -92,10 +92,10 @@ impl Network {
     }
 
     /// The parameters as dfdx tensors for one forward pass (a copy each).
-    pub fn tensors(&self) -> Vec<Vector<f32>> {
+    pub fn tensors(&self) -> Vec<Param<f32>> {
         self.params
             .iter()
-            .map(|p| self.device.tensor_from_vec(p.data.clone(), (p.data.len(),)))
+            .map(|p| Param::new(&self.device, p.data.clone()))
             .collect()
     }
 
@@ -106,7 +106,7 @@ impl Network {
     pub fn forward<T: Tape<f32, Cpu>>(
         &mut self,
         x: Map<f32, T>,
-        params: &[Vector<f32>],
+        params: &[Param<f32>],
         mode: Mode,
     ) -> Flat<f32, T> {
         let mut ctx = forward::Context {
@@ -118,7 +118,7 @@ impl Network {
     }
 
     /// Logits for a batch in eval mode, without recording gradients.
-    pub fn predict(&mut self, params: &[Vector<f32>], images: Vec<f32>, batch: usize) -> Vec<f32> {
+    pub fn predict(&mut self, params: &[Param<f32>], images: Vec<f32>, batch: usize) -> Vec<f32> {
         let input = &self.architecture.input;
         let x = self
             .device

@@ -4,7 +4,7 @@ use dfdx::prelude::*;
 use rayon::prelude::*;
 
 use super::gemm::{matmul, MatRef};
-use super::{restore_grad, take_grad, to_vec, Map, Real, Vector};
+use super::{restore_grad, take_grad, to_vec, Map, Param, Real};
 
 /// The geometry of a convolution. Weights are `out x in/groups x kh x kw`,
 /// stored flat; the bias (if any) has `out` elements.
@@ -205,18 +205,22 @@ fn gemm_threads(batch: usize) -> usize {
 /// input is data). Panics if `x` has a channel count other than the spec's.
 pub fn conv2d<E: Real, T: Tape<E, Cpu>>(
     x: Map<E, T>,
-    weight: &Vector<E>,
-    bias: Option<&Vector<E>>,
+    weight: &Param<E>,
+    bias: Option<&Param<E>>,
     spec: Conv2dSpec,
     input_grad: bool,
 ) -> Map<E, T> {
     let (n, c, h, w) = *x.shape();
     let geo = Geometry::new(spec, c, h, w);
-    assert_eq!(weight.shape().0, spec.weight_len(), "conv2d: weight size");
+    assert_eq!(
+        weight.values.len(),
+        spec.weight_len(),
+        "conv2d: weight size"
+    );
     let (x, mut tape) = x.split_tape();
     let xs = to_vec(&x);
-    let ws = to_vec(weight);
-    let bs = bias.map(to_vec);
+    let ws = weight.values.clone();
+    let bs = bias.map(|b| b.values.clone());
     let mut ys = vec![E::zero(); n * geo.out_len()];
     let threads = gemm_threads(n);
     let ohw = geo.oh * geo.ow;
@@ -246,7 +250,7 @@ pub fn conv2d<E: Real, T: Tape<E, Cpu>>(
                     matmul(out, false, geo.weights(&ws, g), cols, threads);
                 }
                 if let Some(b) = &bs {
-                    for (plane, &bias) in y.chunks_mut(ohw.max(1)).zip(b) {
+                    for (plane, &bias) in y.chunks_mut(ohw.max(1)).zip(b.iter()) {
                         plane.iter_mut().for_each(|v| *v += bias);
                     }
                 }
@@ -258,8 +262,8 @@ pub fn conv2d<E: Real, T: Tape<E, Cpu>>(
     if T::OWNS_TAPE {
         let (xg, wg, bg, yg) = (
             x.ghost(),
-            weight.ghost(),
-            bias.map(|b| b.ghost()),
+            weight.tensor.ghost(),
+            bias.map(|b| b.tensor.ghost()),
             y.ghost(),
         );
         tape.add_backward_op(move |grads| {

@@ -12,7 +12,7 @@ type Taped = OwnedTape<f64, Cpu>;
 type Run = (
     Vec<f64>,
     Map<f64, Taped>,
-    Vec<Vector<f64>>,
+    Vec<Param<f64>>,
     Map<f64, NoneTape>,
 );
 
@@ -32,7 +32,7 @@ fn check(
     shape: (usize, usize, usize, usize),
     param_lens: &[usize],
     input_grad: bool,
-    f: impl Fn(Map<f64, Taped>, &[Vector<f64>]) -> Map<f64, Taped>,
+    f: impl Fn(Map<f64, Taped>, &[Param<f64>]) -> Map<f64, Taped>,
 ) -> f64 {
     let dev = Cpu::default();
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
@@ -40,10 +40,7 @@ fn check(
     let p0: Vec<Vec<f64>> = param_lens.iter().map(|&n| random(&mut rng, n)).collect();
     let run = |x: &[f64], ps: &[Vec<f64>]| -> Run {
         let xt = dev.tensor_from_vec(x.to_vec(), shape);
-        let pts: Vec<Vector<f64>> = ps
-            .iter()
-            .map(|p| dev.tensor_from_vec(p.clone(), (p.len(),)))
-            .collect();
+        let pts: Vec<Param<f64>> = ps.iter().map(|p| Param::new(&dev, p.clone())).collect();
         let y = f(xt.clone().leaky_traced(), &pts);
         (to_vec(&y), y, pts, xt)
     };
@@ -95,7 +92,11 @@ fn check(
                     / (2.0 * eps)
             })
             .collect();
-        compare(grads.get(pt).as_vec(), numeric, &format!("param {j}"));
+        compare(
+            grads.get(&pt.tensor).as_vec(),
+            numeric,
+            &format!("param {j}"),
+        );
     }
     worst
 }
@@ -211,8 +212,8 @@ fn conv2d_forward_matches_direct_loops() {
         let expected = naive_conv(&x, shape, &wt, &b, spec);
         let y = conv2d(
             dev.tensor_from_vec(x, shape),
-            &dev.tensor_from_vec(wt, (spec.weight_len(),)),
-            Some(&dev.tensor_from_vec(b, (spec.out_channels,))),
+            &Param::new(&dev, wt),
+            Some(&Param::new(&dev, b)),
             spec,
             true,
         );
@@ -245,10 +246,10 @@ fn conv2d_without_input_grad_leaves_the_input_gradient_zero() {
     let dev = Cpu::default();
     let spec = conv_spec(1, 2, (3, 3), (1, 1), (1, 1), [1; 4], 1);
     let x: Map<f64, NoneTape> = dev.sample_uniform_like(&(2, 1, 4, 4));
-    let w: Vector<f64> = dev.sample_uniform_like(&(spec.weight_len(),));
+    let w = Param::new(&dev, vec![0.5; spec.weight_len()]);
     let loss = conv2d(x.clone().leaky_traced(), &w, None, spec, false).sum::<(), _>();
     let mut grads = loss.backward();
-    let w_grad = grads.get(&w).as_vec();
+    let w_grad = grads.get(&w.tensor).as_vec();
     let x_grad = grads.get_or_alloc_mut(&x).expect("allocates");
     assert!(x_grad.iter().all(|&g| g == 0.0));
     assert!(w_grad.iter().any(|&g| g != 0.0));
@@ -336,8 +337,8 @@ fn batch_norm_normalises_and_tracks_running_statistics() {
     let dev = Cpu::default();
     let xs: Vec<f64> = (0..32).map(|i| i as f64).collect();
     let x: Map<f64, NoneTape> = dev.tensor_from_vec(xs, (4, 2, 2, 2));
-    let ones: Vector<f64> = dev.tensor_from_vec(vec![1.0; 2], (2,));
-    let zeros: Vector<f64> = dev.tensor_from_vec(vec![0.0; 2], (2,));
+    let ones = Param::new(&dev, vec![1.0; 2]);
+    let zeros = Param::new(&dev, vec![0.0; 2]);
     let mut stats = RunningStats::new(2);
     let y = batch_norm2d(x, &ones, &zeros, &mut stats, BatchNormMode::Train).as_vec();
     for ch in 0..2 {

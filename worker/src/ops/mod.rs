@@ -44,6 +44,29 @@ pub type Flat<E, T> = Tensor<(usize, usize), E, Cpu, T>;
 /// A parameter or buffer stored flat, reshaped by the op that uses it.
 pub type Vector<E> = Tensor<(usize,), E, Cpu>;
 
+/// A parameter for one forward pass: the dfdx tensor (its id keys the
+/// gradient; dfdx's ops use it) and the same values shared read-only with our
+/// ops, so they never copy weights out of dfdx (which has no public slice view).
+#[derive(Debug, Clone)]
+pub struct Param<E: Real> {
+    /// The tensor dfdx sees.
+    pub tensor: Vector<E>,
+    /// The same values.
+    pub values: std::sync::Arc<Vec<E>>,
+}
+
+impl<E: Real> Param<E> {
+    /// A parameter holding `values`.
+    pub fn new(device: &Cpu, values: Vec<E>) -> Self {
+        use dfdx::tensor::TensorFromVec;
+        let tensor = device.tensor_from_vec(values.clone(), (values.len(),));
+        Self {
+            tensor,
+            values: std::sync::Arc::new(values),
+        }
+    }
+}
+
 /// Copies a tensor's elements out (a memcpy for the contiguous tensors we make).
 pub fn to_vec<S: dfdx::shapes::Shape, E: Real, T>(t: &Tensor<S, E, Cpu, T>) -> Vec<E> {
     use dfdx::shapes::HasShape;

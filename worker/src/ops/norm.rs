@@ -3,7 +3,7 @@
 use dfdx::prelude::*;
 use rayon::prelude::*;
 
-use super::{real, restore_grad, take_grad, to_vec, Map, Real, Vector};
+use super::{real, restore_grad, take_grad, to_vec, Map, Param, Real};
 
 /// Whether batch norm uses the batch's statistics (and updates the running
 /// ones) or the running statistics.
@@ -65,8 +65,8 @@ fn channel_moments<E: Real>(xs: &[E], n: usize, c: usize, hw: usize) -> Vec<(E, 
 /// (`C` each). In [`BatchNormMode::Train`] it updates `stats`.
 pub fn batch_norm2d<E: Real, T: Tape<E, Cpu>>(
     x: Map<E, T>,
-    gamma: &Vector<E>,
-    beta: &Vector<E>,
+    gamma: &Param<E>,
+    beta: &Param<E>,
     stats: &mut RunningStats<E>,
     mode: BatchNormMode,
 ) -> Map<E, T> {
@@ -75,7 +75,7 @@ pub fn batch_norm2d<E: Real, T: Tape<E, Cpu>>(
     assert_eq!(stats.mean.len(), c, "batch_norm2d: channel count");
     let (x, mut tape) = x.split_tape();
     let xs = to_vec(&x);
-    let (gs, bs) = (to_vec(gamma), to_vec(beta));
+    let (gs, bs) = (gamma.values.clone(), beta.values.clone());
     let eps = real::<E>(BATCH_NORM_EPSILON);
     let (mean, invstd): (Vec<E>, Vec<E>) = match mode {
         BatchNormMode::Train => {
@@ -115,7 +115,12 @@ pub fn batch_norm2d<E: Real, T: Tape<E, Cpu>>(
         });
     let y = x.device().tensor_from_vec(ys, (n, c, h, w));
     if T::OWNS_TAPE {
-        let (xg, gg, bg, yg) = (x.ghost(), gamma.ghost(), beta.ghost(), y.ghost());
+        let (xg, gg, bg, yg) = (
+            x.ghost(),
+            gamma.tensor.ghost(),
+            beta.tensor.ghost(),
+            y.ghost(),
+        );
         tape.add_backward_op(move |grads| {
             let dy = take_grad!(grads, &yg);
             // Per channel: sum(dy) and sum(dy * xhat).

@@ -257,7 +257,7 @@ impl Trainer {
         let mut grads = loss.backward();
         self.optimizer.begin_step();
         for (i, tensor) in params.iter().enumerate() {
-            if let Ok(grad) = grads.get_or_alloc_mut(tensor) {
+            if let Ok(grad) = grads.get_or_alloc_mut(&tensor.tensor) {
                 self.optimizer
                     .update(i, &mut self.net.params[i].data, grad, lr);
             }
