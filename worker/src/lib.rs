@@ -1,9 +1,16 @@
-//! The training engine and (as it lands) the worker loop.
+//! The training engine (and, as it lands, the worker loop).
 //!
-//! - [`data`]: datasets in memory, read from IDX files (MNIST, Fashion-MNIST),
-//!   with format checks that name the file and byte offset of any problem, a
-//!   seeded validation split, per-channel normalisation and augmented
-//!   `f32` batches.
+//! - [`data`]: datasets in memory: IDX (MNIST, Fashion-MNIST), CIFAR-10
+//!   batches and image folders, downloaded from canonical sources with
+//!   checksums on first use; a seeded validation split, per-channel
+//!   normalisation and augmented `f32` batches.
+//! - [`ops`]: the tensor ops dfdx 0.13 lacks on stable (conv2d, pooling,
+//!   batch norm, LRN), on its public API, gradient-checked in `f64`.
+//! - [`net`]: a trainable network from any `search` architecture.
+//! - [`train`]: optimisers, schedules and the training loop with budgets,
+//!   progress, cancellation and divergence detection.
+//! - [`latency`]: batch-1 inference latency and the device fingerprint.
+//! - [`weights`]: safetensors save and load.
 #![deny(missing_docs)]
 
 pub mod data;
