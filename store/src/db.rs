@@ -1,0 +1,98 @@
+//! Connecting, per-backend SQL differences, migrations, write transactions.
+
+use std::str::FromStr;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{Any, AnyPool, Transaction};
+
+use crate::{Backend, Store, StoreError};
+
+static POSTGRES: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
+static SQLITE: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
+
+/// Opens a pool on `url` and applies the backend's migrations.
+pub(crate) async fn connect(url: &str) -> Result<(AnyPool, Backend), StoreError> {
+    sqlx::any::install_default_drivers();
+    let (url, backend) = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        (url.to_owned(), Backend::Postgres)
+    } else if let Some(path) = url.strip_prefix("sqlite://") {
+        (sqlite_url(path), Backend::Sqlite)
+    } else if url.contains("://") {
+        return Err(StoreError::Url(url.to_owned()));
+    } else {
+        (sqlite_url(url), Backend::Sqlite)
+    };
+    let options = AnyConnectOptions::from_str(&url)?;
+    let pool = match backend {
+        Backend::Postgres => {
+            AnyPoolOptions::new()
+                .max_connections(32)
+                .connect_with(options)
+                .await?
+        }
+        Backend::Sqlite => {
+            AnyPoolOptions::new()
+                .max_connections(8)
+                .after_connect(|conn, _| {
+                    Box::pin(async move {
+                        for pragma in [
+                            "PRAGMA journal_mode = WAL",
+                            "PRAGMA busy_timeout = 30000",
+                            "PRAGMA foreign_keys = ON",
+                            "PRAGMA synchronous = NORMAL",
+                        ] {
+                            sqlx::query(pragma).execute(&mut *conn).await?;
+                        }
+                        Ok(())
+                    })
+                })
+                .connect_with(options)
+                .await?
+        }
+    };
+    match backend {
+        Backend::Postgres => POSTGRES.run(&pool).await?,
+        Backend::Sqlite => SQLITE.run(&pool).await?,
+    }
+    Ok((pool, backend))
+}
+
+fn sqlite_url(path: &str) -> String {
+    let path = if path.is_empty() { "nas.db" } else { path };
+    if path.contains('?') {
+        format!("sqlite://{path}")
+    } else {
+        format!("sqlite://{path}?mode=rwc")
+    }
+}
+
+impl Store {
+    /// A transaction that may write: SQLite takes the write lock at once
+    /// (`BEGIN IMMEDIATE`), so two writers never deadlock on an upgrade.
+    pub(crate) async fn write_tx(&self) -> Result<Transaction<'static, Any>, StoreError> {
+        Ok(match self.backend {
+            Backend::Postgres => self.pool.begin().await?,
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+        })
+    }
+
+    /// Row lock for a read that precedes an update of the same rows.
+    pub(crate) fn for_update(&self) -> &'static str {
+        match self.backend {
+            Backend::Postgres => " FOR UPDATE",
+            Backend::Sqlite => "",
+        }
+    }
+
+    /// Row lock that skips rows other transactions hold (the claim path).
+    pub(crate) fn skip_locked(&self) -> &'static str {
+        match self.backend {
+            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+            Backend::Sqlite => "",
+        }
+    }
+
+    pub(crate) fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+}

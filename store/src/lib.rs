@@ -1,0 +1,176 @@
+//! The store: searches, trials and the trial queue, on PostgreSQL (many
+//! machines) or an SQLite file (the embedded default), with one API and the
+//! same behaviour on both (one conformance suite runs against each).
+//!
+//! The queue's rules:
+//! - `claim` turns the oldest due pending trial whose required labels the
+//!   worker has into `running`, with `attempt + 1` and a lease. No
+//!   transaction stays open while a trial trains.
+//! - `heartbeat`, `complete`, `fail` and `release` are fenced by
+//!   `(trial, attempt)`: a worker whose lease was lost is told so, and a
+//!   trial gets exactly one final result.
+//! - `rescue_expired` re-queues trials whose lease expired, with exponential
+//!   backoff, up to `max_attempts`, then fails them with every error kept.
+//! - Whenever a search is created or one of its trials ends, the same
+//!   transaction (search row locked) tops the search up from its strategy
+//!   until its parallelism or budget is reached, and finishes the search
+//!   when the budget is spent and nothing is running.
+#![deny(missing_docs)]
+
+mod db;
+pub mod model;
+mod queue;
+mod searches;
+pub mod spec;
+mod topup;
+
+use std::time::Duration;
+
+use thiserror::Error;
+use tokio::sync::broadcast;
+
+pub use model::*;
+pub use spec::{Budget, SearchSpec, SpaceRef, SpecError, Training};
+
+/// Which database a store runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// PostgreSQL.
+    Postgres,
+    /// SQLite (a file, WAL mode).
+    Sqlite,
+}
+
+/// Why a store call failed.
+#[derive(Debug, Error)]
+pub enum StoreError {
+    /// The database said no (connection, SQL, constraint).
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// Migrations could not be applied.
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The URL names no supported database.
+    #[error(
+        "unsupported database URL `{0}`: use postgres://... or sqlite://FILE (or a file path)"
+    )]
+    Url(String),
+    /// The spec is invalid.
+    #[error("invalid search spec: {0}")]
+    Spec(#[from] SpecError),
+    /// No such search or trial.
+    #[error("{0} not found")]
+    NotFound(String),
+    /// The call conflicts with the current state (e.g. cancelling a finished search).
+    #[error("{0}")]
+    Conflict(String),
+    /// The `(trial, attempt)` no longer holds the lease: another attempt owns
+    /// the trial or it has ended. The caller must drop its work.
+    #[error("trial {trial} attempt {attempt} no longer holds its lease")]
+    LeaseLost {
+        /// The trial.
+        trial: i64,
+        /// The stale attempt.
+        attempt: i64,
+    },
+    /// Stored data could not be read back (a bug or a hand-edited row).
+    #[error("corrupt stored data: {0}")]
+    Corrupt(String),
+}
+
+/// Timing of the queue.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct QueueConfig {
+    /// How long a claim or heartbeat keeps a trial (default 60 s).
+    pub lease: Duration,
+    /// Delay before the first retry; doubles each attempt (default 2 s).
+    pub backoff_base: Duration,
+    /// Longest retry delay (default 5 min).
+    pub backoff_max: Duration,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        Self {
+            lease: Duration::from_secs(60),
+            backoff_base: Duration::from_secs(2),
+            backoff_max: Duration::from_secs(300),
+        }
+    }
+}
+
+impl QueueConfig {
+    /// Delay before attempt `attempt + 1` after attempt `attempt` failed.
+    pub fn backoff(&self, attempt: i64) -> Duration {
+        let factor = 2u32.saturating_pow(attempt.saturating_sub(1).clamp(0, 30) as u32);
+        self.backoff_base
+            .saturating_mul(factor)
+            .min(self.backoff_max)
+    }
+}
+
+/// A connected store.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: sqlx::AnyPool,
+    backend: Backend,
+    config: QueueConfig,
+    events: broadcast::Sender<Event>,
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+impl Store {
+    /// Connects to `url` (`postgres://...`, `sqlite://FILE` or a plain file
+    /// path for SQLite), creating an SQLite file if needed, and applies the
+    /// migrations.
+    pub async fn connect(url: &str, config: QueueConfig) -> Result<Self, StoreError> {
+        let (pool, backend) = db::connect(url).await?;
+        let (events, _) = broadcast::channel(1024);
+        Ok(Self {
+            pool,
+            backend,
+            config,
+            events,
+        })
+    }
+
+    /// The backend in use.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The queue timing.
+    pub fn config(&self) -> QueueConfig {
+        self.config
+    }
+
+    /// Live events of this process's store calls (workers also poll, so a
+    /// missed event costs at most a poll interval).
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+
+    fn publish(&self, events: impl IntoIterator<Item = Event>) {
+        for e in events {
+            // No subscriber is fine.
+            let _ = self.events.send(e);
+        }
+    }
+
+    /// Whether the database answers.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Closes the pool.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}

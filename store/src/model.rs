@@ -1,0 +1,252 @@
+//! The rows the store hands out, and the events it publishes.
+
+use serde::{Deserialize, Serialize};
+
+/// Where a trial is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TrialState {
+    /// Waiting for a worker (possibly not before `run_at`).
+    Pending,
+    /// Claimed by a worker holding a lease.
+    Running,
+    /// Trained and evaluated.
+    Succeeded,
+    /// Gave up: a permanent error or every attempt used.
+    Failed,
+    /// Its search was cancelled.
+    Cancelled,
+    /// Over the hard latency limit; never trained.
+    Rejected,
+}
+
+impl TrialState {
+    /// Every state.
+    pub const ALL: [TrialState; 6] = [
+        Self::Pending,
+        Self::Running,
+        Self::Succeeded,
+        Self::Failed,
+        Self::Cancelled,
+        Self::Rejected,
+    ];
+
+    /// The name stored in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Running => "running",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+            Self::Rejected => "rejected",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.as_str() == s)
+    }
+
+    /// Whether the trial is over.
+    pub fn is_final(self) -> bool {
+        !matches!(self, Self::Pending | Self::Running)
+    }
+}
+
+/// Where a search is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SearchStatus {
+    /// Trials are queued or running.
+    Running,
+    /// The budget is spent and every trial has ended.
+    Finished,
+    /// Cancelled by a user.
+    Cancelled,
+}
+
+impl SearchStatus {
+    /// The name stored in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Running => "running",
+            Self::Finished => "finished",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Running, Self::Finished, Self::Cancelled]
+            .into_iter()
+            .find(|t| t.as_str() == s)
+    }
+}
+
+/// A worker as it registers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerInfo {
+    /// Unique id (e.g. `host-pid-n`).
+    pub id: String,
+    /// Host name.
+    pub host: String,
+    /// Capabilities, e.g. `cpu`, `avx2`.
+    pub labels: Vec<String>,
+    /// Training threads.
+    pub threads: u32,
+    /// Device fingerprint.
+    pub device: String,
+}
+
+/// A trial handed to a worker by `claim`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClaimedTrial {
+    /// Trial id.
+    pub id: i64,
+    /// Its search.
+    pub search_id: i64,
+    /// Position in the search.
+    pub index: i64,
+    /// This attempt's number (1 for the first); fences every later call.
+    pub attempt: i64,
+    /// The architecture to train, JSON.
+    pub architecture: String,
+    /// The search's spec, JSON.
+    pub spec: String,
+}
+
+/// What a heartbeat learns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Heartbeat {
+    /// Keep going; the lease is extended.
+    Continue,
+    /// The search was cancelled: stop and report the trial cancelled.
+    Cancel,
+    /// The lease was lost (expired and re-queued, or the trial ended):
+    /// stop and report nothing.
+    LeaseLost,
+}
+
+/// One epoch's numbers, stored per attempt.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochMetrics {
+    /// 1-based epoch.
+    pub epoch: i64,
+    /// Mean training loss.
+    pub train_loss: f64,
+    /// Training accuracy.
+    pub train_accuracy: f64,
+    /// Validation accuracy.
+    pub val_accuracy: Option<f64>,
+    /// Wall time, seconds.
+    pub seconds: f64,
+}
+
+/// How a worker ends an attempt.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Completion {
+    /// Trained: the result JSON and the objective's reward.
+    Succeeded {
+        /// The result, JSON (accuracies, latency, params, ...).
+        result: String,
+        /// The objective's reward (ranks the leaderboard, feeds the strategy).
+        reward: f64,
+        /// Trained weights (safetensors), if kept.
+        weights: Option<Vec<u8>>,
+    },
+    /// Over the hard latency limit: the result JSON (latency).
+    Rejected {
+        /// The result, JSON.
+        result: String,
+    },
+    /// Stopped because the search was cancelled.
+    Cancelled,
+}
+
+/// A trial as stored.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TrialRow {
+    /// Trial id.
+    pub id: i64,
+    /// Its search.
+    pub search_id: i64,
+    /// Position in the search.
+    pub index: i64,
+    /// State.
+    pub state: TrialState,
+    /// Attempts started.
+    pub attempt: i64,
+    /// Parent's index (evolution).
+    pub parent_index: Option<i64>,
+    /// Reward, once succeeded.
+    pub reward: Option<f64>,
+    /// Result JSON, once ended.
+    pub result: Option<String>,
+    /// Every attempt's error, JSON array.
+    pub errors: String,
+    /// The worker holding it.
+    pub worker_id: Option<String>,
+}
+
+/// A search as stored.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SearchRow {
+    /// Search id.
+    pub id: i64,
+    /// Name.
+    pub name: String,
+    /// Status.
+    pub status: SearchStatus,
+    /// The spec, JSON.
+    pub spec: String,
+    /// Trials created so far.
+    pub proposed: i64,
+    /// Created, Unix ms.
+    pub created_at: i64,
+    /// Finished, Unix ms.
+    pub finished_at: Option<i64>,
+}
+
+/// Something that happened, for live views and waking workers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    /// New trials are pending.
+    TrialsQueued {
+        /// Their search.
+        search_id: i64,
+        /// How many.
+        count: usize,
+    },
+    /// A worker claimed a trial.
+    TrialClaimed {
+        /// The search.
+        search_id: i64,
+        /// The trial.
+        trial_id: i64,
+    },
+    /// A heartbeat carried progress.
+    TrialProgressed {
+        /// The search.
+        search_id: i64,
+        /// The trial.
+        trial_id: i64,
+    },
+    /// A trial ended (or went back to the queue).
+    TrialFinished {
+        /// The search.
+        search_id: i64,
+        /// The trial.
+        trial_id: i64,
+        /// Its new state.
+        state: String,
+    },
+    /// A search ended.
+    SearchFinished {
+        /// The search.
+        search_id: i64,
+        /// Its status.
+        status: String,
+    },
+}

@@ -1,0 +1,204 @@
+//! Creating, cancelling and reading searches and trials.
+
+use std::collections::BTreeMap;
+
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+use crate::{
+    now_ms, EpochMetrics, Event, SearchRow, SearchSpec, SearchStatus, Store, StoreError, TrialRow,
+    TrialState,
+};
+
+fn search_row(row: &AnyRow) -> Result<SearchRow, StoreError> {
+    let status: String = row.try_get("status")?;
+    Ok(SearchRow {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        status: SearchStatus::parse(&status)
+            .ok_or_else(|| StoreError::Corrupt(format!("search status {status}")))?,
+        spec: row.try_get("spec")?,
+        proposed: row.try_get("proposed")?,
+        created_at: row.try_get("created_at")?,
+        finished_at: row.try_get("finished_at")?,
+    })
+}
+
+fn trial_row(row: &AnyRow) -> Result<TrialRow, StoreError> {
+    let state: String = row.try_get("state")?;
+    Ok(TrialRow {
+        id: row.try_get("id")?,
+        search_id: row.try_get("search_id")?,
+        index: row.try_get("idx")?,
+        state: TrialState::parse(&state)
+            .ok_or_else(|| StoreError::Corrupt(format!("trial state {state}")))?,
+        attempt: row.try_get("attempt")?,
+        parent_index: row.try_get("parent_idx")?,
+        reward: row.try_get("reward")?,
+        result: row.try_get("result")?,
+        errors: row.try_get("errors")?,
+        worker_id: row.try_get("worker_id")?,
+    })
+}
+
+const SEARCH_COLUMNS: &str = "id, name, status, spec, proposed, created_at, finished_at";
+const TRIAL_COLUMNS: &str =
+    "id, search_id, idx, state, attempt, parent_idx, reward, result, errors, worker_id";
+
+impl Store {
+    /// Checks `spec`, stores the search and queues its first trials.
+    pub async fn create_search(&self, spec: &SearchSpec) -> Result<i64, StoreError> {
+        spec.check()?;
+        let now = now_ms();
+        let json = serde_json::to_string(spec).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let mut tx = self.write_tx().await?;
+        let row = sqlx::query(
+            "INSERT INTO searches (name, spec, status, seed, max_trials, parallelism, max_seconds, labels, proposed, created_at) \
+             VALUES ($1, $2, 'running', $3, $4, $5, $6, $7, 0, $8) RETURNING id",
+        )
+        .bind(&spec.name)
+        .bind(json)
+        .bind(spec.seed as i64)
+        .bind(i64::from(spec.budget.max_trials))
+        .bind(i64::from(spec.budget.parallelism))
+        .bind(spec.budget.max_seconds)
+        .bind(spec.label_key())
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await?;
+        let id: i64 = row.try_get("id")?;
+        let events = self.top_up(&mut tx, id, now).await?;
+        tx.commit().await?;
+        self.publish(events);
+        Ok(id)
+    }
+
+    /// Cancels a running search: pending trials at once, running ones at
+    /// their next heartbeat.
+    pub async fn cancel_search(&self, id: i64) -> Result<(), StoreError> {
+        let now = now_ms();
+        let mut tx = self.write_tx().await?;
+        let sql = format!(
+            "SELECT status FROM searches WHERE id = $1{}",
+            self.for_update()
+        );
+        let Some(row) = sqlx::query(&sql).bind(id).fetch_optional(&mut *tx).await? else {
+            return Err(StoreError::NotFound(format!("search {id}")));
+        };
+        let status: String = row.try_get("status")?;
+        if status != SearchStatus::Running.as_str() {
+            return Err(StoreError::Conflict(format!(
+                "search {id} is already {status}"
+            )));
+        }
+        sqlx::query("UPDATE searches SET status = 'cancelled', finished_at = $1 WHERE id = $2")
+            .bind(now)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("UPDATE trials SET state = 'cancelled', finished_at = $1 WHERE search_id = $2 AND state = 'pending'")
+            .bind(now)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        self.publish([Event::SearchFinished {
+            search_id: id,
+            status: "cancelled".into(),
+        }]);
+        Ok(())
+    }
+
+    /// One search.
+    pub async fn search(&self, id: i64) -> Result<SearchRow, StoreError> {
+        let sql = format!("SELECT {SEARCH_COLUMNS} FROM searches WHERE id = $1");
+        let row = sqlx::query(&sql)
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await?;
+        search_row(&row.ok_or_else(|| StoreError::NotFound(format!("search {id}")))?)
+    }
+
+    /// Every search, newest first.
+    pub async fn searches(&self) -> Result<Vec<SearchRow>, StoreError> {
+        let sql = format!("SELECT {SEARCH_COLUMNS} FROM searches ORDER BY id DESC");
+        sqlx::query(&sql)
+            .fetch_all(self.pool())
+            .await?
+            .iter()
+            .map(search_row)
+            .collect()
+    }
+
+    /// A search's trials in index order.
+    pub async fn trials(&self, search_id: i64) -> Result<Vec<TrialRow>, StoreError> {
+        let sql = format!("SELECT {TRIAL_COLUMNS} FROM trials WHERE search_id = $1 ORDER BY idx");
+        sqlx::query(&sql)
+            .bind(search_id)
+            .fetch_all(self.pool())
+            .await?
+            .iter()
+            .map(trial_row)
+            .collect()
+    }
+
+    /// One trial.
+    pub async fn trial(&self, id: i64) -> Result<TrialRow, StoreError> {
+        let sql = format!("SELECT {TRIAL_COLUMNS} FROM trials WHERE id = $1");
+        let row = sqlx::query(&sql)
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await?;
+        trial_row(&row.ok_or_else(|| StoreError::NotFound(format!("trial {id}")))?)
+    }
+
+    /// How many trials of a search are in each state.
+    pub async fn trial_counts(&self, search_id: i64) -> Result<BTreeMap<String, i64>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT state, COUNT(*) AS n FROM trials WHERE search_id = $1 GROUP BY state",
+        )
+        .bind(search_id)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get::<String, _>("state")?, r.try_get::<i64, _>("n")?)))
+            .collect()
+    }
+
+    /// A trial's per-epoch metrics for one attempt.
+    pub async fn epoch_metrics(
+        &self,
+        trial: i64,
+        attempt: i64,
+    ) -> Result<Vec<EpochMetrics>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT epoch, train_loss, train_accuracy, val_accuracy, seconds FROM trial_metrics \
+             WHERE trial_id = $1 AND attempt = $2 ORDER BY epoch",
+        )
+        .bind(trial)
+        .bind(attempt)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(EpochMetrics {
+                    epoch: r.try_get("epoch")?,
+                    train_loss: r.try_get("train_loss")?,
+                    train_accuracy: r.try_get("train_accuracy")?,
+                    val_accuracy: r.try_get("val_accuracy")?,
+                    seconds: r.try_get("seconds")?,
+                })
+            })
+            .collect()
+    }
+
+    /// A trial's trained weights (safetensors), if stored.
+    pub async fn weights(&self, trial: i64) -> Result<Option<Vec<u8>>, StoreError> {
+        let row =
+            sqlx::query("SELECT bytes FROM artifacts WHERE trial_id = $1 AND kind = 'weights'")
+                .bind(trial)
+                .fetch_optional(self.pool())
+                .await?;
+        Ok(row.map(|r| r.try_get("bytes")).transpose()?)
+    }
+}

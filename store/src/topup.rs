@@ -1,0 +1,170 @@
+//! Topping a search up with new trials from its strategy, and finishing it.
+
+use search::strategy::{HistoryEntry, Outcome};
+use search::Architecture;
+use sqlx::{Any, Row, Transaction};
+
+use crate::spec::{dataset_shape, SearchSpec};
+use crate::{Event, SearchStatus, Store, StoreError, TrialState};
+
+impl Store {
+    /// Within `tx`, with the search row locked: proposes trials until the
+    /// search's parallelism or budget is reached, or finishes the search when
+    /// the budget is spent and nothing is pending or running. Returns the
+    /// events to publish after commit.
+    pub(crate) async fn top_up(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        search_id: i64,
+        now: i64,
+    ) -> Result<Vec<Event>, StoreError> {
+        let sql = format!(
+            "SELECT status, spec, proposed, created_at FROM searches WHERE id = $1{}",
+            self.for_update()
+        );
+        let Some(row) = sqlx::query(&sql)
+            .bind(search_id)
+            .fetch_optional(&mut **tx)
+            .await?
+        else {
+            return Err(StoreError::NotFound(format!("search {search_id}")));
+        };
+        if row.try_get::<String, _>("status")? != SearchStatus::Running.as_str() {
+            return Ok(Vec::new());
+        }
+        let spec: SearchSpec = serde_json::from_str(&row.try_get::<String, _>("spec")?)
+            .map_err(|e| StoreError::Corrupt(format!("search {search_id} spec: {e}")))?;
+        let proposed: i64 = row.try_get("proposed")?;
+        let created_at: i64 = row.try_get("created_at")?;
+        let active: i64 = sqlx::query("SELECT COUNT(*) AS n FROM trials WHERE search_id = $1 AND state IN ('pending', 'running')")
+            .bind(search_id)
+            .fetch_one(&mut **tx)
+            .await?
+            .try_get("n")?;
+        let budget = &spec.budget;
+        let in_time = budget
+            .max_seconds
+            .is_none_or(|s| ((now - created_at) as f64) < s * 1000.0);
+        let room = (i64::from(budget.parallelism) - active)
+            .min(i64::from(budget.max_trials) - proposed)
+            .max(0);
+        let want = if in_time { room as usize } else { 0 };
+        let mut events = Vec::new();
+        let mut added = 0usize;
+        let mut exhausted = false;
+        if want > 0 {
+            let history = self.history(tx, search_id).await?;
+            let (input, classes) = dataset_shape(&spec.dataset).ok_or_else(|| {
+                StoreError::Corrupt(format!(
+                    "search {search_id}: unknown dataset {}",
+                    spec.dataset
+                ))
+            })?;
+            let space = spec.space.resolve()?;
+            // A fresh, reproducible stream per top-up.
+            let mut rng = search::seeded_rng(
+                spec.seed ^ (proposed as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+            );
+            let proposals = search::propose(
+                &spec.strategy,
+                &space,
+                input,
+                classes,
+                &history,
+                want,
+                &mut rng,
+            )
+            .map_err(|e| {
+                StoreError::Conflict(format!(
+                    "search {search_id}: the strategy cannot propose: {e}"
+                ))
+            })?;
+            exhausted = proposals.len() < want;
+            for (k, p) in proposals.iter().enumerate() {
+                let json = serde_json::to_string(&p.architecture)
+                    .map_err(|e| StoreError::Corrupt(format!("architecture JSON: {e}")))?;
+                sqlx::query(
+                    "INSERT INTO trials (search_id, idx, architecture, arch_hash, parent_idx, mutation, state, attempt, \
+                     max_attempts, labels, errors, run_at, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, $7, $8, '[]', $9, $10)",
+                )
+                .bind(search_id)
+                .bind(proposed + k as i64)
+                .bind(json)
+                .bind(p.architecture.canonical_hash())
+                .bind(p.parent.map(|i| i as i64))
+                .bind(p.change.clone())
+                .bind(i64::from(spec.max_attempts))
+                .bind(spec.label_key())
+                .bind(now)
+                .bind(now)
+                .execute(&mut **tx)
+                .await?;
+            }
+            added = proposals.len();
+            if added > 0 {
+                sqlx::query("UPDATE searches SET proposed = proposed + $1 WHERE id = $2")
+                    .bind(added as i64)
+                    .bind(search_id)
+                    .execute(&mut **tx)
+                    .await?;
+                events.push(Event::TrialsQueued {
+                    search_id,
+                    count: added,
+                });
+            }
+        }
+        let spent =
+            proposed + added as i64 >= i64::from(budget.max_trials) || !in_time || exhausted;
+        if active == 0 && added == 0 && spent {
+            sqlx::query("UPDATE searches SET status = $1, finished_at = $2 WHERE id = $3")
+                .bind(SearchStatus::Finished.as_str())
+                .bind(now)
+                .bind(search_id)
+                .execute(&mut **tx)
+                .await?;
+            events.push(Event::SearchFinished {
+                search_id,
+                status: SearchStatus::Finished.as_str().into(),
+            });
+        }
+        Ok(events)
+    }
+
+    /// Every trial of a search in index order, as the strategy sees it.
+    async fn history(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        search_id: i64,
+    ) -> Result<Vec<HistoryEntry>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT idx, architecture, state, reward FROM trials WHERE search_id = $1 ORDER BY idx",
+        )
+        .bind(search_id)
+        .fetch_all(&mut **tx)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let idx: i64 = row.try_get("idx")?;
+                let architecture =
+                    Architecture::from_json(&row.try_get::<String, _>("architecture")?).map_err(
+                        |e| StoreError::Corrupt(format!("trial {idx} of search {search_id}: {e}")),
+                    )?;
+                let state = TrialState::parse(&row.try_get::<String, _>("state")?)
+                    .ok_or_else(|| StoreError::Corrupt(format!("trial {idx}: unknown state")))?;
+                let outcome = match state {
+                    TrialState::Pending | TrialState::Running => Outcome::Pending,
+                    TrialState::Succeeded => Outcome::Succeeded {
+                        fitness: row.try_get::<Option<f64>, _>("reward")?.unwrap_or(0.0),
+                    },
+                    TrialState::Rejected => Outcome::Rejected,
+                    TrialState::Failed | TrialState::Cancelled => Outcome::Failed,
+                };
+                Ok(HistoryEntry {
+                    architecture,
+                    outcome,
+                })
+            })
+            .collect()
+    }
+}
