@@ -30,6 +30,8 @@ pub enum Command {
     Latency(LatencyArgs),
     /// Training throughput (Adam, fixed steps) and batch-1 latency, as one JSON line.
     Bench(BenchArgs),
+    /// Run workers: claim trials from the database, train them, report results.
+    Worker(WorkerArgs),
     /// Search spaces: show presets, sample architectures.
     #[command(subcommand)]
     Space(SpaceCommand),
@@ -263,4 +265,38 @@ pub struct BenchArgs {
     /// Threads for the batch-1 latency.
     #[arg(long, default_value_t = 1)]
     pub latency_threads: usize,
+}
+
+/// Flags of `nas worker`.
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    /// The database: postgres://... or sqlite://FILE.
+    #[arg(long, env = "NAS_DATABASE_URL", default_value = "sqlite://nas.db")]
+    pub database_url: String,
+    /// Trials trained at once by this process (each with its own worker id).
+    #[arg(long, env = "NAS_WORKER_CONCURRENCY", default_value_t = 1)]
+    pub concurrency: usize,
+    /// Training threads per trial (default: all cores divided by the concurrency).
+    #[arg(long, env = "NAS_WORKER_THREADS")]
+    pub threads: Option<usize>,
+    /// Labels this worker offers, comma-separated (searches may require some).
+    #[arg(
+        long,
+        env = "NAS_WORKER_LABELS",
+        value_delimiter = ',',
+        default_value = "cpu"
+    )]
+    pub labels: Vec<String>,
+    /// Dataset folder (default: $NAS_DATA_DIR, else the user cache folder).
+    #[arg(long, env = "NAS_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<std::path::PathBuf>,
+    /// Seconds between heartbeats while training.
+    #[arg(long, env = "NAS_HEARTBEAT_SECS", default_value_t = 5.0)]
+    pub heartbeat_secs: f64,
+    /// Seconds a claim or heartbeat holds a trial; a silent worker's trial is retried after it.
+    #[arg(long, env = "NAS_LEASE_SECS", default_value_t = 60.0)]
+    pub lease_secs: f64,
+    /// Longest idle wait between claim attempts, seconds.
+    #[arg(long, env = "NAS_POLL_SECS", default_value_t = 2.0)]
+    pub poll_secs: f64,
 }

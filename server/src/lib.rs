@@ -19,6 +19,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Train(args) => commands::train::train(&args)?,
         Command::Latency(args) => commands::train::latency(&args)?,
         Command::Bench(args) => commands::train::bench(&args)?,
+        Command::Worker(args) => commands::worker::run(&args)?,
     };
     print!("{output}");
     Ok(())

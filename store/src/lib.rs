@@ -22,6 +22,7 @@ pub mod model;
 mod queue;
 mod searches;
 pub mod spec;
+pub mod testing;
 mod topup;
 
 use std::time::Duration;

@@ -13,6 +13,7 @@
 //! - [`weights`]: safetensors save and load.
 #![deny(missing_docs)]
 
+pub mod agent;
 pub mod data;
 pub mod latency;
 pub mod net;

@@ -3,6 +3,7 @@
 pub mod arch;
 pub mod space;
 pub mod train;
+pub mod worker;
 pub mod zoo;
 
 use search::{Architecture, Report};

@@ -35,10 +35,8 @@ impl KnownDataset {
 
     /// The input shape of its images.
     pub fn input(self) -> search::InputShape {
-        match self {
-            Self::Mnist | Self::FashionMnist => search::InputShape::new(1, 28, 28),
-            Self::Cifar10 => search::InputShape::new(3, 32, 32),
-        }
+        store::spec::dataset_shape(self.name())
+            .map_or(search::InputShape::new(1, 28, 28), |(input, _)| input)
     }
 }
 

@@ -1,0 +1,66 @@
+//! Many workers race for trials: each trial is claimed exactly once and
+//! completed exactly once (a trivial evaluator stands in for training).
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use store::{Completion, SearchStatus, Store, TrialState};
+
+async fn race(store: Store, workers: usize, trials: u32) {
+    let store = Arc::new(store);
+    let id = store
+        .create_search(&common::spec(&format!(
+            r#"{{"name": "race", "dataset": "cifar10", "space": "full", "strategy": {{"kind": "random"}},
+                "budget": {{"max_trials": {trials}, "parallelism": {trials}}}}}"#
+        )))
+        .await
+        .expect("create");
+    let claims: Arc<Mutex<HashMap<i64, usize>>> = Arc::default();
+    let mut handles = Vec::new();
+    for n in 0..workers {
+        let (store, claims) = (store.clone(), claims.clone());
+        handles.push(tokio::spawn(async move {
+            let w = common::worker(&format!("w{n}"), &[]);
+            store.register_worker(&w).await.expect("register");
+            while let Some(t) = store.claim(&w).await.expect("claim") {
+                *claims.lock().expect("lock").entry(t.id).or_default() += 1;
+                let done = Completion::Succeeded {
+                    result: "{}".into(),
+                    reward: t.index as f64,
+                    weights: None,
+                };
+                store
+                    .complete(t.id, t.attempt, done)
+                    .await
+                    .expect("complete");
+            }
+        }));
+    }
+    for h in handles {
+        h.await.expect("worker task");
+    }
+    let claims = claims.lock().expect("lock").clone();
+    assert_eq!(claims.len(), trials as usize, "every trial claimed");
+    assert!(claims.values().all(|&c| c == 1), "no trial claimed twice");
+    let rows = store.trials(id).await.expect("trials");
+    assert_eq!(rows.len(), trials as usize);
+    assert!(rows
+        .iter()
+        .all(|t| t.state == TrialState::Succeeded && t.attempt == 1));
+    assert_eq!(
+        store.search(id).await.expect("search").status,
+        SearchStatus::Finished
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn eight_workers_race_for_a_thousand_trials_on_postgres() {
+    race(common::postgres(common::fast()).await, 8, 1000).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn four_workers_race_on_sqlite() {
+    race(common::sqlite(common::fast()).await, 4, 200).await;
+}

@@ -1,0 +1,108 @@
+//! End to end without HTTP: a small real search (micro space, a thousand
+//! Fashion-MNIST images, evolution, 8 trials) runs to completion with two
+//! workers, on SQLite and on PostgreSQL, and gives a ranked result.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use store::{testing, QueueConfig, SearchSpec, SearchStatus, Store, TrialState, WorkerInfo};
+use tokio::sync::watch;
+use worker::agent::{Agent, AgentConfig};
+use worker::latency::LatencyConfig;
+
+fn agent_config(id: &str) -> AgentConfig {
+    AgentConfig {
+        worker: WorkerInfo {
+            id: id.into(),
+            host: "test".into(),
+            labels: vec!["cpu".into()],
+            threads: 1,
+            device: "test".into(),
+        },
+        threads: 1,
+        data_dir: Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/datasets"),
+        heartbeat: Duration::from_millis(200),
+        poll: Duration::from_millis(100),
+        latency: LatencyConfig {
+            warmup: 1,
+            runs: 5,
+            threads: 1,
+        },
+    }
+}
+
+const SPEC: &str = r#"{
+    "name": "e2e", "dataset": "fashion-mnist", "space": "micro",
+    "strategy": {"kind": "evolution", "population": 4, "sample": 2},
+    "budget": {"max_trials": 8, "parallelism": 2, "epochs": 2, "max_train_samples": 4000},
+    "training": {"batch_size": 32, "val_fraction": 0.01}, "seed": 5
+}"#;
+
+async fn small_search(url: String) {
+    let queue = QueueConfig {
+        lease: Duration::from_secs(5),
+        ..QueueConfig::default()
+    };
+    let store = Store::connect(&url, queue).await.expect("store");
+    let spec: SearchSpec = serde_json::from_str(SPEC).expect("spec");
+    let id = store.create_search(&spec).await.expect("create");
+    let (stop, stopped) = watch::channel(false);
+    let agents: Vec<_> = ["w1", "w2"]
+        .into_iter()
+        .map(|w| tokio::spawn(Agent::new(store.clone(), agent_config(w)).run(stopped.clone())))
+        .collect();
+    let start = Instant::now();
+    while store.search(id).await.expect("search").status == SearchStatus::Running {
+        assert!(
+            start.elapsed() < Duration::from_secs(300),
+            "the search did not finish: {:?}",
+            store.trial_counts(id).await
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    stop.send(true).expect("stop");
+    for a in agents {
+        a.await.expect("agent task").expect("agent");
+    }
+    let trials = store.trials(id).await.expect("trials");
+    assert_eq!(trials.len(), 8);
+    for t in &trials {
+        assert_eq!((t.state, t.attempt), (TrialState::Succeeded, 1), "{t:?}");
+        let result: serde_json::Value =
+            serde_json::from_str(t.result.as_deref().unwrap_or("")).expect("result JSON");
+        assert!(
+            result["latency_ms"]["p50"]
+                .as_f64()
+                .is_some_and(|p| p > 0.0),
+            "{result}"
+        );
+        assert_eq!(
+            store.epoch_metrics(t.id, 1).await.expect("metrics").len(),
+            2
+        );
+        assert!(store
+            .weights(t.id)
+            .await
+            .expect("weights")
+            .is_some_and(|w| w.len() > 100));
+    }
+    assert!(
+        trials[4..].iter().all(|t| t.parent_index.is_some()),
+        "evolution mutates after the population is full"
+    );
+    let mut rewards: Vec<f64> = trials.iter().filter_map(|t| t.reward).collect();
+    rewards.sort_by(|a, b| b.total_cmp(a));
+    // 4,000 images for two epochs: well above chance (10%) for the best trial.
+    assert!(rewards[0] > 0.3, "best reward {rewards:?}");
+    assert_eq!(store.search(id).await.expect("search").proposed, 8);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_small_search_completes_on_sqlite_with_two_workers() {
+    small_search(testing::fresh_sqlite_url()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_small_search_completes_on_postgres_with_two_workers() {
+    small_search(testing::fresh_postgres_url().await.expect("postgres")).await;
+}
