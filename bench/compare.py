@@ -44,7 +44,7 @@ def main():
     for name, model in NETS:
         ours_runs, ref_runs = [], []
         for _ in range(args.repeats):
-            ours_runs.append(run([args.nas, "bench", *model, *common]))
+            ours_runs.append(run([args.nas, "bench", "train", *model, *common]))
             ref_runs.append(run([sys.executable, "bench/torch_reference.py", *model, *common, "--nas", args.nas]))
         ours, ref = median_of(ours_runs), median_of(ref_runs)
         for r in (ours, ref):

@@ -28,8 +28,9 @@ pub enum Command {
     Train(TrainArgs),
     /// Measure the batch-1 inference latency of an architecture.
     Latency(LatencyArgs),
-    /// Training throughput (Adam, fixed steps) and batch-1 latency, as one JSON line.
-    Bench(BenchArgs),
+    /// Benchmarks: training throughput and latency, or queue overhead.
+    #[command(subcommand)]
+    Bench(BenchCommand),
     /// Run workers: claim trials from the database, train them, report results.
     Worker(WorkerArgs),
     /// Search spaces: show presets, sample architectures.
@@ -299,4 +300,27 @@ pub struct WorkerArgs {
     /// Longest idle wait between claim attempts, seconds.
     #[arg(long, env = "NAS_POLL_SECS", default_value_t = 2.0)]
     pub poll_secs: f64,
+}
+
+/// `nas bench ...`
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Training throughput (Adam, fixed steps) and batch-1 latency, as one JSON line.
+    Train(BenchArgs),
+    /// Queue overhead: claims + completes per second with a trivial evaluator.
+    Queue(QueueBenchArgs),
+}
+
+/// Flags of `nas bench queue`.
+#[derive(Debug, Args)]
+pub struct QueueBenchArgs {
+    /// The database (use a scratch one: the benchmark leaves its searches there).
+    #[arg(long, env = "NAS_DATABASE_URL")]
+    pub database_url: String,
+    /// Concurrent workers, one run per value.
+    #[arg(long, value_delimiter = ',', default_value = "1,4,16")]
+    pub workers: Vec<usize>,
+    /// Trials per run.
+    #[arg(long, default_value_t = 2000)]
+    pub trials: u32,
 }

@@ -6,7 +6,7 @@ pub mod cli;
 pub mod commands;
 pub mod table;
 
-use cli::{ArchCommand, Cli, Command, SpaceCommand, ZooCommand};
+use cli::{ArchCommand, BenchCommand, Cli, Command, SpaceCommand, ZooCommand};
 
 /// Runs one parsed command line, printing its output to stdout.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -18,7 +18,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Space(SpaceCommand::Show(args)) => commands::space::show(&args)?,
         Command::Train(args) => commands::train::train(&args)?,
         Command::Latency(args) => commands::train::latency(&args)?,
-        Command::Bench(args) => commands::train::bench(&args)?,
+        Command::Bench(BenchCommand::Train(args)) => commands::train::bench(&args)?,
+        Command::Bench(BenchCommand::Queue(args)) => commands::bench_queue::run(&args)?,
         Command::Worker(args) => commands::worker::run(&args)?,
     };
     print!("{output}");

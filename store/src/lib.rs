@@ -117,6 +117,8 @@ pub struct Store {
     backend: Backend,
     config: QueueConfig,
     events: broadcast::Sender<Event>,
+    /// Search specs never change: claims read each once per process.
+    specs: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<i64, String>>>,
 }
 
 /// Milliseconds since the Unix epoch.
@@ -138,6 +140,7 @@ impl Store {
             backend,
             config,
             events,
+            specs: Default::default(),
         })
     }
 

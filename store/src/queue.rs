@@ -18,11 +18,31 @@ struct Held {
     errors: String,
 }
 
-fn has_labels(worker: &[String], required: &str) -> bool {
-    required
-        .split(',')
+/// Most labels a worker's claim considers (2^10 label sets).
+const MAX_WORKER_LABELS: usize = 10;
+
+/// Every subset of the worker's labels, each sorted and comma-joined (the
+/// empty set included), as trials store their requirements.
+fn label_subsets(labels: &[String]) -> Vec<String> {
+    let mut labels: Vec<&str> = labels
+        .iter()
+        .map(String::as_str)
         .filter(|l| !l.is_empty())
-        .all(|l| worker.iter().any(|w| w == l))
+        .collect();
+    labels.sort_unstable();
+    labels.dedup();
+    labels.truncate(MAX_WORKER_LABELS);
+    (0u32..1 << labels.len())
+        .map(|mask| {
+            let chosen: Vec<&str> = labels
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| mask & (1 << i) != 0)
+                .map(|(_, l)| *l)
+                .collect();
+            chosen.join(",")
+        })
+        .collect()
 }
 
 impl Store {
@@ -50,59 +70,60 @@ impl Store {
     /// Claims the oldest due pending trial this worker may run, or `None`.
     pub async fn claim(&self, worker: &WorkerInfo) -> Result<Option<ClaimedTrial>, StoreError> {
         let now = now_ms();
-        let mut tx = self.write_tx().await?;
+        let lease = now + self.config().lease.as_millis() as i64;
+        // Trials store their required labels sorted and comma-joined, so "the
+        // worker has them all" is "they are one of the worker's label subsets".
+        let subsets = label_subsets(&worker.labels);
+        let placeholders: Vec<String> = (0..subsets.len()).map(|i| format!("${}", i + 4)).collect();
+        // One statement: pick and take the oldest due trial (Postgres skips
+        // rows other claimers hold; SQLite runs it under its write lock).
         let sql = format!(
-            "SELECT id, labels FROM trials WHERE state = 'pending' AND run_at <= $1 ORDER BY run_at, id LIMIT 16{}",
+            "UPDATE trials SET state = 'running', attempt = attempt + 1, worker_id = $1, lease_expires_at = $2, \
+             heartbeat_at = $3, started_at = COALESCE(started_at, $3), progress = NULL \
+             WHERE id = (SELECT id FROM trials WHERE state = 'pending' AND run_at <= $3 AND labels IN ({}) \
+             ORDER BY run_at, id LIMIT 1{}) AND state = 'pending' \
+             RETURNING id, search_id, idx, attempt, architecture",
+            placeholders.join(", "),
             self.skip_locked()
         );
-        let rows = sqlx::query(&sql).bind(now).fetch_all(&mut *tx).await?;
-        let mut chosen = None;
-        for row in &rows {
-            if has_labels(&worker.labels, &row.try_get::<String, _>("labels")?) {
-                chosen = Some(row.try_get::<i64, _>("id")?);
-                break;
-            }
+        let mut query = sqlx::query(&sql).bind(&worker.id).bind(lease).bind(now);
+        for subset in &subsets {
+            query = query.bind(subset);
         }
-        let Some(id) = chosen else {
-            tx.rollback().await?;
+        let Some(row) = query.fetch_optional(self.pool()).await? else {
             return Ok(None);
         };
-        let lease = now + self.config().lease.as_millis() as i64;
-        sqlx::query(
-            "UPDATE trials SET state = 'running', attempt = attempt + 1, worker_id = $1, lease_expires_at = $2, \
-             heartbeat_at = $3, started_at = COALESCE(started_at, $3), progress = NULL WHERE id = $4",
-        )
-        .bind(&worker.id)
-        .bind(lease)
-        .bind(now)
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
-        let row = sqlx::query(
-            "SELECT t.id, t.search_id, t.idx, t.attempt, t.architecture, s.spec FROM trials t \
-             JOIN searches s ON s.id = t.search_id WHERE t.id = $1",
-        )
-        .bind(id)
-        .fetch_one(&mut *tx)
-        .await?;
+        let search_id: i64 = row.try_get("search_id")?;
+        let cached = self
+            .specs
+            .lock()
+            .ok()
+            .and_then(|c| c.get(&search_id).cloned());
+        let spec = match cached {
+            Some(spec) => spec,
+            None => {
+                let spec: String = sqlx::query("SELECT spec FROM searches WHERE id = $1")
+                    .bind(search_id)
+                    .fetch_one(self.pool())
+                    .await?
+                    .try_get("spec")?;
+                if let Ok(mut c) = self.specs.lock() {
+                    c.insert(search_id, spec.clone());
+                }
+                spec
+            }
+        };
         let claimed = ClaimedTrial {
-            id,
-            search_id: row.try_get("search_id")?,
+            id: row.try_get("id")?,
+            search_id,
             index: row.try_get("idx")?,
             attempt: row.try_get("attempt")?,
             architecture: row.try_get("architecture")?,
-            spec: row.try_get("spec")?,
+            spec,
         };
-        sqlx::query("UPDATE workers SET current_trial = $1, last_seen = $2 WHERE id = $3")
-            .bind(id)
-            .bind(now)
-            .bind(&worker.id)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
         self.publish([Event::TrialClaimed {
-            search_id: claimed.search_id,
-            trial_id: id,
+            search_id,
+            trial_id: claimed.id,
         }]);
         Ok(Some(claimed))
     }
@@ -135,7 +156,7 @@ impl Store {
             .bind(trial)
             .fetch_one(self.pool())
             .await?;
-        sqlx::query("UPDATE workers SET last_seen = $1 WHERE current_trial = $2")
+        sqlx::query("UPDATE workers SET last_seen = $1, current_trial = $2 WHERE id = (SELECT worker_id FROM trials WHERE id = $2)")
             .bind(now)
             .bind(trial)
             .execute(self.pool())
@@ -184,8 +205,8 @@ impl Store {
         Ok(())
     }
 
-    /// Locks the trial's search, then confirms `(trial, attempt)` still holds
-    /// a running lease (optionally: an expired one) and locks the trial.
+    /// Confirms `(trial, attempt)` still holds a running lease (or, for the
+    /// rescuer, an expired one) and locks the trial row.
     async fn hold(
         &self,
         tx: &mut Transaction<'static, Any>,
@@ -193,21 +214,8 @@ impl Store {
         attempt: Option<i64>,
         expired_before: Option<i64>,
     ) -> Result<Option<Held>, StoreError> {
-        let Some(search) = sqlx::query("SELECT search_id FROM trials WHERE id = $1")
-            .bind(trial)
-            .fetch_optional(&mut **tx)
-            .await?
-        else {
-            return Err(StoreError::NotFound(format!("trial {trial}")));
-        };
-        let search_id: i64 = search.try_get("search_id")?;
-        let sql = format!("SELECT id FROM searches WHERE id = $1{}", self.for_update());
-        sqlx::query(&sql)
-            .bind(search_id)
-            .fetch_one(&mut **tx)
-            .await?;
         let sql = format!(
-            "SELECT attempt, max_attempts, errors FROM trials WHERE id = $1 AND state = 'running' \
+            "SELECT search_id, attempt, max_attempts, errors FROM trials WHERE id = $1 AND state = 'running' \
              AND ($2 < 0 OR attempt = $2) AND ($3 < 0 OR lease_expires_at < $3){}",
             self.for_update()
         );
@@ -219,7 +227,7 @@ impl Store {
             .await?;
         row.map(|r| {
             Ok(Held {
-                search_id,
+                search_id: r.try_get("search_id")?,
                 attempt: r.try_get("attempt")?,
                 max_attempts: r.try_get("max_attempts")?,
                 errors: r.try_get("errors")?,
@@ -236,11 +244,6 @@ impl Store {
         outcome: Completion,
     ) -> Result<(), StoreError> {
         let now = now_ms();
-        let mut tx = self.write_tx().await?;
-        let Some(held) = self.hold(&mut tx, trial, Some(attempt), None).await? else {
-            tx.rollback().await?;
-            return Err(StoreError::LeaseLost { trial, attempt });
-        };
         let (state, result, reward, weights) = match outcome {
             Completion::Succeeded {
                 result,
@@ -250,16 +253,25 @@ impl Store {
             Completion::Rejected { result } => ("rejected", Some(result), None, None),
             Completion::Cancelled => ("cancelled", None, None, None),
         };
-        sqlx::query(
-            "UPDATE trials SET state = $1, result = $2, reward = $3, finished_at = $4, lease_expires_at = NULL WHERE id = $5",
+        let mut tx = self.write_tx().await?;
+        // Fenced: only the attempt holding the lease ends the trial.
+        let row = sqlx::query(
+            "UPDATE trials SET state = $1, result = $2, reward = $3, finished_at = $4, lease_expires_at = NULL \
+             WHERE id = $5 AND attempt = $6 AND state = 'running' RETURNING search_id",
         )
         .bind(state)
         .bind(result)
         .bind(reward)
         .bind(now)
         .bind(trial)
-        .execute(&mut *tx)
+        .bind(attempt)
+        .fetch_optional(&mut *tx)
         .await?;
+        let Some(row) = row else {
+            tx.rollback().await?;
+            return Err(StoreError::LeaseLost { trial, attempt });
+        };
+        let search_id: i64 = row.try_get("search_id")?;
         if let Some(bytes) = weights {
             sqlx::query("INSERT INTO artifacts (trial_id, kind, bytes, created_at) VALUES ($1, 'weights', $2, $3)")
                 .bind(trial)
@@ -268,18 +280,17 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
-        self.clear_worker(&mut tx, trial, now).await?;
-        let events = self.top_up(&mut tx, held.search_id, now).await?;
+        let events = self.after_trial_ended(&mut tx, search_id, now).await?;
         tx.commit().await?;
         self.publish(
             std::iter::once(Event::TrialFinished {
-                search_id: held.search_id,
+                search_id,
                 trial_id: trial,
                 state: state.into(),
             })
             .chain(events),
         );
-        Ok(())
+        self.settle(search_id).await
     }
 
     /// Records an error for `(trial, attempt)`. A `retryable` error re-queues
@@ -302,7 +313,7 @@ impl Store {
             .await?;
         tx.commit().await?;
         self.publish(events);
-        Ok(())
+        self.settle(held.search_id).await
     }
 
     async fn fail_held(
@@ -345,7 +356,9 @@ impl Store {
             trial_id: trial,
             state: state.into(),
         }];
-        events.extend(self.top_up(tx, held.search_id, now).await?);
+        if !retry {
+            events.extend(self.after_trial_ended(tx, held.search_id, now).await?);
+        }
         Ok(events)
     }
 
@@ -409,7 +422,19 @@ impl Store {
                 .await?;
             tx.commit().await?;
             self.publish(events);
+            self.settle(held.search_id).await?;
             handled += 1;
+        }
+        // Searches whose last trial ended without settling (a crash between
+        // the two transactions).
+        let idle = sqlx::query(
+            "SELECT id FROM searches s WHERE status = 'running' AND NOT EXISTS \
+             (SELECT 1 FROM trials t WHERE t.search_id = s.id AND t.state IN ('pending', 'running'))",
+        )
+        .fetch_all(self.pool())
+        .await?;
+        for row in idle {
+            self.settle(row.try_get("id")?).await?;
         }
         Ok(handled)
     }
@@ -428,5 +453,19 @@ impl Store {
         .execute(&mut **tx)
         .await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::label_subsets;
+
+    #[test]
+    fn label_subsets_are_sorted_joined_and_include_the_empty_set() {
+        let labels = vec!["gpu".to_owned(), "cpu".to_owned(), "gpu".to_owned()];
+        let mut subsets = label_subsets(&labels);
+        subsets.sort();
+        assert_eq!(subsets, ["", "cpu", "cpu,gpu", "gpu"]);
+        assert_eq!(label_subsets(&[]), [""]);
     }
 }

@@ -131,6 +131,54 @@ impl Store {
         Ok(events)
     }
 
+    /// Within a trial-ending transaction: tops the search up (locking its
+    /// row) only if it still has trials to propose. Completions of a fully
+    /// proposed search so take no search lock and commit in parallel;
+    /// [`Store::settle`] finishes such a search after the last one.
+    pub(crate) async fn after_trial_ended(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        search_id: i64,
+        now: i64,
+    ) -> Result<Vec<Event>, StoreError> {
+        let row = sqlx::query("SELECT status, proposed, max_trials, max_seconds, created_at FROM searches WHERE id = $1")
+            .bind(search_id)
+            .fetch_one(&mut **tx)
+            .await?;
+        let running = row.try_get::<String, _>("status")? == SearchStatus::Running.as_str();
+        let more = row.try_get::<i64, _>("proposed")? < row.try_get::<i64, _>("max_trials")?;
+        let created_at: i64 = row.try_get("created_at")?;
+        let in_time = row
+            .try_get::<Option<f64>, _>("max_seconds")?
+            .is_none_or(|s| ((now - created_at) as f64) < s * 1000.0);
+        if running && more && in_time {
+            self.top_up(tx, search_id, now).await
+        } else {
+            Ok(Vec::new())
+        }
+    }
+
+    /// After a trial-ending commit: if nothing of the search is pending or
+    /// running any more, tops up or finishes it under the search row lock.
+    /// Whoever commits last sees every other trial ended, so a search never
+    /// stays running with nothing to run.
+    pub(crate) async fn settle(&self, search_id: i64) -> Result<(), StoreError> {
+        let active = sqlx::query(
+            "SELECT id FROM trials WHERE search_id = $1 AND state IN ('pending', 'running') LIMIT 1",
+        )
+        .bind(search_id)
+        .fetch_optional(self.pool())
+        .await?;
+        if active.is_some() {
+            return Ok(());
+        }
+        let mut tx = self.write_tx().await?;
+        let events = self.top_up(&mut tx, search_id, crate::now_ms()).await?;
+        tx.commit().await?;
+        self.publish(events);
+        Ok(())
+    }
+
     /// Every trial of a search in index order, as the strategy sees it.
     async fn history(
         &self,
