@@ -187,6 +187,8 @@ pub struct TrialRow {
     pub errors: String,
     /// The worker holding it.
     pub worker_id: Option<String>,
+    /// The running attempt's last reported progress, JSON.
+    pub progress: Option<String>,
 }
 
 /// A search as stored.

@@ -38,12 +38,13 @@ fn trial_row(row: &AnyRow) -> Result<TrialRow, StoreError> {
         result: row.try_get("result")?,
         errors: row.try_get("errors")?,
         worker_id: row.try_get("worker_id")?,
+        progress: row.try_get("progress")?,
     })
 }
 
 const SEARCH_COLUMNS: &str = "id, name, status, spec, proposed, created_at, finished_at";
 const TRIAL_COLUMNS: &str =
-    "id, search_id, idx, state, attempt, parent_idx, reward, result, errors, worker_id";
+    "id, search_id, idx, state, attempt, parent_idx, reward, result, errors, worker_id, progress";
 
 impl Store {
     /// Checks `spec`, stores the search and queues its first trials.

@@ -1,0 +1,230 @@
+//! Real `nas worker` processes on a real (small) search: one is killed with
+//! SIGKILL mid-training and another finishes its trial after the lease
+//! expires; every process is stopped with SIGTERM mid-search and the search
+//! resumes from the database when workers start again.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use store::{testing, QueueConfig, SearchSpec, SearchStatus, Store, TrialRow, TrialState};
+
+fn datasets() -> String {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/datasets")
+        .display()
+        .to_string()
+}
+
+/// Starts `nas worker` with short leases; its log goes to a temp file.
+fn start_worker(url: &str, name: &str) -> Child {
+    let log = std::env::temp_dir().join(format!("nas-worker-{name}-{}.log", std::process::id()));
+    let log = std::fs::File::create(&log).expect("log file");
+    Command::new(env!("CARGO_BIN_EXE_nas"))
+        .args([
+            "worker",
+            "--database-url",
+            url,
+            "--threads",
+            "1",
+            "--data-dir",
+            &datasets(),
+            "--lease-secs",
+            "2",
+            "--heartbeat-secs",
+            "0.3",
+            "--poll-secs",
+            "0.2",
+        ])
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("starts nas worker")
+}
+
+fn sigterm(child: &Child) {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+}
+
+fn wait_exit(child: &mut Child, within: Duration) -> std::process::ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status;
+        }
+        assert!(
+            start.elapsed() < within,
+            "worker did not exit in {within:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+async fn wait_for(
+    store: &Store,
+    search: i64,
+    what: &str,
+    within: Duration,
+    done: impl Fn(&[TrialRow], SearchStatus) -> bool,
+) {
+    let start = Instant::now();
+    loop {
+        let trials = store.trials(search).await.expect("trials");
+        let status = store.search(search).await.expect("search").status;
+        if done(&trials, status) {
+            return;
+        }
+        assert!(
+            start.elapsed() < within,
+            "timed out waiting for {what}: {status:?} {trials:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn spec(trials: u32, parallelism: u32) -> SearchSpec {
+    serde_json::from_value(serde_json::json!({
+        "name": "process test", "dataset": "fashion-mnist", "space": "micro", "strategy": {"kind": "random"},
+        "budget": {"max_trials": trials, "parallelism": parallelism, "epochs": 3, "max_train_samples": 6000},
+        "training": {"val_fraction": 0.02}, "seed": 11
+    }))
+    .expect("spec")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_workers_trial_is_retried_by_another_and_counted_once() {
+    let url = testing::fresh_postgres_url().await.expect("postgres");
+    let store = Store::connect(&url, QueueConfig::default())
+        .await
+        .expect("store");
+    let search = store.create_search(&spec(3, 1)).await.expect("create");
+    let mut doomed = start_worker(&url, "doomed");
+    // Mid-training: the first epoch has been reported, later ones have not.
+    wait_for(
+        &store,
+        search,
+        "the first trial to report progress",
+        Duration::from_secs(120),
+        |t, _| {
+            t.first()
+                .is_some_and(|t| t.state == TrialState::Running && t.progress.is_some())
+        },
+    )
+    .await;
+    doomed.kill().expect("SIGKILL");
+    doomed.wait().expect("reaped");
+    let victim = store.trials(search).await.expect("trials")[0].clone();
+    assert_eq!(
+        (victim.state, victim.attempt),
+        (TrialState::Running, 1),
+        "killed mid-trial"
+    );
+    let mut rescuer = start_worker(&url, "rescuer");
+    wait_for(
+        &store,
+        search,
+        "the search to finish",
+        Duration::from_secs(240),
+        |_, s| s == SearchStatus::Finished,
+    )
+    .await;
+    sigterm(&rescuer);
+    assert!(wait_exit(&mut rescuer, Duration::from_secs(30)).success());
+    let trials = store.trials(search).await.expect("trials");
+    assert_eq!(trials.len(), 3, "every trial accounted for");
+    assert!(
+        trials.iter().all(|t| t.state == TrialState::Succeeded),
+        "{trials:#?}"
+    );
+    let retried = &trials[0];
+    assert_eq!(retried.attempt, 2, "the killed attempt was retried once");
+    assert!(
+        retried.errors.contains("lease expired"),
+        "{}",
+        retried.errors
+    );
+    assert_eq!(
+        store
+            .epoch_metrics(retried.id, 2)
+            .await
+            .expect("metrics")
+            .len(),
+        3,
+        "the retry trained all epochs"
+    );
+    assert!(trials[1..].iter().all(|t| t.attempt == 1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_every_worker_mid_search_hands_trials_back_and_the_search_resumes() {
+    let url = testing::fresh_sqlite_url();
+    let store = Store::connect(&url, QueueConfig::default())
+        .await
+        .expect("store");
+    let search = store.create_search(&spec(5, 2)).await.expect("create");
+    let mut first = [start_worker(&url, "a"), start_worker(&url, "b")];
+    wait_for(
+        &store,
+        search,
+        "one trial done and one running",
+        Duration::from_secs(120),
+        |t, _| {
+            t.iter().any(|t| t.state == TrialState::Succeeded)
+                && t.iter().any(|t| t.state == TrialState::Running)
+        },
+    )
+    .await;
+    for w in &first {
+        sigterm(w);
+    }
+    for w in &mut first {
+        assert!(
+            wait_exit(w, Duration::from_secs(60)).success(),
+            "a clean exit on SIGTERM"
+        );
+    }
+    let trials = store.trials(search).await.expect("trials");
+    assert!(
+        trials.iter().all(|t| t.state != TrialState::Running),
+        "running trials were handed back: {trials:#?}"
+    );
+    assert!(
+        trials
+            .iter()
+            .filter(|t| t.state == TrialState::Pending)
+            .all(|t| t.attempt == 0),
+        "no attempt used by a hand-back"
+    );
+    assert_eq!(
+        store.search(search).await.expect("search").status,
+        SearchStatus::Running
+    );
+    let mut second = [start_worker(&url, "c"), start_worker(&url, "d")];
+    wait_for(
+        &store,
+        search,
+        "the search to finish",
+        Duration::from_secs(240),
+        |_, s| s == SearchStatus::Finished,
+    )
+    .await;
+    for w in &second {
+        sigterm(w);
+    }
+    for w in &mut second {
+        assert!(wait_exit(w, Duration::from_secs(30)).success());
+    }
+    let trials = store.trials(search).await.expect("trials");
+    assert_eq!(trials.len(), 5);
+    assert!(
+        trials
+            .iter()
+            .all(|t| t.state == TrialState::Succeeded && t.attempt == 1),
+        "{trials:#?}"
+    );
+}
