@@ -19,6 +19,7 @@
 
 mod db;
 pub mod model;
+mod notify;
 mod queue;
 mod searches;
 pub mod spec;
@@ -117,6 +118,8 @@ pub struct Store {
     backend: Backend,
     config: QueueConfig,
     events: broadcast::Sender<Event>,
+    /// Tells this store's own notifications from other processes'.
+    origin: u64,
     /// Search specs never change: claims read each once per process.
     specs: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<i64, String>>>,
 }
@@ -135,11 +138,16 @@ impl Store {
     pub async fn connect(url: &str, config: QueueConfig) -> Result<Self, StoreError> {
         let (pool, backend) = db::connect(url).await?;
         let (events, _) = broadcast::channel(1024);
+        let origin: u64 = rand::random();
+        if backend == Backend::Postgres {
+            notify::listen(url.to_owned(), origin, events.clone(), pool.clone());
+        }
         Ok(Self {
             pool,
             backend,
             config,
             events,
+            origin,
             specs: Default::default(),
         })
     }
@@ -154,16 +162,24 @@ impl Store {
         self.config
     }
 
-    /// Live events of this process's store calls (workers also poll, so a
-    /// missed event costs at most a poll interval).
+    /// Live events: this process's store calls, and on PostgreSQL every
+    /// other process's too (`LISTEN/NOTIFY`). Workers also poll, so a missed
+    /// event costs at most a poll interval.
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.events.subscribe()
     }
 
     fn publish(&self, events: impl IntoIterator<Item = Event>) {
-        for e in events {
+        let events: Vec<Event> = events.into_iter().collect();
+        if events.is_empty() {
+            return;
+        }
+        for e in &events {
             // No subscriber is fine.
-            let _ = self.events.send(e);
+            let _ = self.events.send(e.clone());
+        }
+        if self.backend == Backend::Postgres {
+            self.notify(events);
         }
     }
 

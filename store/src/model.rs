@@ -211,7 +211,7 @@ pub struct SearchRow {
 }
 
 /// Something that happened, for live views and waking workers.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
     /// New trials are pending.
