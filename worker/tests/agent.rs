@@ -106,3 +106,51 @@ async fn a_small_search_completes_on_sqlite_with_two_workers() {
 async fn a_small_search_completes_on_postgres_with_two_workers() {
     small_search(testing::fresh_postgres_url().await.expect("postgres")).await;
 }
+
+/// A hard latency limit no network meets: every trial is measured and
+/// rejected without training (no epochs, no weights), and the search ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn candidates_over_the_hard_latency_limit_are_rejected_untrained() {
+    let store = Store::connect(&testing::fresh_sqlite_url(), QueueConfig::default())
+        .await
+        .expect("store");
+    let spec: SearchSpec = serde_json::from_str(
+        r#"{"name": "fast only", "dataset": "fashion-mnist", "strategy": {"kind": "random"},
+            "objective": {"latency": {"target_ms": 1.0, "max_ms": 0.000001}},
+            "budget": {"max_trials": 3, "parallelism": 3, "max_train_samples": 1000}}"#,
+    )
+    .expect("spec");
+    let id = store.create_search(&spec).await.expect("create");
+    let (stop, stopped) = watch::channel(false);
+    let agent = tokio::spawn(Agent::new(store.clone(), agent_config("w")).run(stopped));
+    let start = Instant::now();
+    while store.search(id).await.expect("search").status == SearchStatus::Running {
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "the search did not finish"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stop.send(true).expect("stop");
+    agent.await.expect("task").expect("agent");
+    for t in store.trials(id).await.expect("trials") {
+        assert_eq!(t.state, TrialState::Rejected, "{t:?}");
+        let result: serde_json::Value =
+            serde_json::from_str(t.result.as_deref().unwrap_or("")).expect("json");
+        assert!(
+            result["latency_ms"]["p50"]
+                .as_f64()
+                .is_some_and(|p| p > 0.000001),
+            "{result}"
+        );
+        assert!(
+            store
+                .epoch_metrics(t.id, 1)
+                .await
+                .expect("metrics")
+                .is_empty(),
+            "never trained"
+        );
+        assert!(store.weights(t.id).await.expect("weights").is_none());
+    }
+}
