@@ -33,6 +33,9 @@ pub enum Command {
     Bench(BenchCommand),
     /// Run workers: claim trials from the database, train them, report results.
     Worker(WorkerArgs),
+    /// Work with the database directly: submit a search spec, see progress.
+    #[command(subcommand)]
+    Queue(QueueCommand),
     /// Search spaces: show presets, sample architectures.
     #[command(subcommand)]
     Space(SpaceCommand),
@@ -323,4 +326,36 @@ pub struct QueueBenchArgs {
     /// Trials per run.
     #[arg(long, default_value_t = 2000)]
     pub trials: u32,
+}
+
+/// `nas queue ...`
+#[derive(Debug, Subcommand)]
+pub enum QueueCommand {
+    /// Store a search spec (JSON) and queue its first trials; prints the search id.
+    Submit(QueueSubmitArgs),
+    /// A search's status, trial counts and best trials (all searches without an id).
+    Status(QueueStatusArgs),
+}
+
+/// Flags of `nas queue submit`.
+#[derive(Debug, Args)]
+pub struct QueueSubmitArgs {
+    /// The search spec file (`-` for standard input).
+    pub spec: std::path::PathBuf,
+    /// The database: postgres://... or sqlite://FILE.
+    #[arg(long, env = "NAS_DATABASE_URL", default_value = "sqlite://nas.db")]
+    pub database_url: String,
+}
+
+/// Flags of `nas queue status`.
+#[derive(Debug, Args)]
+pub struct QueueStatusArgs {
+    /// The search id (default: list every search).
+    pub id: Option<i64>,
+    /// The database: postgres://... or sqlite://FILE.
+    #[arg(long, env = "NAS_DATABASE_URL", default_value = "sqlite://nas.db")]
+    pub database_url: String,
+    /// Best trials shown.
+    #[arg(long, default_value_t = 10)]
+    pub top: usize,
 }

@@ -6,7 +6,7 @@ pub mod cli;
 pub mod commands;
 pub mod table;
 
-use cli::{ArchCommand, BenchCommand, Cli, Command, SpaceCommand, ZooCommand};
+use cli::{ArchCommand, BenchCommand, Cli, Command, QueueCommand, SpaceCommand, ZooCommand};
 
 /// Runs one parsed command line, printing its output to stdout.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -21,6 +21,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(BenchCommand::Train(args)) => commands::train::bench(&args)?,
         Command::Bench(BenchCommand::Queue(args)) => commands::bench_queue::run(&args)?,
         Command::Worker(args) => commands::worker::run(&args)?,
+        Command::Queue(QueueCommand::Submit(args)) => commands::queue::submit(&args)?,
+        Command::Queue(QueueCommand::Status(args)) => commands::queue::status(&args)?,
     };
     print!("{output}");
     Ok(())

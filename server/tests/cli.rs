@@ -261,3 +261,45 @@ fn train_errors_name_the_problem() {
     let out = nas(&["train", "--dataset", "mnist"]);
     assert!(!out.status.success(), "a model is required");
 }
+
+#[test]
+fn queue_submit_and_status_on_an_sqlite_file() {
+    let db = std::env::temp_dir().join(format!("nas-cli-queue-{}.db", std::process::id()));
+    let url = format!("sqlite://{}", db.display());
+    let example = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/quick.json");
+    let id = stdout(&nas(&[
+        "queue",
+        "submit",
+        &example.display().to_string(),
+        "--database-url",
+        &url,
+    ]));
+    assert_eq!(id.trim(), "1");
+    let status = stdout(&nas(&["queue", "status", "1", "--database-url", &url]));
+    assert!(
+        status.contains("search 1 (quick fashion-mnist search): running")
+            && status.contains("2 pending"),
+        "{status}"
+    );
+    let list = stdout(&nas(&["queue", "status", "--database-url", &url]));
+    assert!(list.contains("quick fashion-mnist search"), "{list}");
+    let bad = std::env::temp_dir().join(format!("nas-cli-bad-spec-{}.json", std::process::id()));
+    std::fs::write(
+        &bad,
+        r#"{"name": "x", "dataset": "mnist", "budget": {"max_trials": 0}}"#,
+    )
+    .expect("write");
+    let out = nas(&[
+        "queue",
+        "submit",
+        &bad.display().to_string(),
+        "--database-url",
+        &url,
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("budget.max_trials: must be between 1 and 100000"));
+    for f in [db.clone(), bad] {
+        std::fs::remove_file(f).ok();
+    }
+}

@@ -2,6 +2,7 @@
 
 pub mod arch;
 pub mod bench_queue;
+pub mod queue;
 pub mod space;
 pub mod train;
 pub mod worker;

@@ -1,0 +1,102 @@
+//! `nas queue submit` and `nas queue status`: the database directly, for
+//! operators and for running searches before the HTTP API is up.
+
+use anyhow::Context;
+use store::{QueueConfig, SearchSpec, Store};
+
+use super::arch::read_input;
+use crate::cli::{QueueStatusArgs, QueueSubmitArgs};
+use crate::table::{Align, Table};
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+/// Stores a spec and prints the new search's id.
+pub fn submit(args: &QueueSubmitArgs) -> anyhow::Result<String> {
+    let text = read_input(&args.spec)?;
+    let spec: SearchSpec = serde_json::from_str(&text)
+        .with_context(|| format!("{}: invalid search spec", args.spec.display()))?;
+    runtime()?.block_on(async {
+        let store = Store::connect(&args.database_url, QueueConfig::default()).await?;
+        let id = store.create_search(&spec).await?;
+        store.close().await;
+        Ok(format!("{id}\n"))
+    })
+}
+
+/// Prints every search, or one search's counts and best trials.
+pub fn status(args: &QueueStatusArgs) -> anyhow::Result<String> {
+    runtime()?.block_on(async {
+        let store = Store::connect(&args.database_url, QueueConfig::default()).await?;
+        let out = match args.id {
+            None => {
+                let mut table = Table::new(&[
+                    ("id", Align::Right),
+                    ("name", Align::Left),
+                    ("status", Align::Left),
+                    ("trials", Align::Right),
+                ]);
+                for s in store.searches().await? {
+                    table.row(vec![
+                        s.id.to_string(),
+                        s.name,
+                        format!("{:?}", s.status).to_lowercase(),
+                        s.proposed.to_string(),
+                    ]);
+                }
+                table.render()
+            }
+            Some(id) => {
+                let search = store.search(id).await?;
+                let counts = store.trial_counts(id).await?;
+                let mut out = format!(
+                    "search {id} ({}): {}\ntrials: {}\n\n",
+                    search.name,
+                    format!("{:?}", search.status).to_lowercase(),
+                    counts
+                        .iter()
+                        .map(|(k, v)| format!("{v} {k}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+                let mut trials = store.trials(id).await?;
+                trials.retain(|t| t.reward.is_some());
+                trials.sort_by(|a, b| b.reward.unwrap_or(0.0).total_cmp(&a.reward.unwrap_or(0.0)));
+                let mut table = Table::new(&[
+                    ("rank", Align::Right),
+                    ("trial", Align::Right),
+                    ("reward", Align::Right),
+                    ("val acc", Align::Right),
+                    ("latency p50", Align::Right),
+                    ("params", Align::Right),
+                ]);
+                for (rank, t) in trials.iter().take(args.top).enumerate() {
+                    let r: serde_json::Value = t
+                        .result
+                        .as_deref()
+                        .and_then(|r| serde_json::from_str(r).ok())
+                        .unwrap_or_default();
+                    table.row(vec![
+                        (rank + 1).to_string(),
+                        t.index.to_string(),
+                        format!("{:.4}", t.reward.unwrap_or(0.0)),
+                        r["val_accuracy"]
+                            .as_f64()
+                            .map_or("-".into(), |v| format!("{:.2}%", v * 100.0)),
+                        r["latency_ms"]["p50"]
+                            .as_f64()
+                            .map_or("-".into(), |v| format!("{v:.3} ms")),
+                        r["params"].as_u64().map_or("-".into(), |v| v.to_string()),
+                    ]);
+                }
+                out.push_str(&table.render());
+                out
+            }
+        };
+        store.close().await;
+        Ok(out)
+    })
+}
