@@ -31,6 +31,8 @@ pub enum Command {
     /// Benchmarks: training throughput and latency, or queue overhead.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Serve the HTTP API (`/api/v1`) on a database.
+    Serve(ServeArgs),
     /// Run workers: claim trials from the database, train them, report results.
     Worker(WorkerArgs),
     /// Work with the database directly: submit a search spec, see progress.
@@ -358,4 +360,18 @@ pub struct QueueStatusArgs {
     /// Best trials shown.
     #[arg(long, default_value_t = 10)]
     pub top: usize,
+}
+
+/// Flags of `nas serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The database: postgres://... or sqlite://FILE.
+    #[arg(long, env = "NAS_DATABASE_URL", default_value = "sqlite://nas.db")]
+    pub database_url: String,
+    /// Address to listen on.
+    #[arg(long, env = "NAS_BIND", default_value = "127.0.0.1:8080")]
+    pub bind: std::net::SocketAddr,
+    /// Allow a non-loopback address without authentication.
+    #[arg(long)]
+    pub insecure: bool,
 }

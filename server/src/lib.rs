@@ -2,6 +2,7 @@
 //! the HTTP API and dashboard). `main.rs` only parses and calls [`run`].
 #![deny(missing_docs)]
 
+pub mod api;
 pub mod cli;
 pub mod commands;
 pub mod table;
@@ -20,6 +21,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Latency(args) => commands::train::latency(&args)?,
         Command::Bench(BenchCommand::Train(args)) => commands::train::bench(&args)?,
         Command::Bench(BenchCommand::Queue(args)) => commands::bench_queue::run(&args)?,
+        Command::Serve(args) => commands::serve::run(&args)?,
         Command::Worker(args) => commands::worker::run(&args)?,
         Command::Queue(QueueCommand::Submit(args)) => commands::queue::submit(&args)?,
         Command::Queue(QueueCommand::Status(args)) => commands::queue::status(&args)?,

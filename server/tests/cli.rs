@@ -303,3 +303,20 @@ fn queue_submit_and_status_on_an_sqlite_file() {
         std::fs::remove_file(f).ok();
     }
 }
+
+#[test]
+fn serve_refuses_a_public_address_without_authentication() {
+    let out = nas(&[
+        "serve",
+        "--bind",
+        "0.0.0.0:0",
+        "--database-url",
+        "sqlite::memory:",
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("refusing to serve on 0.0.0.0:0 without authentication"),
+        "{err}"
+    );
+}

@@ -3,6 +3,7 @@
 pub mod arch;
 pub mod bench_queue;
 pub mod queue;
+pub mod serve;
 pub mod space;
 pub mod train;
 pub mod worker;
