@@ -77,6 +77,23 @@ async fn api_contract(url: String) {
     let first = trials["trials"][0]["id"].as_i64().expect("trial id");
     let (status, trial) = call("GET", format!("{base}/trials/{first}"), None).await;
     assert_eq!((status, trial["state"].as_str()), (200, Some("pending")));
+    let (status, arch) = call("GET", format!("{base}/trials/{first}/architecture"), None).await;
+    assert_eq!(status, 200);
+    search::Architecture::from_value(arch).expect("a loadable architecture");
+    let (status, body) = call("GET", format!("{base}/trials/{first}/weights"), None).await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (404, "not_found"),
+        "not trained yet: {body}"
+    );
+    let (_, zoo) = call("GET", format!("{base}/zoo"), None).await;
+    let lenet = zoo["zoo"]
+        .as_array()
+        .and_then(|z| z.iter().find(|e| e["name"] == "lenet5"))
+        .cloned();
+    assert_eq!(lenet.map(|e| e["params"].clone()), Some(json!(61_706)));
+    let (_, spaces) = call("GET", format!("{base}/spaces"), None).await;
+    assert!(spaces["presets"]["micro"]["ops"].is_array(), "{spaces}");
     let (_, list) = call("GET", format!("{base}/searches"), None).await;
     assert_eq!(list["searches"].as_array().map(Vec::len), Some(1));
 

@@ -205,6 +205,17 @@ impl Store {
             .collect()
     }
 
+    /// A trial's architecture JSON.
+    pub async fn architecture(&self, trial: i64) -> Result<String, StoreError> {
+        let row = sqlx::query("SELECT architecture FROM trials WHERE id = $1")
+            .bind(trial)
+            .fetch_optional(self.pool())
+            .await?;
+        Ok(row
+            .ok_or_else(|| StoreError::NotFound(format!("trial {trial}")))?
+            .try_get("architecture")?)
+    }
+
     /// A trial's trained weights (safetensors), if stored.
     pub async fn weights(&self, trial: i64) -> Result<Option<Vec<u8>>, StoreError> {
         let row =

@@ -34,6 +34,19 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// A 500 whose cause is logged, never sent.
+    pub fn internal(cause: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %cause, "request failed");
+        Self {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            code: "internal",
+            message: "internal error; see the server log".into(),
+            field: None,
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut error = json!({ "code": self.code, "message": self.message });
@@ -60,15 +73,7 @@ impl From<StoreError> for ApiError {
                 message,
                 field: None,
             },
-            other => {
-                tracing::error!(error = %other, "request failed");
-                Self {
-                    status: StatusCode::INTERNAL_SERVER_ERROR,
-                    code: "internal",
-                    message: "internal error; see the server log".into(),
-                    field: None,
-                }
-            }
+            other => Self::internal(other),
         }
     }
 }

@@ -33,6 +33,10 @@ pub fn router(state: AppState) -> Router {
         .route("/searches/{id}/cancel", post(routes::cancel_search))
         .route("/searches/{id}/trials", get(routes::list_trials))
         .route("/trials/{id}", get(routes::get_trial))
+        .route("/trials/{id}/architecture", get(routes::get_architecture))
+        .route("/trials/{id}/weights", get(routes::get_weights))
+        .route("/zoo", get(routes::zoo))
+        .route("/spaces", get(routes::spaces))
         .fallback(routes::not_found);
     Router::new()
         .nest("/api/v1", api)

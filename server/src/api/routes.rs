@@ -1,7 +1,8 @@
 //! The handlers.
 
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
 use store::{SearchRow, SearchSpec, TrialRow};
@@ -131,6 +132,66 @@ pub async fn get_trial(
     let mut out = trial_json(&trial);
     out["epochs"] = json!(metrics);
     Ok(Json(out))
+}
+
+/// `GET /trials/{id}/architecture`: the JSON `nas train --arch` loads.
+pub async fn get_architecture(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+) -> ApiResult<Response> {
+    let id = id_of(&raw, "trial")?;
+    let text = state.store.architecture(id).await?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], text).into_response())
+}
+
+/// `GET /trials/{id}/weights`: the trained weights as a safetensors download.
+pub async fn get_weights(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+) -> ApiResult<Response> {
+    let id = id_of(&raw, "trial")?;
+    state.store.trial(id).await?;
+    let bytes = state
+        .store
+        .weights(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("weights of trial {id}")))?;
+    let disposition = format!("attachment; filename=\"trial-{id}.safetensors\"");
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/octet-stream".to_owned()),
+            (header::CONTENT_DISPOSITION, disposition),
+        ],
+        bytes,
+    )
+        .into_response())
+}
+
+/// `GET /zoo`: the reference architectures with params and MACs at their published input.
+pub async fn zoo() -> ApiResult<Json<Value>> {
+    let mut entries = Vec::new();
+    for e in search::zoo::ZOO {
+        let arch = e
+            .build(e.published_input, e.published_classes, 1.0)
+            .map_err(|err| ApiError::internal(err.to_string()))?;
+        let report = search::validate(&arch).map_err(|err| ApiError::internal(err.to_string()))?;
+        entries.push(json!({
+            "name": e.name, "title": e.title, "input": e.published_input, "classes": e.published_classes,
+            "params": report.params, "macs": report.macs,
+        }));
+    }
+    Ok(Json(json!({ "zoo": entries })))
+}
+
+/// `GET /spaces`: the preset search spaces.
+pub async fn spaces() -> ApiResult<Json<Value>> {
+    let mut presets = serde_json::Map::new();
+    for name in search::space::PRESETS {
+        let space =
+            search::SearchSpace::preset(name).map_err(|err| ApiError::internal(err.to_string()))?;
+        presets.insert(name.to_owned(), json!(space));
+    }
+    Ok(Json(json!({ "presets": presets })))
 }
 
 /// Any other path: a JSON 404.
