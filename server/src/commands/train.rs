@@ -57,6 +57,27 @@ fn load_dataset(name: &str, data_dir: Option<&std::path::Path>) -> anyhow::Resul
     )
 }
 
+/// The dataset and the network for it (a zoo entry is built for the
+/// dataset's input and classes; a file must match them).
+fn dataset_and_architecture(
+    model: &ModelSource,
+    width: f64,
+    dataset: &str,
+    data_dir: Option<&std::path::Path>,
+) -> anyhow::Result<(Split, String, Architecture)> {
+    let (split, dataset_name) = load_dataset(dataset, data_dir)?;
+    let arch = architecture(model, width, split.train.shape, split.train.classes)?;
+    if arch.input != split.train.shape {
+        bail!(
+            "the architecture takes {} images but {} has {}",
+            arch.input,
+            dataset_name,
+            split.train.shape
+        );
+    }
+    Ok((split, dataset_name, arch))
+}
+
 /// Trains and prints one line per epoch, then a JSON summary line.
 pub fn train(args: &TrainArgs) -> anyhow::Result<String> {
     let optimizer = OptimizerKind::from_name(&args.optimizer).with_context(|| {
@@ -70,21 +91,12 @@ pub fn train(args: &TrainArgs) -> anyhow::Result<String> {
         "constant" => Schedule::Constant,
         other => bail!("unknown schedule `{other}`; use cosine or constant"),
     };
-    let (split, dataset_name) = load_dataset(&args.dataset, args.data_dir.as_deref())?;
-    let arch = architecture(
+    let (split, dataset_name, arch) = dataset_and_architecture(
         &args.model,
         args.width,
-        split.train.shape,
-        split.train.classes,
+        &args.dataset,
+        args.data_dir.as_deref(),
     )?;
-    if arch.input != split.train.shape {
-        bail!(
-            "the architecture takes {} images but {} has {}",
-            arch.input,
-            dataset_name,
-            split.train.shape
-        );
-    }
     let report = search::validate(&arch)?;
     let (train_set, val_set) = split.train.split_validation(args.val_fraction, args.seed);
     let mut net = Network::new(&arch, args.seed)?;
@@ -182,12 +194,11 @@ pub fn latency(args: &LatencyArgs) -> anyhow::Result<String> {
 /// Times `--steps` Adam steps at `--batch-size` on the dataset's first images
 /// (after `--warmup` untimed ones) and the batch-1 latency; prints one JSON line.
 pub fn bench(args: &BenchArgs) -> anyhow::Result<String> {
-    let (split, dataset_name) = load_dataset(&args.dataset, args.data_dir.as_deref())?;
-    let arch = architecture(
+    let (split, dataset_name, arch) = dataset_and_architecture(
         &args.model,
         args.width,
-        split.train.shape,
-        split.train.classes,
+        &args.dataset,
+        args.data_dir.as_deref(),
     )?;
     let mut net = Network::new(&arch, 0)?;
     let latency = latency::measure(

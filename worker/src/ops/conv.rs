@@ -182,6 +182,37 @@ impl Geometry {
         });
     }
 
+    /// An im2col buffer (empty for pointwise convolutions, which need none).
+    fn scratch<E: Real>(&self) -> Vec<E> {
+        let len = if self.spec.is_pointwise() {
+            0
+        } else {
+            self.kdim * self.oh * self.ow
+        };
+        vec![E::zero(); len]
+    }
+
+    /// Group `group` of one image as its `kdim x oh*ow` im2col matrix: the
+    /// image itself for a pointwise convolution, else filled into `col`.
+    fn columns<'a, E: Real>(
+        &self,
+        image: &'a [E],
+        group: usize,
+        col: &'a mut [E],
+    ) -> MatRef<'a, E> {
+        if self.spec.is_pointwise() {
+            let hw = self.h * self.w;
+            MatRef::rows(
+                &image[group * self.cg * hw..(group + 1) * self.cg * hw],
+                self.cg,
+                hw,
+            )
+        } else {
+            self.im2col(image, group, col);
+            MatRef::rows(col, self.kdim, self.oh * self.ow)
+        }
+    }
+
     /// Group `group`'s weights as a `og x kdim` matrix.
     fn weights<'a, E>(&self, weights: &'a [E], group: usize) -> MatRef<'a, E> {
         let len = self.og * self.kdim;
@@ -227,25 +258,10 @@ pub fn conv2d<E: Real, T: Tape<E, Cpu>>(
     ys.par_chunks_mut(geo.out_len().max(1))
         .zip(xs.par_chunks(geo.in_len().max(1)))
         .for_each_init(
-            || {
-                vec![
-                    E::zero();
-                    if spec.is_pointwise() {
-                        0
-                    } else {
-                        geo.kdim * ohw
-                    }
-                ]
-            },
+            || geo.scratch(),
             |col, (y, image)| {
                 for g in 0..spec.groups {
-                    let cols = if spec.is_pointwise() {
-                        let hw = h * w;
-                        MatRef::rows(&image[g * geo.cg * hw..(g + 1) * geo.cg * hw], geo.cg, hw)
-                    } else {
-                        geo.im2col(image, g, col);
-                        MatRef::rows(col, geo.kdim, ohw)
-                    };
+                    let cols = geo.columns(image, g, col);
                     let out = &mut y[g * geo.og * ohw..(g + 1) * geo.og * ohw];
                     matmul(out, false, geo.weights(&ws, g), cols, threads);
                 }
@@ -299,25 +315,12 @@ fn weight_grads<E: Real>(geo: &Geometry, n: usize, xs: &[E], dy: &[E]) -> (Vec<E
         .map(|images| {
             let mut dw = vec![E::zero(); spec.weight_len()];
             let mut db = vec![E::zero(); spec.out_channels];
-            let mut col = vec![
-                E::zero();
-                if spec.is_pointwise() {
-                    0
-                } else {
-                    geo.kdim * ohw
-                }
-            ];
+            let mut col = geo.scratch();
             for &i in images {
                 let image = &xs[i * geo.in_len()..(i + 1) * geo.in_len()];
                 let grad = &dy[i * geo.out_len()..(i + 1) * geo.out_len()];
                 for g in 0..spec.groups {
-                    let cols = if spec.is_pointwise() {
-                        let hw = geo.h * geo.w;
-                        MatRef::rows(&image[g * geo.cg * hw..(g + 1) * geo.cg * hw], geo.cg, hw)
-                    } else {
-                        geo.im2col(image, g, &mut col);
-                        MatRef::rows(&col, geo.kdim, ohw)
-                    };
+                    let cols = geo.columns(image, g, &mut col);
                     let dy_g =
                         MatRef::rows(&grad[g * geo.og * ohw..(g + 1) * geo.og * ohw], geo.og, ohw);
                     let len = geo.og * geo.kdim;
@@ -358,16 +361,7 @@ fn input_grads<E: Real>(geo: &Geometry, ws: &[E], dy: &[E], dx: &mut [E]) {
     dx.par_chunks_mut(geo.in_len().max(1))
         .zip(dy.par_chunks(geo.out_len().max(1)))
         .for_each_init(
-            || {
-                vec![
-                    E::zero();
-                    if spec.is_pointwise() {
-                        0
-                    } else {
-                        geo.kdim * ohw
-                    }
-                ]
-            },
+            || geo.scratch(),
             |col, (dx, grad)| {
                 for g in 0..spec.groups {
                     let dy_g =
