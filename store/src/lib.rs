@@ -20,7 +20,9 @@
 mod db;
 pub mod model;
 mod notify;
+mod overview;
 mod queue;
+pub mod ranking;
 mod searches;
 pub mod spec;
 pub mod testing;
@@ -32,6 +34,8 @@ use thiserror::Error;
 use tokio::sync::broadcast;
 
 pub use model::*;
+pub use overview::{QueueStats, SearchPage, WorkerRow};
+pub use ranking::{LeaderboardEntry, LeaderboardPage, ParetoPoint};
 pub use spec::{Budget, SearchSpec, SpaceRef, SpecError, Training};
 
 /// Which database a store runs on.
@@ -75,6 +79,9 @@ pub enum StoreError {
         /// The stale attempt.
         attempt: i64,
     },
+    /// A pagination cursor that this listing did not hand out.
+    #[error("invalid cursor: {0}")]
+    BadCursor(String),
     /// Stored data could not be read back (a bug or a hand-edited row).
     #[error("corrupt stored data: {0}")]
     Corrupt(String),

@@ -152,6 +152,10 @@ pub enum Completion {
         result: String,
         /// The objective's reward (ranks the leaderboard, feeds the strategy).
         reward: f64,
+        /// Validation accuracy (a leaderboard column).
+        accuracy: f64,
+        /// Batch-1 latency p50, milliseconds (a leaderboard column).
+        latency_ms: f64,
         /// Trained weights (safetensors), if kept.
         weights: Option<Vec<u8>>,
     },
@@ -159,6 +163,8 @@ pub enum Completion {
     Rejected {
         /// The result, JSON.
         result: String,
+        /// The measured batch-1 latency p50, milliseconds.
+        latency_ms: f64,
     },
     /// Stopped because the search was cancelled.
     Cancelled,

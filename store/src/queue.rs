@@ -90,7 +90,16 @@ impl Store {
         for subset in &subsets {
             query = query.bind(subset);
         }
-        let Some(row) = query.fetch_optional(self.pool()).await? else {
+        let claimed = query.fetch_optional(self.pool()).await?;
+        // The worker was seen now, running this trial or idle.
+        let current: Option<i64> = claimed.as_ref().map(|r| r.try_get("id")).transpose()?;
+        sqlx::query("UPDATE workers SET last_seen = $1, current_trial = $2 WHERE id = $3")
+            .bind(now)
+            .bind(current)
+            .bind(&worker.id)
+            .execute(self.pool())
+            .await?;
+        let Some(row) = claimed else {
             return Ok(None);
         };
         let search_id: i64 = row.try_get("search_id")?;
@@ -244,19 +253,31 @@ impl Store {
         outcome: Completion,
     ) -> Result<(), StoreError> {
         let now = now_ms();
-        let (state, result, reward, weights) = match outcome {
+        let (state, result, reward, accuracy, latency_ms, weights) = match outcome {
             Completion::Succeeded {
                 result,
                 reward,
+                accuracy,
+                latency_ms,
                 weights,
-            } => ("succeeded", Some(result), Some(reward), weights),
-            Completion::Rejected { result } => ("rejected", Some(result), None, None),
-            Completion::Cancelled => ("cancelled", None, None, None),
+            } => (
+                "succeeded",
+                Some(result),
+                Some(reward),
+                Some(accuracy),
+                Some(latency_ms),
+                weights,
+            ),
+            Completion::Rejected { result, latency_ms } => {
+                ("rejected", Some(result), None, None, Some(latency_ms), None)
+            }
+            Completion::Cancelled => ("cancelled", None, None, None, None, None),
         };
         let mut tx = self.write_tx().await?;
         // Fenced: only the attempt holding the lease ends the trial.
         let row = sqlx::query(
-            "UPDATE trials SET state = $1, result = $2, reward = $3, finished_at = $4, lease_expires_at = NULL \
+            "UPDATE trials SET state = $1, result = $2, reward = $3, finished_at = $4, lease_expires_at = NULL, \
+             accuracy = $7, latency_ms = $8 \
              WHERE id = $5 AND attempt = $6 AND state = 'running' RETURNING search_id",
         )
         .bind(state)
@@ -265,6 +286,8 @@ impl Store {
         .bind(now)
         .bind(trial)
         .bind(attempt)
+        .bind(accuracy)
+        .bind(latency_ms)
         .fetch_optional(&mut *tx)
         .await?;
         let Some(row) = row else {

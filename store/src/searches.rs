@@ -10,7 +10,7 @@ use crate::{
     TrialState,
 };
 
-fn search_row(row: &AnyRow) -> Result<SearchRow, StoreError> {
+pub(crate) fn search_row(row: &AnyRow) -> Result<SearchRow, StoreError> {
     let status: String = row.try_get("status")?;
     Ok(SearchRow {
         id: row.try_get("id")?,
@@ -42,7 +42,7 @@ fn trial_row(row: &AnyRow) -> Result<TrialRow, StoreError> {
     })
 }
 
-const SEARCH_COLUMNS: &str = "id, name, status, spec, proposed, created_at, finished_at";
+pub(crate) const SEARCH_COLUMNS: &str = "id, name, status, spec, proposed, created_at, finished_at";
 const TRIAL_COLUMNS: &str =
     "id, search_id, idx, state, attempt, parent_idx, reward, result, errors, worker_id, progress";
 

@@ -83,10 +83,13 @@ impl Store {
             for (k, p) in proposals.iter().enumerate() {
                 let json = serde_json::to_string(&p.architecture)
                     .map_err(|e| StoreError::Corrupt(format!("architecture JSON: {e}")))?;
+                // Proposals are valid by construction; a costless report would
+                // only leave the leaderboard columns empty.
+                let costs = search::validate(&p.architecture).ok();
                 sqlx::query(
                     "INSERT INTO trials (search_id, idx, architecture, arch_hash, parent_idx, mutation, state, attempt, \
-                     max_attempts, labels, errors, run_at, created_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, $7, $8, '[]', $9, $10)",
+                     max_attempts, labels, errors, run_at, created_at, params, macs) \
+                     VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, $7, $8, '[]', $9, $10, $11, $12)",
                 )
                 .bind(search_id)
                 .bind(proposed + k as i64)
@@ -98,6 +101,8 @@ impl Store {
                 .bind(spec.label_key())
                 .bind(now)
                 .bind(now)
+                .bind(costs.as_ref().map(|c| c.params as i64))
+                .bind(costs.as_ref().map(|c| c.macs as i64))
                 .execute(&mut **tx)
                 .await?;
             }

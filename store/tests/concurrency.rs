@@ -29,6 +29,8 @@ async fn race(store: Store, workers: usize, trials: u32) {
                 let done = Completion::Succeeded {
                     result: "{}".into(),
                     reward: t.index as f64,
+                    accuracy: 0.5,
+                    latency_ms: 1.0,
                     weights: None,
                 };
                 store

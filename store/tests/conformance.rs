@@ -13,6 +13,8 @@ fn done(reward: f64) -> Completion {
     Completion::Succeeded {
         result: format!(r#"{{"val_accuracy": {reward}}}"#),
         reward,
+        accuracy: reward,
+        latency_ms: 1.0,
         weights: None,
     }
 }
@@ -266,6 +268,8 @@ async fn metrics_and_weights_are_kept_per_attempt(store: Store) {
             Completion::Succeeded {
                 result: "{}".into(),
                 reward: 0.75,
+                accuracy: 0.75,
+                latency_ms: 1.0,
                 weights: Some(weights.clone()),
             },
         )
@@ -319,28 +323,7 @@ async fn bad_specs_are_refused_and_nothing_is_stored(store: Store) {
     assert!(store.searches().await.expect("list").is_empty());
 }
 
-macro_rules! conformance {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::common::sqlite(super::fast()).await).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::common::postgres(super::fast()).await).await;
-                }
-            )*
-        }
-    };
-}
-
-conformance!(
+common::on_both_backends!(
     claim_order_and_top_up_to_the_budget,
     labels_restrict_who_claims,
     a_lost_lease_is_fenced_rescued_and_retried,

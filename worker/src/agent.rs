@@ -194,6 +194,7 @@ impl Agent {
                                   "device": latency.device.fingerprint(), "reason": "over the hard latency limit" });
             return Ok(Some(Completion::Rejected {
                 result: result.to_string(),
+                latency_ms: latency.p50,
             }));
         }
         let config = TrainConfig {
@@ -286,6 +287,8 @@ impl Agent {
                 Ok(Some(Completion::Succeeded {
                     result: summary.to_string(),
                     reward,
+                    accuracy,
+                    latency_ms: latency.p50,
                     weights: weights.ok(),
                 }))
             }

@@ -44,6 +44,8 @@ async fn one_run(store: &Store, workers: usize, trials: u32) -> anyhow::Result<(
                         Completion::Succeeded {
                             result: "{}".into(),
                             reward: 0.5,
+                            accuracy: 0.5,
+                            latency_ms: 1.0,
                             weights: None,
                         },
                     )

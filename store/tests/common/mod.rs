@@ -1,6 +1,6 @@
 //! Test stores on fresh databases, and small builders.
 
-#![allow(dead_code)]
+#![allow(dead_code, unused_macros, unused_imports)]
 
 use std::time::Duration;
 
@@ -45,3 +45,28 @@ pub fn worker(id: &str, labels: &[&str]) -> WorkerInfo {
 pub fn spec(json: &str) -> SearchSpec {
     serde_json::from_str(json).expect("spec JSON")
 }
+
+/// Runs each named `async fn(Store)` of the calling test file once on a
+/// fresh SQLite file and once on a fresh PostgreSQL database.
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::common::sqlite(super::fast()).await).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::common::postgres(super::fast()).await).await;
+                }
+            )*
+        }
+    };
+}
+
+pub(crate) use on_both_backends;

@@ -1,0 +1,160 @@
+//! Read-only views across searches: a paginated search list, the workers
+//! with their liveness, and the queue's totals for monitoring.
+
+use std::collections::BTreeMap;
+
+use sqlx::Row;
+
+use crate::{now_ms, SearchRow, SearchStatus, Store, StoreError};
+
+/// One page of searches, newest first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SearchPage {
+    /// The searches.
+    pub searches: Vec<SearchRow>,
+    /// Pass as `cursor` for the next page; `None` on the last page.
+    pub next_cursor: Option<i64>,
+}
+
+/// A worker as the monitoring views show it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct WorkerRow {
+    /// Worker id.
+    pub id: String,
+    /// Host name.
+    pub host: String,
+    /// Labels it offers.
+    pub labels: Vec<String>,
+    /// Training threads.
+    pub threads: i64,
+    /// Device fingerprint.
+    pub device: String,
+    /// Registered, Unix ms.
+    pub started_at: i64,
+    /// Last claim, poll or heartbeat, Unix ms.
+    pub last_seen: i64,
+    /// The trial it is running.
+    pub current_trial: Option<i64>,
+    /// Seen within one lease.
+    pub alive: bool,
+}
+
+/// Totals for `/metrics`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct QueueStats {
+    /// Trials in each state, over every search.
+    pub trials: BTreeMap<String, i64>,
+    /// Pending trials that are due now (not waiting out a retry backoff).
+    pub queue_depth: i64,
+    /// Searches in each status.
+    pub searches: BTreeMap<String, i64>,
+    /// Workers seen within one lease.
+    pub workers_alive: i64,
+}
+
+/// Most searches a page holds.
+pub const MAX_SEARCH_PAGE: i64 = 500;
+
+impl Store {
+    /// Searches newest first, optionally of one status, after `cursor` (the
+    /// previous page's `next_cursor`).
+    pub async fn searches_page(
+        &self,
+        status: Option<SearchStatus>,
+        cursor: Option<i64>,
+        limit: i64,
+    ) -> Result<SearchPage, StoreError> {
+        let limit = limit.clamp(1, MAX_SEARCH_PAGE);
+        let sql = format!(
+            "SELECT {} FROM searches WHERE ($1 = '' OR status = $1) AND id < $2 ORDER BY id DESC LIMIT {}",
+            crate::searches::SEARCH_COLUMNS,
+            limit + 1
+        );
+        let rows = sqlx::query(&sql)
+            .bind(status.map_or("", SearchStatus::as_str))
+            .bind(cursor.unwrap_or(i64::MAX))
+            .fetch_all(self.pool())
+            .await?;
+        let mut searches = rows
+            .iter()
+            .map(crate::searches::search_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        let more = searches.len() as i64 > limit;
+        searches.truncate(limit as usize);
+        Ok(SearchPage {
+            next_cursor: searches.last().filter(|_| more).map(|s| s.id),
+            searches,
+        })
+    }
+
+    /// Every worker that registered, the alive ones first, then by last seen.
+    pub async fn workers(&self) -> Result<Vec<WorkerRow>, StoreError> {
+        let alive_since = now_ms() - self.config().lease.as_millis() as i64;
+        let rows = sqlx::query(
+            "SELECT id, host, labels, threads, device, started_at, last_seen, current_trial \
+             FROM workers ORDER BY last_seen DESC, id LIMIT 1000",
+        )
+        .fetch_all(self.pool())
+        .await?;
+        let mut workers = rows
+            .iter()
+            .map(|r| {
+                let labels: String = r.try_get("labels")?;
+                let last_seen: i64 = r.try_get("last_seen")?;
+                Ok(WorkerRow {
+                    id: r.try_get("id")?,
+                    host: r.try_get("host")?,
+                    labels: labels
+                        .split(',')
+                        .filter(|l| !l.is_empty())
+                        .map(str::to_owned)
+                        .collect(),
+                    threads: r.try_get("threads")?,
+                    device: r.try_get("device")?,
+                    started_at: r.try_get("started_at")?,
+                    last_seen,
+                    current_trial: r.try_get("current_trial")?,
+                    alive: last_seen >= alive_since,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        workers.sort_by_key(|w| !w.alive);
+        Ok(workers)
+    }
+
+    /// Trials by state, queue depth, searches by status, live workers.
+    pub async fn queue_stats(&self) -> Result<QueueStats, StoreError> {
+        let now = now_ms();
+        let mut stats = QueueStats::default();
+        for row in sqlx::query("SELECT state, COUNT(*) AS n FROM trials GROUP BY state")
+            .fetch_all(self.pool())
+            .await?
+        {
+            stats
+                .trials
+                .insert(row.try_get("state")?, row.try_get("n")?);
+        }
+        for row in sqlx::query("SELECT status, COUNT(*) AS n FROM searches GROUP BY status")
+            .fetch_all(self.pool())
+            .await?
+        {
+            stats
+                .searches
+                .insert(row.try_get("status")?, row.try_get("n")?);
+        }
+        stats.queue_depth = sqlx::query(
+            "SELECT COUNT(*) AS n FROM trials WHERE state = 'pending' AND run_at <= $1",
+        )
+        .bind(now)
+        .fetch_one(self.pool())
+        .await?
+        .try_get("n")?;
+        stats.workers_alive =
+            sqlx::query("SELECT COUNT(*) AS n FROM workers WHERE last_seen >= $1")
+                .bind(now - self.config().lease.as_millis() as i64)
+                .fetch_one(self.pool())
+                .await?
+                .try_get("n")?;
+        Ok(stats)
+    }
+}

@@ -1,0 +1,196 @@
+//! The read views on both backends: leaderboards paged by cursor in every
+//! sort order (checked against the in-memory ranking of the search crate),
+//! the Pareto front, the search list, workers and the queue totals.
+
+mod common;
+
+use common::{fast, spec, worker};
+use search::objective::{rank, RankKey, RankRow};
+use store::{Completion, SearchStatus, Store, StoreError};
+
+/// A search of `n` trials, all succeeded with figures that tie often.
+async fn finished_search(store: &Store, n: u32) -> (i64, Vec<RankRow>) {
+    let id = store
+        .create_search(&spec(&format!(
+            r#"{{"name": "lb", "dataset": "mnist", "strategy": {{"kind": "random"}}, "budget": {{"max_trials": {n}, "parallelism": {n}}}}}"#
+        )))
+        .await
+        .expect("create");
+    let w = worker("w", &[]);
+    store.register_worker(&w).await.expect("register");
+    let mut reference = Vec::new();
+    while let Some(t) = store.claim(&w).await.expect("claim") {
+        let k = t.index;
+        // Coarse values: many equal accuracies, latencies and rewards.
+        let accuracy = 0.5 + ((k * 7) % 5) as f64 * 0.1;
+        let latency_ms = 1.0 + ((k * 3) % 4) as f64 * 0.5;
+        let reward = if k % 3 == 0 {
+            accuracy
+        } else {
+            accuracy - 0.01
+        };
+        let arch = search::Architecture::from_json(&t.architecture).expect("architecture");
+        let report = search::validate(&arch).expect("valid");
+        reference.push(RankRow {
+            id: t.id,
+            reward: Some(reward),
+            accuracy: Some(accuracy),
+            latency_ms: Some(latency_ms),
+            params: report.params,
+            macs: report.macs,
+        });
+        let done = Completion::Succeeded {
+            result: "{}".into(),
+            reward,
+            accuracy,
+            latency_ms,
+            weights: None,
+        };
+        store
+            .complete(t.id, t.attempt, done)
+            .await
+            .expect("complete");
+    }
+    assert_eq!(reference.len(), n as usize);
+    (id, reference)
+}
+
+async fn leaderboards_page_through_every_sort_like_the_reference(store: Store) {
+    let (id, reference) = finished_search(&store, 23).await;
+    for key in [
+        RankKey::Reward,
+        RankKey::Accuracy,
+        RankKey::Latency,
+        RankKey::Params,
+        RankKey::Macs,
+    ] {
+        let mut expected = reference.clone();
+        rank(&mut expected, key);
+        let mut seen = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let page = store
+                .leaderboard(id, key, 5, cursor.as_deref())
+                .await
+                .expect("page");
+            assert_eq!(page.total, 23);
+            assert!(page.entries.len() <= 5);
+            seen.extend(page.entries.iter().map(|e| (e.rank, e.trial_id)));
+            match page.next_cursor {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+        let want: Vec<(i64, i64)> = expected
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (i as i64 + 1, r.id))
+            .collect();
+        assert_eq!(seen, want, "sorted by {key:?}");
+    }
+    let first = store
+        .leaderboard(id, RankKey::Latency, 5, None)
+        .await
+        .expect("page");
+    let cursor = first.next_cursor.expect("more pages");
+    assert!(matches!(
+        store
+            .leaderboard(id, RankKey::Reward, 5, Some(&cursor))
+            .await,
+        Err(StoreError::BadCursor(_))
+    ));
+    assert!(matches!(
+        store
+            .leaderboard(id, RankKey::Reward, 5, Some("garbage"))
+            .await,
+        Err(StoreError::BadCursor(_))
+    ));
+    assert!(matches!(
+        store.leaderboard(id + 1, RankKey::Reward, 5, None).await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+async fn the_pareto_front_is_exactly_the_non_dominated_trials(store: Store) {
+    let (id, reference) = finished_search(&store, 17).await;
+    let points = store.pareto(id).await.expect("pareto");
+    assert_eq!(points.len(), 17);
+    let dominated = |acc: f64, lat: f64| {
+        reference.iter().any(|r| {
+            let (a, l) = (r.accuracy.unwrap_or(0.0), r.latency_ms.unwrap_or(0.0));
+            a >= acc && l <= lat && (a > acc || l < lat)
+        })
+    };
+    for p in &points {
+        assert_eq!(p.on_front, !dominated(p.accuracy, p.latency_ms), "{p:?}");
+    }
+    assert!(points.iter().any(|p| p.on_front));
+    assert!(points
+        .windows(2)
+        .all(|w| w[0].latency_ms <= w[1].latency_ms));
+}
+
+async fn searches_page_by_status_and_workers_and_totals_show(store: Store) {
+    let mut ids = Vec::new();
+    for k in 0..5 {
+        let id = store
+            .create_search(&spec(&format!(
+                r#"{{"name": "s{k}", "dataset": "mnist", "budget": {{"max_trials": 1, "parallelism": 1}}}}"#
+            )))
+            .await
+            .expect("create");
+        ids.push(id);
+    }
+    store.cancel_search(ids[1]).await.expect("cancel");
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = store.searches_page(None, cursor, 2).await.expect("page");
+        seen.extend(page.searches.iter().map(|s| s.id));
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    ids.reverse();
+    assert_eq!(seen, ids, "newest first, each once");
+    let cancelled = store
+        .searches_page(Some(SearchStatus::Cancelled), None, 10)
+        .await
+        .expect("filtered");
+    assert_eq!(
+        cancelled.searches.iter().map(|s| s.id).collect::<Vec<_>>(),
+        [ids[3]]
+    );
+
+    let w = worker("busy", &["cpu"]);
+    store.register_worker(&w).await.expect("register");
+    let t = store.claim(&w).await.expect("claim").expect("a trial");
+    let workers = store.workers().await.expect("workers");
+    assert_eq!(workers.len(), 1);
+    assert_eq!(
+        (
+            workers[0].current_trial,
+            workers[0].alive,
+            workers[0].labels.clone()
+        ),
+        (Some(t.id), true, vec!["cpu".to_owned()])
+    );
+    let stats = store.queue_stats().await.expect("stats");
+    assert_eq!(stats.trials.get("running"), Some(&1));
+    assert_eq!(stats.trials.get("cancelled"), Some(&1));
+    assert_eq!(stats.queue_depth, 3);
+    assert_eq!(stats.searches.get("running"), Some(&4));
+    assert_eq!(stats.workers_alive, 1);
+    // A worker silent for longer than a lease is shown, but not alive.
+    tokio::time::sleep(fast().lease * 2).await;
+    let workers = store.workers().await.expect("workers");
+    assert!(!workers[0].alive);
+    assert_eq!(store.queue_stats().await.expect("stats").workers_alive, 0);
+}
+
+common::on_both_backends!(
+    leaderboards_page_through_every_sort_like_the_reference,
+    the_pareto_front_is_exactly_the_non_dominated_trials,
+    searches_page_by_status_and_workers_and_totals_show,
+);
