@@ -14,6 +14,7 @@ use thiserror::Error;
 use crate::arch::{from_json_with_path, Activation};
 
 /// The kinds of block a search space may contain.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum BlockOp {
@@ -62,6 +63,7 @@ impl BlockOp {
 }
 
 /// Inclusive range of the number of blocks.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DepthRange {
@@ -72,6 +74,7 @@ pub struct DepthRange {
 }
 
 /// The stem: one convolution before the blocks.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StemSpec {
@@ -99,6 +102,7 @@ fn yes() -> bool {
 }
 
 /// How the head turns the last feature map into a vector.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum HeadPooling {
@@ -109,6 +113,7 @@ pub enum HeadPooling {
 }
 
 /// The head after the blocks.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HeadSpec {
@@ -127,6 +132,7 @@ fn no_hidden() -> Vec<usize> {
 }
 
 /// What may be sampled. See the module documentation for the network shape.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SearchSpace {

@@ -34,6 +34,7 @@ fn default_sample() -> usize {
 
 /// A search strategy and its settings. JSON: `{"kind": "random"}` or
 /// `{"kind": "evolution", "population": 20, "sample": 5}`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Strategy {

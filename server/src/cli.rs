@@ -10,14 +10,29 @@ use search::InputShape;
 #[derive(Debug, Parser)]
 #[command(name = "nas", version, about)]
 pub struct Cli {
-    /// What to do.
+    /// What to do (default: `up`).
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
 }
 
 /// The top-level commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Everything on this machine: an SQLite file, the API and dashboard on
+    /// 127.0.0.1, and in-process workers. What `nas` alone runs.
+    Up(UpArgs),
+    /// Submit a search spec to a server; prints its id (`--wait` follows it to the end).
+    Submit(SubmitArgs),
+    /// List a server's searches.
+    Searches(SearchesArgs),
+    /// Show one search: status, progress, counts, best trials.
+    Show(ShowArgs),
+    /// A search's leaderboard.
+    Leaderboard(LeaderboardArgs),
+    /// Cancel a running search.
+    Cancel(CancelArgs),
+    /// Download a trial's architecture JSON and trained weights.
+    Export(ExportArgs),
     /// The reference architectures (LeNet-5 ... MobileNet v2).
     #[command(subcommand)]
     Zoo(ZooCommand),
@@ -371,7 +386,137 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "NAS_BIND", default_value = "127.0.0.1:8080")]
     pub bind: std::net::SocketAddr,
-    /// Allow a non-loopback address without authentication.
+    /// Allow a non-loopback address without a write token.
     #[arg(long)]
     pub insecure: bool,
+    /// Token every write (POST) must carry as `Authorization: Bearer ...`.
+    #[arg(long, env = "NAS_API_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Token every read must carry (the write token works too); needs --token.
+    #[arg(long, env = "NAS_READ_TOKEN", hide_env_values = true)]
+    pub read_token: Option<String>,
+}
+
+/// Flags of `nas up`.
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// The SQLite database file (created if missing).
+    #[arg(long, env = "NAS_DB", default_value = "nas.db")]
+    pub db: PathBuf,
+    /// Port on 127.0.0.1 for the API and dashboard.
+    #[arg(long, env = "NAS_PORT", default_value_t = 8080)]
+    pub port: u16,
+    /// In-process workers (trials trained at once); they share the cores.
+    #[arg(long, env = "NAS_WORKERS", default_value_t = 1)]
+    pub workers: usize,
+    /// Dataset folder (default: $NAS_DATA_DIR, else the user cache folder).
+    #[arg(long, env = "NAS_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+/// How the client reaches a server.
+#[derive(Debug, Args, Clone)]
+pub struct ServerArgs {
+    /// The server's base URL.
+    #[arg(long, env = "NAS_SERVER", default_value = "http://127.0.0.1:8080")]
+    pub server: String,
+    /// Bearer token (the server's NAS_API_TOKEN, or NAS_READ_TOKEN for reads).
+    #[arg(long, env = "NAS_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+}
+
+/// Flags of `nas submit`.
+#[derive(Debug, Args)]
+pub struct SubmitArgs {
+    /// The search spec (JSON file, `-` for standard input).
+    pub spec: PathBuf,
+    /// Follow the search with a progress bar until it ends, then print the top 10.
+    #[arg(long)]
+    pub wait: bool,
+    /// The server.
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+/// Flags of `nas searches`.
+#[derive(Debug, Args)]
+pub struct SearchesArgs {
+    /// Only searches in this status: running, finished or cancelled.
+    #[arg(long)]
+    pub status: Option<String>,
+    /// Most searches shown.
+    #[arg(long, default_value_t = 50)]
+    pub limit: usize,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// The server.
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+/// Flags of `nas show`.
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// The search id.
+    pub id: i64,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// The server.
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+/// Output formats of `nas leaderboard`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    /// An aligned table.
+    Table,
+    /// The API's JSON.
+    Json,
+    /// CSV with a header row.
+    Csv,
+}
+
+/// Flags of `nas leaderboard`.
+#[derive(Debug, Args)]
+pub struct LeaderboardArgs {
+    /// The search id.
+    pub id: i64,
+    /// Entries shown.
+    #[arg(long, default_value_t = 10)]
+    pub top: usize,
+    /// Sort: reward, accuracy, latency, params or macs.
+    #[arg(long, default_value = "reward")]
+    pub sort: String,
+    /// table, json or csv.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+    pub format: OutputFormat,
+    /// The server.
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+/// Flags of `nas cancel`.
+#[derive(Debug, Args)]
+pub struct CancelArgs {
+    /// The search id.
+    pub id: i64,
+    /// The server.
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+/// Flags of `nas export`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// The trial id (see `nas leaderboard`).
+    pub trial: i64,
+    /// Folder to write `trial-ID.json` and `trial-ID.safetensors` into (created if missing).
+    #[arg(long, default_value = ".")]
+    pub out: PathBuf,
+    /// The server.
+    #[command(flatten)]
+    pub server: ServerArgs,
 }

@@ -7,11 +7,27 @@ pub mod cli;
 pub mod commands;
 pub mod table;
 
+use clap::Parser;
 use cli::{ArchCommand, BenchCommand, Cli, Command, QueueCommand, SpaceCommand, ZooCommand};
 
 /// Runs one parsed command line, printing its output to stdout.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
-    let output = match cli.command {
+    // `nas` alone is `nas up` with its defaults.
+    let command = match cli.command {
+        Some(command) => command,
+        None => match Cli::parse_from(["nas", "up"]).command {
+            Some(command) => command,
+            None => anyhow::bail!("no command"),
+        },
+    };
+    let output = match command {
+        Command::Up(args) => commands::up::run(&args)?,
+        Command::Submit(args) => commands::client::submit(&args)?,
+        Command::Searches(args) => commands::client::searches(&args)?,
+        Command::Show(args) => commands::client::show(&args)?,
+        Command::Leaderboard(args) => commands::client::leaderboard(&args)?,
+        Command::Cancel(args) => commands::client::cancel(&args)?,
+        Command::Export(args) => commands::client::export(&args)?,
         Command::Zoo(ZooCommand::List(args)) => commands::zoo::list(&args)?,
         Command::Zoo(ZooCommand::Show(args)) => commands::zoo::show(&args)?,
         Command::Arch(ArchCommand::Check(args)) => commands::arch::check(&args)?,

@@ -316,7 +316,7 @@ fn serve_refuses_a_public_address_without_authentication() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("refusing to serve on 0.0.0.0:0 without authentication"),
+        err.contains("refusing to serve on 0.0.0.0:0 without a token"),
         "{err}"
     );
 }

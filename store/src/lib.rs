@@ -20,7 +20,7 @@
 mod db;
 pub mod model;
 mod notify;
-mod overview;
+pub mod overview;
 mod queue;
 pub mod ranking;
 mod searches;

@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Where a trial is in its life.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TrialState {
@@ -55,6 +56,7 @@ impl TrialState {
 }
 
 /// Where a search is in its life.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SearchStatus {
@@ -129,6 +131,7 @@ pub enum Heartbeat {
 }
 
 /// One epoch's numbers, stored per attempt.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EpochMetrics {
     /// 1-based epoch.
@@ -217,6 +220,7 @@ pub struct SearchRow {
 }
 
 /// Something that happened, for live views and waking workers.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
@@ -257,4 +261,28 @@ pub enum Event {
         /// Its status.
         status: String,
     },
+}
+
+impl Event {
+    /// The search the event concerns.
+    pub fn search_id(&self) -> i64 {
+        match self {
+            Self::TrialsQueued { search_id, .. }
+            | Self::TrialClaimed { search_id, .. }
+            | Self::TrialProgressed { search_id, .. }
+            | Self::TrialFinished { search_id, .. }
+            | Self::SearchFinished { search_id, .. } => *search_id,
+        }
+    }
+
+    /// The event's name, as `event` in its JSON.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::TrialsQueued { .. } => "trials_queued",
+            Self::TrialClaimed { .. } => "trial_claimed",
+            Self::TrialProgressed { .. } => "trial_progressed",
+            Self::TrialFinished { .. } => "trial_finished",
+            Self::SearchFinished { .. } => "search_finished",
+        }
+    }
 }

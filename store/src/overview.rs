@@ -17,7 +17,8 @@ pub struct SearchPage {
 }
 
 /// A worker as the monitoring views show it.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct WorkerRow {
     /// Worker id.
     pub id: String,

@@ -8,7 +8,8 @@ use sqlx::Row;
 use crate::{Store, StoreError};
 
 /// One ranked trial.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct LeaderboardEntry {
     /// 1-based position under the requested sort.
     pub rank: i64,
@@ -137,7 +138,8 @@ fn entry(row: &AnyRow, rank: i64) -> Result<LeaderboardEntry, StoreError> {
 }
 
 /// One point of a search's accuracy/latency plane.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ParetoPoint {
     /// Trial id.
     pub trial_id: i64,

@@ -20,6 +20,7 @@ pub fn dataset_shape(name: &str) -> Option<(InputShape, usize)> {
 }
 
 /// A search space by preset name or written out.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum SpaceRef {
@@ -53,6 +54,7 @@ impl SpaceRef {
 }
 
 /// How much a search may spend.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Budget {
@@ -82,6 +84,7 @@ impl Default for Budget {
 
 /// Per-trial training settings (the rest of the training recipe is the
 /// worker's defaults: Adam 1e-3, batch 64, constant rate).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Training {
@@ -104,6 +107,7 @@ impl Default for Training {
 }
 
 /// A search as submitted.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SearchSpec {

@@ -2,12 +2,13 @@
 //! `{"error": {"code", "message", "field"}}` with a fitting status, and
 //! nothing internal (SQL, paths) ever reaches the client.
 
-use axum::extract::rejection::JsonRejection;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::json;
 use store::StoreError;
+
+use super::dto::{ErrorBody, ErrorDetail};
 
 /// An API failure.
 #[derive(Debug)]
@@ -47,13 +48,46 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// A 400 for a query string that does not parse.
+    pub fn bad_query(message: impl Into<String>, field: Option<&str>) -> Self {
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            code: "invalid_query",
+            message: message.into(),
+            field: field.map(str::to_owned),
+        }
+    }
+
+    /// A 401: the bearer token is missing or wrong.
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::UNAUTHORIZED,
+            code: "unauthorized",
+            message: message.into(),
+            field: None,
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut error = json!({ "code": self.code, "message": self.message });
-        if let Some(field) = self.field {
-            error["field"] = json!(field);
+        let unauthorized = self.status == StatusCode::UNAUTHORIZED;
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code.to_owned(),
+                message: self.message,
+                field: self.field,
+            },
+        };
+        let mut response = (self.status, Json(body)).into_response();
+        if unauthorized {
+            response.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer"),
+            );
         }
-        (self.status, Json(json!({ "error": error }))).into_response()
+        response
     }
 }
 
@@ -67,6 +101,14 @@ impl From<StoreError> for ApiError {
                 field: Some(spec.field),
             },
             StoreError::NotFound(what) => Self::not_found(what),
+            StoreError::BadCursor(message) => Self {
+                status: StatusCode::BAD_REQUEST,
+                code: "invalid_cursor",
+                message: format!(
+                    "invalid cursor: {message}; pass the next_cursor of the previous page"
+                ),
+                field: Some("cursor".into()),
+            },
             StoreError::Conflict(message) => Self {
                 status: StatusCode::CONFLICT,
                 code: "conflict",
@@ -97,5 +139,11 @@ impl From<JsonRejection> for ApiError {
             message: rejection.body_text(),
             field: None,
         }
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(rejection: QueryRejection) -> Self {
+        Self::bad_query(rejection.body_text(), None)
     }
 }

@@ -1,45 +1,112 @@
-//! The HTTP API under `/api/v1` (axum), on a [`Store`].
+//! The HTTP API under `/api/v1` (axum) on a [`Store`]: one module per group
+//! of routes, plus authentication, request metrics and the OpenAPI document.
 
+mod auth;
+mod catalog;
+pub mod dto;
 mod error;
-mod routes;
+mod events;
+pub mod openapi;
+mod ops;
+mod searches;
+mod telemetry;
+mod trials;
+
+use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
+use axum::middleware;
 use axum::routing::{get, post};
 use axum::Router;
 use store::Store;
+use tokio::sync::watch;
 
+pub use auth::{Auth, ReadWithoutWrite};
 pub use error::ApiError;
+pub use searches::leaderboard_csv;
 
 /// Largest accepted request body (a search spec with an inline space fits easily).
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
+
+type ApiResult<T> = Result<T, ApiError>;
 
 /// What every handler shares.
 #[derive(Clone, Debug)]
 pub struct AppState {
     /// The database.
     pub store: Store,
+    /// The tokens requests need.
+    pub auth: Arc<Auth>,
+    /// Request counts and latencies.
+    metrics: Arc<telemetry::HttpMetrics>,
+    /// Set to end the event streams (they would hold a graceful shutdown open).
+    shutdown: Arc<watch::Sender<bool>>,
+}
+
+impl AppState {
+    /// State on `store` with the given tokens.
+    pub fn new(store: Store, auth: Auth) -> Self {
+        Self {
+            store,
+            auth: Arc::new(auth),
+            metrics: Arc::default(),
+            shutdown: Arc::new(watch::channel(false).0),
+        }
+    }
+
+    /// Ends every open event stream; call when shutting down.
+    pub fn end_streams(&self) {
+        self.shutdown.send_replace(true);
+    }
+}
+
+/// An id from the path: a positive integer, else 404 (no such resource).
+fn id_of(raw: &str, what: &str) -> ApiResult<i64> {
+    raw.parse::<i64>()
+        .ok()
+        .filter(|id| *id > 0)
+        .ok_or_else(|| ApiError::not_found(format!("{what} `{raw}`")))
 }
 
 /// The API's routes, ready to serve (tests call it on port 0).
 pub fn router(state: AppState) -> Router {
     let api = Router::new()
-        .route("/healthz", get(routes::healthz))
-        .route("/readyz", get(routes::readyz))
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .route("/workers", get(ops::workers))
+        .route("/events", get(events::events))
+        .route("/openapi.json", get(openapi::openapi_json))
         .route(
             "/searches",
-            post(routes::create_search).get(routes::list_searches),
+            post(searches::create_search).get(searches::list_searches),
         )
-        .route("/searches/{id}", get(routes::get_search))
-        .route("/searches/{id}/cancel", post(routes::cancel_search))
-        .route("/searches/{id}/trials", get(routes::list_trials))
-        .route("/trials/{id}", get(routes::get_trial))
-        .route("/trials/{id}/architecture", get(routes::get_architecture))
-        .route("/trials/{id}/weights", get(routes::get_weights))
-        .route("/zoo", get(routes::zoo))
-        .route("/spaces", get(routes::spaces))
-        .fallback(routes::not_found);
+        .route("/searches/{id}", get(searches::get_search))
+        .route("/searches/{id}/cancel", post(searches::cancel_search))
+        .route("/searches/{id}/trials", get(searches::list_trials))
+        .route("/searches/{id}/leaderboard", get(searches::leaderboard))
+        .route("/searches/{id}/pareto", get(searches::pareto))
+        .route("/trials/{id}", get(trials::get_trial))
+        .route("/trials/{id}/architecture", get(trials::get_architecture))
+        .route("/trials/{id}/weights", get(trials::get_weights))
+        .route("/zoo", get(catalog::zoo))
+        .route("/spaces", get(catalog::spaces))
+        .fallback(not_found);
     Router::new()
         .nest("/api/v1", api)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_token,
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            telemetry::track,
+        ))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
+}
+
+/// Any other path: a JSON 404.
+async fn not_found() -> ApiError {
+    ApiError::not_found("route")
 }

@@ -2,10 +2,12 @@
 
 pub mod arch;
 pub mod bench_queue;
+pub mod client;
 pub mod queue;
 pub mod serve;
 pub mod space;
 pub mod train;
+pub mod up;
 pub mod worker;
 pub mod zoo;
 

@@ -62,37 +62,11 @@ pub fn status(args: &QueueStatusArgs) -> anyhow::Result<String> {
                         .collect::<Vec<_>>()
                         .join(", ")
                 );
-                let mut trials = store.trials(id).await?;
-                trials.retain(|t| t.reward.is_some());
-                trials.sort_by(|a, b| b.reward.unwrap_or(0.0).total_cmp(&a.reward.unwrap_or(0.0)));
-                let mut table = Table::new(&[
-                    ("rank", Align::Right),
-                    ("trial", Align::Right),
-                    ("reward", Align::Right),
-                    ("val acc", Align::Right),
-                    ("latency p50", Align::Right),
-                    ("params", Align::Right),
-                ]);
-                for (rank, t) in trials.iter().take(args.top).enumerate() {
-                    let r: serde_json::Value = t
-                        .result
-                        .as_deref()
-                        .and_then(|r| serde_json::from_str(r).ok())
-                        .unwrap_or_default();
-                    table.row(vec![
-                        (rank + 1).to_string(),
-                        t.index.to_string(),
-                        format!("{:.4}", t.reward.unwrap_or(0.0)),
-                        r["val_accuracy"]
-                            .as_f64()
-                            .map_or("-".into(), |v| format!("{:.2}%", v * 100.0)),
-                        r["latency_ms"]["p50"]
-                            .as_f64()
-                            .map_or("-".into(), |v| format!("{v:.3} ms")),
-                        r["params"].as_u64().map_or("-".into(), |v| v.to_string()),
-                    ]);
-                }
-                out.push_str(&table.render());
+                let top = (args.top as i64).clamp(1, store::ranking::MAX_PAGE);
+                let board = store
+                    .leaderboard(id, search::objective::RankKey::Reward, top, None)
+                    .await?;
+                out.push_str(&super::client::leaderboard_table(&board.entries));
                 out
             }
         };

@@ -1,17 +1,21 @@
 //! `nas serve`: the HTTP API on a database, until SIGTERM or Ctrl-C.
 
+use std::future::Future;
+use std::net::SocketAddr;
+
 use anyhow::{bail, Context};
 use store::{QueueConfig, Store};
 
 use super::worker::{redact, shutdown_signal};
-use crate::api::{router, AppState};
+use crate::api::{router, AppState, Auth};
 use crate::cli::ServeArgs;
 
 /// Serves the API until a shutdown signal.
 pub fn run(args: &ServeArgs) -> anyhow::Result<String> {
-    if !args.bind.ip().is_loopback() && !args.insecure {
+    let auth = Auth::new(args.token.as_deref(), args.read_token.as_deref())?;
+    if !args.bind.ip().is_loopback() && !auth.protects_writes() && !args.insecure {
         bail!(
-            "refusing to serve on {} without authentication; bind to 127.0.0.1 or pass --insecure",
+            "refusing to serve on {} without a token: set NAS_API_TOKEN (or --token), bind to 127.0.0.1, or pass --insecure",
             args.bind
         );
     }
@@ -22,20 +26,41 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<String> {
         let store = Store::connect(&args.database_url, QueueConfig::default())
             .await
             .with_context(|| format!("connecting to {}", redact(&args.database_url)))?;
-        let listener = tokio::net::TcpListener::bind(args.bind)
-            .await
-            .with_context(|| format!("binding {}", args.bind))?;
-        tracing::info!(address = %args.bind, "serving http://{}/api/v1", args.bind);
-        axum::serve(
+        let listener = bind(args.bind).await?;
+        serve(
             listener,
-            router(AppState {
-                store: store.clone(),
-            }),
+            AppState::new(store.clone(), auth),
+            shutdown_signal(),
         )
-        .with_graceful_shutdown(shutdown_signal())
         .await?;
         store.close().await;
         Ok::<_, anyhow::Error>(())
     })?;
     Ok(String::new())
+}
+
+/// Binds the API's listening socket.
+pub async fn bind(address: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(address)
+        .await
+        .with_context(|| format!("binding {address} (is another server on that port?)"))
+}
+
+/// Serves the API on `listener` until `stop` resolves, then ends the event
+/// streams and lets running requests finish.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    stop: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let address = listener.local_addr()?;
+    tracing::info!(%address, "serving http://{address}/api/v1");
+    let app = router(state.clone());
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            stop.await;
+            state.end_streams();
+        })
+        .await?;
+    Ok(())
 }

@@ -1,0 +1,240 @@
+//! The API's JSON documents: what every route returns, with the schemas the
+//! OpenAPI document is generated from. Store rows are mapped here, so the
+//! public shape does not follow the tables.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use store::{
+    EpochMetrics, LeaderboardEntry, ParetoPoint, SearchRow, SearchSpec, SearchStatus, TrialRow,
+    TrialState, WorkerRow,
+};
+use utoipa::ToSchema;
+
+use super::ApiError;
+
+/// A search.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct SearchView {
+    /// Search id.
+    pub id: i64,
+    /// Its name.
+    pub name: String,
+    /// running, finished or cancelled.
+    pub status: SearchStatus,
+    /// The spec as accepted, defaults filled in.
+    pub spec: SearchSpec,
+    /// Trials created so far.
+    pub trials_proposed: i64,
+    /// Created, Unix ms.
+    pub created_at_ms: i64,
+    /// Ended, Unix ms.
+    pub finished_at_ms: Option<i64>,
+}
+
+impl TryFrom<&SearchRow> for SearchView {
+    type Error = ApiError;
+
+    fn try_from(s: &SearchRow) -> Result<Self, ApiError> {
+        Ok(Self {
+            id: s.id,
+            name: s.name.clone(),
+            status: s.status,
+            spec: serde_json::from_str(&s.spec)
+                .map_err(|e| ApiError::internal(format!("stored spec of search {}: {e}", s.id)))?,
+            trials_proposed: s.proposed,
+            created_at_ms: s.created_at,
+            finished_at_ms: s.finished_at,
+        })
+    }
+}
+
+/// How far a search is.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct SearchProgress {
+    /// Trials that ended (succeeded, failed, rejected or cancelled).
+    pub trials_ended: i64,
+    /// The budget's `max_trials`.
+    pub max_trials: i64,
+    /// `trials_ended / max_trials`, 0 to 1.
+    pub fraction: f64,
+}
+
+/// A search with its counts, progress and best trial.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct SearchDetail {
+    /// The search.
+    #[serde(flatten)]
+    pub search: SearchView,
+    /// Trials in each state.
+    pub trial_counts: BTreeMap<String, i64>,
+    /// How far it is.
+    pub progress: SearchProgress,
+    /// The best trial by reward so far.
+    pub best_trial: Option<LeaderboardEntry>,
+}
+
+/// A page of searches.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct SearchList {
+    /// Newest first.
+    pub searches: Vec<SearchView>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    pub next_cursor: Option<i64>,
+}
+
+/// A trial.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct TrialView {
+    /// Trial id.
+    pub id: i64,
+    /// Its search.
+    pub search_id: i64,
+    /// Position in the search (0-based).
+    pub index: i64,
+    /// pending, running, succeeded, failed, cancelled or rejected.
+    pub state: TrialState,
+    /// Attempts started.
+    pub attempt: i64,
+    /// The parent's index, for evolution.
+    pub parent_index: Option<i64>,
+    /// The objective's reward, once succeeded.
+    pub reward: Option<f64>,
+    /// The worker's result: accuracy, latency, params, MACs, timing, device.
+    pub result: Option<Value>,
+    /// Every failed attempt: `{attempt, error, at_ms}`.
+    pub errors: Vec<Value>,
+    /// The worker running it.
+    pub worker_id: Option<String>,
+    /// The running attempt's last progress: epoch, epochs, loss, accuracy.
+    pub progress: Option<Value>,
+}
+
+fn parsed(text: Option<&str>) -> Option<Value> {
+    text.and_then(|t| serde_json::from_str(t).ok())
+}
+
+impl From<&TrialRow> for TrialView {
+    fn from(t: &TrialRow) -> Self {
+        Self {
+            id: t.id,
+            search_id: t.search_id,
+            index: t.index,
+            state: t.state,
+            attempt: t.attempt,
+            parent_index: t.parent_index,
+            reward: t.reward,
+            result: parsed(t.result.as_deref()),
+            errors: serde_json::from_str(&t.errors).unwrap_or_default(),
+            worker_id: t.worker_id.clone(),
+            progress: parsed(t.progress.as_deref()),
+        }
+    }
+}
+
+/// A trial with its per-epoch metrics.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct TrialDetail {
+    /// The trial.
+    #[serde(flatten)]
+    pub trial: TrialView,
+    /// The latest attempt's epochs.
+    pub epochs: Vec<EpochMetrics>,
+}
+
+/// A search's trials.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct TrialList {
+    /// In index order.
+    pub trials: Vec<TrialView>,
+}
+
+/// A page of a leaderboard.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Leaderboard {
+    /// The search.
+    pub search_id: i64,
+    /// The sort.
+    pub sort: search::objective::RankKey,
+    /// Ranked (succeeded) trials in all.
+    pub total: i64,
+    /// This page, best first.
+    pub entries: Vec<LeaderboardEntry>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// A search's accuracy/latency plane.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Pareto {
+    /// The search.
+    pub search_id: i64,
+    /// Succeeded trials, fastest first (only the front with `front_only`).
+    pub points: Vec<ParetoPoint>,
+}
+
+/// The workers.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct WorkerList {
+    /// Alive ones first.
+    pub workers: Vec<WorkerRow>,
+}
+
+/// A reference architecture.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ZooEntryView {
+    /// Its name, e.g. `resnet18`.
+    pub name: String,
+    /// Paper title and year.
+    pub title: String,
+    /// Published input, `[channels, height, width]`.
+    pub input: [usize; 3],
+    /// Published number of classes.
+    pub classes: usize,
+    /// Trainable parameters at the published input.
+    pub params: u64,
+    /// Multiply-accumulates per image at the published input.
+    pub macs: u64,
+}
+
+/// The reference zoo.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ZooList {
+    /// Its entries, oldest first.
+    pub zoo: Vec<ZooEntryView>,
+}
+
+/// The preset search spaces.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct SpaceList {
+    /// By name.
+    pub presets: BTreeMap<String, search::SearchSpace>,
+}
+
+/// A liveness or readiness answer.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Health {
+    /// `ok`, `ready` or what is wrong.
+    pub status: String,
+}
+
+/// What went wrong.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable code: malformed_json, invalid_spec, invalid_query, invalid_cursor,
+    /// unauthorized, not_found, conflict, body_too_large, unsupported_media_type, internal.
+    pub code: String,
+    /// For people.
+    pub message: String,
+    /// The offending field, e.g. `objective.latency.target_ms`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+/// Every error response.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ErrorBody {
+    /// The error.
+    pub error: ErrorDetail,
+}

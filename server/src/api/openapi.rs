@@ -1,0 +1,56 @@
+//! The OpenAPI 3 document, generated from the route annotations and the
+//! schemas of the types they take and return.
+
+use axum::Json;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use super::{catalog, dto, events, ops, searches, trials};
+
+/// The document.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "nas",
+        description = "Neural-architecture search for CNNs: submit searches, follow their trials, read leaderboards and Pareto fronts, download trained weights. Writes need `Authorization: Bearer <NAS_API_TOKEN>` when the server has a token; reads too when it has NAS_READ_TOKEN."
+    ),
+    paths(
+        searches::create_search, searches::list_searches, searches::get_search, searches::cancel_search,
+        searches::list_trials, searches::leaderboard, searches::pareto,
+        trials::get_trial, trials::get_architecture, trials::get_weights,
+        catalog::zoo, catalog::spaces,
+        ops::healthz, ops::readyz, ops::workers, ops::metrics, events::events, openapi_json,
+    ),
+    components(schemas(dto::ErrorBody, store::Event)),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "searches", description = "Searches, their trials, leaderboards and Pareto fronts"),
+        (name = "trials", description = "One trial: result, epochs, architecture, weights"),
+        (name = "catalogue", description = "The reference zoo and the preset search spaces"),
+        (name = "operations", description = "Health, workers, metrics, live events"),
+    )
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+        openapi.security = Some(vec![utoipa::openapi::security::SecurityRequirement::new(
+            "bearer",
+            Vec::<String>::new(),
+        )]);
+    }
+}
+
+/// `GET /openapi.json`: this document.
+#[utoipa::path(get, path = "/api/v1/openapi.json", tag = "operations",
+    responses((status = 200, description = "The OpenAPI 3 document", body = Object)))]
+pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}

@@ -1,0 +1,298 @@
+//! Search routes: create, list, show, cancel, trials, leaderboard, Pareto front.
+
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use search::objective::RankKey;
+use serde::Deserialize;
+use store::{SearchSpec, SearchStatus, TrialState};
+use utoipa::{IntoParams, ToSchema};
+
+use super::dto::{
+    Leaderboard, Pareto, SearchDetail, SearchList, SearchProgress, SearchView, TrialList, TrialView,
+};
+use super::{id_of, ApiError, ApiResult, AppState};
+
+/// `POST /searches`: checks the spec, stores it and queues the first trials.
+#[utoipa::path(post, path = "/api/v1/searches", tag = "searches",
+    request_body = SearchSpec,
+    responses(
+        (status = 201, description = "Created; the first trials are queued", body = SearchView),
+        (status = 400, description = "Malformed JSON", body = super::dto::ErrorBody),
+        (status = 401, description = "Missing or wrong token", body = super::dto::ErrorBody),
+        (status = 413, description = "Body over 256 KiB", body = super::dto::ErrorBody),
+        (status = 415, description = "Not application/json", body = super::dto::ErrorBody),
+        (status = 422, description = "Invalid spec; `field` names the culprit", body = super::dto::ErrorBody),
+    ))]
+pub async fn create_search(
+    State(state): State<AppState>,
+    body: Result<Json<SearchSpec>, JsonRejection>,
+) -> ApiResult<(StatusCode, Json<SearchView>)> {
+    let Json(spec) = body?;
+    let id = state.store.create_search(&spec).await?;
+    let search = state.store.search(id).await?;
+    Ok((StatusCode::CREATED, Json(SearchView::try_from(&search)?)))
+}
+
+/// Query of `GET /searches`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// Only searches in this status.
+    pub status: Option<SearchStatus>,
+    /// Page size, 1 to 500 (default 50).
+    pub limit: Option<i64>,
+    /// The previous page's `next_cursor`.
+    pub cursor: Option<i64>,
+}
+
+fn page_size(limit: Option<i64>, default: i64, max: i64) -> ApiResult<i64> {
+    match limit {
+        None => Ok(default),
+        Some(n) if (1..=max).contains(&n) => Ok(n),
+        Some(n) => Err(ApiError::bad_query(
+            format!("limit must be between 1 and {max}, got {n}"),
+            Some("limit"),
+        )),
+    }
+}
+
+/// `GET /searches`: newest first, paginated, optionally by status.
+#[utoipa::path(get, path = "/api/v1/searches", tag = "searches", params(ListQuery),
+    responses(
+        (status = 200, body = SearchList),
+        (status = 400, description = "Bad query", body = super::dto::ErrorBody),
+        (status = 401, body = super::dto::ErrorBody),
+    ))]
+pub async fn list_searches(
+    State(state): State<AppState>,
+    query: Result<Query<ListQuery>, QueryRejection>,
+) -> ApiResult<Json<SearchList>> {
+    let Query(q) = query?;
+    let limit = page_size(q.limit, 50, store::overview::MAX_SEARCH_PAGE)?;
+    let page = state.store.searches_page(q.status, q.cursor, limit).await?;
+    Ok(Json(SearchList {
+        searches: page
+            .searches
+            .iter()
+            .map(SearchView::try_from)
+            .collect::<Result<_, _>>()?,
+        next_cursor: page.next_cursor,
+    }))
+}
+
+/// `GET /searches/{id}`: status, counts by trial state, progress, best trial.
+#[utoipa::path(get, path = "/api/v1/searches/{id}", tag = "searches",
+    params(("id" = i64, Path, description = "Search id")),
+    responses(
+        (status = 200, body = SearchDetail),
+        (status = 401, body = super::dto::ErrorBody),
+        (status = 404, body = super::dto::ErrorBody),
+    ))]
+pub async fn get_search(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+) -> ApiResult<Json<SearchDetail>> {
+    let id = id_of(&raw, "search")?;
+    let search = state.store.search(id).await?;
+    let counts = state.store.trial_counts(id).await?;
+    let best = state
+        .store
+        .leaderboard(id, RankKey::Reward, 1, None)
+        .await?
+        .entries
+        .into_iter()
+        .next();
+    let view = SearchView::try_from(&search)?;
+    let ended: i64 = counts
+        .iter()
+        .filter(|(state, _)| TrialState::parse(state).is_some_and(TrialState::is_final))
+        .map(|(_, n)| n)
+        .sum();
+    let max_trials = i64::from(view.spec.budget.max_trials);
+    Ok(Json(SearchDetail {
+        progress: SearchProgress {
+            trials_ended: ended,
+            max_trials,
+            fraction: (ended as f64 / max_trials.max(1) as f64).min(1.0),
+        },
+        search: view,
+        trial_counts: counts,
+        best_trial: best,
+    }))
+}
+
+/// `POST /searches/{id}/cancel`: pending trials stop at once, running ones at
+/// their next heartbeat.
+#[utoipa::path(post, path = "/api/v1/searches/{id}/cancel", tag = "searches",
+    params(("id" = i64, Path, description = "Search id")),
+    responses(
+        (status = 200, description = "Cancelled", body = SearchView),
+        (status = 401, body = super::dto::ErrorBody),
+        (status = 404, body = super::dto::ErrorBody),
+        (status = 409, description = "The search already ended", body = super::dto::ErrorBody),
+    ))]
+pub async fn cancel_search(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+) -> ApiResult<Json<SearchView>> {
+    let id = id_of(&raw, "search")?;
+    state.store.cancel_search(id).await?;
+    Ok(Json(SearchView::try_from(&state.store.search(id).await?)?))
+}
+
+/// `GET /searches/{id}/trials`: every trial in index order.
+#[utoipa::path(get, path = "/api/v1/searches/{id}/trials", tag = "searches",
+    params(("id" = i64, Path, description = "Search id")),
+    responses(
+        (status = 200, body = TrialList),
+        (status = 401, body = super::dto::ErrorBody),
+        (status = 404, body = super::dto::ErrorBody),
+    ))]
+pub async fn list_trials(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+) -> ApiResult<Json<TrialList>> {
+    let id = id_of(&raw, "search")?;
+    state.store.search(id).await?;
+    let trials = state.store.trials(id).await?;
+    Ok(Json(TrialList {
+        trials: trials.iter().map(TrialView::from).collect(),
+    }))
+}
+
+/// Output format of a leaderboard.
+#[derive(Debug, Clone, Copy, Default, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Format {
+    /// JSON (the default).
+    #[default]
+    Json,
+    /// CSV with a header row; the next cursor is in the `X-Next-Cursor` header.
+    Csv,
+}
+
+/// Query of `GET /searches/{id}/leaderboard`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct LeaderboardQuery {
+    /// reward (default), accuracy, latency, params or macs.
+    pub sort: Option<RankKey>,
+    /// Page size, 1 to 1000 (default 50).
+    pub limit: Option<i64>,
+    /// The previous page's `next_cursor`.
+    pub cursor: Option<String>,
+    /// json (default) or csv.
+    pub format: Option<Format>,
+}
+
+/// `GET /searches/{id}/leaderboard`: succeeded trials ranked, cursor-paginated.
+#[utoipa::path(get, path = "/api/v1/searches/{id}/leaderboard", tag = "searches",
+    params(("id" = i64, Path, description = "Search id"), LeaderboardQuery),
+    responses(
+        (status = 200, description = "A page; CSV with `format=csv` (next cursor in `X-Next-Cursor`)",
+            content((Leaderboard = "application/json"), (String = "text/csv"))),
+        (status = 400, description = "Bad query or cursor", body = super::dto::ErrorBody),
+        (status = 401, body = super::dto::ErrorBody),
+        (status = 404, body = super::dto::ErrorBody),
+    ))]
+pub async fn leaderboard(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+    query: Result<Query<LeaderboardQuery>, QueryRejection>,
+) -> ApiResult<Response> {
+    let id = id_of(&raw, "search")?;
+    let Query(q) = query?;
+    let limit = page_size(q.limit, 50, store::ranking::MAX_PAGE)?;
+    let sort = q.sort.unwrap_or_default();
+    let page = state
+        .store
+        .leaderboard(id, sort, limit, q.cursor.as_deref())
+        .await?;
+    match q.format.unwrap_or_default() {
+        Format::Json => Ok(Json(Leaderboard {
+            search_id: id,
+            sort,
+            total: page.total,
+            entries: page.entries,
+            next_cursor: page.next_cursor,
+        })
+        .into_response()),
+        Format::Csv => {
+            let mut response = (
+                [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],
+                leaderboard_csv(&page.entries),
+            )
+                .into_response();
+            if let Some(next) = page
+                .next_cursor
+                .and_then(|c| axum::http::HeaderValue::from_str(&c).ok())
+            {
+                response.headers_mut().insert("x-next-cursor", next);
+            }
+            Ok(response)
+        }
+    }
+}
+
+/// The leaderboard as CSV: a header row, then one row per entry.
+pub fn leaderboard_csv(entries: &[store::LeaderboardEntry]) -> String {
+    fn cell<T: ToString>(v: Option<T>) -> String {
+        v.map(|v| v.to_string()).unwrap_or_default()
+    }
+    let mut out = String::from(
+        "rank,trial_id,index,reward,accuracy,latency_ms,params,macs,parent_index,finished_at_ms\n",
+    );
+    for e in entries {
+        out.push_str(&format!(
+            "{},{},{},{},{},{},{},{},{},{}\n",
+            e.rank,
+            e.trial_id,
+            e.index,
+            e.reward,
+            cell(e.accuracy),
+            cell(e.latency_ms),
+            cell(e.params),
+            cell(e.macs),
+            cell(e.parent_index),
+            cell(e.finished_at),
+        ));
+    }
+    out
+}
+
+/// Query of `GET /searches/{id}/pareto`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ParetoQuery {
+    /// Only the points on the front (default false: every succeeded trial).
+    pub front_only: Option<bool>,
+}
+
+/// `GET /searches/{id}/pareto`: the accuracy/latency plane and its front.
+#[utoipa::path(get, path = "/api/v1/searches/{id}/pareto", tag = "searches",
+    params(("id" = i64, Path, description = "Search id"), ParetoQuery),
+    responses(
+        (status = 200, body = Pareto),
+        (status = 400, description = "Bad query", body = super::dto::ErrorBody),
+        (status = 401, body = super::dto::ErrorBody),
+        (status = 404, body = super::dto::ErrorBody),
+    ))]
+pub async fn pareto(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+    query: Result<Query<ParetoQuery>, QueryRejection>,
+) -> ApiResult<Json<Pareto>> {
+    let id = id_of(&raw, "search")?;
+    let Query(q) = query?;
+    let mut points = state.store.pareto(id).await?;
+    if q.front_only.unwrap_or(false) {
+        points.retain(|p| p.on_front);
+    }
+    Ok(Json(Pareto {
+        search_id: id,
+        points,
+    }))
+}

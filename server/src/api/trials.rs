@@ -1,0 +1,77 @@
+//! Trial routes: the trial with its epochs, its architecture, its weights.
+
+use axum::extract::{Path, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+
+use super::dto::{TrialDetail, TrialView};
+use super::{id_of, ApiError, ApiResult, AppState};
+
+/// `GET /trials/{id}`: the trial, its result, errors and per-epoch metrics.
+#[utoipa::path(get, path = "/api/v1/trials/{id}", tag = "trials",
+    params(("id" = i64, Path, description = "Trial id")),
+    responses(
+        (status = 200, body = TrialDetail),
+        (status = 401, body = super::dto::ErrorBody),
+        (status = 404, body = super::dto::ErrorBody),
+    ))]
+pub async fn get_trial(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+) -> ApiResult<Json<TrialDetail>> {
+    let id = id_of(&raw, "trial")?;
+    let trial = state.store.trial(id).await?;
+    let epochs = state.store.epoch_metrics(id, trial.attempt).await?;
+    Ok(Json(TrialDetail {
+        trial: TrialView::from(&trial),
+        epochs,
+    }))
+}
+
+/// `GET /trials/{id}/architecture`: the JSON `nas train --arch` loads.
+#[utoipa::path(get, path = "/api/v1/trials/{id}/architecture", tag = "trials",
+    params(("id" = i64, Path, description = "Trial id")),
+    responses(
+        (status = 200, description = "The architecture JSON", body = Object),
+        (status = 401, body = super::dto::ErrorBody),
+        (status = 404, body = super::dto::ErrorBody),
+    ))]
+pub async fn get_architecture(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+) -> ApiResult<Response> {
+    let id = id_of(&raw, "trial")?;
+    let text = state.store.architecture(id).await?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], text).into_response())
+}
+
+/// `GET /trials/{id}/weights`: the trained weights, a safetensors download.
+#[utoipa::path(get, path = "/api/v1/trials/{id}/weights", tag = "trials",
+    params(("id" = i64, Path, description = "Trial id")),
+    responses(
+        (status = 200, description = "safetensors file", content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 401, body = super::dto::ErrorBody),
+        (status = 404, description = "No such trial, or not trained", body = super::dto::ErrorBody),
+    ))]
+pub async fn get_weights(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+) -> ApiResult<Response> {
+    let id = id_of(&raw, "trial")?;
+    state.store.trial(id).await?;
+    let bytes = state
+        .store
+        .weights(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("weights of trial {id}")))?;
+    let disposition = format!("attachment; filename=\"trial-{id}.safetensors\"");
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/octet-stream".to_owned()),
+            (header::CONTENT_DISPOSITION, disposition),
+        ],
+        bytes,
+    )
+        .into_response())
+}

@@ -1,0 +1,339 @@
+//! The HTTP client commands: `nas submit`, `searches`, `show`, `leaderboard`,
+//! `cancel` and `export`, talking to `nas up` or `nas serve`.
+
+use std::io::{IsTerminal, Write};
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context};
+use serde::de::DeserializeOwned;
+
+use super::arch::read_input;
+use crate::api::dto::{ErrorBody, Leaderboard, SearchDetail, SearchList, SearchView};
+use crate::cli::{
+    CancelArgs, ExportArgs, LeaderboardArgs, OutputFormat, SearchesArgs, ServerArgs, ShowArgs,
+    SubmitArgs,
+};
+use crate::table::{thousands, Align, Table};
+
+/// A blocking client of one server.
+pub struct Client {
+    base: String,
+    token: Option<String>,
+    agent: ureq::Agent,
+}
+
+impl Client {
+    /// A client of `args.server`.
+    pub fn new(args: &ServerArgs) -> Self {
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(60)))
+            .build()
+            .into();
+        Self {
+            base: args.server.trim_end_matches('/').to_owned(),
+            token: args.token.clone().filter(|t| !t.is_empty()),
+            agent,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}/api/v1{path}", self.base)
+    }
+
+    /// Sends a request; returns the body of a 2xx answer, else the API's error.
+    fn send(&self, method: &str, path: &str, body: Option<&str>) -> anyhow::Result<Vec<u8>> {
+        let url = self.url(path);
+        let auth = self.token.as_ref().map(|t| format!("Bearer {t}"));
+        let result = match (method, body) {
+            ("GET", _) => {
+                let mut request = self.agent.get(&url);
+                if let Some(auth) = &auth {
+                    request = request.header("authorization", auth);
+                }
+                request.call()
+            }
+            (_, body) => {
+                let mut request = self
+                    .agent
+                    .post(&url)
+                    .header("content-type", "application/json");
+                if let Some(auth) = &auth {
+                    request = request.header("authorization", auth);
+                }
+                request.send(body.unwrap_or("").as_bytes())
+            }
+        };
+        let response = result.map_err(|e| {
+            anyhow!(
+                "cannot reach the server at {}: {e} (is `nas up` or `nas serve` running? see --server)",
+                self.base
+            )
+        })?;
+        let status = response.status();
+        let bytes = response
+            .into_body()
+            .with_config()
+            .limit(1 << 30)
+            .read_to_vec()
+            .with_context(|| format!("reading the answer to {method} {url}"))?;
+        if status.is_success() {
+            return Ok(bytes);
+        }
+        match serde_json::from_slice::<ErrorBody>(&bytes) {
+            Ok(e) => {
+                let field = e.error.field.map(|f| format!(" [{f}]")).unwrap_or_default();
+                bail!(
+                    "{} {}{field}: {}",
+                    status.as_u16(),
+                    e.error.code,
+                    e.error.message
+                )
+            }
+            Err(_) => bail!("{method} {url}: HTTP {}", status.as_u16()),
+        }
+    }
+
+    /// `GET path` as JSON.
+    pub fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
+        let bytes = self.send("GET", path, None)?;
+        serde_json::from_slice(&bytes).with_context(|| format!("unexpected answer from GET {path}"))
+    }
+
+    /// `POST path` with a JSON body, answer as JSON.
+    pub fn post<T: DeserializeOwned>(&self, path: &str, body: Option<&str>) -> anyhow::Result<T> {
+        let bytes = self.send("POST", path, body)?;
+        serde_json::from_slice(&bytes)
+            .with_context(|| format!("unexpected answer from POST {path}"))
+    }
+
+    /// `GET path` as raw bytes.
+    pub fn get_bytes(&self, path: &str) -> anyhow::Result<Vec<u8>> {
+        self.send("GET", path, None)
+    }
+}
+
+fn percent(v: Option<f64>) -> String {
+    v.map_or("-".into(), |v| format!("{:.2}%", v * 100.0))
+}
+
+/// The leaderboard as an aligned table.
+pub fn leaderboard_table(entries: &[store::LeaderboardEntry]) -> String {
+    let mut table = Table::new(&[
+        ("rank", Align::Right),
+        ("trial", Align::Right),
+        ("index", Align::Right),
+        ("reward", Align::Right),
+        ("val acc", Align::Right),
+        ("latency p50", Align::Right),
+        ("params", Align::Right),
+        ("MACs", Align::Right),
+    ]);
+    for e in entries {
+        table.row(vec![
+            e.rank.to_string(),
+            e.trial_id.to_string(),
+            e.index.to_string(),
+            format!("{:.4}", e.reward),
+            percent(e.accuracy),
+            e.latency_ms.map_or("-".into(), |v| format!("{v:.3} ms")),
+            e.params.map_or("-".into(), |v| thousands(v.max(0) as u64)),
+            e.macs.map_or("-".into(), |v| thousands(v.max(0) as u64)),
+        ]);
+    }
+    table.render()
+}
+
+/// `nas submit`: prints the new search's id; with `--wait`, follows it.
+pub fn submit(args: &SubmitArgs) -> anyhow::Result<String> {
+    let spec = read_input(&args.spec)?;
+    let client = Client::new(&args.server);
+    let search: SearchView = client.post("/searches", Some(&spec))?;
+    if !args.wait {
+        return Ok(format!("{}\n", search.id));
+    }
+    println!("{}", search.id);
+    let detail = follow(&client, search.id)?;
+    let board: Leaderboard =
+        client.get(&format!("/searches/{}/leaderboard?limit=10", search.id))?;
+    Ok(format!(
+        "search {} {}: {} of {} trials ended\n{}",
+        detail.search.id,
+        status_name(&detail),
+        detail.progress.trials_ended,
+        detail.progress.max_trials,
+        leaderboard_table(&board.entries)
+    ))
+}
+
+fn status_name(detail: &SearchDetail) -> String {
+    serde_json::to_value(detail.search.status)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+/// Polls a search until it ends, drawing a progress bar on stderr.
+fn follow(client: &Client, id: i64) -> anyhow::Result<SearchDetail> {
+    let terminal = std::io::stderr().is_terminal();
+    let mut last_line = String::new();
+    loop {
+        let detail: SearchDetail = client.get(&format!("/searches/{id}"))?;
+        let p = &detail.progress;
+        let width = 30usize;
+        let filled = ((p.fraction * width as f64).round() as usize).min(width);
+        let running = detail.trial_counts.get("running").copied().unwrap_or(0);
+        let best = detail.best_trial.as_ref().map_or("-".into(), |b| {
+            format!("{:.4} (trial {})", b.reward, b.trial_id)
+        });
+        let line = format!(
+            "[{}{}] {}/{} trials, {running} running, best reward {best}",
+            "#".repeat(filled),
+            ".".repeat(width - filled),
+            p.trials_ended,
+            p.max_trials
+        );
+        let mut err = std::io::stderr();
+        if terminal {
+            let _ = write!(err, "\r{line}\x1b[K");
+        } else if line != last_line {
+            let _ = writeln!(err, "{line}");
+        }
+        let _ = err.flush();
+        last_line = line;
+        if detail.search.status != store::SearchStatus::Running {
+            if terminal {
+                let _ = writeln!(err);
+            }
+            return Ok(detail);
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// `nas searches`.
+pub fn searches(args: &SearchesArgs) -> anyhow::Result<String> {
+    let client = Client::new(&args.server);
+    let mut path = format!("/searches?limit={}", args.limit.clamp(1, 500));
+    if let Some(status) = &args.status {
+        path.push_str(&format!("&status={status}"));
+    }
+    let list: SearchList = client.get(&path)?;
+    if args.json {
+        return super::json_text(&list);
+    }
+    let mut table = Table::new(&[
+        ("id", Align::Right),
+        ("name", Align::Left),
+        ("status", Align::Left),
+        ("dataset", Align::Left),
+        ("trials", Align::Right),
+    ]);
+    for s in &list.searches {
+        table.row(vec![
+            s.id.to_string(),
+            s.name.clone(),
+            serde_json::to_value(s.status)?
+                .as_str()
+                .unwrap_or("")
+                .to_owned(),
+            s.spec.dataset.clone(),
+            format!("{}/{}", s.trials_proposed, s.spec.budget.max_trials),
+        ]);
+    }
+    Ok(table.render())
+}
+
+/// `nas show`.
+pub fn show(args: &ShowArgs) -> anyhow::Result<String> {
+    let client = Client::new(&args.server);
+    let detail: SearchDetail = client.get(&format!("/searches/{}", args.id))?;
+    if args.json {
+        return super::json_text(&detail);
+    }
+    let board: Leaderboard = client.get(&format!("/searches/{}/leaderboard?limit=5", args.id))?;
+    let s = &detail.search;
+    Ok(format!(
+        "search {} ({}): {}\ndataset {}, {} trials, {} of {} ended ({:.0}%)\ntrials: {}\n\nbest trials:\n{}",
+        s.id,
+        s.name,
+        status_name(&detail),
+        s.spec.dataset,
+        s.trials_proposed,
+        detail.progress.trials_ended,
+        detail.progress.max_trials,
+        detail.progress.fraction * 100.0,
+        detail
+            .trial_counts
+            .iter()
+            .map(|(k, v)| format!("{v} {k}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        leaderboard_table(&board.entries)
+    ))
+}
+
+/// `nas leaderboard`: the top entries (fetched page by page).
+pub fn leaderboard(args: &LeaderboardArgs) -> anyhow::Result<String> {
+    let client = Client::new(&args.server);
+    let mut entries = Vec::new();
+    let mut cursor: Option<String> = None;
+    let mut board: Option<Leaderboard> = None;
+    while entries.len() < args.top {
+        let limit = (args.top - entries.len()).min(1000);
+        let mut path = format!(
+            "/searches/{}/leaderboard?sort={}&limit={limit}",
+            args.id, args.sort
+        );
+        if let Some(c) = &cursor {
+            path.push_str(&format!("&cursor={c}"));
+        }
+        let page: Leaderboard = client.get(&path)?;
+        entries.extend(page.entries.iter().cloned());
+        cursor = page.next_cursor.clone();
+        board = Some(page);
+        if cursor.is_none() {
+            break;
+        }
+    }
+    let Some(mut board) = board else {
+        return Ok(String::new());
+    };
+    board.entries = entries;
+    board.next_cursor = cursor;
+    match args.format {
+        OutputFormat::Table => Ok(leaderboard_table(&board.entries)),
+        OutputFormat::Json => super::json_text(&board),
+        OutputFormat::Csv => Ok(crate::api::leaderboard_csv(&board.entries)),
+    }
+}
+
+/// `nas cancel`.
+pub fn cancel(args: &CancelArgs) -> anyhow::Result<String> {
+    let client = Client::new(&args.server);
+    let search: SearchView = client.post(&format!("/searches/{}/cancel", args.id), None)?;
+    Ok(format!("search {} cancelled\n", search.id))
+}
+
+/// `nas export`: the architecture JSON and the weights into `--out`.
+pub fn export(args: &ExportArgs) -> anyhow::Result<String> {
+    let client = Client::new(&args.server);
+    let id = args.trial;
+    let architecture = client.get_bytes(&format!("/trials/{id}/architecture"))?;
+    let weights = client.get_bytes(&format!("/trials/{id}/weights"))?;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    let arch_path = args.out.join(format!("trial-{id}.json"));
+    let weights_path = args.out.join(format!("trial-{id}.safetensors"));
+    std::fs::write(&arch_path, &architecture)
+        .with_context(|| format!("writing {}", arch_path.display()))?;
+    std::fs::write(&weights_path, &weights)
+        .with_context(|| format!("writing {}", weights_path.display()))?;
+    Ok(format!(
+        "{}\n{}\nload it with: nas train --arch {} (weights: {} bytes)\n",
+        arch_path.display(),
+        weights_path.display(),
+        arch_path.display(),
+        weights.len()
+    ))
+}

@@ -1,0 +1,60 @@
+//! `nas up` (and `nas` alone): an SQLite file, the API on 127.0.0.1 and
+//! in-process workers, until SIGTERM or Ctrl-C.
+
+use std::net::{Ipv4Addr, SocketAddr};
+
+use anyhow::Context;
+use store::{QueueConfig, Store};
+use tokio::sync::watch;
+use worker::data::default_data_dir;
+
+use super::serve::{bind, serve};
+use super::worker::{join_agents, shutdown_signal, AgentPool};
+use crate::api::{AppState, Auth};
+use crate::cli::UpArgs;
+
+/// Runs everything until a shutdown signal.
+pub fn run(args: &UpArgs) -> anyhow::Result<String> {
+    let data_dir = args.data_dir.clone().unwrap_or_else(default_data_dir);
+    let pool = AgentPool::new(args.workers, None, &["cpu".to_owned()], data_dir)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async {
+        let url = format!("sqlite://{}", args.db.display());
+        let store = Store::connect(&url, QueueConfig::default())
+            .await
+            .with_context(|| format!("opening {}", args.db.display()))?;
+        let address = SocketAddr::from((Ipv4Addr::LOCALHOST, args.port));
+        let listener = bind(address).await?;
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let agents = pool.spawn(&store, &stop_rx);
+        println!(
+            "nas is up: http://{address}/ (API http://{address}/api/v1)\n\
+             database {}, {} worker(s) x {} thread(s), datasets in {}\n\
+             submit a search:  nas submit examples/quick.json --wait\n\
+             stop with Ctrl-C",
+            args.db.display(),
+            pool.concurrency,
+            pool.threads,
+            pool.data_dir.display()
+        );
+        let mut stopped = stop_rx.clone();
+        let server = tokio::spawn(serve(
+            listener,
+            AppState::new(store.clone(), Auth::open()),
+            async move {
+                let _ = stopped.wait_for(|stop| *stop).await;
+            },
+        ));
+        shutdown_signal().await;
+        tracing::info!("shutting down: handing running trials back");
+        let _ = stop_tx.send(true);
+        join_agents(agents).await?;
+        server.await.context("server task panicked")??;
+        store.close().await;
+        Ok::<_, anyhow::Error>(())
+    })?;
+    Ok(String::new())
+}
