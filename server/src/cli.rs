@@ -329,6 +329,20 @@ pub enum BenchCommand {
     Train(BenchArgs),
     /// Queue overhead: claims + completes per second with a trivial evaluator.
     Queue(QueueBenchArgs),
+    /// Fill a database with one search of N finished trials (synthetic
+    /// results) for API load tests; prints its id.
+    Seed(SeedBenchArgs),
+}
+
+/// Flags of `nas bench seed`.
+#[derive(Debug, Args)]
+pub struct SeedBenchArgs {
+    /// The database (use a scratch one).
+    #[arg(long, env = "NAS_DATABASE_URL")]
+    pub database_url: String,
+    /// Finished trials to create.
+    #[arg(long, default_value_t = 10_000)]
+    pub trials: u32,
 }
 
 /// Flags of `nas bench queue`.

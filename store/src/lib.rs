@@ -129,6 +129,11 @@ pub struct Store {
     origin: u64,
     /// Search specs never change: claims read each once per process.
     specs: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<i64, String>>>,
+    /// Recent leaderboard totals (counting is the one O(trials) part of a page).
+    totals: std::sync::Arc<ranking::TotalsCache>,
+    /// Leaderboard versions per search, and the pages served at each.
+    changes: std::sync::Arc<ranking::Changes>,
+    pages: std::sync::Arc<ranking::PageCache>,
 }
 
 /// Milliseconds since the Unix epoch.
@@ -146,8 +151,15 @@ impl Store {
         let (pool, backend) = db::connect(url).await?;
         let (events, _) = broadcast::channel(1024);
         let origin: u64 = rand::random();
+        let changes = std::sync::Arc::<ranking::Changes>::default();
         if backend == Backend::Postgres {
-            notify::listen(url.to_owned(), origin, events.clone(), pool.clone());
+            notify::listen(
+                url.to_owned(),
+                origin,
+                events.clone(),
+                changes.clone(),
+                pool.clone(),
+            );
         }
         Ok(Self {
             pool,
@@ -156,6 +168,9 @@ impl Store {
             events,
             origin,
             specs: Default::default(),
+            totals: Default::default(),
+            changes,
+            pages: Default::default(),
         })
     }
 
@@ -182,6 +197,7 @@ impl Store {
             return;
         }
         for e in &events {
+            self.changes.note(e);
             // No subscriber is fine.
             let _ = self.events.send(e.clone());
         }

@@ -51,6 +51,7 @@ pub(crate) fn listen(
     url: String,
     origin: u64,
     events: broadcast::Sender<Event>,
+    changes: std::sync::Arc<crate::ranking::Changes>,
     pool: sqlx::AnyPool,
 ) {
     let Ok(handle) = tokio::runtime::Handle::try_current() else {
@@ -78,6 +79,7 @@ pub(crate) fn listen(
                                     if let Ok(p) = serde_json::from_str::<Payload>(n.payload()) {
                                         if p.origin != origin {
                                             for e in p.events {
+                                                changes.note(&e);
                                                 let _ = events.send(e);
                                             }
                                         }

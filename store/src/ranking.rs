@@ -157,6 +157,189 @@ pub struct ParetoPoint {
     pub on_front: bool,
 }
 
+/// How long a counted leaderboard total is reused.
+const TOTAL_TTL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// A counted total: its value, when it was counted, and since when one
+/// caller has been recounting it.
+#[derive(Debug, Clone, Copy)]
+struct Counted {
+    total: i64,
+    version: u64,
+    at: std::time::Instant,
+    recounting_since: Option<std::time::Instant>,
+}
+
+/// Leaderboard totals by search and sort column, for the search version they
+/// were counted at. A total younger than
+/// [`TOTAL_TTL`] is reused; an older one is recounted by one caller while
+/// the others keep using it, so a burst of requests never counts at once.
+#[derive(Debug, Default)]
+pub(crate) struct TotalsCache(
+    std::sync::Mutex<std::collections::HashMap<(i64, &'static str), Counted>>,
+);
+
+impl TotalsCache {
+    /// The total to show, or `None`: the caller must count (and `put`).
+    fn get(&self, search_id: i64, column: &'static str, version: u64) -> Option<i64> {
+        let mut cache = self.0.lock().ok()?;
+        let entry = cache.get_mut(&(search_id, column))?;
+        if entry.version != version {
+            return None;
+        }
+        if entry.at.elapsed() < TOTAL_TTL {
+            return Some(entry.total);
+        }
+        match entry.recounting_since {
+            // Someone is recounting (and has not given up): use the old total.
+            Some(since) if since.elapsed() < TOTAL_TTL * 5 => Some(entry.total),
+            _ => {
+                entry.recounting_since = Some(std::time::Instant::now());
+                None
+            }
+        }
+    }
+
+    fn put(&self, search_id: i64, column: &'static str, version: u64, total: i64) {
+        if let Ok(mut cache) = self.0.lock() {
+            if cache.len() > 10_000 {
+                cache.retain(|_, c| c.at.elapsed() < TOTAL_TTL);
+            }
+            let at = std::time::Instant::now();
+            cache.insert(
+                (search_id, column),
+                Counted {
+                    total,
+                    version,
+                    at,
+                    recounting_since: None,
+                },
+            );
+        }
+    }
+}
+
+/// Which searches' leaderboards changed: a version per search, bumped when
+/// one of its trials ends or it finishes (this process's events and, on
+/// PostgreSQL, other processes' notifications).
+#[derive(Debug, Default)]
+pub(crate) struct Changes(std::sync::Mutex<std::collections::HashMap<i64, u64>>);
+
+impl Changes {
+    /// Records what `event` changes.
+    pub(crate) fn note(&self, event: &crate::Event) {
+        if matches!(
+            event,
+            crate::Event::TrialFinished { .. } | crate::Event::SearchFinished { .. }
+        ) {
+            if let Ok(mut versions) = self.0.lock() {
+                *versions.entry(event.search_id()).or_default() += 1;
+            }
+        }
+    }
+
+    fn version(&self, search_id: i64) -> u64 {
+        self.0
+            .lock()
+            .ok()
+            .and_then(|v| v.get(&search_id).copied())
+            .unwrap_or(0)
+    }
+}
+
+/// One cached page: the search version and time it was asked for, the page
+/// once fetched (concurrent askers wait for the one fetch), and whether a
+/// caller is already refetching it after it aged out.
+#[derive(Debug)]
+struct Slot {
+    version: u64,
+    at: std::time::Instant,
+    page: tokio::sync::OnceCell<LeaderboardPage>,
+    refreshing: std::sync::atomic::AtomicBool,
+}
+
+impl Slot {
+    fn new(version: u64, page: Option<LeaderboardPage>) -> std::sync::Arc<Self> {
+        std::sync::Arc::new(Self {
+            version,
+            at: std::time::Instant::now(),
+            page: tokio::sync::OnceCell::new_with(page),
+            refreshing: std::sync::atomic::AtomicBool::new(false),
+        })
+    }
+}
+
+type PageKey = (i64, &'static str, i64, Option<String>);
+
+/// What the cache has for a request.
+enum Lookup {
+    /// Wait for (or do) this slot's fetch.
+    Shared(std::sync::Arc<Slot>),
+    /// An aged-out page someone else is refetching: good enough.
+    Stale(LeaderboardPage),
+    /// Aged out and unchanged: this caller refetches while others use the old page.
+    Refresh,
+}
+
+/// Recently served leaderboard pages. A page is reused while its search's
+/// version is unchanged (a trial of it ended). After [`TOTAL_TTL`] it is
+/// refetched by one caller while the others keep getting it (the age bound
+/// covers writers this process hears nothing from: other processes on
+/// SQLite). A changed page is fetched once, however many requests want it.
+#[derive(Debug, Default)]
+pub(crate) struct PageCache(
+    std::sync::Mutex<std::collections::HashMap<PageKey, std::sync::Arc<Slot>>>,
+);
+
+impl PageCache {
+    fn lookup(&self, key: &PageKey, version: u64) -> Lookup {
+        let Ok(mut cache) = self.0.lock() else {
+            return Lookup::Shared(Slot::new(version, None));
+        };
+        if let Some(slot) = cache.get(key) {
+            if slot.version == version {
+                if slot.at.elapsed() < TOTAL_TTL {
+                    return Lookup::Shared(slot.clone());
+                }
+                if let Some(page) = slot.page.get() {
+                    let already = slot
+                        .refreshing
+                        .swap(true, std::sync::atomic::Ordering::AcqRel);
+                    return if already {
+                        Lookup::Stale(page.clone())
+                    } else {
+                        Lookup::Refresh
+                    };
+                }
+            }
+        }
+        if cache.len() >= MAX_CACHED_PAGES {
+            cache.clear();
+        }
+        let slot = Slot::new(version, None);
+        cache.insert(key.clone(), slot.clone());
+        Lookup::Shared(slot)
+    }
+
+    fn store_failed(&self, key: &PageKey) {
+        if let Ok(cache) = self.0.lock() {
+            if let Some(slot) = cache.get(key) {
+                slot.refreshing
+                    .store(false, std::sync::atomic::Ordering::Release);
+            }
+        }
+    }
+
+    fn store(&self, key: PageKey, version: u64, page: LeaderboardPage) {
+        if let Ok(mut cache) = self.0.lock() {
+            cache.insert(key, Slot::new(version, Some(page)));
+        }
+    }
+}
+
+/// Most pages kept before the cache starts over.
+const MAX_CACHED_PAGES: usize = 4096;
+
 /// Most rows a leaderboard page holds.
 pub const MAX_PAGE: i64 = 1000;
 
@@ -164,6 +347,9 @@ impl Store {
     /// One page of a search's succeeded trials sorted by `key` (reward and
     /// accuracy highest first; latency, params and MACs lowest first; ties
     /// by reward, then by id). `cursor` is the previous page's `next_cursor`.
+    /// A page is served again from memory until a trial of the search ends;
+    /// `total` is counted at most once a second per search and sort, so under
+    /// load it may lag the entries by up to a second.
     pub async fn leaderboard(
         &self,
         search_id: i64,
@@ -171,8 +357,38 @@ impl Store {
         limit: i64,
         cursor: Option<&str>,
     ) -> Result<LeaderboardPage, StoreError> {
-        self.search(search_id).await?;
         let limit = limit.clamp(1, MAX_PAGE);
+        let version = self.changes.version(search_id);
+        let cache_key = (search_id, key_name(key), limit, cursor.map(str::to_owned));
+        match self.pages.lookup(&cache_key, version) {
+            Lookup::Shared(slot) => Ok(slot
+                .page
+                .get_or_try_init(|| self.leaderboard_page(search_id, key, limit, cursor, version))
+                .await?
+                .clone()),
+            Lookup::Stale(page) => Ok(page),
+            Lookup::Refresh => {
+                let page = self
+                    .leaderboard_page(search_id, key, limit, cursor, version)
+                    .await;
+                match &page {
+                    Ok(page) => self.pages.store(cache_key, version, page.clone()),
+                    // Let the next caller try again.
+                    Err(_) => self.pages.store_failed(&cache_key),
+                }
+                page
+            }
+        }
+    }
+
+    async fn leaderboard_page(
+        &self,
+        search_id: i64,
+        key: RankKey,
+        limit: i64,
+        cursor: Option<&str>,
+        version: u64,
+    ) -> Result<LeaderboardPage, StoreError> {
         let after = cursor.map(|c| Cursor::decode(c, key)).transpose()?;
         let (col, descending) = column(key);
         let sign = if descending { "-" } else { "" };
@@ -227,11 +443,23 @@ impl Store {
             ),
             _ => None,
         };
-        let total: i64 = sqlx::query(&format!("SELECT COUNT(*) AS n FROM trials WHERE {filter}"))
-            .bind(search_id)
-            .fetch_one(self.pool())
-            .await?
-            .try_get("n")?;
+        let total = match self.totals.get(search_id, col, version) {
+            Some(total) => total,
+            None => {
+                let total: i64 =
+                    sqlx::query(&format!("SELECT COUNT(*) AS n FROM trials WHERE {filter}"))
+                        .bind(search_id)
+                        .fetch_one(self.pool())
+                        .await?
+                        .try_get("n")?;
+                self.totals.put(search_id, col, version, total);
+                total
+            }
+        };
+        if entries.is_empty() {
+            // An empty page: tell "no such search" from "nothing ranked yet".
+            self.search(search_id).await?;
+        }
         Ok(LeaderboardPage {
             entries,
             total,

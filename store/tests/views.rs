@@ -189,7 +189,44 @@ async fn searches_page_by_status_and_workers_and_totals_show(store: Store) {
     assert_eq!(store.queue_stats().await.expect("stats").workers_alive, 0);
 }
 
+async fn a_served_page_is_never_staler_than_the_last_finished_trial(store: Store) {
+    let id = store
+        .create_search(&spec(
+            r#"{"name": "live", "dataset": "mnist", "strategy": {"kind": "random"}, "budget": {"max_trials": 3, "parallelism": 3}}"#,
+        ))
+        .await
+        .expect("create");
+    let w = worker("w", &[]);
+    store.register_worker(&w).await.expect("register");
+    let mut seen = Vec::new();
+    for (k, reward) in [0.5, 0.9, 0.7].into_iter().enumerate() {
+        let t = store.claim(&w).await.expect("claim").expect("trial");
+        let done = Completion::Succeeded {
+            result: "{}".into(),
+            reward,
+            accuracy: reward,
+            latency_ms: 1.0,
+            weights: None,
+        };
+        store
+            .complete(t.id, t.attempt, done)
+            .await
+            .expect("complete");
+        // Asked twice at once, right after the change: both see it.
+        let (a, b) = tokio::join!(
+            store.leaderboard(id, RankKey::Reward, 10, None),
+            store.leaderboard(id, RankKey::Reward, 10, None)
+        );
+        let (a, b) = (a.expect("page"), b.expect("page"));
+        assert_eq!(a, b);
+        assert_eq!((a.total, a.entries.len()), (k as i64 + 1, k + 1));
+        seen.push(a.entries[0].reward);
+    }
+    assert_eq!(seen, [0.5, 0.9, 0.9]);
+}
+
 common::on_both_backends!(
+    a_served_page_is_never_staler_than_the_last_finished_trial,
     leaderboards_page_through_every_sort_like_the_reference,
     the_pareto_front_is_exactly_the_non_dominated_trials,
     searches_page_by_status_and_workers_and_totals_show,

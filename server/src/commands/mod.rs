@@ -1,6 +1,7 @@
 //! One module per command family; each returns the text to print.
 
 pub mod arch;
+pub mod bench_api;
 pub mod bench_queue;
 pub mod client;
 pub mod queue;
