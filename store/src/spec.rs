@@ -59,14 +59,19 @@ impl SpaceRef {
 #[serde(deny_unknown_fields, default)]
 pub struct Budget {
     /// Trials in all (default 20).
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 100_000))]
     pub max_trials: u32,
     /// Training epochs per trial (default 1).
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 1000))]
     pub epochs: u32,
     /// Train each trial on at most this many images (default: all).
+    #[cfg_attr(feature = "openapi", schema(minimum = 1))]
     pub max_train_samples: Option<u32>,
     /// Wall time of the whole search, seconds; no new trials after it (default: none).
+    #[cfg_attr(feature = "openapi", schema(exclusive_minimum = 0))]
     pub max_seconds: Option<f64>,
     /// Trials queued or running at once (default 2).
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 10_000))]
     pub parallelism: u32,
 }
 
@@ -89,10 +94,13 @@ impl Default for Budget {
 #[serde(deny_unknown_fields, default)]
 pub struct Training {
     /// Images per step (default 64).
+    #[cfg_attr(feature = "openapi", schema(minimum = 1))]
     pub batch_size: u32,
     /// Learning rate (default 1e-3, Adam).
+    #[cfg_attr(feature = "openapi", schema(exclusive_minimum = 0))]
     pub learning_rate: f64,
     /// Fraction of the training set held out for validation (default 0.1).
+    #[cfg_attr(feature = "openapi", schema(minimum = 0, exclusive_maximum = 1))]
     pub val_fraction: f64,
 }
 
@@ -112,8 +120,13 @@ impl Default for Training {
 #[serde(deny_unknown_fields)]
 pub struct SearchSpec {
     /// A name for people.
+    #[cfg_attr(feature = "openapi", schema(pattern = r"\S"))]
     pub name: String,
     /// mnist, fashion-mnist or cifar10.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(pattern = "^(mnist|fashion-mnist|cifar10)$")
+    )]
     pub dataset: String,
     /// Search space (default the `micro` preset).
     #[serde(default)]
@@ -138,6 +151,7 @@ pub struct SearchSpec {
     pub seed: u64,
     /// Attempts per trial before it fails for good (default 3).
     #[serde(default = "default_attempts")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 100))]
     pub max_attempts: u32,
 }
 
@@ -305,5 +319,20 @@ mod tests {
             let err = spec(json).expect_err(json);
             assert!(err.contains(want), "{json}: {err}");
         }
+    }
+}
+
+#[cfg(test)]
+mod schema_tests {
+    /// The OpenAPI pattern of `dataset` lists exactly [`super::DATASETS`].
+    #[test]
+    fn the_documented_dataset_pattern_lists_the_known_datasets() {
+        let source = include_str!("spec.rs");
+        let names: Vec<&str> = super::DATASETS.iter().map(|d| d.0).collect();
+        let pattern = format!("pattern = \"^({})$\"", names.join("|"));
+        assert!(
+            source.contains(&pattern),
+            "update the schema pattern of `dataset` to {pattern}"
+        );
     }
 }

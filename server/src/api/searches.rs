@@ -43,6 +43,7 @@ pub struct ListQuery {
     /// Only searches in this status.
     pub status: Option<SearchStatus>,
     /// Page size, 1 to 500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<i64>,
     /// The previous page's `next_cursor`.
     pub cursor: Option<i64>,
@@ -85,7 +86,7 @@ pub async fn list_searches(
 
 /// `GET /searches/{id}`: status, counts by trial state, progress, best trial.
 #[utoipa::path(get, path = "/api/v1/searches/{id}", tag = "searches",
-    params(("id" = i64, Path, description = "Search id")),
+    params(("id" = i64, Path, minimum = 1, description = "Search id")),
     responses(
         (status = 200, body = SearchDetail),
         (status = 401, body = super::dto::ErrorBody),
@@ -127,7 +128,7 @@ pub async fn get_search(
 /// `POST /searches/{id}/cancel`: pending trials stop at once, running ones at
 /// their next heartbeat.
 #[utoipa::path(post, path = "/api/v1/searches/{id}/cancel", tag = "searches",
-    params(("id" = i64, Path, description = "Search id")),
+    params(("id" = i64, Path, minimum = 1, description = "Search id")),
     responses(
         (status = 200, description = "Cancelled", body = SearchView),
         (status = 401, body = super::dto::ErrorBody),
@@ -145,7 +146,7 @@ pub async fn cancel_search(
 
 /// `GET /searches/{id}/trials`: every trial in index order.
 #[utoipa::path(get, path = "/api/v1/searches/{id}/trials", tag = "searches",
-    params(("id" = i64, Path, description = "Search id")),
+    params(("id" = i64, Path, minimum = 1, description = "Search id")),
     responses(
         (status = 200, body = TrialList),
         (status = 401, body = super::dto::ErrorBody),
@@ -181,16 +182,18 @@ pub struct LeaderboardQuery {
     /// reward (default), accuracy, latency, params or macs.
     pub sort: Option<RankKey>,
     /// Page size, 1 to 1000 (default 50).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
     /// The previous page's `next_cursor`.
     pub cursor: Option<String>,
     /// json (default) or csv.
+    #[param(inline)]
     pub format: Option<Format>,
 }
 
 /// `GET /searches/{id}/leaderboard`: succeeded trials ranked, cursor-paginated.
 #[utoipa::path(get, path = "/api/v1/searches/{id}/leaderboard", tag = "searches",
-    params(("id" = i64, Path, description = "Search id"), LeaderboardQuery),
+    params(("id" = i64, Path, minimum = 1, description = "Search id"), LeaderboardQuery),
     responses(
         (status = 200, description = "A page; CSV with `format=csv` (next cursor in `X-Next-Cursor`)",
             content((Leaderboard = "application/json"), (String = "text/csv"))),
@@ -209,7 +212,12 @@ pub async fn leaderboard(
     let sort = q.sort.unwrap_or_default();
     let page = state
         .store
-        .leaderboard(id, sort, limit, q.cursor.as_deref())
+        .leaderboard(
+            id,
+            sort,
+            limit,
+            q.cursor.as_deref().filter(|c| !c.is_empty()),
+        )
         .await?;
     match q.format.unwrap_or_default() {
         Format::Json => Ok(Json(Leaderboard {
@@ -273,7 +281,7 @@ pub struct ParetoQuery {
 
 /// `GET /searches/{id}/pareto`: the accuracy/latency plane and its front.
 #[utoipa::path(get, path = "/api/v1/searches/{id}/pareto", tag = "searches",
-    params(("id" = i64, Path, description = "Search id"), ParetoQuery),
+    params(("id" = i64, Path, minimum = 1, description = "Search id"), ParetoQuery),
     responses(
         (status = 200, body = Pareto),
         (status = 400, description = "Bad query", body = super::dto::ErrorBody),

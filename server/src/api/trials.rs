@@ -10,7 +10,7 @@ use super::{id_of, ApiError, ApiResult, AppState};
 
 /// `GET /trials/{id}`: the trial, its result, errors and per-epoch metrics.
 #[utoipa::path(get, path = "/api/v1/trials/{id}", tag = "trials",
-    params(("id" = i64, Path, description = "Trial id")),
+    params(("id" = i64, Path, minimum = 1, description = "Trial id")),
     responses(
         (status = 200, body = TrialDetail),
         (status = 401, body = super::dto::ErrorBody),
@@ -31,7 +31,7 @@ pub async fn get_trial(
 
 /// `GET /trials/{id}/architecture`: the JSON `nas train --arch` loads.
 #[utoipa::path(get, path = "/api/v1/trials/{id}/architecture", tag = "trials",
-    params(("id" = i64, Path, description = "Trial id")),
+    params(("id" = i64, Path, minimum = 1, description = "Trial id")),
     responses(
         (status = 200, description = "The architecture JSON", body = Object),
         (status = 401, body = super::dto::ErrorBody),
@@ -48,7 +48,7 @@ pub async fn get_architecture(
 
 /// `GET /trials/{id}/weights`: the trained weights, a safetensors download.
 #[utoipa::path(get, path = "/api/v1/trials/{id}/weights", tag = "trials",
-    params(("id" = i64, Path, description = "Trial id")),
+    params(("id" = i64, Path, minimum = 1, description = "Trial id")),
     responses(
         (status = 200, description = "safetensors file", content_type = "application/octet-stream", body = Vec<u8>),
         (status = 401, body = super::dto::ErrorBody),
