@@ -6,6 +6,7 @@ pub mod api;
 pub mod cli;
 pub mod commands;
 pub mod table;
+pub mod web;
 
 use clap::Parser;
 use cli::{ArchCommand, BenchCommand, Cli, Command, QueueCommand, SpaceCommand, ZooCommand};

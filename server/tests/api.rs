@@ -545,6 +545,7 @@ async fn the_openapi_document_lists_every_route_and_schema() {
         ("get", "/api/v1/trials/{id}/architecture"),
         ("get", "/api/v1/trials/{id}/weights"),
         ("get", "/api/v1/zoo"),
+        ("get", "/api/v1/zoo/{name}"),
         ("get", "/api/v1/spaces"),
         ("get", "/api/v1/workers"),
         ("get", "/api/v1/events"),

@@ -35,7 +35,7 @@ use tokio::sync::broadcast;
 
 pub use model::*;
 pub use overview::{QueueStats, SearchPage, WorkerRow};
-pub use ranking::{LeaderboardEntry, LeaderboardPage, ParetoPoint};
+pub use ranking::{LeaderboardEntry, LeaderboardPage, ParetoPoint, RejectedPoint};
 pub use spec::{Budget, SearchSpec, SpaceRef, SpecError, Training};
 
 /// Which database a store runs on.

@@ -188,6 +188,8 @@ pub struct TrialRow {
     pub attempt: i64,
     /// Parent's index (evolution).
     pub parent_index: Option<i64>,
+    /// What the strategy changed from the parent (evolution).
+    pub mutation: Option<String>,
     /// Reward, once succeeded.
     pub reward: Option<f64>,
     /// Result JSON, once ended.

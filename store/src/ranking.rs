@@ -340,6 +340,18 @@ impl PageCache {
 /// Most pages kept before the cache starts over.
 const MAX_CACHED_PAGES: usize = 4096;
 
+/// A trial measured over the hard latency limit, never trained.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct RejectedPoint {
+    /// Trial id.
+    pub trial_id: i64,
+    /// Position in the search.
+    pub index: i64,
+    /// Its measured batch-1 latency p50, milliseconds.
+    pub latency_ms: f64,
+}
+
 /// Most rows a leaderboard page holds.
 pub const MAX_PAGE: i64 = 1000;
 
@@ -465,6 +477,26 @@ impl Store {
             total,
             next_cursor,
         })
+    }
+
+    /// A search's rejected trials (over the latency limit), fastest first.
+    pub async fn rejected(&self, search_id: i64) -> Result<Vec<RejectedPoint>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, idx, latency_ms FROM trials WHERE search_id = $1 AND state = 'rejected' \
+             AND latency_ms IS NOT NULL ORDER BY latency_ms, id",
+        )
+        .bind(search_id)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(RejectedPoint {
+                    trial_id: r.try_get("id")?,
+                    index: r.try_get("idx")?,
+                    latency_ms: r.try_get("latency_ms")?,
+                })
+            })
+            .collect()
     }
 
     /// A search's succeeded trials on the accuracy/latency plane, fastest

@@ -34,6 +34,7 @@ fn trial_row(row: &AnyRow) -> Result<TrialRow, StoreError> {
             .ok_or_else(|| StoreError::Corrupt(format!("trial state {state}")))?,
         attempt: row.try_get("attempt")?,
         parent_index: row.try_get("parent_idx")?,
+        mutation: row.try_get("mutation")?,
         reward: row.try_get("reward")?,
         result: row.try_get("result")?,
         errors: row.try_get("errors")?,
@@ -44,7 +45,7 @@ fn trial_row(row: &AnyRow) -> Result<TrialRow, StoreError> {
 
 pub(crate) const SEARCH_COLUMNS: &str = "id, name, status, spec, proposed, created_at, finished_at";
 const TRIAL_COLUMNS: &str =
-    "id, search_id, idx, state, attempt, parent_idx, reward, result, errors, worker_id, progress";
+    "id, search_id, idx, state, attempt, parent_idx, mutation, reward, result, errors, worker_id, progress";
 
 impl Store {
     /// Checks `spec`, stores the search and queues its first trials.
@@ -153,6 +154,21 @@ impl Store {
             .iter()
             .map(trial_row)
             .collect()
+    }
+
+    /// The trial at `index` of a search, if any.
+    pub async fn trial_at(
+        &self,
+        search_id: i64,
+        index: i64,
+    ) -> Result<Option<TrialRow>, StoreError> {
+        let sql = format!("SELECT {TRIAL_COLUMNS} FROM trials WHERE search_id = $1 AND idx = $2");
+        let row = sqlx::query(&sql)
+            .bind(search_id)
+            .bind(index)
+            .fetch_optional(self.pool())
+            .await?;
+        row.as_ref().map(trial_row).transpose()
     }
 
     /// One trial.

@@ -2,9 +2,10 @@
 
 use std::collections::BTreeMap;
 
+use axum::extract::Path;
 use axum::Json;
 
-use super::dto::{SpaceList, ZooEntryView, ZooList};
+use super::dto::{SpaceList, ZooDetail, ZooEntryView, ZooList};
 use super::{ApiError, ApiResult};
 
 /// `GET /zoo`: the reference architectures with params and MACs at their
@@ -12,23 +13,48 @@ use super::{ApiError, ApiResult};
 #[utoipa::path(get, path = "/api/v1/zoo", tag = "catalogue",
     responses((status = 200, body = ZooList), (status = 401, body = super::dto::ErrorBody)))]
 pub async fn zoo() -> ApiResult<Json<ZooList>> {
-    let mut zoo = Vec::new();
-    for e in search::zoo::ZOO {
-        let arch = e
-            .build(e.published_input, e.published_classes, 1.0)
-            .map_err(ApiError::internal)?;
-        let report = search::validate(&arch).map_err(ApiError::internal)?;
-        let input = e.published_input;
-        zoo.push(ZooEntryView {
+    let zoo = search::zoo::ZOO
+        .iter()
+        .map(|e| Ok(entry(e)?.0))
+        .collect::<ApiResult<_>>()?;
+    Ok(Json(ZooList { zoo }))
+}
+
+fn entry(e: &search::zoo::ZooEntry) -> ApiResult<(ZooEntryView, search::Architecture)> {
+    let arch = e
+        .build(e.published_input, e.published_classes, 1.0)
+        .map_err(ApiError::internal)?;
+    let report = search::validate(&arch).map_err(ApiError::internal)?;
+    let input = e.published_input;
+    Ok((
+        ZooEntryView {
             name: e.name.to_owned(),
             title: e.title.to_owned(),
             input: [input.channels, input.height, input.width],
             classes: e.published_classes,
             params: report.params,
             macs: report.macs,
-        });
-    }
-    Ok(Json(ZooList { zoo }))
+        },
+        arch,
+    ))
+}
+
+/// `GET /zoo/{name}`: one reference architecture with its layers.
+#[utoipa::path(get, path = "/api/v1/zoo/{name}", tag = "catalogue",
+    params(("name" = String, Path, description = "Zoo entry, e.g. resnet18")),
+    responses((status = 200, body = ZooDetail), (status = 401, body = super::dto::ErrorBody),
+        (status = 404, body = super::dto::ErrorBody)))]
+pub async fn zoo_entry(Path(name): Path<String>) -> ApiResult<Json<ZooDetail>> {
+    let e = search::zoo::ZOO
+        .iter()
+        .find(|e| e.name == name)
+        .ok_or_else(|| ApiError::not_found(format!("zoo entry `{name}`")))?;
+    let (entry, arch) = entry(e)?;
+    Ok(Json(ZooDetail {
+        entry,
+        layers: super::dto::layers_of(&arch)?,
+        architecture: serde_json::to_value(&arch).map_err(ApiError::internal)?,
+    }))
 }
 
 /// `GET /spaces`: the preset search spaces (a starting point for your own).

@@ -75,11 +75,25 @@ pub struct SearchDetail {
     pub best_trial: Option<LeaderboardEntry>,
 }
 
+/// A search in a list, with its progress and best figures.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct SearchSummary {
+    /// The search.
+    #[serde(flatten)]
+    pub search: SearchView,
+    /// How far it is.
+    pub progress: SearchProgress,
+    /// Highest reward so far.
+    pub best_reward: Option<f64>,
+    /// Highest validation accuracy so far.
+    pub best_accuracy: Option<f64>,
+}
+
 /// A page of searches.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct SearchList {
     /// Newest first.
-    pub searches: Vec<SearchView>,
+    pub searches: Vec<SearchSummary>,
     /// Pass as `cursor` for the next page; null on the last page.
     pub next_cursor: Option<i64>,
 }
@@ -99,6 +113,8 @@ pub struct TrialView {
     pub attempt: i64,
     /// The parent's index, for evolution.
     pub parent_index: Option<i64>,
+    /// What changed from the parent, for evolution.
+    pub mutation: Option<String>,
     /// The objective's reward, once succeeded.
     pub reward: Option<f64>,
     /// The worker's result: accuracy, latency, params, MACs, timing, device.
@@ -124,6 +140,7 @@ impl From<&TrialRow> for TrialView {
             state: t.state,
             attempt: t.attempt,
             parent_index: t.parent_index,
+            mutation: t.mutation.clone(),
             reward: t.reward,
             result: parsed(t.result.as_deref()),
             errors: serde_json::from_str(&t.errors).unwrap_or_default(),
@@ -141,6 +158,58 @@ pub struct TrialDetail {
     pub trial: TrialView,
     /// The latest attempt's epochs.
     pub epochs: Vec<EpochMetrics>,
+    /// The parent trial's id, for evolution.
+    pub parent_trial_id: Option<i64>,
+    /// The architecture JSON.
+    pub architecture: Value,
+    /// Every layer with its output shape and costs.
+    pub layers: Vec<LayerView>,
+}
+
+/// One layer of an architecture with its costs.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct LayerView {
+    /// Path, e.g. `layers[3].body[1]`.
+    pub path: String,
+    /// The layer's kind.
+    pub kind: String,
+    /// Nesting depth (0: top level).
+    pub depth: usize,
+    /// Output shape for one image, e.g. `16x14x14`.
+    pub output: String,
+    /// Trainable parameters (nested layers included).
+    pub params: u64,
+    /// Multiply-accumulates per image (nested layers included).
+    pub macs: u64,
+}
+
+/// The layers of `arch` with their costs.
+pub fn layers_of(arch: &search::Architecture) -> Result<Vec<LayerView>, ApiError> {
+    let report = search::validate(arch).map_err(ApiError::internal)?;
+    Ok(report
+        .layers
+        .iter()
+        .map(|l| LayerView {
+            path: l.path.clone(),
+            kind: l.kind.to_owned(),
+            depth: l.depth,
+            output: l.output.to_string(),
+            params: l.params,
+            macs: l.macs,
+        })
+        .collect())
+}
+
+/// A zoo entry with its architecture and layers.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ZooDetail {
+    /// The entry.
+    #[serde(flatten)]
+    pub entry: ZooEntryView,
+    /// The architecture JSON at the published input.
+    pub architecture: Value,
+    /// Every layer with its output shape and costs.
+    pub layers: Vec<LayerView>,
 }
 
 /// A search's trials.
@@ -172,6 +241,8 @@ pub struct Pareto {
     pub search_id: i64,
     /// Succeeded trials, fastest first (only the front with `front_only`).
     pub points: Vec<ParetoPoint>,
+    /// Trials rejected over the hard latency limit (no accuracy), fastest first.
+    pub rejected: Vec<store::RejectedPoint>,
 }
 
 /// The workers.

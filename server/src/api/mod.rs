@@ -90,10 +90,12 @@ pub fn router(state: AppState) -> Router {
         .route("/trials/{id}/architecture", get(trials::get_architecture))
         .route("/trials/{id}/weights", get(trials::get_weights))
         .route("/zoo", get(catalog::zoo))
+        .route("/zoo/{name}", get(catalog::zoo_entry))
         .route("/spaces", get(catalog::spaces))
         .fallback(not_found);
     Router::new()
         .nest("/api/v1", api)
+        .merge(crate::web::routes())
         .layer(middleware::from_fn_with_state(
             state.clone(),
             auth::require_token,

@@ -18,7 +18,7 @@ use super::{catalog, dto, events, ops, searches, trials};
         searches::create_search, searches::list_searches, searches::get_search, searches::cancel_search,
         searches::list_trials, searches::leaderboard, searches::pareto,
         trials::get_trial, trials::get_architecture, trials::get_weights,
-        catalog::zoo, catalog::spaces,
+        catalog::zoo, catalog::zoo_entry, catalog::spaces,
         ops::healthz, ops::readyz, ops::workers, ops::metrics, events::events, openapi_json,
     ),
     components(schemas(dto::ErrorBody, store::Event)),

@@ -11,7 +11,8 @@ use store::{SearchSpec, SearchStatus, TrialState};
 use utoipa::{IntoParams, ToSchema};
 
 use super::dto::{
-    Leaderboard, Pareto, SearchDetail, SearchList, SearchProgress, SearchView, TrialList, TrialView,
+    Leaderboard, Pareto, SearchDetail, SearchList, SearchProgress, SearchSummary, SearchView,
+    TrialList, TrialView,
 };
 use super::{id_of, ApiError, ApiResult, AppState};
 
@@ -74,12 +75,30 @@ pub async fn list_searches(
     let Query(q) = query?;
     let limit = page_size(q.limit, 50, store::overview::MAX_SEARCH_PAGE)?;
     let page = state.store.searches_page(q.status, q.cursor, limit).await?;
+    let mut searches = Vec::with_capacity(page.searches.len());
+    for row in &page.searches {
+        let search = SearchView::try_from(row)?;
+        let counts = state.store.trial_counts(row.id).await?;
+        let best = |key| state.store.leaderboard(row.id, key, 1, None);
+        let best_reward = best(RankKey::Reward)
+            .await?
+            .entries
+            .first()
+            .map(|e| e.reward);
+        let best_accuracy = best(RankKey::Accuracy)
+            .await?
+            .entries
+            .first()
+            .and_then(|e| e.accuracy);
+        searches.push(SearchSummary {
+            progress: progress(&search, &counts),
+            search,
+            best_reward,
+            best_accuracy,
+        });
+    }
     Ok(Json(SearchList {
-        searches: page
-            .searches
-            .iter()
-            .map(SearchView::try_from)
-            .collect::<Result<_, _>>()?,
+        searches,
         next_cursor: page.next_cursor,
     }))
 }
@@ -107,22 +126,30 @@ pub async fn get_search(
         .into_iter()
         .next();
     let view = SearchView::try_from(&search)?;
+    Ok(Json(SearchDetail {
+        progress: progress(&view, &counts),
+        search: view,
+        trial_counts: counts,
+        best_trial: best,
+    }))
+}
+
+/// Trials ended against the budget.
+fn progress(
+    search: &SearchView,
+    counts: &std::collections::BTreeMap<String, i64>,
+) -> SearchProgress {
     let ended: i64 = counts
         .iter()
         .filter(|(state, _)| TrialState::parse(state).is_some_and(TrialState::is_final))
         .map(|(_, n)| n)
         .sum();
-    let max_trials = i64::from(view.spec.budget.max_trials);
-    Ok(Json(SearchDetail {
-        progress: SearchProgress {
-            trials_ended: ended,
-            max_trials,
-            fraction: (ended as f64 / max_trials.max(1) as f64).min(1.0),
-        },
-        search: view,
-        trial_counts: counts,
-        best_trial: best,
-    }))
+    let max_trials = i64::from(search.spec.budget.max_trials);
+    SearchProgress {
+        trials_ended: ended,
+        max_trials,
+        fraction: (ended as f64 / max_trials.max(1) as f64).min(1.0),
+    }
 }
 
 /// `POST /searches/{id}/cancel`: pending trials stop at once, running ones at
@@ -144,23 +171,38 @@ pub async fn cancel_search(
     Ok(Json(SearchView::try_from(&state.store.search(id).await?)?))
 }
 
+/// Query of `GET /searches/{id}/trials`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct TrialsQuery {
+    /// Only trials in this state.
+    pub state: Option<TrialState>,
+}
+
 /// `GET /searches/{id}/trials`: every trial in index order.
 #[utoipa::path(get, path = "/api/v1/searches/{id}/trials", tag = "searches",
-    params(("id" = i64, Path, minimum = 1, description = "Search id")),
+    params(("id" = i64, Path, minimum = 1, description = "Search id"), TrialsQuery),
     responses(
         (status = 200, body = TrialList),
+        (status = 400, description = "Bad query", body = super::dto::ErrorBody),
         (status = 401, body = super::dto::ErrorBody),
         (status = 404, body = super::dto::ErrorBody),
     ))]
 pub async fn list_trials(
     State(state): State<AppState>,
     Path(raw): Path<String>,
+    query: Result<Query<TrialsQuery>, QueryRejection>,
 ) -> ApiResult<Json<TrialList>> {
     let id = id_of(&raw, "search")?;
+    let Query(q) = query?;
     state.store.search(id).await?;
     let trials = state.store.trials(id).await?;
     Ok(Json(TrialList {
-        trials: trials.iter().map(TrialView::from).collect(),
+        trials: trials
+            .iter()
+            .filter(|t| q.state.is_none_or(|s| s == t.state))
+            .map(TrialView::from)
+            .collect(),
     }))
 }
 
@@ -302,5 +344,6 @@ pub async fn pareto(
     Ok(Json(Pareto {
         search_id: id,
         points,
+        rejected: state.store.rejected(id).await?,
     }))
 }

@@ -23,9 +23,22 @@ pub async fn get_trial(
     let id = id_of(&raw, "trial")?;
     let trial = state.store.trial(id).await?;
     let epochs = state.store.epoch_metrics(id, trial.attempt).await?;
+    let text = state.store.architecture(id).await?;
+    let arch = search::Architecture::from_json(&text).map_err(ApiError::internal)?;
+    let parent_trial_id = match trial.parent_index {
+        Some(index) => state
+            .store
+            .trial_at(trial.search_id, index)
+            .await?
+            .map(|p| p.id),
+        None => None,
+    };
     Ok(Json(TrialDetail {
         trial: TrialView::from(&trial),
         epochs,
+        parent_trial_id,
+        layers: super::dto::layers_of(&arch)?,
+        architecture: serde_json::to_value(&arch).map_err(ApiError::internal)?,
     }))
 }
 

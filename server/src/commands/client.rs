@@ -229,7 +229,8 @@ pub fn searches(args: &SearchesArgs) -> anyhow::Result<String> {
         ("dataset", Align::Left),
         ("trials", Align::Right),
     ]);
-    for s in &list.searches {
+    for summary in &list.searches {
+        let s = &summary.search;
         table.row(vec![
             s.id.to_string(),
             s.name.clone(),

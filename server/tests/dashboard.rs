@@ -1,0 +1,291 @@
+//! The dashboard in real headless Chromium (driven through chromedriver):
+//! create a search from the form (a bad value first, shown beside its
+//! field), watch its first trial appear without a reload, sort the
+//! leaderboard, open a trial and see its diagram and curves, cancel the
+//! search; the zoo and workers pages. Screenshots go to target/screenshots/.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use server::api::Auth;
+use store::testing;
+
+struct Driver(Child);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+async fn browser() -> (Driver, Client) {
+    let port = free_port();
+    let driver = Command::new("chromedriver")
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("chromedriver (apt-get install chromium chromium-driver; .ci/run does)");
+    let driver = Driver(driver);
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        serde_json::json!({"args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,1100"]}),
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        match ClientBuilder::new(connector)
+            .capabilities(caps.clone())
+            .connect(&format!("http://127.0.0.1:{port}"))
+            .await
+        {
+            Ok(client) => return (driver, client),
+            Err(e) if Instant::now() > deadline => panic!("no browser session: {e}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+}
+
+fn shots() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/screenshots");
+    std::fs::create_dir_all(&dir).expect("screenshot folder");
+    dir
+}
+
+async fn shot(client: &Client, name: &str) {
+    let png = client.screenshot().await.expect("screenshot");
+    std::fs::write(shots().join(format!("{name}.png")), png).expect("write screenshot");
+}
+
+/// Waits until the page's script says it rendered (or failed).
+async fn ready(client: &Client) {
+    client
+        .wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::Css("body[data-ready]"))
+        .await
+        .expect("the page renders");
+    let state = client
+        .execute("return document.body.dataset.ready", vec![])
+        .await
+        .expect("script");
+    assert_eq!(state, "true", "the page reported an error");
+}
+
+/// The text of every element matching `css`, read in one script call (live
+/// pages re-render, so element handles may go stale between calls).
+async fn texts(client: &Client, css: &str) -> Vec<String> {
+    let value = client
+        .execute(
+            "return [...document.querySelectorAll(arguments[0])].map(e => e.textContent.trim())",
+            vec![serde_json::json!(css)],
+        )
+        .await
+        .expect("script");
+    serde_json::from_value(value).expect("strings")
+}
+
+async fn set(client: &Client, id: &str, value: &str) {
+    let field = client.find(Locator::Id(id)).await.expect(id);
+    field.clear().await.expect("clear");
+    field.send_keys(value).await.expect("type");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_search_from_the_form_to_cancel_in_a_real_browser() {
+    let live = common::serve(&testing::fresh_sqlite_url(), Auth::open(), 1).await;
+    let root = live.base.trim_end_matches("/api/v1").to_owned();
+    let (_driver, c) = browser().await;
+
+    // The form: a bad value is shown beside its field; then a good spec.
+    c.goto(&format!("{root}/searches/new")).await.expect("goto");
+    ready(&c).await;
+    set(&c, "f-name", "browser search").await;
+    c.find(Locator::Css("#f-dataset option[value='mnist']"))
+        .await
+        .expect("mnist")
+        .click()
+        .await
+        .expect("select");
+    c.find(Locator::Css("#f-strategy-kind option[value='random']"))
+        .await
+        .expect("random")
+        .click()
+        .await
+        .expect("select");
+    set(&c, "f-objective-latency-target_ms", "-1").await;
+    set(&c, "f-budget-max_trials", "200").await;
+    set(&c, "f-budget-parallelism", "1").await;
+    set(&c, "f-budget-max_train_samples", "512").await;
+    let preview = c
+        .find(Locator::Id("preview"))
+        .await
+        .expect("preview")
+        .text()
+        .await
+        .expect("text");
+    assert!(preview.contains("\"max_trials\": 200"), "{preview}");
+    shot(&c, "new-search").await;
+    c.find(Locator::Id("submit"))
+        .await
+        .expect("submit")
+        .click()
+        .await
+        .expect("click");
+    let error = c
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css(
+            "[data-field='objective.latency.target_ms'].invalid .error",
+        ))
+        .await
+        .expect("the API's message beside the field");
+    assert!(error.text().await.expect("text").contains("must be > 0"));
+    set(&c, "f-objective-latency-target_ms", "1").await;
+    c.find(Locator::Id("submit"))
+        .await
+        .expect("submit")
+        .click()
+        .await
+        .expect("click");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let url = c.current_url().await.expect("url");
+        if url.path().starts_with("/searches/") && !url.path().ends_with("/new") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "still at {url}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    ready(&c).await;
+    // A mark that a reload would erase.
+    c.execute("window.__stayed = true", vec![])
+        .await
+        .expect("mark");
+
+    // The first trained trial appears live.
+    c.wait()
+        .at_most(Duration::from_secs(60))
+        .for_element(Locator::Css("#leaderboard tbody a"))
+        .await
+        .expect("a trained trial appears without a reload");
+    let stayed = c
+        .execute("return window.__stayed === true", vec![])
+        .await
+        .expect("mark");
+    assert_eq!(stayed, true, "the page was reloaded");
+    c.wait()
+        .at_most(Duration::from_secs(30))
+        .for_element(Locator::Css("#leaderboard tbody tr:nth-child(3) a"))
+        .await
+        .expect("three trials");
+    c.wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css("#scatter svg circle"))
+        .await
+        .expect("scatter points");
+    shot(&c, "search").await;
+
+    // Sort by latency: the column is pressed and ascending.
+    c.find(Locator::Css("button[data-sort='latency']"))
+        .await
+        .expect("sort")
+        .click()
+        .await
+        .expect("click");
+    c.wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css(
+            "button[data-sort='latency'][aria-pressed='true']",
+        ))
+        .await
+        .expect("pressed");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let latencies: Vec<f64> = texts(&c, "#leaderboard tbody td:nth-child(4)")
+        .await
+        .iter()
+        .filter_map(|t| t.trim_end_matches(" ms").parse().ok())
+        .collect();
+    assert!(latencies.len() >= 3, "{latencies:?}");
+    assert!(
+        latencies.windows(2).all(|w| w[0] <= w[1]),
+        "ascending: {latencies:?}"
+    );
+    let search_url = c.current_url().await.expect("url");
+
+    // A trial: diagram and curves.
+    // (The live table may re-render under a click: follow the link's address.)
+    let href = c
+        .find(Locator::Css("#leaderboard tbody a"))
+        .await
+        .expect("trial link")
+        .attr("href")
+        .await
+        .expect("href")
+        .expect("a link");
+    assert!(href.starts_with("/trials/"), "{href}");
+    c.goto(&format!("{root}{href}")).await.expect("goto trial");
+    ready(&c).await;
+    c.find(Locator::Css("#diagram svg rect"))
+        .await
+        .expect("architecture diagram");
+    c.find(Locator::Css("#curves svg polyline"))
+        .await
+        .expect("learning curves");
+    shot(&c, "trial").await;
+
+    // Cancel, confirming the dialog.
+    c.goto(search_url.as_str()).await.expect("back");
+    ready(&c).await;
+    c.find(Locator::Id("cancel"))
+        .await
+        .expect("cancel")
+        .click()
+        .await
+        .expect("click");
+    c.accept_alert().await.expect("confirm");
+    c.wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css(".badge.cancelled"))
+        .await
+        .expect("cancelled");
+
+    // The other pages.
+    c.goto(&format!("{root}/")).await.expect("goto");
+    ready(&c).await;
+    let names = texts(&c, "#searches tbody td:nth-child(2)").await;
+    assert_eq!(names, ["browser search"]);
+    shot(&c, "searches").await;
+    c.goto(&format!("{root}/zoo")).await.expect("goto");
+    ready(&c).await;
+    c.find(Locator::Css("#zoo tbody tr:nth-child(5) button"))
+        .await
+        .expect("a diagram button")
+        .click()
+        .await
+        .expect("click");
+    c.wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css(".diagram svg rect"))
+        .await
+        .expect("zoo diagram");
+    shot(&c, "zoo").await;
+    c.goto(&format!("{root}/workers")).await.expect("goto");
+    ready(&c).await;
+    assert_eq!(texts(&c, "#workers tbody tr").await.len(), 1);
+    shot(&c, "workers").await;
+    c.close().await.expect("close");
+}

@@ -1,0 +1,510 @@
+// The nas dashboard: one small script, no dependencies, no network but this
+// server's own API. Each page renders from /api/v1 and, where it shows
+// something live, refreshes on the server's events (SSE).
+"use strict";
+
+const API = "/api/v1";
+const main = document.getElementById("main");
+// Replaces the page's content (skipping empty parts).
+function show(...nodes) { main.replaceChildren(...nodes.flat(Infinity).filter(n => n !== null && n !== undefined && n !== false)); }
+
+// ---------- helpers ----------
+function el(tag, attrs, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === null || v === undefined || v === false) continue;
+    if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
+    else if (k === "text") node.textContent = v;
+    else node.setAttribute(k, v === true ? "" : v);
+  }
+  for (const c of children.flat(Infinity)) if (c !== null && c !== undefined && c !== false) node.append(c.nodeType ? c : String(c));
+  return node;
+}
+const SVGNS = "http://www.w3.org/2000/svg";
+function svg(tag, attrs, ...children) {
+  const node = document.createElementNS(SVGNS, tag);
+  for (const [k, v] of Object.entries(attrs || {})) if (v !== null && v !== undefined) node.setAttribute(k, v);
+  for (const c of children.flat(Infinity)) if (c !== null && c !== undefined && c !== false) node.append(c.nodeType ? c : document.createTextNode(String(c)));
+  return node;
+}
+const fmt = {
+  pct: v => (v === null || v === undefined) ? "–" : (v * 100).toFixed(2) + "%",
+  ms: v => (v === null || v === undefined) ? "–" : (v < 1 ? v.toFixed(3) : v.toFixed(2)) + " ms",
+  num: v => (v === null || v === undefined) ? "–" : Number(v).toLocaleString("en-US"),
+  r: v => (v === null || v === undefined) ? "–" : v.toFixed(4),
+  when: ms => ms ? new Date(ms).toLocaleString() : "–",
+  short: v => {
+    if (v === null || v === undefined) return "–";
+    const a = Math.abs(v);
+    if (a >= 1e9) return (v / 1e9).toFixed(1) + "G";
+    if (a >= 1e6) return (v / 1e6).toFixed(1) + "M";
+    if (a >= 1e3) return (v / 1e3).toFixed(1) + "k";
+    return String(v);
+  },
+};
+const badge = s => el("span", { class: "badge " + s, text: s });
+function bar(fraction, label) {
+  const b = el("div", { class: "bar", role: "progressbar", "aria-valuemin": 0, "aria-valuemax": 100,
+    "aria-valuenow": Math.round(fraction * 100), "aria-label": label || "progress" });
+  b.append(el("span", { style: `width:${Math.max(0, Math.min(1, fraction)) * 100}%` }));
+  return b;
+}
+
+// ---------- API ----------
+function token() { return localStorage.getItem("nas-token") || ""; }
+class ApiError extends Error {
+  constructor(status, body) {
+    super((body && body.error && body.error.message) || `HTTP ${status}`);
+    this.status = status; this.field = body && body.error && body.error.field; this.code = body && body.error && body.error.code;
+  }
+}
+async function api(path, options = {}) {
+  const headers = Object.assign({}, options.headers || {});
+  if (token()) headers["authorization"] = "Bearer " + token();
+  if (options.body) headers["content-type"] = "application/json";
+  const res = await fetch(API + path, Object.assign({}, options, { headers }));
+  const text = await res.text();
+  let body = null;
+  try { body = text ? JSON.parse(text) : null; } catch (_) { body = text; }
+  if (res.status === 401) document.getElementById("token-form").hidden = false;
+  if (!res.ok) throw new ApiError(res.status, body);
+  return body;
+}
+// Calls `refresh` (at most every 400 ms) whenever the server reports an event.
+function live(query, refresh) {
+  if (!window.EventSource) return null;
+  let timer = null;
+  const source = new EventSource(API + "/events" + query);
+  const kick = () => { if (!timer) timer = setTimeout(() => { timer = null; refresh(); }, 400); };
+  for (const name of ["trials_queued", "trial_claimed", "trial_progressed", "trial_finished", "search_finished", "lagged"]) {
+    source.addEventListener(name, kick);
+  }
+  window.addEventListener("pagehide", () => source.close());
+  return source;
+}
+function fail(e) {
+  show(el("h1", { text: e.status === 404 ? "Not found" : "Something went wrong" }),
+    el("p", { class: "error", text: e.message }));
+}
+
+// ---------- charts ----------
+function ticks(min, max, count) {
+  if (!(max > min)) { max = min + 1; }
+  const step0 = (max - min) / count, mag = Math.pow(10, Math.floor(Math.log10(step0)));
+  const step = [1, 2, 5, 10].map(m => m * mag).find(s => s >= step0) || step0;
+  const out = [];
+  for (let v = Math.ceil(min / step) * step; v <= max + step * 1e-9; v += step) out.push(+v.toPrecision(12));
+  return out;
+}
+// A chart frame: returns { root, x(v), y(v) } with axes, grid and labels drawn.
+function frame({ width = 560, height = 300, xmin, xmax, ymin, ymax, xlabel, ylabel, xfmt = String, yfmt = String, log = false }) {
+  const m = { l: 58, r: 14, t: 12, b: 42 };
+  const W = width - m.l - m.r, H = height - m.t - m.b;
+  const lx = v => log ? Math.log10(v) : v;
+  const [a, b] = [lx(xmin), lx(xmax)];
+  const x = v => m.l + (b > a ? (lx(v) - a) / (b - a) : 0.5) * W;
+  const y = v => m.t + H - (ymax > ymin ? (v - ymin) / (ymax - ymin) : 0.5) * H;
+  const root = svg("svg", { viewBox: `0 0 ${width} ${height}`, width: "100%", role: "img" });
+  for (const t of ticks(ymin, ymax, 5)) {
+    root.append(svg("line", { class: "gridline", x1: m.l, x2: m.l + W, y1: y(t), y2: y(t) }),
+      svg("text", { x: m.l - 6, y: y(t) + 4, "text-anchor": "end" }, yfmt(t)));
+  }
+  const xt = log ? ticks(Math.floor(a), Math.ceil(b), 6).filter(Number.isInteger).map(e => Math.pow(10, e)).filter(v => v >= xmin * 0.999 && v <= xmax * 1.001)
+    : ticks(xmin, xmax, 6);
+  for (const t of xt) {
+    root.append(svg("line", { class: "gridline", x1: x(t), x2: x(t), y1: m.t, y2: m.t + H }),
+      svg("text", { x: x(t), y: m.t + H + 16, "text-anchor": "middle" }, xfmt(t)));
+  }
+  root.append(svg("line", { class: "axis", x1: m.l, x2: m.l + W, y1: m.t + H, y2: m.t + H }),
+    svg("line", { class: "axis", x1: m.l, x2: m.l, y1: m.t, y2: m.t + H }),
+    svg("text", { x: m.l + W / 2, y: height - 6, "text-anchor": "middle" }, xlabel),
+    svg("text", { x: 14, y: m.t + H / 2, "text-anchor": "middle", transform: `rotate(-90 14 ${m.t + H / 2})` }, ylabel));
+  return { root, x, y, m, W, H };
+}
+
+function scatter(pareto, target) {
+  const pts = pareto.points, rej = pareto.rejected || [];
+  const lat = pts.map(p => p.latency_ms).concat(rej.map(r => r.latency_ms), target ? [target] : []);
+  if (!lat.length) return el("p", { class: "muted", text: "No trained trials yet." });
+  const xmin = Math.min(...lat) * 0.8, xmax = Math.max(...lat) * 1.25;
+  const accs = pts.map(p => p.accuracy);
+  const ymin = accs.length ? Math.max(0, Math.floor(Math.min(...accs) * 10) / 10 - 0.05) : 0;
+  const f = frame({ xmin, xmax, ymin, ymax: 1, log: xmax / xmin > 20, xlabel: "latency p50 (ms, batch 1)", ylabel: "validation accuracy",
+    xfmt: v => v < 1 ? v.toPrecision(2) : String(+v.toPrecision(3)), yfmt: v => Math.round(v * 100) + "%" });
+  if (target) f.root.append(svg("line", { class: "target", x1: f.x(target), x2: f.x(target), y1: f.m.t, y2: f.m.t + f.H }),
+    svg("text", { x: f.x(target) + 4, y: f.m.t + 12 }, `target ${target} ms`));
+  const front = pts.filter(p => p.on_front);
+  if (front.length > 1) f.root.append(svg("polyline", { class: "frontline", points: front.map(p => `${f.x(p.latency_ms)},${f.y(p.accuracy)}`).join(" ") }));
+  const go = id => () => { location.href = "/trials/" + id; };
+  for (const p of pts.filter(p => !p.on_front).concat(front)) {
+    f.root.append(svg("circle", { class: "point" + (p.on_front ? " front" : ""), cx: f.x(p.latency_ms), cy: f.y(p.accuracy), r: p.on_front ? 5 : 3.5, tabindex: p.on_front ? 0 : null,
+      onclick: null }, svg("title", {}, `trial ${p.trial_id} (#${p.index}): ${fmt.pct(p.accuracy)}, ${fmt.ms(p.latency_ms)}, reward ${fmt.r(p.reward)}`)));
+    f.root.lastChild.addEventListener("click", go(p.trial_id));
+    f.root.lastChild.addEventListener("keydown", e => { if (e.key === "Enter") go(p.trial_id)(); });
+  }
+  for (const r of rej) {
+    const c = svg("rect", { class: "point rejected", x: f.x(r.latency_ms) - 3.5, y: f.y(ymin) - 3.5, width: 7, height: 7 },
+      svg("title", {}, `trial ${r.trial_id} (#${r.index}): rejected at ${fmt.ms(r.latency_ms)}`));
+    c.addEventListener("click", go(r.trial_id));
+    f.root.append(c);
+  }
+  const legend = el("div", { class: "legend" },
+    el("span", {}, el("i", { style: "background:#7ea6d8" }), "trial"),
+    el("span", {}, el("i", { style: "background:#f0a830" }), "Pareto front"),
+    rej.length ? el("span", {}, el("i", { style: "background:#8e24aa;border-radius:2px" }), "rejected (over the latency limit)") : null,
+    target ? el("span", {}, el("i", { style: "background:#c62828;border-radius:0;height:2px" }), "latency target") : null);
+  return el("figure", { style: "margin:0" }, f.root, legend);
+}
+
+function bestSoFar(points) {
+  if (!points.length) return el("p", { class: "muted", text: "No trained trials yet." });
+  const byIndex = points.slice().sort((a, b) => a.index - b.index);
+  let best = -Infinity; const line = [];
+  for (const p of byIndex) { best = Math.max(best, p.reward); line.push([p.index, best, p.reward]); }
+  const rewards = byIndex.map(p => p.reward);
+  const f = frame({ xmin: 0, xmax: Math.max(1, byIndex[byIndex.length - 1].index), ymin: Math.min(...rewards) * 0.95, ymax: Math.max(...rewards) * 1.02,
+    xlabel: "trial number", ylabel: "reward", xfmt: v => Number.isInteger(v) ? String(v) : "", yfmt: v => v.toFixed(2) });
+  for (const [i, , r] of line) f.root.append(svg("circle", { cx: f.x(i), cy: f.y(r), r: 2, fill: "#b9c7d8" }));
+  const steps = line.flatMap(([i, b], k) => k ? [[i, line[k - 1][1]], [i, b]] : [[i, b]]);
+  f.root.append(svg("polyline", { class: "series", stroke: "#1f4e79", points: steps.map(([i, b]) => `${f.x(i)},${f.y(b)}`).join(" ") }));
+  return el("figure", { style: "margin:0" }, f.root, el("div", { class: "legend" },
+    el("span", {}, el("i", { style: "background:#1f4e79" }), "best reward so far"), el("span", {}, el("i", { style: "background:#b9c7d8" }), "each trial")));
+}
+
+function curves(epochs) {
+  if (!epochs.length) return el("p", { class: "muted", text: "No epochs recorded yet." });
+  const n = epochs.length;
+  const series = [
+    { key: "train_accuracy", color: "#1f4e79", name: "train accuracy" },
+    { key: "val_accuracy", color: "#f0a830", name: "val accuracy" },
+  ];
+  const f = frame({ width: 420, height: 240, xmin: 1, xmax: Math.max(2, n), ymin: 0, ymax: 1, xlabel: "epoch", ylabel: "accuracy", yfmt: v => Math.round(v * 100) + "%" });
+  for (const s of series) {
+    const pts = epochs.filter(e => e[s.key] !== null).map(e => `${f.x(e.epoch)},${f.y(e[s.key])}`);
+    f.root.append(svg("polyline", { class: "series", stroke: s.color, points: pts.join(" ") }));
+    for (const e of epochs) if (e[s.key] !== null) f.root.append(svg("circle", { cx: f.x(e.epoch), cy: f.y(e[s.key]), r: 3, fill: s.color }, svg("title", {}, `${s.name} ${fmt.pct(e[s.key])}`)));
+  }
+  const losses = epochs.map(e => e.train_loss);
+  const g = frame({ width: 420, height: 240, xmin: 1, xmax: Math.max(2, n), ymin: 0, ymax: Math.max(...losses) * 1.1, xlabel: "epoch", ylabel: "train loss", yfmt: v => v.toFixed(2) });
+  g.root.append(svg("polyline", { class: "series", stroke: "#c62828", points: epochs.map(e => `${g.x(e.epoch)},${g.y(e.train_loss)}`).join(" ") }));
+  for (const e of epochs) g.root.append(svg("circle", { cx: g.x(e.epoch), cy: g.y(e.train_loss), r: 3, fill: "#c62828" }, svg("title", {}, `loss ${e.train_loss.toFixed(4)}`)));
+  return el("div", { class: "grid" },
+    el("figure", { style: "margin:0" }, f.root, el("div", { class: "legend" }, series.map(s => el("span", {}, el("i", { style: `background:${s.color}` }), s.name)))),
+    el("figure", { style: "margin:0" }, g.root, el("div", { class: "legend" }, el("span", {}, el("i", { style: "background:#c62828" }), "train loss"))));
+}
+
+// The architecture as boxes top to bottom; residual bodies with their skip
+// connection, inception branches side by side, SE gates marked.
+const KIND_COLORS = { conv: "#dbe8f6", separable_conv: "#d6efe7", pool: "#f4e6cc", global_avg_pool: "#f4e6cc", dense: "#e7dcf3",
+  se: "#fbe0e0", residual: "#fff", branches: "#fff", flatten: "#eceff3", dropout: "#eceff3", activation: "#eceff3", lrn: "#eceff3" };
+function label(layer) {
+  switch (layer.kind) {
+    case "conv": return `conv ${layer.kernel}×${layer.kernel}, ${layer.filters}${layer.stride > 1 ? ", /" + layer.stride : ""}${layer.groups > 1 ? ", g" + layer.groups : ""}`;
+    case "separable_conv": return `sep conv ${layer.kernel}×${layer.kernel}, ${layer.filters}${layer.stride > 1 ? ", /" + layer.stride : ""}`;
+    case "pool": return `${layer.op || "max"} pool ${Array.isArray(layer.kernel) ? layer.kernel.join("×") : layer.kernel + "×" + layer.kernel}`;
+    case "dense": return `dense ${layer.units}`;
+    case "se": return `SE gate /${layer.reduction || ""}`;
+    case "dropout": return `dropout ${layer.rate}`;
+    case "activation": return layer.activation || layer.function || "activation";
+    default: return layer.kind.replace(/_/g, " ");
+  }
+}
+function layoutLayers(layers, x, y, width, parts) {
+  let cy = y;
+  for (const layer of layers) {
+    if (layer.kind === "residual") {
+      const top = cy;
+      cy = layoutLayers(layer.body, x + 18, cy, width - 36, parts);
+      parts.push(svg("path", { class: "skip", d: `M${x + width - 8},${top + 6} C${x + width + 10},${top + 6} ${x + width + 10},${cy - 10} ${x + width - 8},${cy - 10}` },
+        svg("title", {}, `shortcut: ${layer.shortcut}`)));
+      parts.push(svg("text", { x: x + width - 6, y: (top + cy) / 2, "text-anchor": "end" }, layer.shortcut === "identity" ? "+ identity" : "+ projection"));
+    } else if (layer.kind === "branches") {
+      const n = layer.branches.length, gap = 6, w = (width - gap * (n - 1)) / n;
+      let bottom = cy;
+      layer.branches.forEach((branch, i) => { bottom = Math.max(bottom, layoutLayers(branch, x + i * (w + gap), cy, w, parts)); });
+      parts.push(svg("text", { x: x + width / 2, y: bottom + 8, "text-anchor": "middle" }, "concat"));
+      cy = bottom + 14;
+    } else {
+      parts.push(svg("rect", { x, y: cy, width, height: 24, fill: KIND_COLORS[layer.kind] || "#eceff3" }),
+        svg("text", { x: x + width / 2, y: cy + 16, "text-anchor": "middle" }, label(layer)));
+      cy += 30;
+    }
+  }
+  return cy;
+}
+function diagram(arch) {
+  const parts = [];
+  const width = 300;
+  parts.push(svg("text", { x: width / 2 + 20, y: 14, "text-anchor": "middle" }, `input ${arch.input.join("×")}`));
+  const bottom = layoutLayers(arch.layers, 20, 24, width, parts);
+  parts.push(svg("text", { x: width / 2 + 20, y: bottom + 12, "text-anchor": "middle" }, `${arch.classes} classes`));
+  return el("figure", { class: "diagram", style: "margin:0" }, svg("svg", { viewBox: `0 0 ${width + 40} ${bottom + 22}`, width: "100%", style: `max-width:${width + 40}px`, role: "img", "aria-label": "architecture diagram" }, parts));
+}
+function layerTable(layers) {
+  return el("div", { class: "scroll" }, el("table", {},
+    el("thead", {}, el("tr", {}, el("th", { text: "layer" }), el("th", { text: "kind" }), el("th", { text: "output" }), el("th", { class: "num", text: "params" }), el("th", { class: "num", text: "MACs" }))),
+    el("tbody", {}, layers.map(l => el("tr", {}, el("td", { style: `padding-left:${0.6 + l.depth * 1.2}rem`, text: l.path }), el("td", { text: l.kind }), el("td", { text: l.output }),
+      el("td", { class: "num", text: fmt.num(l.params) }), el("td", { class: "num", text: fmt.num(l.macs) }))))));
+}
+
+// ---------- pages ----------
+async function searchesPage() {
+  const params = new URLSearchParams(location.search);
+  const status = params.get("status") || "";
+  document.title = "Searches · nas";
+  const body = el("tbody");
+  const filter = el("select", { id: "status-filter", "aria-label": "filter by status", onchange: e => {
+    const q = e.target.value ? "?status=" + e.target.value : ""; history.replaceState(null, "", "/" + q); render(); } },
+    ["", "running", "finished", "cancelled"].map(s => el("option", { value: s, selected: s === status, text: s || "all" })));
+  show(
+    el("div", { class: "row" }, el("h1", { text: "Searches" }), el("span", { class: "spacer" }), filter, el("a", { class: "button", href: "/searches/new", text: "New search" })),
+    el("div", { class: "scroll" }, el("table", { id: "searches" },
+      el("thead", {}, el("tr", {}, ["id", "name", "status", "progress", "best acc", "best reward", "latency target", "dataset", "strategy", "created"].map(h => el("th", { class: ["best acc", "best reward", "id"].includes(h) ? "num" : null, text: h })))),
+      body)));
+  async function render() {
+    const st = new URLSearchParams(location.search).get("status");
+    const list = await api("/searches?limit=100" + (st ? "&status=" + st : ""));
+    body.replaceChildren(...list.searches.map(s => {
+      const lat = s.spec.objective.latency;
+      const elapsed = (s.finished_at_ms || Date.now()) - s.created_at_ms;
+      const maxs = s.spec.budget.max_seconds;
+      return el("tr", {},
+        el("td", { class: "num", text: s.id }),
+        el("td", {}, el("a", { href: "/searches/" + s.id, text: s.name })),
+        el("td", {}, badge(s.status)),
+        el("td", {}, el("div", { class: "row", style: "flex-wrap:nowrap" }, bar(s.progress.fraction, `${s.name} progress`),
+          el("span", { class: "muted", text: `${s.progress.trials_ended}/${s.progress.max_trials}` + (maxs ? ` · ${Math.round(elapsed / 1000)}/${maxs}s` : "") }))),
+        el("td", { class: "num", text: fmt.pct(s.best_accuracy) }),
+        el("td", { class: "num", text: fmt.r(s.best_reward) }),
+        el("td", { text: lat ? `${lat.target_ms} ms (${lat.mode})` : "–" }),
+        el("td", { text: s.spec.dataset }),
+        el("td", { text: s.spec.strategy.kind }),
+        el("td", { class: "muted", text: fmt.when(s.created_at_ms) }));
+    }));
+    if (!list.searches.length) body.append(el("tr", {}, el("td", { colspan: 10, class: "muted", text: "No searches yet: start one with “New search”." })));
+  }
+  await render();
+  live("", render);
+}
+
+const SORTS = [["rank", null], ["trial", null], ["val acc", "accuracy"], ["latency p50", "latency"], ["reward", "reward"], ["params", "params"], ["MACs", "macs"], ["epochs", null], ["state", null]];
+async function searchPage(id) {
+  let detail = await api("/searches/" + id);
+  document.title = `${detail.name} · nas`;
+  const state = { sort: "reward", cursors: [null], page: 0 };
+  const header = el("div");
+  const charts = el("div", { class: "grid" });
+  const running = el("div");
+  const board = el("tbody");
+  const pager = el("div", { class: "row" });
+  const headRow = el("tr", {}, SORTS.map(([name, key]) => el("th", { class: name === "state" || name === "trial" ? null : "num" },
+    key ? el("button", { type: "button", "data-sort": key, "aria-pressed": String(key === state.sort), onclick: () => { state.sort = key; state.cursors = [null]; state.page = 0; for (const b of headRow.querySelectorAll("button")) b.setAttribute("aria-pressed", String(b.dataset.sort === key)); loadBoard(); } }, name) : name)));
+  show(header,
+    el("h2", { text: "Accuracy vs latency" }), charts,
+    el("h2", { text: "Running trials" }), running,
+    el("h2", { text: "Leaderboard" }),
+    el("div", { class: "scroll" }, el("table", { id: "leaderboard" }, el("thead", {}, headRow), board)), pager);
+
+  function renderHeader() {
+    const s = detail, lat = s.spec.objective.latency;
+    const cancel = el("button", { class: "danger", id: "cancel", type: "button", disabled: s.status !== "running", onclick: async () => {
+      if (!confirm(`Cancel search ${s.id} (${s.name})? Pending trials are dropped and running ones stop.`)) return;
+      try { detail = await api(`/searches/${s.id}/cancel`, { method: "POST" }).then(() => api("/searches/" + id)); renderHeader(); } catch (e) { alert(e.message); }
+    } }, "Cancel search");
+    const best = s.best_trial;
+    header.replaceChildren(
+      el("div", { class: "row" }, el("h1", { text: `${s.name}` }), badge(s.status), s.status === "running" ? el("span", { class: "live", text: "live" }) : null, el("span", { class: "spacer" }),
+        el("a", { class: "button secondary", href: `${API}/searches/${s.id}/leaderboard?format=csv&limit=1000&sort=${state.sort}`, download: `search-${s.id}.csv` }, "Export CSV"),
+        best ? el("a", { class: "button secondary", href: `${API}/trials/${best.trial_id}/weights` }, "Download best model") : null, cancel),
+      el("div", { class: "card" }, el("dl", { class: "facts" },
+        el("dt", { text: "progress" }), el("dd", {}, el("div", { class: "row" }, bar(s.progress.fraction, "search progress"), `${s.progress.trials_ended} of ${s.progress.max_trials} trials ended`)),
+        el("dt", { text: "trials" }), el("dd", { text: Object.entries(s.trial_counts).map(([k, v]) => `${v} ${k}`).join(", ") || "–" }),
+        el("dt", { text: "best" }), el("dd", {}, best ? el("a", { href: "/trials/" + best.trial_id }, `trial ${best.trial_id}: ${fmt.pct(best.accuracy)} at ${fmt.ms(best.latency_ms)}, reward ${fmt.r(best.reward)}`) : "–"),
+        el("dt", { text: "dataset" }), el("dd", { text: s.spec.dataset }),
+        el("dt", { text: "strategy" }), el("dd", { text: s.spec.strategy.kind + (s.spec.strategy.population ? ` (population ${s.spec.strategy.population}, sample ${s.spec.strategy.sample})` : "") }),
+        el("dt", { text: "objective" }), el("dd", { text: lat ? `accuracy × (latency / ${lat.target_ms} ms)^w, ${lat.mode}` + (lat.max_ms ? `, reject over ${lat.max_ms} ms` : "") : "accuracy" }),
+        el("dt", { text: "budget" }), el("dd", { text: `${s.spec.budget.max_trials} trials × ${s.spec.budget.epochs} epoch(s), ${s.spec.budget.parallelism} at once` + (s.spec.budget.max_train_samples ? `, ${fmt.num(s.spec.budget.max_train_samples)} images` : "") }),
+        el("dt", { text: "created" }), el("dd", { text: fmt.when(s.created_at_ms) }))));
+  }
+  async function loadCharts() {
+    const pareto = await api(`/searches/${id}/pareto`);
+    const lat = detail.spec.objective.latency;
+    charts.replaceChildren(el("div", { class: "card", id: "scatter" }, scatter(pareto, lat && lat.target_ms)), el("div", { class: "card", id: "best-so-far" }, el("strong", { text: "Best reward by trial" }), bestSoFar(pareto.points)));
+  }
+  async function loadRunning() {
+    const list = await api(`/searches/${id}/trials?state=running`);
+    running.replaceChildren(list.trials.length ? el("div", { class: "scroll" }, el("table", { id: "running" }, el("thead", {}, el("tr", {}, el("th", { text: "trial" }), el("th", { text: "worker" }), el("th", { text: "epoch" }), el("th", { class: "num", text: "loss" }), el("th", { class: "num", text: "val acc" }))),
+      el("tbody", {}, list.trials.map(t => { const p = t.progress || {}; return el("tr", {}, el("td", {}, el("a", { href: "/trials/" + t.id, text: `${t.id} (#${t.index})` })), el("td", { text: t.worker_id || "–" }),
+        el("td", {}, el("div", { class: "row", style: "flex-wrap:nowrap" }, bar(p.epochs ? p.epoch / p.epochs : 0, `trial ${t.id} progress`), p.epochs ? `${p.epoch}/${p.epochs}` : "starting")),
+        el("td", { class: "num", text: p.train_loss !== undefined ? p.train_loss.toFixed(4) : "–" }), el("td", { class: "num", text: fmt.pct(p.val_accuracy) })); }))))
+      : el("p", { class: "muted", text: detail.status === "running" ? "None right now (waiting for a worker?)." : "None." }));
+  }
+  async function loadBoard() {
+    const cursor = state.cursors[state.page];
+    const page = await api(`/searches/${id}/leaderboard?limit=25&sort=${state.sort}` + (cursor ? "&cursor=" + encodeURIComponent(cursor) : ""));
+    state.cursors[state.page + 1] = page.next_cursor;
+    board.replaceChildren(...page.entries.map(e => el("tr", {},
+      el("td", { class: "num", text: e.rank }), el("td", {}, el("a", { href: "/trials/" + e.trial_id, text: `${e.trial_id} (#${e.index})` })),
+      el("td", { class: "num", text: fmt.pct(e.accuracy) }), el("td", { class: "num", text: fmt.ms(e.latency_ms) }), el("td", { class: "num", text: fmt.r(e.reward) }),
+      el("td", { class: "num", text: fmt.short(e.params) }), el("td", { class: "num", text: fmt.short(e.macs) }), el("td", { class: "num", text: detail.spec.budget.epochs }), el("td", {}, badge("succeeded")))));
+    if (!page.entries.length) board.append(el("tr", {}, el("td", { colspan: 9, class: "muted", text: "No trained trials yet." })));
+    pager.replaceChildren(el("button", { class: "secondary", type: "button", disabled: state.page === 0, onclick: () => { state.page--; loadBoard(); } }, "← Previous"),
+      el("span", { class: "muted", text: `${page.total ? (page.entries[0] ? page.entries[0].rank : 0) : 0}–${page.entries.length ? page.entries[page.entries.length - 1].rank : 0} of ${page.total}` }),
+      el("button", { class: "secondary", type: "button", disabled: !page.next_cursor, onclick: () => { state.page++; loadBoard(); } }, "Next →"));
+  }
+  async function refresh() {
+    detail = await api("/searches/" + id);
+    renderHeader();
+    await Promise.all([loadCharts(), loadRunning(), loadBoard()]);
+  }
+  renderHeader();
+  await Promise.all([loadCharts(), loadRunning(), loadBoard()]);
+  live("?search=" + id, refresh);
+}
+
+async function trialPage(id) {
+  const t = await api("/trials/" + id);
+  document.title = `Trial ${id} · nas`;
+  const r = t.result || {};
+  const facts = [
+    ["search", el("a", { href: "/searches/" + t.search_id, text: "search " + t.search_id })],
+    ["state", badge(t.state)],
+    ["validation accuracy", fmt.pct(r.val_accuracy)],
+    ["reward", fmt.r(t.reward)],
+    ["latency", r.latency_ms ? `p50 ${fmt.ms(r.latency_ms.p50)}, p90 ${fmt.ms(r.latency_ms.p90)}` : "–"],
+    ["device", r.device || "–"],
+    ["params / MACs", `${fmt.num(r.params)} / ${fmt.num(r.macs)}`],
+    ["training", r.train_seconds ? `${r.train_seconds.toFixed(1)} s, ${fmt.num(Math.round(r.images_per_second))} images/s` : "–"],
+    ["parent", t.parent_trial_id ? el("span", {}, el("a", { href: "/trials/" + t.parent_trial_id, text: `trial ${t.parent_trial_id} (#${t.parent_index})` }), t.mutation ? ` · changed: ${t.mutation}` : "") : "– (sampled)"],
+    ["attempts", String(t.attempt)],
+  ];
+  show(
+    el("div", { class: "row" }, el("h1", { text: `Trial ${t.id} (#${t.index})` }), badge(t.state), el("span", { class: "spacer" }),
+      el("a", { class: "button secondary", href: `${API}/trials/${id}/architecture`, download: `trial-${id}.json` }, "Architecture JSON"),
+      t.state === "succeeded" ? el("a", { class: "button secondary", href: `${API}/trials/${id}/weights` }, "Weights") : null),
+    el("div", { class: "grid" },
+      el("div", { class: "card" }, el("dl", { class: "facts" }, facts.map(([k, v]) => [el("dt", { text: k }), el("dd", {}, v)]))),
+      el("div", { class: "card", id: "diagram" }, el("strong", { text: "Architecture" }), diagram(t.architecture))),
+    el("h2", { text: "Learning curves" }), el("div", { class: "card", id: "curves" }, curves(t.epochs)),
+    t.errors.length ? el("div", {}, el("h2", { text: "Errors" }), el("ul", {}, t.errors.map(e => el("li", {}, `attempt ${e.attempt}: ${e.error}`)))) : null,
+    el("h2", { text: "Layers" }), layerTable(t.layers));
+}
+
+async function zooPage() {
+  document.title = "Zoo · nas";
+  const zoo = await api("/zoo");
+  const detail = el("div");
+  show(el("h1", { text: "Reference zoo" }),
+    el("p", { class: "muted", text: "The classic architectures in the search space's own format, at their published input size." }),
+    el("div", { class: "scroll" }, el("table", { id: "zoo" },
+      el("thead", {}, el("tr", {}, ["name", "paper", "input", "classes", "params", "MACs", ""].map(h => el("th", { class: ["params", "MACs", "classes"].includes(h) ? "num" : null, text: h })))),
+      el("tbody", {}, zoo.zoo.map(z => el("tr", {}, el("td", { text: z.name }), el("td", { text: z.title }), el("td", { text: z.input.join("×") }), el("td", { class: "num", text: z.classes }),
+        el("td", { class: "num", text: fmt.short(z.params) }), el("td", { class: "num", text: fmt.short(z.macs) }),
+        el("td", {}, el("button", { class: "secondary", type: "button", onclick: () => showZoo(z.name) }, "Diagram"))))))),
+    detail);
+  async function showZoo(name) {
+    const z = await api("/zoo/" + name);
+    detail.replaceChildren(el("h2", { text: `${z.name}: ${z.title}` }), el("div", { class: "grid" }, el("div", { class: "card" }, diagram(z.architecture)), layerTable(z.layers.filter(l => l.depth === 0))));
+    detail.scrollIntoView();
+  }
+}
+
+async function workersPage() {
+  document.title = "Workers · nas";
+  const body = el("tbody");
+  show(el("h1", { text: "Workers" }), el("div", { class: "scroll" }, el("table", { id: "workers" },
+    el("thead", {}, el("tr", {}, ["worker", "alive", "labels", "threads", "device", "current trial", "last seen"].map(h => el("th", { text: h })))), body)));
+  async function render() {
+    const list = await api("/workers");
+    body.replaceChildren(...list.workers.map(w => el("tr", {}, el("td", { text: w.id }), el("td", {}, el("span", { class: "badge " + (w.alive ? "succeeded" : "pending"), text: w.alive ? "alive" : "gone" })),
+      el("td", { text: w.labels.join(", ") || "–" }), el("td", { text: w.threads }), el("td", { text: w.device }),
+      el("td", {}, w.current_trial ? el("a", { href: "/trials/" + w.current_trial, text: w.current_trial }) : "idle"), el("td", { class: "muted", text: fmt.when(w.last_seen) }))));
+    if (!list.workers.length) body.append(el("tr", {}, el("td", { colspan: 7, class: "muted", text: "No workers have registered. Start one with `nas worker` or `nas up`." })));
+  }
+  await render();
+  live("", render);
+  setInterval(render, 10000);
+}
+
+async function newSearchPage() {
+  document.title = "New search · nas";
+  const spaces = await api("/spaces");
+  const field = (name, labelText, input, hint) => el("label", { class: "field", "data-field": name }, labelText, input, hint ? el("span", { class: "muted", text: hint }) : null, el("span", { class: "error", role: "alert" }));
+  const inp = (name, attrs) => el("input", Object.assign({ name, id: "f-" + name.replace(/\./g, "-") }, attrs));
+  const sel = (name, options, value) => el("select", { name, id: "f-" + name.replace(/\./g, "-") }, options.map(o => el("option", { value: o, selected: o === value, text: o })));
+  const form = el("form", { class: "spec", id: "spec-form", novalidate: true },
+    el("fieldset", {}, el("legend", { text: "What" }),
+      field("name", "Name", inp("name", { value: "my search", required: true })),
+      field("dataset", "Dataset", sel("dataset", ["fashion-mnist", "mnist", "cifar10"], "fashion-mnist")),
+      field("space", "Search space", sel("space", Object.keys(spaces.presets), "micro"), "blocks, channels and depths to choose from")),
+    el("fieldset", {}, el("legend", { text: "Strategy" }),
+      field("strategy.kind", "Strategy", sel("strategy.kind", ["evolution", "random"], "evolution")),
+      field("strategy.population", "Population", inp("strategy.population", { type: "number", min: 2, value: 20 })),
+      field("strategy.sample", "Tournament size", inp("strategy.sample", { type: "number", min: 1, value: 5 }))),
+    el("fieldset", {}, el("legend", { text: "Objective" }),
+      field("objective.latency.target_ms", "Latency target (ms, empty: accuracy only)", inp("objective.latency.target_ms", { type: "number", step: "any", min: 0, value: 1 })),
+      field("objective.latency.mode", "Mode", sel("objective.latency.mode", ["soft", "hard"], "soft"), "soft: smooth trade-off; hard: steep penalty over the target")),
+    el("fieldset", {}, el("legend", { text: "Budget" }),
+      field("budget.max_trials", "Trials", inp("budget.max_trials", { type: "number", min: 1, value: 20 })),
+      field("budget.epochs", "Epochs per trial", inp("budget.epochs", { type: "number", min: 1, value: 1 })),
+      field("budget.max_train_samples", "Training images per trial (empty: all)", inp("budget.max_train_samples", { type: "number", min: 1, value: 10000 })),
+      field("budget.max_seconds", "Wall time (s, empty: none)", inp("budget.max_seconds", { type: "number", min: 1, step: "any" })),
+      field("budget.parallelism", "Trials at once", inp("budget.parallelism", { type: "number", min: 1, value: 2 })),
+      field("seed", "Seed", inp("seed", { type: "number", min: 0, value: 0 }))));
+  const preview = el("pre", { id: "preview" });
+  const submit = el("button", { type: "submit", form: "spec-form", id: "submit" }, "Start search");
+  const status = el("p", { class: "error", role: "status" });
+  function spec() {
+    const v = n => form.elements[n].value.trim();
+    const num = n => v(n) === "" ? undefined : Number(v(n));
+    const s = { name: v("name"), dataset: v("dataset"), space: v("space"), strategy: { kind: v("strategy.kind") },
+      budget: { max_trials: num("budget.max_trials"), epochs: num("budget.epochs"), parallelism: num("budget.parallelism") }, seed: num("seed") || 0 };
+    if (s.strategy.kind === "evolution") Object.assign(s.strategy, { population: num("strategy.population"), sample: num("strategy.sample") });
+    if (v("objective.latency.target_ms") !== "") s.objective = { latency: { target_ms: num("objective.latency.target_ms"), mode: v("objective.latency.mode") } };
+    if (v("budget.max_train_samples") !== "") s.budget.max_train_samples = num("budget.max_train_samples");
+    if (v("budget.max_seconds") !== "") s.budget.max_seconds = num("budget.max_seconds");
+    return s;
+  }
+  const update = () => { preview.textContent = JSON.stringify(spec(), null, 2); for (const n of ["strategy.population", "strategy.sample"]) form.querySelector(`[data-field="${n}"]`).hidden = form.elements["strategy.kind"].value !== "evolution"; };
+  form.addEventListener("input", update);
+  form.addEventListener("submit", async e => {
+    e.preventDefault();
+    for (const f of form.querySelectorAll(".field")) { f.classList.remove("invalid"); f.querySelector(".error").textContent = ""; }
+    status.textContent = "";
+    submit.disabled = true;
+    try {
+      const created = await api("/searches", { method: "POST", body: JSON.stringify(spec()) });
+      location.href = "/searches/" + created.id;
+    } catch (err) {
+      submit.disabled = false;
+      const target = err.field && [...form.querySelectorAll(".field")].find(f => err.field === f.dataset.field || err.field.startsWith(f.dataset.field + ".") || f.dataset.field.startsWith(err.field));
+      if (target) { target.classList.add("invalid"); target.querySelector(".error").textContent = err.message; target.querySelector("input,select").focus(); }
+      else status.textContent = err.message;
+    }
+  });
+  show(el("h1", { text: "New search" }), form,
+    el("div", { class: "row", style: "margin:1rem 0" }, submit, status),
+    el("h2", { text: "The spec it submits" }), preview);
+  update();
+}
+
+// ---------- router ----------
+async function route() {
+  const path = location.pathname.replace(/\/+$/, "") || "/";
+  let m;
+  try {
+    if (path === "/") await searchesPage();
+    else if (path === "/searches/new") await newSearchPage();
+    else if ((m = path.match(/^\/searches\/(\d+)$/))) await searchPage(m[1]);
+    else if ((m = path.match(/^\/trials\/(\d+)$/))) await trialPage(m[1]);
+    else if (path === "/zoo") await zooPage();
+    else if (path === "/workers") await workersPage();
+    else throw new ApiError(404, { error: { message: "No page at " + path } });
+    for (const a of document.querySelectorAll(".top nav a")) a.toggleAttribute("aria-current", a.getAttribute("href") === path);
+    document.body.dataset.ready = "true";
+  } catch (e) { fail(e); document.body.dataset.ready = "error"; }
+}
+document.getElementById("token-form").addEventListener("submit", e => {
+  e.preventDefault(); localStorage.setItem("nas-token", document.getElementById("token").value); location.reload();
+});
+route();
