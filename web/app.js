@@ -156,17 +156,18 @@ function scatter(pareto, target) {
   return el("figure", { style: "margin:0" }, f.root, legend);
 }
 
-function bestSoFar(points) {
-  if (!points.length) return el("p", { class: "muted", text: "No trained trials yet." });
-  const byIndex = points.slice().sort((a, b) => a.index - b.index);
-  let best = -Infinity; const line = [];
-  for (const p of byIndex) { best = Math.max(best, p.reward); line.push([p.index, best, p.reward]); }
-  const rewards = byIndex.map(p => p.reward);
-  const f = frame({ xmin: 0, xmax: Math.max(1, byIndex[byIndex.length - 1].index), ymin: Math.min(...rewards) * 0.95, ymax: Math.max(...rewards) * 1.02,
+function bestSoFar(pareto) {
+  const points = pareto.points, best = pareto.best_so_far;
+  if (!best.length) return el("p", { class: "muted", text: "No trained trials yet." });
+  const rewards = points.map(p => p.reward).concat(best.map(b => b.reward));
+  const xmax = Math.max(1, ...points.map(p => p.index), ...best.map(b => b.index));
+  const f = frame({ xmin: 0, xmax, ymin: Math.min(...rewards) * 0.95, ymax: Math.max(...rewards) * 1.02,
     xlabel: "trial number", ylabel: "reward", xfmt: v => Number.isInteger(v) ? String(v) : "", yfmt: v => v.toFixed(2) });
-  for (const [i, , r] of line) f.root.append(svg("circle", { cx: f.x(i), cy: f.y(r), r: 2, fill: "#b9c7d8" }));
-  const steps = line.flatMap(([i, b], k) => k ? [[i, line[k - 1][1]], [i, b]] : [[i, b]]);
-  f.root.append(svg("polyline", { class: "series", stroke: "#1f4e79", points: steps.map(([i, b]) => `${f.x(i)},${f.y(b)}`).join(" ") }));
+  for (const p of points) f.root.append(svg("circle", { cx: f.x(p.index), cy: f.y(p.reward), r: 2, fill: "#b9c7d8" }));
+  const steps = best.flatMap((b, k) => k ? [[b.index, best[k - 1].reward], [b.index, b.reward]] : [[b.index, b.reward]]);
+  steps.push([xmax, best[best.length - 1].reward]);
+  f.root.append(svg("polyline", { class: "series", stroke: "#1f4e79", points: steps.map(([i, r]) => `${f.x(i)},${f.y(r)}`).join(" ") }));
+  for (const b of best) f.root.append(svg("circle", { cx: f.x(b.index), cy: f.y(b.reward), r: 3, fill: "#1f4e79" }, svg("title", {}, `trial #${b.index}: reward ${fmt.r(b.reward)}`)));
   return el("figure", { style: "margin:0" }, f.root, el("div", { class: "legend" },
     el("span", {}, el("i", { style: "background:#1f4e79" }), "best reward so far"), el("span", {}, el("i", { style: "background:#b9c7d8" }), "each trial")));
 }
@@ -217,7 +218,7 @@ function layoutLayers(layers, x, y, width, parts) {
       cy = layoutLayers(layer.body, x + 18, cy, width - 36, parts);
       parts.push(svg("path", { class: "skip", d: `M${x + width - 8},${top + 6} C${x + width + 10},${top + 6} ${x + width + 10},${cy - 10} ${x + width - 8},${cy - 10}` },
         svg("title", {}, `shortcut: ${layer.shortcut}`)));
-      parts.push(svg("text", { x: x + width - 6, y: (top + cy) / 2, "text-anchor": "end" }, layer.shortcut === "identity" ? "+ identity" : "+ projection"));
+      parts.push(svg("text", { x: x + width + 12, y: (top + cy) / 2, "text-anchor": "start" }, layer.shortcut === "identity" ? "+ identity" : "+ projection"));
     } else if (layer.kind === "branches") {
       const n = layer.branches.length, gap = 6, w = (width - gap * (n - 1)) / n;
       let bottom = cy;
@@ -238,7 +239,7 @@ function diagram(arch) {
   parts.push(svg("text", { x: width / 2 + 20, y: 14, "text-anchor": "middle" }, `input ${arch.input.join("×")}`));
   const bottom = layoutLayers(arch.layers, 20, 24, width, parts);
   parts.push(svg("text", { x: width / 2 + 20, y: bottom + 12, "text-anchor": "middle" }, `${arch.classes} classes`));
-  return el("figure", { class: "diagram", style: "margin:0" }, svg("svg", { viewBox: `0 0 ${width + 40} ${bottom + 22}`, width: "100%", style: `max-width:${width + 40}px`, role: "img", "aria-label": "architecture diagram" }, parts));
+  return el("figure", { class: "diagram", style: "margin:0" }, svg("svg", { viewBox: `0 0 ${width + 110} ${bottom + 22}`, width: "100%", style: `max-width:${width + 110}px`, role: "img", "aria-label": "architecture diagram" }, parts));
 }
 function layerTable(layers) {
   return el("div", { class: "scroll" }, el("table", {},
@@ -327,9 +328,10 @@ async function searchPage(id) {
         el("dt", { text: "created" }), el("dd", { text: fmt.when(s.created_at_ms) }))));
   }
   async function loadCharts() {
-    const pareto = await api(`/searches/${id}/pareto`);
+    const pareto = await api(`/searches/${id}/pareto?max_points=2000`);
     const lat = detail.spec.objective.latency;
-    charts.replaceChildren(el("div", { class: "card", id: "scatter" }, scatter(pareto, lat && lat.target_ms)), el("div", { class: "card", id: "best-so-far" }, el("strong", { text: "Best reward by trial" }), bestSoFar(pareto.points)));
+    charts.replaceChildren(...[el("div", { class: "card", id: "scatter" }, scatter(pareto, lat && lat.target_ms)), el("div", { class: "card", id: "best-so-far" }, el("strong", { text: "Best reward by trial" }), bestSoFar(pareto)),
+      pareto.total_points > pareto.points.length ? el("p", { class: "muted", style: "grid-column:1/-1;margin:0", text: `Charts show the Pareto front and ${fmt.num(pareto.points.length)} of ${fmt.num(pareto.total_points)} trained trials.` }) : null].filter(Boolean));
   }
   async function loadRunning() {
     const list = await api(`/searches/${id}/trials?state=running`);
@@ -501,6 +503,7 @@ async function route() {
     else if (path === "/workers") await workersPage();
     else throw new ApiError(404, { error: { message: "No page at " + path } });
     for (const a of document.querySelectorAll(".top nav a")) a.toggleAttribute("aria-current", a.getAttribute("href") === path);
+    document.body.dataset.renderMs = Math.round(performance.now());
     document.body.dataset.ready = "true";
   } catch (e) { fail(e); document.body.dataset.ready = "error"; }
 }

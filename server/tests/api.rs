@@ -382,6 +382,29 @@ async fn a_search_trains_to_its_leaderboard(url: String) {
         .as_array()
         .is_some_and(|f| f.iter().all(|p| p["on_front"] == true)));
 
+    let (_, thin) = get(format!("{base}/searches/{id}/pareto?max_points=1")).await;
+    assert_eq!(thin["total_points"], 3);
+    let front_size = points.iter().filter(|p| p["on_front"] == true).count();
+    assert_eq!(
+        thin["points"].as_array().map(Vec::len),
+        Some(front_size.max(1)),
+        "the front is always kept"
+    );
+    let steps = thin["best_so_far"].as_array().cloned().unwrap_or_default();
+    assert!(!steps.is_empty());
+    assert!(steps
+        .windows(2)
+        .all(|w| w[0]["reward"].as_f64() < w[1]["reward"].as_f64()
+            && w[0]["index"].as_i64() < w[1]["index"].as_i64()));
+    assert_eq!(
+        steps.last().map(|s| s["reward"].clone()),
+        Some(entries[0]["reward"].clone())
+    );
+    let (_, done) = get(format!("{base}/searches/{id}/trials?state=succeeded")).await;
+    assert_eq!(done["trials"].as_array().map(Vec::len), Some(3));
+    let (_, running) = get(format!("{base}/searches/{id}/trials?state=running")).await;
+    assert_eq!(running["trials"].as_array().map(Vec::len), Some(0));
+
     let best = entries[0]["trial_id"].as_i64().expect("trial id");
     let (_, trial) = get(format!("{base}/trials/{best}")).await;
     assert_eq!(trial["state"], "succeeded");

@@ -156,6 +156,25 @@ impl Store {
             .collect()
     }
 
+    /// A search's trials in one state, in index order.
+    pub async fn trials_in_state(
+        &self,
+        search_id: i64,
+        state: TrialState,
+    ) -> Result<Vec<TrialRow>, StoreError> {
+        let sql = format!(
+            "SELECT {TRIAL_COLUMNS} FROM trials WHERE search_id = $1 AND state = $2 ORDER BY idx"
+        );
+        sqlx::query(&sql)
+            .bind(search_id)
+            .bind(state.as_str())
+            .fetch_all(self.pool())
+            .await?
+            .iter()
+            .map(trial_row)
+            .collect()
+    }
+
     /// The trial at `index` of a search, if any.
     pub async fn trial_at(
         &self,

@@ -243,6 +243,19 @@ pub struct Pareto {
     pub points: Vec<ParetoPoint>,
     /// Trials rejected over the hard latency limit (no accuracy), fastest first.
     pub rejected: Vec<store::RejectedPoint>,
+    /// Succeeded trials in all (before `front_only` or `max_points`).
+    pub total_points: usize,
+    /// Each trial that beat every earlier one: the best reward so far, by trial index.
+    pub best_so_far: Vec<BestStep>,
+}
+
+/// A new best reward.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct BestStep {
+    /// The trial's index in the search.
+    pub index: i64,
+    /// Its reward.
+    pub reward: f64,
 }
 
 /// The workers.

@@ -196,13 +196,12 @@ pub async fn list_trials(
     let id = id_of(&raw, "search")?;
     let Query(q) = query?;
     state.store.search(id).await?;
-    let trials = state.store.trials(id).await?;
+    let trials = match q.state {
+        Some(trial_state) => state.store.trials_in_state(id, trial_state).await?,
+        None => state.store.trials(id).await?,
+    };
     Ok(Json(TrialList {
-        trials: trials
-            .iter()
-            .filter(|t| q.state.is_none_or(|s| s == t.state))
-            .map(TrialView::from)
-            .collect(),
+        trials: trials.iter().map(TrialView::from).collect(),
     }))
 }
 
@@ -319,6 +318,10 @@ pub fn leaderboard_csv(entries: &[store::LeaderboardEntry]) -> String {
 pub struct ParetoQuery {
     /// Only the points on the front (default false: every succeeded trial).
     pub front_only: Option<bool>,
+    /// At most this many points (default: all): every front point, then an
+    /// even sample of the others in latency order. For charts of big searches.
+    #[param(minimum = 1)]
+    pub max_points: Option<usize>,
 }
 
 /// `GET /searches/{id}/pareto`: the accuracy/latency plane and its front.
@@ -337,13 +340,74 @@ pub async fn pareto(
 ) -> ApiResult<Json<Pareto>> {
     let id = id_of(&raw, "search")?;
     let Query(q) = query?;
+    if q.max_points == Some(0) {
+        return Err(ApiError::bad_query(
+            "max_points must be at least 1",
+            Some("max_points"),
+        ));
+    }
     let mut points = state.store.pareto(id).await?;
+    let total_points = points.len();
+    let best_so_far = best_so_far(&points);
     if q.front_only.unwrap_or(false) {
         points.retain(|p| p.on_front);
     }
+    let mut rejected = state.store.rejected(id).await?;
+    if let Some(max) = q.max_points {
+        points = thin(points, max);
+        rejected = thin_evenly(rejected, max / 10 + 1);
+    }
     Ok(Json(Pareto {
         search_id: id,
+        total_points,
         points,
-        rejected: state.store.rejected(id).await?,
+        rejected,
+        best_so_far,
     }))
+}
+
+/// The steps of the best reward so far, in trial order: each trial that
+/// improved on every earlier one.
+fn best_so_far(points: &[store::ParetoPoint]) -> Vec<super::dto::BestStep> {
+    let mut by_index: Vec<(i64, f64)> = points.iter().map(|p| (p.index, p.reward)).collect();
+    by_index.sort_by_key(|(index, _)| *index);
+    let mut steps: Vec<super::dto::BestStep> = Vec::new();
+    for (index, reward) in by_index {
+        if steps.last().is_none_or(|s| reward > s.reward) {
+            steps.push(super::dto::BestStep { index, reward });
+        }
+    }
+    steps
+}
+
+/// At most `max` points: the whole front, then evenly spaced others.
+fn thin(points: Vec<store::ParetoPoint>, max: usize) -> Vec<store::ParetoPoint> {
+    if points.len() <= max {
+        return points;
+    }
+    let (front, rest): (Vec<_>, Vec<_>) = points.into_iter().partition(|p| p.on_front);
+    let room = max.saturating_sub(front.len());
+    let mut kept = front;
+    kept.extend(thin_evenly(rest, room));
+    kept.sort_by(|a, b| {
+        a.latency_ms
+            .total_cmp(&b.latency_ms)
+            .then(a.trial_id.cmp(&b.trial_id))
+    });
+    kept
+}
+
+/// `max` items spread evenly over `items` (all of them if they fit).
+fn thin_evenly<T>(items: Vec<T>, max: usize) -> Vec<T> {
+    let n = items.len();
+    if n <= max {
+        return items;
+    }
+    items
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| (i * max) % n < max)
+        .map(|(_, item)| item)
+        .take(max)
+        .collect()
 }
