@@ -288,7 +288,7 @@ async function searchesPage() {
   live("", render);
 }
 
-const SORTS = [["rank", null], ["trial", null], ["val acc", "accuracy"], ["latency p50", "latency"], ["reward", "reward"], ["params", "params"], ["MACs", "macs"], ["epochs", null], ["state", null]];
+const SORTS = [["rank", null], ["trial", null], ["blocks", null], ["val acc", "accuracy"], ["latency p50", "latency"], ["reward", "reward"], ["params", "params"], ["MACs", "macs"], ["epochs", null], ["state", null]];
 async function searchPage(id) {
   let detail = await api("/searches/" + id);
   document.title = `${detail.name} · nas`;
@@ -298,7 +298,7 @@ async function searchPage(id) {
   const running = el("div");
   const board = el("tbody");
   const pager = el("div", { class: "row" });
-  const headRow = el("tr", {}, SORTS.map(([name, key]) => el("th", { class: name === "state" || name === "trial" ? null : "num" },
+  const headRow = el("tr", {}, SORTS.map(([name, key]) => el("th", { class: ["state", "trial", "blocks"].includes(name) ? null : "num" },
     key ? el("button", { type: "button", "data-sort": key, "aria-pressed": String(key === state.sort), onclick: () => { state.sort = key; state.cursors = [null]; state.page = 0; for (const b of headRow.querySelectorAll("button")) b.setAttribute("aria-pressed", String(b.dataset.sort === key)); loadBoard(); } }, name) : name)));
   show(header,
     el("h2", { text: "Accuracy vs latency" }), charts,
@@ -347,9 +347,10 @@ async function searchPage(id) {
     state.cursors[state.page + 1] = page.next_cursor;
     board.replaceChildren(...page.entries.map(e => el("tr", {},
       el("td", { class: "num", text: e.rank }), el("td", {}, el("a", { href: "/trials/" + e.trial_id, text: `${e.trial_id} (#${e.index})` })),
+      el("td", { class: "blocks", title: e.blocks, text: e.blocks }),
       el("td", { class: "num", text: fmt.pct(e.accuracy) }), el("td", { class: "num", text: fmt.ms(e.latency_ms) }), el("td", { class: "num", text: fmt.r(e.reward) }),
       el("td", { class: "num", text: fmt.short(e.params) }), el("td", { class: "num", text: fmt.short(e.macs) }), el("td", { class: "num", text: detail.spec.budget.epochs }), el("td", {}, badge("succeeded")))));
-    if (!page.entries.length) board.append(el("tr", {}, el("td", { colspan: 9, class: "muted", text: "No trained trials yet." })));
+    if (!page.entries.length) board.append(el("tr", {}, el("td", { colspan: 10, class: "muted", text: "No trained trials yet." })));
     pager.replaceChildren(el("button", { class: "secondary", type: "button", disabled: state.page === 0, onclick: () => { state.page--; loadBoard(); } }, "← Previous"),
       el("span", { class: "muted", text: `${page.total ? (page.entries[0] ? page.entries[0].rank : 0) : 0}–${page.entries.length ? page.entries[page.entries.length - 1].rank : 0} of ${page.total}` }),
       el("button", { class: "secondary", type: "button", disabled: !page.next_cursor, onclick: () => { state.page++; loadBoard(); } }, "Next →"));

@@ -198,6 +198,13 @@ async fn a_search_from_the_form_to_cancel_in_a_real_browser() {
         .await
         .expect("scatter points");
     shot(&c, "search").await;
+    let blocks = texts(&c, "#leaderboard tbody td.blocks").await;
+    assert!(blocks.iter().all(|b| b.contains("fc10")), "{blocks:?}");
+    // The same page at phone width.
+    c.set_window_size(390, 844).await.expect("resize");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    shot(&c, "search-phone").await;
+    c.set_window_size(1280, 1100).await.expect("resize");
 
     // Sort by latency: the column is pressed and ascending.
     c.find(Locator::Css("button[data-sort='latency']"))
@@ -214,7 +221,7 @@ async fn a_search_from_the_form_to_cancel_in_a_real_browser() {
         .await
         .expect("pressed");
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let latencies: Vec<f64> = texts(&c, "#leaderboard tbody td:nth-child(4)")
+    let latencies: Vec<f64> = texts(&c, "#leaderboard tbody td:nth-child(5)")
         .await
         .iter()
         .filter_map(|t| t.trim_end_matches(" ms").parse().ok())

@@ -31,6 +31,76 @@ pub struct LeaderboardEntry {
     pub parent_index: Option<i64>,
     /// Finished, Unix ms.
     pub finished_at: Option<i64>,
+    /// The network's top-level blocks in short, e.g. `conv3-16 → res×2 → se → gap → fc10`.
+    pub blocks: String,
+}
+
+/// A short summary of an architecture JSON's top-level layers: one word per
+/// block, repeats folded (`res×3`), shape-only layers left out.
+pub fn block_summary(architecture: &str) -> String {
+    let Ok(arch) = serde_json::from_str::<serde_json::Value>(architecture) else {
+        return String::new();
+    };
+    let number = |layer: &serde_json::Value, key: &str| {
+        let v = &layer[key];
+        v.as_u64()
+            .or_else(|| {
+                v.as_array()
+                    .and_then(|a| a.first())
+                    .and_then(|x| x.as_u64())
+            })
+            .map(|n| n.to_string())
+            .unwrap_or_default()
+    };
+    let words: Vec<String> = arch["layers"]
+        .as_array()
+        .map(|layers| {
+            layers
+                .iter()
+                .filter_map(|layer| {
+                    let word = match layer["kind"].as_str()? {
+                        "conv" => format!(
+                            "conv{}-{}",
+                            number(layer, "kernel"),
+                            number(layer, "filters")
+                        ),
+                        "separable_conv" => format!(
+                            "sep{}-{}",
+                            number(layer, "kernel"),
+                            number(layer, "filters")
+                        ),
+                        "pool" => "pool".to_owned(),
+                        "global_avg_pool" => "gap".to_owned(),
+                        "dense" => format!("fc{}", number(layer, "units")),
+                        "residual" => "res".to_owned(),
+                        "branches" => "incep".to_owned(),
+                        "se" => "se".to_owned(),
+                        "lrn" => "lrn".to_owned(),
+                        _ => return None,
+                    };
+                    Some(word)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut folded: Vec<(String, usize)> = Vec::new();
+    for word in words {
+        match folded.last_mut() {
+            Some((last, n)) if *last == word => *n += 1,
+            _ => folded.push((word, 1)),
+        }
+    }
+    folded
+        .iter()
+        .map(|(w, n)| {
+            if *n > 1 {
+                format!("{w}×{n}")
+            } else {
+                w.clone()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" → ")
 }
 
 /// One page of a leaderboard.
@@ -134,6 +204,7 @@ fn entry(row: &AnyRow, rank: i64) -> Result<LeaderboardEntry, StoreError> {
         macs: row.try_get("macs")?,
         parent_index: row.try_get("parent_idx")?,
         finished_at: row.try_get("finished_at")?,
+        blocks: block_summary(&row.try_get::<String, _>("architecture")?),
     })
 }
 
@@ -418,7 +489,7 @@ impl Store {
         };
         let filter = format!("search_id = $1 AND state = 'succeeded' AND {col} IS NOT NULL");
         let sql = format!(
-            "SELECT id, idx, reward, accuracy, latency_ms, params, macs, parent_idx, finished_at \
+            "SELECT id, idx, reward, accuracy, latency_ms, params, macs, parent_idx, finished_at, architecture \
              FROM trials WHERE {filter}{after_clause} ORDER BY {order} LIMIT {}",
             limit + 1
         );
@@ -543,6 +614,14 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn block_summaries_fold_repeats_and_skip_shape_layers() {
+        let arch = r#"{"layers": [{"kind": "conv", "kernel": 3, "filters": 16}, {"kind": "residual"}, {"kind": "residual"},
+            {"kind": "flatten"}, {"kind": "se"}, {"kind": "global_avg_pool"}, {"kind": "dense", "units": 10}]}"#;
+        assert_eq!(block_summary(arch), "conv3-16 → res×2 → se → gap → fc10");
+        assert_eq!(block_summary("not json"), "");
+    }
 
     #[test]
     fn cursors_round_trip_exactly_and_refuse_other_sorts_and_garbage() {

@@ -292,11 +292,11 @@ pub fn leaderboard_csv(entries: &[store::LeaderboardEntry]) -> String {
         v.map(|v| v.to_string()).unwrap_or_default()
     }
     let mut out = String::from(
-        "rank,trial_id,index,reward,accuracy,latency_ms,params,macs,parent_index,finished_at_ms\n",
+        "rank,trial_id,index,reward,accuracy,latency_ms,params,macs,parent_index,finished_at_ms,blocks\n",
     );
     for e in entries {
         out.push_str(&format!(
-            "{},{},{},{},{},{},{},{},{},{}\n",
+            "{},{},{},{},{},{},{},{},{},{},\"{}\"\n",
             e.rank,
             e.trial_id,
             e.index,
@@ -307,6 +307,7 @@ pub fn leaderboard_csv(entries: &[store::LeaderboardEntry]) -> String {
             cell(e.macs),
             cell(e.parent_index),
             cell(e.finished_at),
+            e.blocks.replace('"', "'"),
         ));
     }
     out
