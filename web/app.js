@@ -137,8 +137,8 @@ function scatter(pareto, target) {
   if (front.length > 1) f.root.append(svg("polyline", { class: "frontline", points: front.map(p => `${f.x(p.latency_ms)},${f.y(p.accuracy)}`).join(" ") }));
   const go = id => () => { location.href = "/trials/" + id; };
   for (const p of pts.filter(p => !p.on_front).concat(front)) {
-    f.root.append(svg("circle", { class: "point" + (p.on_front ? " front" : ""), cx: f.x(p.latency_ms), cy: f.y(p.accuracy), r: p.on_front ? 5 : 3.5, tabindex: p.on_front ? 0 : null,
-      onclick: null }, svg("title", {}, `trial ${p.trial_id} (#${p.index}): ${fmt.pct(p.accuracy)}, ${fmt.ms(p.latency_ms)}, reward ${fmt.r(p.reward)}`)));
+    f.root.append(svg("circle", { class: "point" + (p.on_front ? " front" : "") + (p.baseline ? " baseline" : ""), cx: f.x(p.latency_ms), cy: f.y(p.accuracy), r: p.on_front ? 5 : 3.5, tabindex: p.on_front ? 0 : null,
+      onclick: null }, svg("title", {}, `${p.baseline ? "zoo baseline " + p.baseline : "trial " + p.trial_id + " (#" + p.index + ")"}: ${fmt.pct(p.accuracy)}, ${fmt.ms(p.latency_ms)}, reward ${fmt.r(p.reward)}`)));
     f.root.lastChild.addEventListener("click", go(p.trial_id));
     f.root.lastChild.addEventListener("keydown", e => { if (e.key === "Enter") go(p.trial_id)(); });
   }
@@ -151,13 +151,14 @@ function scatter(pareto, target) {
   const legend = el("div", { class: "legend" },
     el("span", {}, el("i", { style: "background:#7ea6d8" }), "trial"),
     el("span", {}, el("i", { style: "background:#f0a830" }), "Pareto front"),
+    pts.some(p => p.baseline) ? el("span", {}, el("i", { style: "background:#fff;border:2px solid #2e7d32" }), "zoo baseline") : null,
     rej.length ? el("span", {}, el("i", { style: "background:#8e24aa;border-radius:2px" }), "rejected (over the latency limit)") : null,
     target ? el("span", {}, el("i", { style: "background:#c62828;border-radius:0;height:2px" }), "latency target") : null);
   return el("figure", { style: "margin:0" }, f.root, legend);
 }
 
 function bestSoFar(pareto) {
-  const points = pareto.points, best = pareto.best_so_far;
+  const points = pareto.points.filter(p => p.index >= 0), best = pareto.best_so_far;
   if (!best.length) return el("p", { class: "muted", text: "No trained trials yet." });
   const rewards = points.map(p => p.reward).concat(best.map(b => b.reward));
   const xmax = Math.max(1, ...points.map(p => p.index), ...best.map(b => b.index));
@@ -346,7 +347,8 @@ async function searchPage(id) {
     const page = await api(`/searches/${id}/leaderboard?limit=25&sort=${state.sort}` + (cursor ? "&cursor=" + encodeURIComponent(cursor) : ""));
     state.cursors[state.page + 1] = page.next_cursor;
     board.replaceChildren(...page.entries.map(e => el("tr", {},
-      el("td", { class: "num", text: e.rank }), el("td", {}, el("a", { href: "/trials/" + e.trial_id, text: `${e.trial_id} (#${e.index})` })),
+      el("td", { class: "num", text: e.rank }), el("td", {}, el("a", { href: "/trials/" + e.trial_id, text: e.baseline ? `${e.trial_id}` : `${e.trial_id} (#${e.index})` }),
+        e.baseline ? [" ", el("span", { class: "badge baseline", title: "reference-zoo baseline", text: "zoo: " + e.baseline })] : null),
       el("td", { class: "blocks", title: e.blocks, text: e.blocks }),
       el("td", { class: "num", text: fmt.pct(e.accuracy) }), el("td", { class: "num", text: fmt.ms(e.latency_ms) }), el("td", { class: "num", text: fmt.r(e.reward) }),
       el("td", { class: "num", text: fmt.short(e.params) }), el("td", { class: "num", text: fmt.short(e.macs) }), el("td", { class: "num", text: detail.spec.budget.epochs }), el("td", {}, badge("succeeded")))));
@@ -378,11 +380,11 @@ async function trialPage(id) {
     ["device", r.device || "–"],
     ["params / MACs", `${fmt.num(r.params)} / ${fmt.num(r.macs)}`],
     ["training", r.train_seconds ? `${r.train_seconds.toFixed(1)} s, ${fmt.num(Math.round(r.images_per_second))} images/s` : "–"],
-    ["parent", t.parent_trial_id ? el("span", {}, el("a", { href: "/trials/" + t.parent_trial_id, text: `trial ${t.parent_trial_id} (#${t.parent_index})` }), t.mutation ? ` · changed: ${t.mutation}` : "") : "– (sampled)"],
+    ["parent", t.index < 0 ? "– (reference-zoo baseline)" : t.parent_trial_id ? el("span", {}, el("a", { href: "/trials/" + t.parent_trial_id, text: `trial ${t.parent_trial_id} (#${t.parent_index})` }), t.mutation ? ` · changed: ${t.mutation}` : "") : "– (sampled)"],
     ["attempts", String(t.attempt)],
   ];
   show(
-    el("div", { class: "row" }, el("h1", { text: `Trial ${t.id} (#${t.index})` }), badge(t.state), el("span", { class: "spacer" }),
+    el("div", { class: "row" }, el("h1", { text: t.index < 0 ? `Trial ${t.id}: zoo baseline ${(t.mutation || "").replace("baseline:", "")}` : `Trial ${t.id} (#${t.index})` }), badge(t.state), el("span", { class: "spacer" }),
       el("a", { class: "button secondary", href: `${API}/trials/${id}/architecture`, download: `trial-${id}.json` }, "Architecture JSON"),
       t.state === "succeeded" ? el("a", { class: "button secondary", href: `${API}/trials/${id}/weights` }, "Weights") : null),
     el("div", { class: "grid" },
@@ -439,7 +441,8 @@ async function newSearchPage() {
     el("fieldset", {}, el("legend", { text: "What" }),
       field("name", "Name", inp("name", { value: "my search", required: true })),
       field("dataset", "Dataset", sel("dataset", ["fashion-mnist", "mnist", "cifar10"], "fashion-mnist")),
-      field("space", "Search space", sel("space", Object.keys(spaces.presets), "micro"), "blocks, channels and depths to choose from")),
+      field("space", "Search space", sel("space", Object.keys(spaces.presets), "micro"), "blocks, channels and depths to choose from"),
+      field("baselines", "Zoo baselines (comma-separated, optional)", inp("baselines", { value: "", placeholder: "lenet5, fashion_cnn" }), "trained first, for comparison; see the Zoo page")),
     el("fieldset", {}, el("legend", { text: "Strategy" }),
       field("strategy.kind", "Strategy", sel("strategy.kind", ["evolution", "random"], "evolution")),
       field("strategy.population", "Population", inp("strategy.population", { type: "number", min: 2, value: 20 })),
@@ -464,6 +467,8 @@ async function newSearchPage() {
       budget: { max_trials: num("budget.max_trials"), epochs: num("budget.epochs"), parallelism: num("budget.parallelism") }, seed: num("seed") || 0 };
     if (s.strategy.kind === "evolution") Object.assign(s.strategy, { population: num("strategy.population"), sample: num("strategy.sample") });
     if (v("objective.latency.target_ms") !== "") s.objective = { latency: { target_ms: num("objective.latency.target_ms"), mode: v("objective.latency.mode") } };
+    const baselines = v("baselines").split(",").map(b => b.trim()).filter(Boolean);
+    if (baselines.length) s.baselines = baselines;
     if (v("budget.max_train_samples") !== "") s.budget.max_train_samples = num("budget.max_train_samples");
     if (v("budget.max_seconds") !== "") s.budget.max_seconds = num("budget.max_seconds");
     return s;

@@ -130,6 +130,7 @@ async fn a_search_from_the_form_to_cancel_in_a_real_browser() {
     set(&c, "f-budget-max_trials", "200").await;
     set(&c, "f-budget-parallelism", "1").await;
     set(&c, "f-budget-max_train_samples", "512").await;
+    set(&c, "f-baselines", "lenet5").await;
     let preview = c
         .find(Locator::Id("preview"))
         .await
@@ -138,6 +139,7 @@ async fn a_search_from_the_form_to_cancel_in_a_real_browser() {
         .await
         .expect("text");
     assert!(preview.contains("\"max_trials\": 200"), "{preview}");
+    assert!(preview.contains("\"lenet5\""), "{preview}");
     shot(&c, "new-search").await;
     c.find(Locator::Id("submit"))
         .await
@@ -197,9 +199,18 @@ async fn a_search_from_the_form_to_cancel_in_a_real_browser() {
         .for_element(Locator::Css("#scatter svg circle"))
         .await
         .expect("scatter points");
+    c.wait()
+        .at_most(Duration::from_secs(30))
+        .for_element(Locator::Css("#leaderboard .badge.baseline"))
+        .await
+        .expect("the zoo baseline's row, marked");
+    assert_eq!(
+        texts(&c, "#leaderboard .badge.baseline").await,
+        ["zoo: lenet5"]
+    );
     shot(&c, "search").await;
     let blocks = texts(&c, "#leaderboard tbody td.blocks").await;
-    assert!(blocks.iter().all(|b| b.contains("fc10")), "{blocks:?}");
+    assert!(blocks.iter().all(|b| b.contains("10")), "{blocks:?}");
     // The same page at phone width.
     c.set_window_size(390, 844).await.expect("resize");
     tokio::time::sleep(Duration::from_millis(300)).await;

@@ -33,7 +33,12 @@ pub struct LeaderboardEntry {
     pub finished_at: Option<i64>,
     /// The network's top-level blocks in short, e.g. `conv3-16 → res×2 → se → gap → fc10`.
     pub blocks: String,
+    /// The zoo entry, when this trial is one of the search's baselines.
+    pub baseline: Option<String>,
 }
+
+/// How a baseline trial's `mutation` column starts (the zoo name follows).
+pub(crate) const BASELINE_PREFIX: &str = "baseline:";
 
 /// A short summary of an architecture JSON's top-level layers: one word per
 /// block, repeats folded (`res×3`), shape-only layers left out.
@@ -205,6 +210,9 @@ fn entry(row: &AnyRow, rank: i64) -> Result<LeaderboardEntry, StoreError> {
         parent_index: row.try_get("parent_idx")?,
         finished_at: row.try_get("finished_at")?,
         blocks: block_summary(&row.try_get::<String, _>("architecture")?),
+        baseline: row
+            .try_get::<Option<String>, _>("mutation")?
+            .and_then(|m| m.strip_prefix(BASELINE_PREFIX).map(str::to_owned)),
     })
 }
 
@@ -226,6 +234,8 @@ pub struct ParetoPoint {
     pub params: Option<i64>,
     /// Whether no other trial is both at least as accurate and at least as fast.
     pub on_front: bool,
+    /// The zoo entry, when this trial is one of the search's baselines.
+    pub baseline: Option<String>,
 }
 
 /// How long a counted leaderboard total is reused.
@@ -489,7 +499,7 @@ impl Store {
         };
         let filter = format!("search_id = $1 AND state = 'succeeded' AND {col} IS NOT NULL");
         let sql = format!(
-            "SELECT id, idx, reward, accuracy, latency_ms, params, macs, parent_idx, finished_at, architecture \
+            "SELECT id, idx, reward, accuracy, latency_ms, params, macs, parent_idx, finished_at, architecture, mutation \
              FROM trials WHERE {filter}{after_clause} ORDER BY {order} LIMIT {}",
             limit + 1
         );
@@ -575,7 +585,7 @@ impl Store {
     pub async fn pareto(&self, search_id: i64) -> Result<Vec<ParetoPoint>, StoreError> {
         self.search(search_id).await?;
         let rows = sqlx::query(
-            "SELECT id, idx, accuracy, latency_ms, reward, params FROM trials \
+            "SELECT id, idx, accuracy, latency_ms, reward, params, mutation FROM trials \
              WHERE search_id = $1 AND state = 'succeeded' AND accuracy IS NOT NULL AND latency_ms IS NOT NULL \
              ORDER BY latency_ms, -accuracy, id",
         )
@@ -593,6 +603,9 @@ impl Store {
                     reward: r.try_get::<Option<f64>, _>("reward")?.unwrap_or(0.0),
                     params: r.try_get("params")?,
                     on_front: false,
+                    baseline: r
+                        .try_get::<Option<String>, _>("mutation")?
+                        .and_then(|m| m.strip_prefix(BASELINE_PREFIX).map(str::to_owned)),
                 })
             })
             .collect::<Result<Vec<_>, StoreError>>()?;

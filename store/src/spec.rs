@@ -146,6 +146,11 @@ pub struct SearchSpec {
     /// Labels a worker must have to run this search's trials.
     #[serde(default)]
     pub labels: Vec<String>,
+    /// Reference-zoo architectures (e.g. `["lenet5", "fashion_cnn"]`) built
+    /// for the dataset and trained first, as baselines to compare with. They
+    /// are not part of the budget and the strategy never breeds from them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub baselines: Vec<String>,
     /// Seeds proposals and training.
     #[serde(default)]
     pub seed: u64,
@@ -258,6 +263,7 @@ impl SearchSpec {
                 "must be between 1 and 100",
             ));
         }
+        self.baseline_architectures()?;
         if let Some(bad) = self.labels.iter().find(|l| l.is_empty() || l.contains(',')) {
             return Err(SpecError::field(
                 "labels",
@@ -265,6 +271,29 @@ impl SearchSpec {
             ));
         }
         Ok(())
+    }
+
+    /// The baselines built for the dataset's input and classes, checked.
+    pub fn baseline_architectures(&self) -> Result<Vec<(String, search::Architecture)>, SpecError> {
+        let Some((input, classes)) = dataset_shape(&self.dataset) else {
+            return Ok(Vec::new());
+        };
+        if self.baselines.len() > 20 {
+            return Err(SpecError::field("baselines", "at most 20 baselines"));
+        }
+        self.baselines
+            .iter()
+            .enumerate()
+            .map(|(i, name)| {
+                let field = format!("baselines[{i}]");
+                let arch = search::zoo::build(name, input, classes, 1.0)
+                    .map_err(|e| SpecError::field(&field, e.to_string()))?;
+                search::validate(&arch).map_err(|e| {
+                    SpecError::field(&field, format!("{name} does not fit {}: {e}", self.dataset))
+                })?;
+                Ok((name.clone(), arch))
+            })
+            .collect()
     }
 
     /// The required labels as stored: sorted, comma-joined.

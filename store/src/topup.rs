@@ -191,7 +191,7 @@ impl Store {
         search_id: i64,
     ) -> Result<Vec<HistoryEntry>, StoreError> {
         let rows = sqlx::query(
-            "SELECT idx, architecture, state, reward FROM trials WHERE search_id = $1 ORDER BY idx",
+            "SELECT idx, architecture, state, reward FROM trials WHERE search_id = $1 AND idx >= 0 ORDER BY idx",
         )
         .bind(search_id)
         .fetch_all(&mut **tx)

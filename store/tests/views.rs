@@ -225,7 +225,65 @@ async fn a_served_page_is_never_staler_than_the_last_finished_trial(store: Store
     assert_eq!(seen, [0.5, 0.9, 0.9]);
 }
 
+async fn baselines_train_first_outside_the_budget_and_are_marked(store: Store) {
+    let bad = store
+        .create_search(&spec(
+            r#"{"name": "b", "dataset": "mnist", "baselines": ["lenet5", "resnet9000"]}"#,
+        ))
+        .await;
+    assert!(
+        matches!(&bad, Err(StoreError::Spec(e)) if e.field == "baselines[1]"),
+        "{bad:?}"
+    );
+    let id = store
+        .create_search(&spec(
+            r#"{"name": "b", "dataset": "mnist", "baselines": ["lenet5"], "strategy": {"kind": "random"}, "budget": {"max_trials": 2, "parallelism": 2}}"#,
+        ))
+        .await
+        .expect("create");
+    let w = worker("w", &[]);
+    store.register_worker(&w).await.expect("register");
+    let mut order = Vec::new();
+    while let Some(t) = store.claim(&w).await.expect("claim") {
+        order.push(t.index);
+        let done = Completion::Succeeded {
+            result: "{}".into(),
+            reward: 0.5,
+            accuracy: 0.5,
+            latency_ms: 1.0 + t.index as f64,
+            weights: None,
+        };
+        store
+            .complete(t.id, t.attempt, done)
+            .await
+            .expect("complete");
+    }
+    assert_eq!(
+        order,
+        [-1, 0, 1],
+        "the baseline first, then the budget's two trials"
+    );
+    assert_eq!(
+        store.search(id).await.expect("search").status,
+        SearchStatus::Finished
+    );
+    let board = store
+        .leaderboard(id, RankKey::Latency, 10, None)
+        .await
+        .expect("board");
+    let marks: Vec<Option<&str>> = board
+        .entries
+        .iter()
+        .map(|e| e.baseline.as_deref())
+        .collect();
+    assert_eq!(marks, [Some("lenet5"), None, None]);
+    assert_eq!(board.entries[0].params, Some(61_706));
+    let pareto = store.pareto(id).await.expect("pareto");
+    assert_eq!(pareto.iter().filter(|p| p.baseline.is_some()).count(), 1);
+}
+
 common::on_both_backends!(
+    baselines_train_first_outside_the_budget_and_are_marked,
     a_served_page_is_never_staler_than_the_last_finished_trial,
     leaderboards_page_through_every_sort_like_the_reference,
     the_pareto_front_is_exactly_the_non_dominated_trials,

@@ -370,7 +370,12 @@ pub async fn pareto(
 /// The steps of the best reward so far, in trial order: each trial that
 /// improved on every earlier one.
 fn best_so_far(points: &[store::ParetoPoint]) -> Vec<super::dto::BestStep> {
-    let mut by_index: Vec<(i64, f64)> = points.iter().map(|p| (p.index, p.reward)).collect();
+    // Baselines (negative indices) are not part of the search's sequence.
+    let mut by_index: Vec<(i64, f64)> = points
+        .iter()
+        .filter(|p| p.index >= 0)
+        .map(|p| (p.index, p.reward))
+        .collect();
     by_index.sort_by_key(|(index, _)| *index);
     let mut steps: Vec<super::dto::BestStep> = Vec::new();
     for (index, reward) in by_index {
