@@ -72,26 +72,17 @@ impl Store {
         // Baselines first, at negative indices: outside the budget and the
         // strategy's history, claimed before the strategy's first trials.
         for (k, (name, arch)) in spec.baseline_architectures()?.iter().enumerate() {
-            let json = serde_json::to_string(arch)
-                .map_err(|e| StoreError::Corrupt(format!("architecture JSON: {e}")))?;
-            let costs = search::validate(arch).ok();
-            sqlx::query(
-                "INSERT INTO trials (search_id, idx, architecture, arch_hash, parent_idx, mutation, state, attempt, \
-                 max_attempts, labels, errors, run_at, created_at, params, macs) \
-                 VALUES ($1, $2, $3, $4, NULL, $5, 'pending', 0, $6, $7, '[]', $8, $9, $10, $11)",
+            let mutation = format!("{}{name}", crate::ranking::BASELINE_PREFIX);
+            self.insert_trial(
+                &mut tx,
+                id,
+                -(k as i64) - 1,
+                arch,
+                None,
+                Some(&mutation),
+                spec,
+                now,
             )
-            .bind(id)
-            .bind(-(k as i64) - 1)
-            .bind(json)
-            .bind(arch.canonical_hash())
-            .bind(format!("{}{name}", crate::ranking::BASELINE_PREFIX))
-            .bind(i64::from(spec.max_attempts))
-            .bind(spec.label_key())
-            .bind(now)
-            .bind(now)
-            .bind(costs.as_ref().map(|c| c.params as i64))
-            .bind(costs.as_ref().map(|c| c.macs as i64))
-            .execute(&mut *tx)
             .await?;
         }
         let events = self.top_up(&mut tx, id, now).await?;

@@ -81,29 +81,16 @@ impl Store {
             })?;
             exhausted = proposals.len() < want;
             for (k, p) in proposals.iter().enumerate() {
-                let json = serde_json::to_string(&p.architecture)
-                    .map_err(|e| StoreError::Corrupt(format!("architecture JSON: {e}")))?;
-                // Proposals are valid by construction; a costless report would
-                // only leave the leaderboard columns empty.
-                let costs = search::validate(&p.architecture).ok();
-                sqlx::query(
-                    "INSERT INTO trials (search_id, idx, architecture, arch_hash, parent_idx, mutation, state, attempt, \
-                     max_attempts, labels, errors, run_at, created_at, params, macs) \
-                     VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, $7, $8, '[]', $9, $10, $11, $12)",
+                self.insert_trial(
+                    tx,
+                    search_id,
+                    proposed + k as i64,
+                    &p.architecture,
+                    p.parent.map(|i| i as i64),
+                    p.change.as_deref(),
+                    &spec,
+                    now,
                 )
-                .bind(search_id)
-                .bind(proposed + k as i64)
-                .bind(json)
-                .bind(p.architecture.canonical_hash())
-                .bind(p.parent.map(|i| i as i64))
-                .bind(p.change.clone())
-                .bind(i64::from(spec.max_attempts))
-                .bind(spec.label_key())
-                .bind(now)
-                .bind(now)
-                .bind(costs.as_ref().map(|c| c.params as i64))
-                .bind(costs.as_ref().map(|c| c.macs as i64))
-                .execute(&mut **tx)
                 .await?;
             }
             added = proposals.len();
@@ -134,6 +121,47 @@ impl Store {
             });
         }
         Ok(events)
+    }
+
+    /// Inserts one pending trial at `index` with its costs (the leaderboard's
+    /// params and MACs columns).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn insert_trial(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        search_id: i64,
+        index: i64,
+        architecture: &Architecture,
+        parent: Option<i64>,
+        mutation: Option<&str>,
+        spec: &SearchSpec,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let json = serde_json::to_string(architecture)
+            .map_err(|e| StoreError::Corrupt(format!("architecture JSON: {e}")))?;
+        // Trials are valid by construction; a costless report would only
+        // leave the leaderboard columns empty.
+        let costs = search::validate(architecture).ok();
+        sqlx::query(
+            "INSERT INTO trials (search_id, idx, architecture, arch_hash, parent_idx, mutation, state, attempt, \
+             max_attempts, labels, errors, run_at, created_at, params, macs) \
+             VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, $7, $8, '[]', $9, $10, $11, $12)",
+        )
+        .bind(search_id)
+        .bind(index)
+        .bind(json)
+        .bind(architecture.canonical_hash())
+        .bind(parent)
+        .bind(mutation)
+        .bind(i64::from(spec.max_attempts))
+        .bind(spec.label_key())
+        .bind(now)
+        .bind(now)
+        .bind(costs.as_ref().map(|c| c.params as i64))
+        .bind(costs.as_ref().map(|c| c.macs as i64))
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
     }
 
     /// Within a trial-ending transaction: tops the search up (locking its
