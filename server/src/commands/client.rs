@@ -45,14 +45,23 @@ impl Client {
     fn send(&self, method: &str, path: &str, body: Option<&str>) -> anyhow::Result<Vec<u8>> {
         let url = self.url(path);
         let auth = self.token.as_ref().map(|t| format!("Bearer {t}"));
-        let result = match (method, body) {
-            ("GET", _) => {
-                let mut request = self.agent.get(&url);
-                if let Some(auth) = &auth {
-                    request = request.header("authorization", auth);
-                }
-                request.call()
+        let get = || {
+            let mut request = self.agent.get(&url);
+            if let Some(auth) = &auth {
+                request = request.header("authorization", auth);
             }
+            request.call()
+        };
+        let result = match (method, body) {
+            // A pooled connection the server already closed fails at once:
+            // a read is safe to send again.
+            ("GET", _) => get().or_else(|e| match e {
+                ureq::Error::Io(_) | ureq::Error::ConnectionFailed => {
+                    std::thread::sleep(Duration::from_millis(200));
+                    get()
+                }
+                other => Err(other),
+            }),
             (_, body) => {
                 let mut request = self
                     .agent
