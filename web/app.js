@@ -199,46 +199,38 @@ function curves(epochs) {
 // connection, inception branches side by side, SE gates marked.
 const KIND_COLORS = { conv: "#dbe8f6", separable_conv: "#d6efe7", pool: "#f4e6cc", global_avg_pool: "#f4e6cc", dense: "#e7dcf3",
   se: "#fbe0e0", residual: "#fff", branches: "#fff", flatten: "#eceff3", dropout: "#eceff3", activation: "#eceff3", lrn: "#eceff3" };
-function label(layer) {
-  switch (layer.kind) {
-    case "conv": return `conv ${layer.kernel}×${layer.kernel}, ${layer.filters}${layer.stride > 1 ? ", /" + layer.stride : ""}${layer.groups > 1 ? ", g" + layer.groups : ""}`;
-    case "separable_conv": return `sep conv ${layer.kernel}×${layer.kernel}, ${layer.filters}${layer.stride > 1 ? ", /" + layer.stride : ""}`;
-    case "pool": return `${layer.op || "max"} pool ${Array.isArray(layer.kernel) ? layer.kernel.join("×") : layer.kernel + "×" + layer.kernel}`;
-    case "dense": return `dense ${layer.units}`;
-    case "se": return `SE gate /${layer.reduction || ""}`;
-    case "dropout": return `dropout ${layer.rate}`;
-    case "activation": return layer.activation || layer.function || "activation";
-    default: return layer.kind.replace(/_/g, " ");
-  }
-}
-function layoutLayers(layers, x, y, width, parts) {
+// Labels come from the server (`layers[].label`, by path); the walk below
+// only follows the nesting of residual bodies and branches.
+function layoutLayers(layers, prefix, labels, x, y, width, parts) {
   let cy = y;
-  for (const layer of layers) {
+  layers.forEach((layer, i) => {
+    const path = `${prefix}[${i}]`;
     if (layer.kind === "residual") {
       const top = cy;
-      cy = layoutLayers(layer.body, x + 18, cy, width - 36, parts);
+      cy = layoutLayers(layer.body, path + ".body", labels, x + 18, cy, width - 36, parts);
       parts.push(svg("path", { class: "skip", d: `M${x + width - 8},${top + 6} C${x + width + 10},${top + 6} ${x + width + 10},${cy - 10} ${x + width - 8},${cy - 10}` },
         svg("title", {}, `shortcut: ${layer.shortcut}`)));
       parts.push(svg("text", { x: x + width + 12, y: (top + cy) / 2, "text-anchor": "start" }, layer.shortcut === "identity" ? "+ identity" : "+ projection"));
     } else if (layer.kind === "branches") {
       const n = layer.branches.length, gap = 6, w = (width - gap * (n - 1)) / n;
       let bottom = cy;
-      layer.branches.forEach((branch, i) => { bottom = Math.max(bottom, layoutLayers(branch, x + i * (w + gap), cy, w, parts)); });
+      layer.branches.forEach((branch, j) => { bottom = Math.max(bottom, layoutLayers(branch, `${path}.branches[${j}]`, labels, x + j * (w + gap), cy, w, parts)); });
       parts.push(svg("text", { x: x + width / 2, y: bottom + 8, "text-anchor": "middle" }, "concat"));
       cy = bottom + 14;
     } else {
       parts.push(svg("rect", { x, y: cy, width, height: 24, fill: KIND_COLORS[layer.kind] || "#eceff3" }),
-        svg("text", { x: x + width / 2, y: cy + 16, "text-anchor": "middle" }, label(layer)));
+        svg("text", { x: x + width / 2, y: cy + 16, "text-anchor": "middle" }, labels.get(path) || layer.kind));
       cy += 30;
     }
-  }
+  });
   return cy;
 }
-function diagram(arch) {
+function diagram(arch, layers) {
   const parts = [];
   const width = 300;
+  const labels = new Map(layers.map(l => [l.path, l.label]));
   parts.push(svg("text", { x: width / 2 + 20, y: 14, "text-anchor": "middle" }, `input ${arch.input.join("×")}`));
-  const bottom = layoutLayers(arch.layers, 20, 24, width, parts);
+  const bottom = layoutLayers(arch.layers, "layers", labels, 20, 24, width, parts);
   parts.push(svg("text", { x: width / 2 + 20, y: bottom + 12, "text-anchor": "middle" }, `${arch.classes} classes`));
   return el("figure", { class: "diagram", style: "margin:0" }, svg("svg", { viewBox: `0 0 ${width + 110} ${bottom + 22}`, width: "100%", style: `max-width:${width + 110}px`, role: "img", "aria-label": "architecture diagram" }, parts));
 }
@@ -384,12 +376,12 @@ async function trialPage(id) {
     ["attempts", String(t.attempt)],
   ];
   show(
-    el("div", { class: "row" }, el("h1", { text: t.index < 0 ? `Trial ${t.id}: zoo baseline ${(t.mutation || "").replace("baseline:", "")}` : `Trial ${t.id} (#${t.index})` }), badge(t.state), el("span", { class: "spacer" }),
+    el("div", { class: "row" }, el("h1", { text: t.index < 0 ? `Trial ${t.id}: zoo baseline ${t.baseline}` : `Trial ${t.id} (#${t.index})` }), badge(t.state), el("span", { class: "spacer" }),
       el("a", { class: "button secondary", href: `${API}/trials/${id}/architecture`, download: `trial-${id}.json` }, "Architecture JSON"),
       t.state === "succeeded" ? el("a", { class: "button secondary", href: `${API}/trials/${id}/weights` }, "Weights") : null),
     el("div", { class: "grid" },
       el("div", { class: "card" }, el("dl", { class: "facts" }, facts.map(([k, v]) => [el("dt", { text: k }), el("dd", {}, v)]))),
-      el("div", { class: "card", id: "diagram" }, el("strong", { text: "Architecture" }), diagram(t.architecture))),
+      el("div", { class: "card", id: "diagram" }, el("strong", { text: "Architecture" }), diagram(t.architecture, t.layers))),
     el("h2", { text: "Learning curves" }), el("div", { class: "card", id: "curves" }, curves(t.epochs)),
     t.errors.length ? el("div", {}, el("h2", { text: "Errors" }), el("ul", {}, t.errors.map(e => el("li", {}, `attempt ${e.attempt}: ${e.error}`)))) : null,
     el("h2", { text: "Layers" }), layerTable(t.layers));
@@ -409,7 +401,7 @@ async function zooPage() {
     detail);
   async function showZoo(name) {
     const z = await api("/zoo/" + name);
-    detail.replaceChildren(el("h2", { text: `${z.name}: ${z.title}` }), el("div", { class: "grid" }, el("div", { class: "card" }, diagram(z.architecture)), layerTable(z.layers.filter(l => l.depth === 0))));
+    detail.replaceChildren(el("h2", { text: `${z.name}: ${z.title}` }), el("div", { class: "grid" }, el("div", { class: "card" }, diagram(z.architecture, z.layers)), layerTable(z.layers.filter(l => l.depth === 0))));
     detail.scrollIntoView();
   }
 }
@@ -433,14 +425,14 @@ async function workersPage() {
 
 async function newSearchPage() {
   document.title = "New search · nas";
-  const spaces = await api("/spaces");
+  const [spaces, catalogue] = await Promise.all([api("/spaces"), api("/datasets")]);
   const field = (name, labelText, input, hint) => el("label", { class: "field", "data-field": name }, labelText, input, hint ? el("span", { class: "muted", text: hint }) : null, el("span", { class: "error", role: "alert" }));
   const inp = (name, attrs) => el("input", Object.assign({ name, id: "f-" + name.replace(/\./g, "-") }, attrs));
   const sel = (name, options, value) => el("select", { name, id: "f-" + name.replace(/\./g, "-") }, options.map(o => el("option", { value: o, selected: o === value, text: o })));
   const form = el("form", { class: "spec", id: "spec-form", novalidate: true },
     el("fieldset", {}, el("legend", { text: "What" }),
       field("name", "Name", inp("name", { value: "my search", required: true })),
-      field("dataset", "Dataset", sel("dataset", ["fashion-mnist", "mnist", "cifar10"], "fashion-mnist")),
+      field("dataset", "Dataset", sel("dataset", catalogue.datasets.map(d => d.name), "fashion-mnist")),
       field("space", "Search space", sel("space", Object.keys(spaces.presets), "micro"), "blocks, channels and depths to choose from"),
       field("baselines", "Zoo baselines (comma-separated, optional)", inp("baselines", { value: "", placeholder: "lenet5, fashion_cnn" }), "trained first, for comparison; see the Zoo page")),
     el("fieldset", {}, el("legend", { text: "Strategy" }),

@@ -344,41 +344,87 @@ pub enum Layer {
     Branches(Branches),
 }
 
-impl Layer {
-    /// The JSON `kind` of this layer.
-    pub const fn kind(&self) -> &'static str {
-        match self {
-            Layer::Conv(_) => "conv",
-            Layer::Pool(_) => "pool",
-            Layer::GlobalAvgPool(_) => "global_avg_pool",
-            Layer::Flatten(_) => "flatten",
-            Layer::Dense(_) => "dense",
-            Layer::Dropout(_) => "dropout",
-            Layer::Activation(_) => "activation",
-            Layer::Lrn(_) => "lrn",
-            Layer::SeparableConv(_) => "separable_conv",
-            Layer::Se(_) => "se",
-            Layer::Residual(_) => "residual",
-            Layer::Branches(_) => "branches",
+/// Declares [`LayerKind`] with each kind's JSON name, once: the names,
+/// [`Layer::kind`], the list in error messages and the parser all come from
+/// this one table, and `match`es on [`LayerKind`] are checked for
+/// exhaustiveness, so a new layer kind is one line here plus its fields.
+macro_rules! layer_kinds {
+    ($($variant:ident => $name:literal,)*) => {
+        /// The kind of a [`Layer`], without its fields.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum LayerKind {
+            $(
+                #[doc = concat!("`", $name, "`")]
+                $variant,
+            )*
         }
+
+        impl LayerKind {
+            /// Every kind, in the order of [`Layer`]'s variants.
+            pub const ALL: &'static [LayerKind] = &[$(LayerKind::$variant),*];
+
+            /// The JSON `kind` name.
+            pub const fn name(self) -> &'static str {
+                match self {
+                    $(LayerKind::$variant => $name,)*
+                }
+            }
+        }
+
+        impl Layer {
+            /// The kind of this layer.
+            pub const fn layer_kind(&self) -> LayerKind {
+                match self {
+                    $(Layer::$variant(_) => LayerKind::$variant,)*
+                }
+            }
+        }
+
+        /// Parses one layer's fields given its kind.
+        fn layer_of_kind<E: serde::de::Error>(
+            kind: LayerKind,
+            fields: serde_json::Value,
+        ) -> Result<Layer, E> {
+            Ok(match kind {
+                $(LayerKind::$variant => Layer::$variant(layer_fields(fields)?),)*
+            })
+        }
+    };
+}
+
+layer_kinds! {
+    Conv => "conv",
+    Pool => "pool",
+    GlobalAvgPool => "global_avg_pool",
+    Flatten => "flatten",
+    Dense => "dense",
+    Dropout => "dropout",
+    Activation => "activation",
+    Lrn => "lrn",
+    SeparableConv => "separable_conv",
+    Se => "se",
+    Residual => "residual",
+    Branches => "branches",
+}
+
+impl LayerKind {
+    /// The kind named `name` in JSON.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.iter().copied().find(|k| k.name() == name)
+    }
+
+    /// Every kind's JSON name.
+    pub fn names() -> Vec<&'static str> {
+        Self::ALL.iter().map(|k| k.name()).collect()
     }
 }
 
-/// Every layer `kind`, in the order of [`Layer`]'s variants.
-pub const LAYER_KINDS: [&str; 12] = [
-    "conv",
-    "pool",
-    "global_avg_pool",
-    "flatten",
-    "dense",
-    "dropout",
-    "activation",
-    "lrn",
-    "separable_conv",
-    "se",
-    "residual",
-    "branches",
-];
+impl Layer {
+    /// The JSON `kind` of this layer.
+    pub const fn kind(&self) -> &'static str {
+        self.layer_kind().name()
+    }
+}
 
 /// Deserialises one kind's fields, keeping the field path in the message
 /// (`padding: ...`) that an internally tagged enum would lose.
@@ -415,27 +461,13 @@ impl<'de> Deserialize<'de> for Layer {
             }
             None => return Err(D::Error::custom("missing field `kind`")),
         };
-        let fields = serde_json::Value::Object(fields);
-        Ok(match kind.as_str() {
-            "conv" => Layer::Conv(layer_fields(fields)?),
-            "pool" => Layer::Pool(layer_fields(fields)?),
-            "global_avg_pool" => Layer::GlobalAvgPool(layer_fields(fields)?),
-            "flatten" => Layer::Flatten(layer_fields(fields)?),
-            "dense" => Layer::Dense(layer_fields(fields)?),
-            "dropout" => Layer::Dropout(layer_fields(fields)?),
-            "activation" => Layer::Activation(layer_fields(fields)?),
-            "lrn" => Layer::Lrn(layer_fields(fields)?),
-            "separable_conv" => Layer::SeparableConv(layer_fields(fields)?),
-            "se" => Layer::Se(layer_fields(fields)?),
-            "residual" => Layer::Residual(layer_fields(fields)?),
-            "branches" => Layer::Branches(layer_fields(fields)?),
-            other => {
-                return Err(D::Error::custom(format!(
-                    "unknown layer kind `{other}`, expected one of {}",
-                    LAYER_KINDS.join(", ")
-                )))
-            }
-        })
+        let Some(kind) = LayerKind::parse(&kind) else {
+            return Err(D::Error::custom(format!(
+                "unknown layer kind `{kind}`, expected one of {}",
+                LayerKind::names().join(", ")
+            )));
+        };
+        layer_of_kind(kind, serde_json::Value::Object(fields))
     }
 }
 
@@ -733,6 +765,17 @@ pub(crate) fn from_json_with_path<T: serde::de::DeserializeOwned>(
     Ok(value)
 }
 
+/// The JSON value of an architecture. Its types are plain data (string
+/// keys, no fallible `Serialize` impls; non-finite numbers become `null`), so
+/// serialising cannot fail; if a future field broke that, this panics
+/// rather than hand out an empty document that would hash like every other.
+fn plain_json(value: &impl Serialize) -> serde_json::Value {
+    match serde_json::to_value(value) {
+        Ok(json) => json,
+        Err(e) => unreachable!("an architecture always serialises: {e}"),
+    }
+}
+
 impl Architecture {
     /// Reads an architecture from its JSON form. This checks the form (fields,
     /// kinds, version); [`crate::validate`] checks that the network is sound.
@@ -754,8 +797,11 @@ impl Architecture {
 
     /// The stable JSON form, pretty-printed.
     pub fn to_json_pretty(&self) -> String {
-        // Serialising plain data structures to a string cannot fail.
-        serde_json::to_string_pretty(self).unwrap_or_default()
+        // Plain data (see `plain_json`): serialising cannot fail.
+        match serde_json::to_string_pretty(self) {
+            Ok(json) => json,
+            Err(e) => unreachable!("an architecture always serialises: {e}"),
+        }
     }
 
     /// The canonical JSON form of the network alone (no name, no genotype):
@@ -770,9 +816,7 @@ impl Architecture {
             genotype: None,
         };
         // serde_json::Value keeps object keys sorted, which fixes their order.
-        serde_json::to_value(&network)
-            .map(|v| v.to_string())
-            .unwrap_or_default()
+        plain_json(&network).to_string()
     }
 
     /// A SHA-256 hex digest of [`canonical_json`](Self::canonical_json): equal
@@ -824,6 +868,15 @@ mod tests {
             conv.filters = 7;
         }
         assert_ne!(a.canonical_hash(), c.canonical_hash());
+        // Non-finite numbers serialise (as null) rather than fail.
+        let mut d = a.clone();
+        d.layers.push(Layer::Dropout(Dropout { rate: f64::NAN }));
+        assert!(
+            d.canonical_json().contains("null"),
+            "{}",
+            d.canonical_json()
+        );
+        assert_ne!(a.canonical_hash(), d.canonical_hash());
     }
 
     #[test]

@@ -22,17 +22,45 @@ pub fn conv(filters: usize, kernel: usize) -> Conv {
     }
 }
 
+/// The builder methods convolutions share (both kinds have these fields).
+macro_rules! conv_builders {
+    ($kind:ident) => {
+        impl $kind {
+            /// Sets the stride.
+            pub fn stride(mut self, stride: usize) -> Self {
+                self.stride = Pair::Square(stride);
+                self
+            }
+            /// Uses `"same"` padding.
+            pub fn same(mut self) -> Self {
+                self.padding = Padding::SAME;
+                self
+            }
+            /// Adds batch norm and drops the (then redundant) bias.
+            pub fn bn(mut self) -> Self {
+                self.batch_norm = true;
+                self.bias = false;
+                self
+            }
+            /// Sets the activation.
+            pub fn act(mut self, a: Activation) -> Self {
+                self.activation = a;
+                self
+            }
+        }
+
+        impl From<$kind> for Layer {
+            fn from(c: $kind) -> Self {
+                Layer::$kind(c)
+            }
+        }
+    };
+}
+
+conv_builders!(Conv);
+conv_builders!(SeparableConv);
+
 impl Conv {
-    /// Sets the stride.
-    pub fn stride(mut self, stride: usize) -> Self {
-        self.stride = Pair::Square(stride);
-        self
-    }
-    /// Uses `"same"` padding.
-    pub fn same(mut self) -> Self {
-        self.padding = Padding::SAME;
-        self
-    }
     /// Uses symmetric explicit padding.
     pub fn pad(mut self, p: usize) -> Self {
         self.padding = Padding::explicit(p);
@@ -42,23 +70,6 @@ impl Conv {
     pub fn groups(mut self, groups: usize) -> Self {
         self.groups = groups;
         self
-    }
-    /// Adds batch norm and drops the (then redundant) bias.
-    pub fn bn(mut self) -> Self {
-        self.batch_norm = true;
-        self.bias = false;
-        self
-    }
-    /// Sets the activation.
-    pub fn act(mut self, a: Activation) -> Self {
-        self.activation = a;
-        self
-    }
-}
-
-impl From<Conv> for Layer {
-    fn from(c: Conv) -> Self {
-        Layer::Conv(c)
     }
 }
 
@@ -74,36 +85,6 @@ pub fn separable(filters: usize, kernel: usize) -> SeparableConv {
         bias: true,
         batch_norm: false,
         activation: Activation::None,
-    }
-}
-
-impl SeparableConv {
-    /// Sets the stride.
-    pub fn stride(mut self, stride: usize) -> Self {
-        self.stride = Pair::Square(stride);
-        self
-    }
-    /// Uses `"same"` padding.
-    pub fn same(mut self) -> Self {
-        self.padding = Padding::SAME;
-        self
-    }
-    /// Adds batch norm and drops the (then redundant) bias.
-    pub fn bn(mut self) -> Self {
-        self.batch_norm = true;
-        self.bias = false;
-        self
-    }
-    /// Sets the activation.
-    pub fn act(mut self, a: Activation) -> Self {
-        self.activation = a;
-        self
-    }
-}
-
-impl From<SeparableConv> for Layer {
-    fn from(c: SeparableConv) -> Self {
-        Layer::SeparableConv(c)
     }
 }
 

@@ -7,24 +7,36 @@
 //! - [`zoo`]: the reference architectures (LeNet-5 ... MobileNet v2);
 //! - [`space`] and [`genotype`]: search spaces, sampling and mutation;
 //! - [`strategy`]: random search and regularized evolution;
-//! - [`objective`]: MnasNet's latency-aware reward, the Pareto front, ranking.
+//! - [`objective`]: MnasNet's latency-aware reward, the Pareto front, ranking;
+//! - [`result`]: what a trial reports (result, progress, attempt errors);
+//! - [`summary`]: layer labels and one-line block summaries for people;
+//! - [`dataset`]: the catalogue of datasets a search may name;
+//! - [`spec`]: what a user submits (dataset, space, strategy, objective,
+//!   budget, training settings), checked field by field.
 //!
 //! Randomness is always injected (`&mut impl Rng`), so a seeded run replays.
 #![deny(missing_docs)]
 
 pub mod arch;
 pub mod build;
+pub mod dataset;
 pub mod genotype;
 pub mod objective;
+pub mod result;
 pub mod space;
+pub mod spec;
 pub mod strategy;
+pub mod summary;
 pub mod validate;
 pub mod zoo;
 
 pub use arch::{Architecture, InputShape, Layer, ParseError};
+pub use dataset::{DatasetInfo, UnknownDataset};
 pub use genotype::{decode, mutate, sample, Genotype, GenotypeError, Mutation};
 pub use objective::{pareto_front, rank, Objective, Point, RankKey, RankRow};
+pub use result::{AttemptError, LatencyMs, TrialProgress, TrialResult};
 pub use space::{BlockOp, SearchSpace, SpaceError};
+pub use spec::{Budget, SearchSpec, SpaceRef, SpecError, Training};
 pub use strategy::{propose, HistoryEntry, Outcome, Proposal, Strategy, StrategyError};
 pub use validate::{validate, Report, Shape, ValidationError};
 

@@ -106,12 +106,28 @@ pub struct LayerReport {
     pub kind: &'static str,
     /// Nesting depth: 0 for top-level layers.
     pub depth: usize,
+    /// Input shape for one image.
+    pub input: Shape,
     /// Output shape for one image.
     pub output: Shape,
     /// Trainable parameters, including nested layers for composites.
     pub params: u64,
     /// Multiply-accumulates for one image, including nested layers.
     pub macs: u64,
+    /// The window of a conv, separable conv or pool, or the stride of a
+    /// residual's projection shortcut: what the worker builds, so it runs
+    /// exactly the network that was validated.
+    #[serde(skip)]
+    pub geometry: Option<Geometry>,
+}
+
+/// The spatial geometry `validate` settled for a layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Geometry {
+    /// A convolution or pooling window: output size and padding.
+    Window(WindowGeometry),
+    /// The stride of a residual's `1 x 1` projection shortcut.
+    Projection(Pair),
 }
 
 /// What [`validate`] found: per-layer shapes and the totals.
@@ -148,6 +164,26 @@ pub struct WindowGeometry {
     pub pad_right: usize,
 }
 
+/// Why a window (conv or pool) does not fit its input.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum WindowError {
+    /// A kernel, stride or dilation of 0.
+    #[error("{0} must be at least 1")]
+    Zero(&'static str),
+    /// The dilated window is larger than the padded input.
+    #[error("window of {effective} (kernel {kernel}, dilation {dilation}) is larger than the padded input of {padded}; spatial size would drop below 1")]
+    TooLarge {
+        /// The dilated window's extent.
+        effective: usize,
+        /// The kernel along this axis.
+        kernel: usize,
+        /// The dilation along this axis.
+        dilation: usize,
+        /// The padded input along this axis.
+        padded: usize,
+    },
+}
+
 /// Output length and padding of one axis of a window.
 fn axis_geometry(
     input: usize,
@@ -155,7 +191,7 @@ fn axis_geometry(
     stride: usize,
     dilation: usize,
     padding: AxisPadding,
-) -> Result<(usize, usize, usize), String> {
+) -> Result<(usize, usize, usize), WindowError> {
     let effective = dilation * (kernel - 1) + 1;
     match padding {
         AxisPadding::Same => {
@@ -166,9 +202,12 @@ fn axis_geometry(
         AxisPadding::Explicit(p) => {
             let padded = input + 2 * p;
             if padded < effective {
-                return Err(format!(
-                    "window of {effective} (kernel {kernel}, dilation {dilation}) is larger than the padded input of {padded}; spatial size would drop below 1"
-                ));
+                return Err(WindowError::TooLarge {
+                    effective,
+                    kernel,
+                    dilation,
+                    padded,
+                });
             }
             Ok(((padded - effective) / stride + 1, p, p))
         }
@@ -190,15 +229,15 @@ pub fn window_geometry(
     stride: Pair,
     dilation: Pair,
     padding: Padding,
-) -> Result<WindowGeometry, String> {
-    if kernel.has_zero() {
-        return Err("kernel must be at least 1".into());
-    }
-    if stride.has_zero() {
-        return Err("stride must be at least 1".into());
-    }
-    if dilation.has_zero() {
-        return Err("dilation must be at least 1".into());
+) -> Result<WindowGeometry, WindowError> {
+    for (setting, value) in [
+        ("kernel", kernel),
+        ("stride", stride),
+        ("dilation", dilation),
+    ] {
+        if value.has_zero() {
+            return Err(WindowError::Zero(setting));
+        }
     }
     let (ph, pw) = match padding {
         Padding::Named(NamedPadding::Same) => (AxisPadding::Same, AxisPadding::Same),
@@ -310,6 +349,28 @@ struct Costs {
     /// Peak elements alive while it runs, not counting tensors kept alive by
     /// enclosing composites, but counting its own input.
     peak: u64,
+    /// The layer's window or projection stride, for its report row.
+    geometry: Option<Geometry>,
+}
+
+impl Costs {
+    /// A layer that reads its input and writes its output, nothing more.
+    fn simple(input: Shape, output: Shape, params: u64, macs: u64) -> Self {
+        Self {
+            output,
+            params,
+            macs,
+            peak: input.elements() + output.elements(),
+            geometry: None,
+        }
+    }
+
+    fn with(self, geometry: Geometry) -> Self {
+        Self {
+            geometry: Some(geometry),
+            ..self
+        }
+    }
 }
 
 impl Walker {
@@ -352,6 +413,7 @@ impl Walker {
             params,
             macs,
             peak,
+            geometry: None,
         })
     }
 
@@ -368,15 +430,18 @@ impl Walker {
             path: path.to_owned(),
             kind: layer.kind(),
             depth,
+            input,
             output: input,
             params: 0,
             macs: 0,
+            geometry: None,
         });
         let costs = self.layer_costs(layer, path, depth, input)?;
         let report = &mut self.rows[row];
         report.output = costs.output;
         report.params = costs.params;
         report.macs = costs.macs;
+        report.geometry = costs.geometry;
         Ok(costs)
     }
 
@@ -387,125 +452,12 @@ impl Walker {
         depth: usize,
         input: Shape,
     ) -> Result<Costs, ValidationError> {
-        let simple = |output: Shape, params: u64, macs: u64| Costs {
-            output,
-            params,
-            macs,
-            peak: input.elements() + output.elements(),
-        };
+        let simple =
+            |output: Shape, params: u64, macs: u64| Costs::simple(input, output, params, macs);
         match layer {
-            Layer::Conv(conv) => {
-                let (c, h, w) = expect_map(path, "conv", input)?;
-                check_size(path, "filters", conv.filters)?;
-                check_size(path, "groups", conv.groups)?;
-                check_pair(path, "kernel", conv.kernel)?;
-                check_pair(path, "stride", conv.stride)?;
-                check_pair(path, "dilation", conv.dilation)?;
-                check_padding(path, conv.padding)?;
-                if c % conv.groups != 0 || conv.filters % conv.groups != 0 {
-                    return err(
-                        path,
-                        format!(
-                            "groups ({}) must divide both the input channels ({c}) and the filters ({})",
-                            conv.groups, conv.filters
-                        ),
-                    );
-                }
-                let g =
-                    window_geometry(h, w, conv.kernel, conv.stride, conv.dilation, conv.padding)
-                        .or_else(|reason| err(path, reason))?;
-                let k = conv.kernel.h() as u64 * conv.kernel.w() as u64;
-                let per_filter = (c / conv.groups) as u64 * k;
-                let f = conv.filters as u64;
-                let weights = product(path, &[per_filter, f])?;
-                let params = sum(
-                    path,
-                    &[
-                        weights,
-                        if conv.bias { f } else { 0 },
-                        if conv.batch_norm { 2 * f } else { 0 },
-                    ],
-                )?;
-                let macs = product(path, &[weights, g.out_h as u64, g.out_w as u64])?;
-                Ok(simple(
-                    Shape::Map {
-                        c: conv.filters,
-                        h: g.out_h,
-                        w: g.out_w,
-                    },
-                    params,
-                    macs,
-                ))
-            }
-            Layer::SeparableConv(sep) => {
-                let (c, h, w) = expect_map(path, "separable_conv", input)?;
-                check_size(path, "filters", sep.filters)?;
-                check_size(path, "depth_multiplier", sep.depth_multiplier)?;
-                check_pair(path, "kernel", sep.kernel)?;
-                check_pair(path, "stride", sep.stride)?;
-                check_pair(path, "dilation", sep.dilation)?;
-                check_padding(path, sep.padding)?;
-                let g = window_geometry(h, w, sep.kernel, sep.stride, sep.dilation, sep.padding)
-                    .or_else(|reason| err(path, reason))?;
-                let mid = product(path, &[c as u64, sep.depth_multiplier as u64])?;
-                let k = sep.kernel.h() as u64 * sep.kernel.w() as u64;
-                let f = sep.filters as u64;
-                let depthwise = product(path, &[mid, k])?;
-                let pointwise = product(path, &[mid, f])?;
-                let params = sum(
-                    path,
-                    &[
-                        depthwise,
-                        pointwise,
-                        if sep.bias { f } else { 0 },
-                        if sep.batch_norm { 2 * f } else { 0 },
-                    ],
-                )?;
-                let hw = g.out_h as u64 * g.out_w as u64;
-                let macs = product(path, &[sum(path, &[depthwise, pointwise])?, hw])?;
-                let output = Shape::Map {
-                    c: sep.filters,
-                    h: g.out_h,
-                    w: g.out_w,
-                };
-                // The depthwise result is alive while the pointwise runs.
-                let mid_elems = product(path, &[mid, hw])?;
-                Ok(Costs {
-                    output,
-                    params,
-                    macs,
-                    peak: input.elements().max(output.elements()) + mid_elems,
-                })
-            }
-            Layer::Pool(pool) => {
-                let (c, h, w) = expect_map(path, "pool", input)?;
-                check_pair(path, "kernel", pool.kernel)?;
-                let stride = pool.stride;
-                check_pair(path, "stride", stride)?;
-                check_padding(path, pool.padding)?;
-                if let Padding::Explicit(p) = pool.padding {
-                    if 2 * p.h() > pool.kernel.h() || 2 * p.w() > pool.kernel.w() {
-                        return err(
-                            path,
-                            format!(
-                                "pool padding {p} must be at most half the kernel {}",
-                                pool.kernel
-                            ),
-                        );
-                    }
-                }
-                let g = window_geometry(h, w, pool.kernel, stride, Pair::Square(1), pool.padding)
-                    .or_else(|reason| err(path, reason))?;
-                Ok(simple(
-                    Shape::Map {
-                        c,
-                        h: g.out_h,
-                        w: g.out_w,
-                    },
-                    0,
-                    0,
-                ))
-            }
+            Layer::Conv(conv) => conv_costs(conv, path, input),
+            Layer::SeparableConv(sep) => separable_costs(sep, path, input),
+            Layer::Pool(pool) => pool_costs(pool, path, input),
             Layer::GlobalAvgPool(_) => {
                 let (c, _, _) = expect_map(path, "global_avg_pool", input)?;
                 Ok(simple(Shape::Flat(c), 0, 0))
@@ -521,6 +473,7 @@ impl Walker {
                     params: 0,
                     macs: 0,
                     peak: n,
+                    geometry: None,
                 })
             }
             Layer::Dense(dense) => {
@@ -554,17 +507,7 @@ impl Walker {
                 }
                 Ok(simple(input, 0, 0))
             }
-            Layer::Se(se) => {
-                let (c, _, _) = expect_map(path, "se", input)?;
-                check_size(path, "reduction", se.reduction)?;
-                let hidden = se.hidden(c) as u64;
-                let c = c as u64;
-                let weights = product(path, &[2, c, hidden])?;
-                let params = sum(path, &[weights, hidden, c])?;
-                let mut costs = simple(input, params, weights);
-                costs.peak += c + hidden;
-                Ok(costs)
-            }
+            Layer::Se(se) => se_costs(se, path, input),
             Layer::Residual(res) => self.residual(res, path, depth, input),
             Layer::Branches(br) => self.branches(&br.branches, path, depth, input),
         }
@@ -584,6 +527,7 @@ impl Walker {
         let out = body.output;
         let (mut params, mut macs) = (body.params, body.macs);
         let mut peak = body.peak;
+        let mut geometry = None;
         match res.shortcut {
             Shortcut::Identity => {
                 if out != input {
@@ -599,14 +543,15 @@ impl Walker {
             Shortcut::Projection => {
                 let (c, h, w) = expect_map(path, "a projection shortcut", input)?;
                 let (oc, oh, ow) = expect_map(path, "a projection shortcut", out)?;
-                if projection_stride(h, w, oh, ow).is_none() {
+                let Some(stride) = projection_stride(h, w, oh, ow) else {
                     return err(
                         path,
                         format!(
                             "no 1x1 strided projection maps {input} onto the body's output {out}"
                         ),
                     );
-                }
+                };
+                geometry = Some(Geometry::Projection(stride));
                 let weights = product(path, &[c as u64, oc as u64])?;
                 params = sum(path, &[params, weights, 2 * oc as u64])?;
                 macs = sum(
@@ -621,6 +566,7 @@ impl Walker {
             params,
             macs,
             peak: peak.max(3 * out.elements()),
+            geometry,
         })
     }
 
@@ -677,8 +623,150 @@ impl Walker {
             params,
             macs,
             peak: peak.max(done_elems + output.elements()),
+            geometry: None,
         })
     }
+}
+
+/// Checks a `conv` layer on `input` and counts its costs.
+fn conv_costs(
+    conv: &crate::arch::Conv,
+    path: &str,
+    input: Shape,
+) -> Result<Costs, ValidationError> {
+    let (c, h, w) = expect_map(path, "conv", input)?;
+    check_size(path, "filters", conv.filters)?;
+    check_size(path, "groups", conv.groups)?;
+    check_pair(path, "kernel", conv.kernel)?;
+    check_pair(path, "stride", conv.stride)?;
+    check_pair(path, "dilation", conv.dilation)?;
+    check_padding(path, conv.padding)?;
+    if c % conv.groups != 0 || conv.filters % conv.groups != 0 {
+        return err(
+            path,
+            format!(
+                "groups ({}) must divide both the input channels ({c}) and the filters ({})",
+                conv.groups, conv.filters
+            ),
+        );
+    }
+    let g = window_geometry(h, w, conv.kernel, conv.stride, conv.dilation, conv.padding)
+        .or_else(|reason| err(path, reason.to_string()))?;
+    let k = conv.kernel.h() as u64 * conv.kernel.w() as u64;
+    let per_filter = (c / conv.groups) as u64 * k;
+    let f = conv.filters as u64;
+    let weights = product(path, &[per_filter, f])?;
+    let params = sum(
+        path,
+        &[
+            weights,
+            if conv.bias { f } else { 0 },
+            if conv.batch_norm { 2 * f } else { 0 },
+        ],
+    )?;
+    let macs = product(path, &[weights, g.out_h as u64, g.out_w as u64])?;
+    let output = Shape::Map {
+        c: conv.filters,
+        h: g.out_h,
+        w: g.out_w,
+    };
+    Ok(Costs::simple(input, output, params, macs).with(Geometry::Window(g)))
+}
+
+/// Checks a `separable_conv` layer on `input` and counts its costs.
+fn separable_costs(
+    sep: &crate::arch::SeparableConv,
+    path: &str,
+    input: Shape,
+) -> Result<Costs, ValidationError> {
+    let (c, h, w) = expect_map(path, "separable_conv", input)?;
+    check_size(path, "filters", sep.filters)?;
+    check_size(path, "depth_multiplier", sep.depth_multiplier)?;
+    check_pair(path, "kernel", sep.kernel)?;
+    check_pair(path, "stride", sep.stride)?;
+    check_pair(path, "dilation", sep.dilation)?;
+    check_padding(path, sep.padding)?;
+    let g = window_geometry(h, w, sep.kernel, sep.stride, sep.dilation, sep.padding)
+        .or_else(|reason| err(path, reason.to_string()))?;
+    let mid = product(path, &[c as u64, sep.depth_multiplier as u64])?;
+    let k = sep.kernel.h() as u64 * sep.kernel.w() as u64;
+    let f = sep.filters as u64;
+    let depthwise = product(path, &[mid, k])?;
+    let pointwise = product(path, &[mid, f])?;
+    let params = sum(
+        path,
+        &[
+            depthwise,
+            pointwise,
+            if sep.bias { f } else { 0 },
+            if sep.batch_norm { 2 * f } else { 0 },
+        ],
+    )?;
+    let hw = g.out_h as u64 * g.out_w as u64;
+    let macs = product(path, &[sum(path, &[depthwise, pointwise])?, hw])?;
+    let output = Shape::Map {
+        c: sep.filters,
+        h: g.out_h,
+        w: g.out_w,
+    };
+    // The depthwise result is alive while the pointwise runs.
+    let mid_elems = product(path, &[mid, hw])?;
+    Ok(Costs {
+        output,
+        params,
+        macs,
+        peak: input.elements().max(output.elements()) + mid_elems,
+        geometry: Some(Geometry::Window(g)),
+    })
+}
+
+/// Checks a `pool` layer on `input`.
+fn pool_costs(
+    pool: &crate::arch::Pool,
+    path: &str,
+    input: Shape,
+) -> Result<Costs, ValidationError> {
+    let (c, h, w) = expect_map(path, "pool", input)?;
+    check_pair(path, "kernel", pool.kernel)?;
+    let stride = pool.stride;
+    check_pair(path, "stride", stride)?;
+    check_padding(path, pool.padding)?;
+    if let Padding::Explicit(p) = pool.padding {
+        if 2 * p.h() > pool.kernel.h() || 2 * p.w() > pool.kernel.w() {
+            return err(
+                path,
+                format!(
+                    "pool padding {p} must be at most half the kernel {}",
+                    pool.kernel
+                ),
+            );
+        }
+    }
+    let g = window_geometry(h, w, pool.kernel, stride, Pair::Square(1), pool.padding)
+        .or_else(|reason| err(path, reason.to_string()))?;
+    let output = Shape::Map {
+        c,
+        h: g.out_h,
+        w: g.out_w,
+    };
+    Ok(Costs::simple(input, output, 0, 0).with(Geometry::Window(g)))
+}
+
+/// Checks an `se` gate on `input` and counts its costs.
+fn se_costs(
+    se: &crate::arch::SqueezeExcitation,
+    path: &str,
+    input: Shape,
+) -> Result<Costs, ValidationError> {
+    let (c, _, _) = expect_map(path, "se", input)?;
+    check_size(path, "reduction", se.reduction)?;
+    let hidden = se.hidden(c) as u64;
+    let c = c as u64;
+    let weights = product(path, &[2, c, hidden])?;
+    let params = sum(path, &[weights, hidden, c])?;
+    let mut costs = Costs::simple(input, input, params, weights);
+    costs.peak += c + hidden;
+    Ok(costs)
 }
 
 /// Checks an architecture and computes its per-layer shapes and costs.

@@ -2,7 +2,7 @@
 //! random fields replaced, are either accepted or rejected with an error.
 
 use proptest::prelude::*;
-use search::arch::LAYER_KINDS;
+use search::arch::LayerKind;
 use search::{validate, Architecture, InputShape, SearchSpace};
 use serde_json::{json, Value};
 
@@ -62,7 +62,7 @@ fn leaf() -> impl Strategy<Value = Value> {
         .prop_map(Value::from),
         Just(json!(u64::MAX)),
         (-2.0f64..2.0).prop_map(Value::from),
-        prop::sample::select(LAYER_KINDS.to_vec()).prop_map(Value::from),
+        prop::sample::select(LayerKind::names()).prop_map(Value::from),
         prop::sample::select(OTHER_WORDS).prop_map(Value::from),
         (1usize..6, 1usize..6).prop_map(|(a, b)| json!([a, b])),
     ]

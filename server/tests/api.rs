@@ -570,6 +570,7 @@ async fn the_openapi_document_lists_every_route_and_schema() {
         ("get", "/api/v1/zoo"),
         ("get", "/api/v1/zoo/{name}"),
         ("get", "/api/v1/spaces"),
+        ("get", "/api/v1/datasets"),
         ("get", "/api/v1/workers"),
         ("get", "/api/v1/events"),
         ("get", "/api/v1/healthz"),
@@ -609,7 +610,40 @@ async fn the_openapi_document_lists_every_route_and_schema() {
         "SearchSpace",
         "Objective",
         "Budget",
+        "TrialResult",
+        "TrialProgress",
+        "AttemptError",
+        "DatasetInfo",
     ] {
         assert!(schemas.contains_key(name), "schema {name} missing");
     }
+    // The trial result is described field by field, with its units.
+    let result = &schemas["TrialResult"]["properties"];
+    for field in [
+        "version",
+        "latency_ms",
+        "params",
+        "macs",
+        "device",
+        "val_accuracy",
+        "test_accuracy",
+        "reward",
+        "train_seconds",
+        "images_per_second",
+        "epochs",
+    ] {
+        assert!(
+            result[field]["description"].is_string()
+                || result[field]["allOf"].is_array()
+                || result[field]["oneOf"].is_array(),
+            "TrialResult.{field}: {}",
+            result[field]
+        );
+    }
+    // The dataset names are the catalogue's.
+    let datasets: Vec<&str> = schemas["SearchSpec"]["properties"]["dataset"]["enum"]
+        .as_array()
+        .map(|v| v.iter().filter_map(|d| d.as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(datasets, search::dataset::names());
 }

@@ -7,7 +7,8 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use store::{testing, QueueConfig, SearchSpec, SearchStatus, Store, TrialRow, TrialState};
+use search::SearchSpec;
+use store::{testing, QueueConfig, SearchStatus, Store, TrialRow, TrialState};
 
 fn datasets() -> String {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -144,8 +145,11 @@ async fn a_killed_workers_trial_is_retried_by_another_and_counted_once() {
     let retried = &trials[0];
     assert_eq!(retried.attempt, 2, "the killed attempt was retried once");
     assert!(
-        retried.errors.contains("lease expired"),
-        "{}",
+        retried
+            .errors
+            .iter()
+            .any(|e| e.error.contains("lease expired")),
+        "{:?}",
         retried.errors
     );
     assert_eq!(

@@ -23,8 +23,9 @@ mod notify;
 pub mod overview;
 mod queue;
 pub mod ranking;
+mod rows;
 mod searches;
-pub mod spec;
+mod sql_states;
 pub mod testing;
 mod topup;
 
@@ -36,7 +37,6 @@ use tokio::sync::broadcast;
 pub use model::*;
 pub use overview::{QueueStats, SearchPage, WorkerRow};
 pub use ranking::{LeaderboardEntry, LeaderboardPage, ParetoPoint, RejectedPoint};
-pub use spec::{Budget, SearchSpec, SpaceRef, SpecError, Training};
 
 /// Which database a store runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,7 +63,7 @@ pub enum StoreError {
     Url(String),
     /// The spec is invalid.
     #[error("invalid search spec: {0}")]
-    Spec(#[from] SpecError),
+    Spec(#[from] search::SpecError),
     /// No such search or trial.
     #[error("{0} not found")]
     NotFound(String),
@@ -82,6 +82,13 @@ pub enum StoreError {
     /// A pagination cursor that this listing did not hand out.
     #[error("invalid cursor: {0}")]
     BadCursor(String),
+    /// The caller passed something the store cannot keep (a bug in the caller).
+    #[error("invalid input: {0}")]
+    Invalid(String),
+    /// An in-memory cache's lock was poisoned by a thread that panicked
+    /// holding it (a bug); the cache is named.
+    #[error("the {0} cache is unusable: a thread panicked while holding its lock")]
+    Poisoned(&'static str),
     /// Stored data could not be read back (a bug or a hand-edited row).
     #[error("corrupt stored data: {0}")]
     Corrupt(String),
@@ -130,10 +137,10 @@ pub struct Store {
     /// Search specs never change: claims read each once per process.
     specs: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<i64, String>>>,
     /// Recent leaderboard totals (counting is the one O(trials) part of a page).
-    totals: std::sync::Arc<ranking::TotalsCache>,
+    totals: std::sync::Arc<ranking::cache::TotalsCache>,
     /// Leaderboard versions per search, and the pages served at each.
-    changes: std::sync::Arc<ranking::Changes>,
-    pages: std::sync::Arc<ranking::PageCache>,
+    changes: std::sync::Arc<ranking::cache::Changes>,
+    pages: std::sync::Arc<ranking::cache::PageCache>,
 }
 
 /// Milliseconds since the Unix epoch.
@@ -151,7 +158,7 @@ impl Store {
         let (pool, backend) = db::connect(url).await?;
         let (events, _) = broadcast::channel(1024);
         let origin: u64 = rand::random();
-        let changes = std::sync::Arc::<ranking::Changes>::default();
+        let changes = std::sync::Arc::<ranking::cache::Changes>::default();
         if backend == Backend::Postgres {
             notify::listen(
                 url.to_owned(),
@@ -197,7 +204,9 @@ impl Store {
             return;
         }
         for e in &events {
-            self.changes.note(e);
+            if let Err(error) = self.changes.note(e) {
+                tracing::error!(%error, "leaderboard pages may be served stale");
+            }
             // No subscriber is fine.
             let _ = self.events.send(e.clone());
         }

@@ -1,5 +1,6 @@
 //! The rows the store hands out, and the events it publishes.
 
+use search::{AttemptError, TrialProgress, TrialResult};
 use serde::{Deserialize, Serialize};
 
 /// Where a trial is in its life.
@@ -132,7 +133,7 @@ pub enum Heartbeat {
 
 /// One epoch's numbers, stored per attempt.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct EpochMetrics {
     /// 1-based epoch.
     pub epoch: i64,
@@ -149,32 +150,40 @@ pub struct EpochMetrics {
 /// How a worker ends an attempt.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Completion {
-    /// Trained: the result JSON and the objective's reward.
+    /// Trained: the result (its `reward` ranks the leaderboard and feeds the
+    /// strategy; a result without one is refused) and the weights.
     Succeeded {
-        /// The result, JSON (accuracies, latency, params, ...).
-        result: String,
-        /// The objective's reward (ranks the leaderboard, feeds the strategy).
-        reward: f64,
-        /// Validation accuracy (a leaderboard column).
-        accuracy: f64,
-        /// Batch-1 latency p50, milliseconds (a leaderboard column).
-        latency_ms: f64,
+        /// The result: accuracies, latency, params, reward, timing.
+        result: TrialResult,
         /// Trained weights (safetensors), if kept.
         weights: Option<Vec<u8>>,
     },
-    /// Over the hard latency limit: the result JSON (latency).
+    /// Over the hard latency limit: the result holds the measured latency.
     Rejected {
-        /// The result, JSON.
-        result: String,
-        /// The measured batch-1 latency p50, milliseconds.
-        latency_ms: f64,
+        /// The result (latency, params, MACs, why it was rejected).
+        result: TrialResult,
     },
     /// Stopped because the search was cancelled.
     Cancelled,
 }
 
-/// A trial as stored.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// Where a trial's architecture came from: the strategy (sampled, or bred
+/// from a parent) or the reference zoo (a baseline).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Lineage {
+    /// The parent's index, for evolution.
+    pub parent_index: Option<i64>,
+    /// What the strategy changed from the parent, for evolution.
+    pub mutation: Option<String>,
+    /// The zoo entry, when this trial is one of the search's baselines.
+    pub baseline: Option<String>,
+}
+
+/// A trial as stored, and as the API returns it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = TrialView))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrialRow {
     /// Trial id.
     pub id: i64,
@@ -186,20 +195,19 @@ pub struct TrialRow {
     pub state: TrialState,
     /// Attempts started.
     pub attempt: i64,
-    /// Parent's index (evolution).
-    pub parent_index: Option<i64>,
-    /// What the strategy changed from the parent (evolution).
-    pub mutation: Option<String>,
+    /// Where its architecture came from (serialised inline).
+    #[serde(flatten)]
+    pub lineage: Lineage,
     /// Reward, once succeeded.
     pub reward: Option<f64>,
-    /// Result JSON, once ended.
-    pub result: Option<String>,
-    /// Every attempt's error, JSON array.
-    pub errors: String,
+    /// The result, once succeeded or rejected.
+    pub result: Option<TrialResult>,
+    /// Every failed attempt's error, oldest first.
+    pub errors: Vec<AttemptError>,
     /// The worker holding it.
     pub worker_id: Option<String>,
-    /// The running attempt's last reported progress, JSON.
-    pub progress: Option<String>,
+    /// The running attempt's last reported progress.
+    pub progress: Option<TrialProgress>,
 }
 
 /// A search as stored.

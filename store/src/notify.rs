@@ -51,7 +51,7 @@ pub(crate) fn listen(
     url: String,
     origin: u64,
     events: broadcast::Sender<Event>,
-    changes: std::sync::Arc<crate::ranking::Changes>,
+    changes: std::sync::Arc<crate::ranking::cache::Changes>,
     pool: sqlx::AnyPool,
 ) {
     let Ok(handle) = tokio::runtime::Handle::try_current() else {
@@ -75,16 +75,21 @@ pub(crate) fn listen(
                                 }
                             };
                             match received {
-                                Ok(n) => {
-                                    if let Ok(p) = serde_json::from_str::<Payload>(n.payload()) {
-                                        if p.origin != origin {
-                                            for e in p.events {
-                                                changes.note(&e);
-                                                let _ = events.send(e);
+                                Ok(n) => match serde_json::from_str::<Payload>(n.payload()) {
+                                    Ok(p) if p.origin != origin => {
+                                        for e in p.events {
+                                            if let Err(error) = changes.note(&e) {
+                                                tracing::error!(%error, "leaderboard pages may be served stale");
                                             }
+                                            // No subscriber is fine.
+                                            let _ = events.send(e);
                                         }
                                     }
-                                }
+                                    Ok(_) => {}
+                                    Err(error) => {
+                                        tracing::warn!(%error, "ignoring a notification that is not ours");
+                                    }
+                                },
                                 Err(e) => {
                                     tracing::warn!(error = %e, "event listener lost its connection");
                                     break;

@@ -1,9 +1,10 @@
 //! Read-only views across searches: a paginated search list, the workers
 //! with their liveness, and the queue's totals for monitoring.
 
+use crate::sql_states::PENDING;
 use std::collections::BTreeMap;
 
-use sqlx::Row;
+use sqlx::{FromRow, Row};
 
 use crate::{now_ms, SearchRow, SearchStatus, Store, StoreError};
 
@@ -56,6 +57,19 @@ pub struct QueueStats {
 /// Most searches a page holds.
 pub const MAX_SEARCH_PAGE: i64 = 500;
 
+/// A `workers` row as stored (labels comma-joined).
+#[derive(Debug, sqlx::FromRow)]
+struct WorkerRecord {
+    id: String,
+    host: String,
+    labels: String,
+    threads: i64,
+    device: String,
+    started_at: i64,
+    last_seen: i64,
+    current_trial: Option<i64>,
+}
+
 impl Store {
     /// Searches newest first, optionally of one status, after `cursor` (the
     /// previous page's `next_cursor`).
@@ -68,7 +82,7 @@ impl Store {
         let limit = limit.clamp(1, MAX_SEARCH_PAGE);
         let sql = format!(
             "SELECT {} FROM searches WHERE ($1 = '' OR status = $1) AND id < $2 ORDER BY id DESC LIMIT {}",
-            crate::searches::SEARCH_COLUMNS,
+            crate::rows::SEARCH_COLUMNS,
             limit + 1
         );
         let rows = sqlx::query(&sql)
@@ -78,7 +92,7 @@ impl Store {
             .await?;
         let mut searches = rows
             .iter()
-            .map(crate::searches::search_row)
+            .map(crate::rows::search_row)
             .collect::<Result<Vec<_>, _>>()?;
         let more = searches.len() as i64 > limit;
         searches.truncate(limit as usize);
@@ -100,22 +114,22 @@ impl Store {
         let mut workers = rows
             .iter()
             .map(|r| {
-                let labels: String = r.try_get("labels")?;
-                let last_seen: i64 = r.try_get("last_seen")?;
+                let w = WorkerRecord::from_row(r)?;
                 Ok(WorkerRow {
-                    id: r.try_get("id")?,
-                    host: r.try_get("host")?,
-                    labels: labels
+                    id: w.id,
+                    host: w.host,
+                    labels: w
+                        .labels
                         .split(',')
                         .filter(|l| !l.is_empty())
                         .map(str::to_owned)
                         .collect(),
-                    threads: r.try_get("threads")?,
-                    device: r.try_get("device")?,
-                    started_at: r.try_get("started_at")?,
-                    last_seen,
-                    current_trial: r.try_get("current_trial")?,
-                    alive: last_seen >= alive_since,
+                    threads: w.threads,
+                    device: w.device,
+                    started_at: w.started_at,
+                    last_seen: w.last_seen,
+                    current_trial: w.current_trial,
+                    alive: w.last_seen >= alive_since,
                 })
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
@@ -143,9 +157,9 @@ impl Store {
                 .searches
                 .insert(row.try_get("status")?, row.try_get("n")?);
         }
-        stats.queue_depth = sqlx::query(
-            "SELECT COUNT(*) AS n FROM trials WHERE state = 'pending' AND run_at <= $1",
-        )
+        stats.queue_depth = sqlx::query(&format!(
+            "SELECT COUNT(*) AS n FROM trials WHERE state = {PENDING} AND run_at <= $1"
+        ))
         .bind(now)
         .fetch_one(self.pool())
         .await?

@@ -3,14 +3,18 @@
 //! `(trial, attempt)`. Locks are always taken search row first, then trial
 //! rows, so cancels, completions and rescues never deadlock.
 
-use sqlx::{Any, Row, Transaction};
+use crate::sql_states::{FAILED, PENDING, RUNNING, SEARCH_RUNNING};
+use sqlx::{Any, FromRow, Row, Transaction};
+
+use search::{AttemptError, TrialProgress, TrialResult};
 
 use crate::{
     now_ms, ClaimedTrial, Completion, EpochMetrics, Event, Heartbeat, SearchStatus, Store,
-    StoreError, WorkerInfo,
+    StoreError, TrialState, WorkerInfo,
 };
 
 /// What is known of a running trial once its lease is confirmed.
+#[derive(Debug, FromRow)]
 struct Held {
     search_id: i64,
     attempt: i64,
@@ -78,10 +82,10 @@ impl Store {
         // One statement: pick and take the oldest due trial (Postgres skips
         // rows other claimers hold; SQLite runs it under its write lock).
         let sql = format!(
-            "UPDATE trials SET state = 'running', attempt = attempt + 1, worker_id = $1, lease_expires_at = $2, \
+            "UPDATE trials SET state = {RUNNING}, attempt = attempt + 1, worker_id = $1, lease_expires_at = $2, \
              heartbeat_at = $3, started_at = COALESCE(started_at, $3), progress = NULL \
-             WHERE id = (SELECT id FROM trials WHERE state = 'pending' AND run_at <= $3 AND labels IN ({}) \
-             ORDER BY run_at, id LIMIT 1{}) AND state = 'pending' \
+             WHERE id = (SELECT id FROM trials WHERE state = {PENDING} AND run_at <= $3 AND labels IN ({}) \
+             ORDER BY run_at, id LIMIT 1{}) AND state = {PENDING} \
              RETURNING id, search_id, idx, attempt, architecture",
             placeholders.join(", "),
             self.skip_locked()
@@ -103,11 +107,13 @@ impl Store {
             return Ok(None);
         };
         let search_id: i64 = row.try_get("search_id")?;
+        let specs_poisoned = |_| StoreError::Poisoned("search specs");
         let cached = self
             .specs
             .lock()
-            .ok()
-            .and_then(|c| c.get(&search_id).cloned());
+            .map_err(specs_poisoned)?
+            .get(&search_id)
+            .cloned();
         let spec = match cached {
             Some(spec) => spec,
             None => {
@@ -116,9 +122,10 @@ impl Store {
                     .fetch_one(self.pool())
                     .await?
                     .try_get("spec")?;
-                if let Ok(mut c) = self.specs.lock() {
-                    c.insert(search_id, spec.clone());
-                }
+                self.specs
+                    .lock()
+                    .map_err(specs_poisoned)?
+                    .insert(search_id, spec.clone());
                 spec
             }
         };
@@ -137,22 +144,23 @@ impl Store {
         Ok(Some(claimed))
     }
 
-    /// Extends the lease of `(trial, attempt)` and stores its progress (JSON).
+    /// Extends the lease of `(trial, attempt)` and stores its progress.
     pub async fn heartbeat(
         &self,
         trial: i64,
         attempt: i64,
-        progress: Option<&str>,
+        progress: Option<&TrialProgress>,
     ) -> Result<Heartbeat, StoreError> {
         let now = now_ms();
+        let progress = progress.map(TrialProgress::to_json);
         let lease = now + self.config().lease.as_millis() as i64;
         let updated = sqlx::query(
-            "UPDATE trials SET lease_expires_at = $1, heartbeat_at = $2, progress = COALESCE($3, progress) \
-             WHERE id = $4 AND attempt = $5 AND state = 'running'",
+            &format!("UPDATE trials SET lease_expires_at = $1, heartbeat_at = $2, progress = COALESCE($3, progress) \
+             WHERE id = $4 AND attempt = $5 AND state = {RUNNING}"),
         )
         .bind(lease)
         .bind(now)
-        .bind(progress)
+        .bind(progress.as_deref())
         .bind(trial)
         .bind(attempt)
         .execute(self.pool())
@@ -194,9 +202,9 @@ impl Store {
         m: &EpochMetrics,
     ) -> Result<(), StoreError> {
         let inserted = sqlx::query(
-            "INSERT INTO trial_metrics (trial_id, attempt, epoch, train_loss, train_accuracy, val_accuracy, seconds) \
+            &format!("INSERT INTO trial_metrics (trial_id, attempt, epoch, train_loss, train_accuracy, val_accuracy, seconds) \
              SELECT $1, $2, $3, $4, $5, $6, $7 WHERE EXISTS \
-             (SELECT 1 FROM trials WHERE id = $1 AND attempt = $2 AND state = 'running')",
+             (SELECT 1 FROM trials WHERE id = $1 AND attempt = $2 AND state = {RUNNING})"),
         )
         .bind(trial)
         .bind(attempt)
@@ -224,7 +232,7 @@ impl Store {
         expired_before: Option<i64>,
     ) -> Result<Option<Held>, StoreError> {
         let sql = format!(
-            "SELECT search_id, attempt, max_attempts, errors FROM trials WHERE id = $1 AND state = 'running' \
+            "SELECT search_id, attempt, max_attempts, errors FROM trials WHERE id = $1 AND state = {RUNNING} \
              AND ($2 < 0 OR attempt = $2) AND ($3 < 0 OR lease_expires_at < $3){}",
             self.for_update()
         );
@@ -234,15 +242,7 @@ impl Store {
             .bind(expired_before.unwrap_or(-1))
             .fetch_optional(&mut **tx)
             .await?;
-        row.map(|r| {
-            Ok(Held {
-                search_id: r.try_get("search_id")?,
-                attempt: r.try_get("attempt")?,
-                max_attempts: r.try_get("max_attempts")?,
-                errors: r.try_get("errors")?,
-            })
-        })
-        .transpose()
+        Ok(row.as_ref().map(Held::from_row).transpose()?)
     }
 
     /// Ends `(trial, attempt)` with its outcome and tops its search up.
@@ -253,34 +253,30 @@ impl Store {
         outcome: Completion,
     ) -> Result<(), StoreError> {
         let now = now_ms();
-        let (state, result, reward, accuracy, latency_ms, weights) = match outcome {
-            Completion::Succeeded {
-                result,
-                reward,
-                accuracy,
-                latency_ms,
-                weights,
-            } => (
-                "succeeded",
-                Some(result),
-                Some(reward),
-                Some(accuracy),
-                Some(latency_ms),
-                weights,
-            ),
-            Completion::Rejected { result, latency_ms } => {
-                ("rejected", Some(result), None, None, Some(latency_ms), None)
+        let (state, result, weights) = match outcome {
+            Completion::Succeeded { result, weights } => {
+                if result.reward.is_none() {
+                    return Err(StoreError::Invalid(format!(
+                        "trial {trial}: a succeeded trial's result needs a reward"
+                    )));
+                }
+                (TrialState::Succeeded, Some(result), weights)
             }
-            Completion::Cancelled => ("cancelled", None, None, None, None, None),
+            Completion::Rejected { result } => (TrialState::Rejected, Some(result), None),
+            Completion::Cancelled => (TrialState::Cancelled, None, None),
         };
+        let reward = result.as_ref().and_then(|r| r.reward);
+        let accuracy = result.as_ref().and_then(|r| r.val_accuracy);
+        let latency_ms = result.as_ref().map(|r| r.latency_ms.p50);
+        let result = result.as_ref().map(TrialResult::to_json);
         let mut tx = self.write_tx().await?;
         // Fenced: only the attempt holding the lease ends the trial.
         let row = sqlx::query(
-            "UPDATE trials SET state = $1, result = $2, reward = $3, finished_at = $4, lease_expires_at = NULL, \
+            &format!("UPDATE trials SET state = $1, result = $2, reward = $3, finished_at = $4, lease_expires_at = NULL, \
              accuracy = $7, latency_ms = $8 \
-             WHERE id = $5 AND attempt = $6 AND state = 'running' RETURNING search_id",
+             WHERE id = $5 AND attempt = $6 AND state = {RUNNING} RETURNING search_id"),
         )
-        .bind(state)
+        .bind(state.as_str())
         .bind(result)
         .bind(reward)
         .bind(now)
@@ -309,7 +305,7 @@ impl Store {
             std::iter::once(Event::TrialFinished {
                 search_id,
                 trial_id: trial,
-                state: state.into(),
+                state: state.as_str().into(),
             })
             .chain(events),
         );
@@ -348,16 +344,20 @@ impl Store {
         retryable: bool,
         now: i64,
     ) -> Result<Vec<Event>, StoreError> {
-        let mut errors: Vec<serde_json::Value> =
-            serde_json::from_str(&held.errors).unwrap_or_default();
-        errors.push(serde_json::json!({ "attempt": held.attempt, "error": error, "at_ms": now }));
-        let errors = serde_json::Value::Array(errors).to_string();
+        let mut errors = AttemptError::list_from_json(&held.errors)
+            .map_err(|e| StoreError::Corrupt(format!("trial {trial}: {e}")))?;
+        errors.push(AttemptError {
+            attempt: held.attempt,
+            error: error.to_owned(),
+            at_ms: now,
+        });
+        let errors = AttemptError::list_to_json(&errors);
         let retry = retryable && held.attempt < held.max_attempts;
         if retry {
             let run_at = now + self.config().backoff(held.attempt).as_millis() as i64;
             sqlx::query(
-                "UPDATE trials SET state = 'pending', errors = $1, run_at = $2, worker_id = NULL, lease_expires_at = NULL, \
-                 progress = NULL WHERE id = $3",
+                &format!("UPDATE trials SET state = {PENDING}, errors = $1, run_at = $2, worker_id = NULL, lease_expires_at = NULL, \
+                 progress = NULL WHERE id = $3"),
             )
             .bind(errors)
             .bind(run_at)
@@ -365,7 +365,7 @@ impl Store {
             .execute(&mut **tx)
             .await?;
         } else {
-            sqlx::query("UPDATE trials SET state = 'failed', errors = $1, finished_at = $2, lease_expires_at = NULL WHERE id = $3")
+            sqlx::query(&format!("UPDATE trials SET state = {FAILED}, errors = $1, finished_at = $2, lease_expires_at = NULL WHERE id = $3"))
                 .bind(errors)
                 .bind(now)
                 .bind(trial)
@@ -395,8 +395,8 @@ impl Store {
             return Err(StoreError::LeaseLost { trial, attempt });
         };
         sqlx::query(
-            "UPDATE trials SET state = 'pending', attempt = attempt - 1, run_at = $1, worker_id = NULL, \
-             lease_expires_at = NULL, progress = NULL WHERE id = $2",
+            &format!("UPDATE trials SET state = {PENDING}, attempt = attempt - 1, run_at = $1, worker_id = NULL, \
+             lease_expires_at = NULL, progress = NULL WHERE id = $2"),
         )
         .bind(now)
         .bind(trial)
@@ -420,9 +420,9 @@ impl Store {
     /// expired. Returns how many it handled.
     pub async fn rescue_expired(&self) -> Result<usize, StoreError> {
         let now = now_ms();
-        let rows = sqlx::query(
-            "SELECT id, worker_id FROM trials WHERE state = 'running' AND lease_expires_at < $1",
-        )
+        let rows = sqlx::query(&format!(
+            "SELECT id, worker_id FROM trials WHERE state = {RUNNING} AND lease_expires_at < $1"
+        ))
         .bind(now)
         .fetch_all(self.pool())
         .await?;
@@ -451,8 +451,8 @@ impl Store {
         // Searches whose last trial ended without settling (a crash between
         // the two transactions).
         let idle = sqlx::query(
-            "SELECT id FROM searches s WHERE status = 'running' AND NOT EXISTS \
-             (SELECT 1 FROM trials t WHERE t.search_id = s.id AND t.state IN ('pending', 'running'))",
+            &format!("SELECT id FROM searches s WHERE status = {SEARCH_RUNNING} AND NOT EXISTS \
+             (SELECT 1 FROM trials t WHERE t.search_id = s.id AND t.state IN ({PENDING}, {RUNNING}))"),
         )
         .fetch_all(self.pool())
         .await?;

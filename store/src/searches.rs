@@ -1,51 +1,16 @@
 //! Creating, cancelling and reading searches and trials.
 
+use crate::sql_states::{CANCELLED, PENDING, SEARCH_CANCELLED, SEARCH_RUNNING};
 use std::collections::BTreeMap;
 
-use sqlx::any::AnyRow;
-use sqlx::Row;
+use search::SearchSpec;
+use sqlx::{FromRow, Row};
 
+use crate::rows::{search_row, trial_row, SEARCH_COLUMNS, TRIAL_COLUMNS};
+use crate::topup::{NewTrial, Origin};
 use crate::{
-    now_ms, EpochMetrics, Event, SearchRow, SearchSpec, SearchStatus, Store, StoreError, TrialRow,
-    TrialState,
+    now_ms, EpochMetrics, Event, SearchRow, SearchStatus, Store, StoreError, TrialRow, TrialState,
 };
-
-pub(crate) fn search_row(row: &AnyRow) -> Result<SearchRow, StoreError> {
-    let status: String = row.try_get("status")?;
-    Ok(SearchRow {
-        id: row.try_get("id")?,
-        name: row.try_get("name")?,
-        status: SearchStatus::parse(&status)
-            .ok_or_else(|| StoreError::Corrupt(format!("search status {status}")))?,
-        spec: row.try_get("spec")?,
-        proposed: row.try_get("proposed")?,
-        created_at: row.try_get("created_at")?,
-        finished_at: row.try_get("finished_at")?,
-    })
-}
-
-fn trial_row(row: &AnyRow) -> Result<TrialRow, StoreError> {
-    let state: String = row.try_get("state")?;
-    Ok(TrialRow {
-        id: row.try_get("id")?,
-        search_id: row.try_get("search_id")?,
-        index: row.try_get("idx")?,
-        state: TrialState::parse(&state)
-            .ok_or_else(|| StoreError::Corrupt(format!("trial state {state}")))?,
-        attempt: row.try_get("attempt")?,
-        parent_index: row.try_get("parent_idx")?,
-        mutation: row.try_get("mutation")?,
-        reward: row.try_get("reward")?,
-        result: row.try_get("result")?,
-        errors: row.try_get("errors")?,
-        worker_id: row.try_get("worker_id")?,
-        progress: row.try_get("progress")?,
-    })
-}
-
-pub(crate) const SEARCH_COLUMNS: &str = "id, name, status, spec, proposed, created_at, finished_at";
-const TRIAL_COLUMNS: &str =
-    "id, search_id, idx, state, attempt, parent_idx, mutation, reward, result, errors, worker_id, progress";
 
 impl Store {
     /// Checks `spec`, stores the search and queues its first trials.
@@ -55,8 +20,8 @@ impl Store {
         let json = serde_json::to_string(spec).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let mut tx = self.write_tx().await?;
         let row = sqlx::query(
-            "INSERT INTO searches (name, spec, status, seed, max_trials, parallelism, max_seconds, labels, proposed, created_at) \
-             VALUES ($1, $2, 'running', $3, $4, $5, $6, $7, 0, $8) RETURNING id",
+            &format!("INSERT INTO searches (name, spec, status, seed, max_trials, parallelism, max_seconds, labels, proposed, created_at) \
+             VALUES ($1, $2, {SEARCH_RUNNING}, $3, $4, $5, $6, $7, 0, $8) RETURNING id"),
         )
         .bind(&spec.name)
         .bind(json)
@@ -72,18 +37,13 @@ impl Store {
         // Baselines first, at negative indices: outside the budget and the
         // strategy's history, claimed before the strategy's first trials.
         for (k, (name, arch)) in spec.baseline_architectures()?.iter().enumerate() {
-            let mutation = format!("{}{name}", crate::ranking::BASELINE_PREFIX);
-            self.insert_trial(
-                &mut tx,
-                id,
-                -(k as i64) - 1,
-                arch,
-                None,
-                Some(&mutation),
-                spec,
-                now,
-            )
-            .await?;
+            let trial = NewTrial {
+                search_id: id,
+                index: -(k as i64) - 1,
+                architecture: arch,
+                origin: Origin::Baseline { zoo_name: name },
+            };
+            self.insert_trial(&mut tx, &trial, spec, now).await?;
         }
         let events = self.top_up(&mut tx, id, now).await?;
         tx.commit().await?;
@@ -121,12 +81,14 @@ impl Store {
                 "search {id} is already {status}"
             )));
         }
-        sqlx::query("UPDATE searches SET status = 'cancelled', finished_at = $1 WHERE id = $2")
-            .bind(now)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("UPDATE trials SET state = 'cancelled', finished_at = $1 WHERE search_id = $2 AND state = 'pending'")
+        sqlx::query(&format!(
+            "UPDATE searches SET status = {SEARCH_CANCELLED}, finished_at = $1 WHERE id = $2"
+        ))
+        .bind(now)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(&format!("UPDATE trials SET state = {CANCELLED}, finished_at = $1 WHERE search_id = $2 AND state = {PENDING}"))
             .bind(now)
             .bind(id)
             .execute(&mut *tx)
@@ -162,14 +124,7 @@ impl Store {
 
     /// A search's trials in index order.
     pub async fn trials(&self, search_id: i64) -> Result<Vec<TrialRow>, StoreError> {
-        let sql = format!("SELECT {TRIAL_COLUMNS} FROM trials WHERE search_id = $1 ORDER BY idx");
-        sqlx::query(&sql)
-            .bind(search_id)
-            .fetch_all(self.pool())
-            .await?
-            .iter()
-            .map(trial_row)
-            .collect()
+        self.trials_where(search_id, None).await
     }
 
     /// A search's trials in one state, in index order.
@@ -178,12 +133,20 @@ impl Store {
         search_id: i64,
         state: TrialState,
     ) -> Result<Vec<TrialRow>, StoreError> {
+        self.trials_where(search_id, Some(state)).await
+    }
+
+    async fn trials_where(
+        &self,
+        search_id: i64,
+        state: Option<TrialState>,
+    ) -> Result<Vec<TrialRow>, StoreError> {
         let sql = format!(
-            "SELECT {TRIAL_COLUMNS} FROM trials WHERE search_id = $1 AND state = $2 ORDER BY idx"
+            "SELECT {TRIAL_COLUMNS} FROM trials WHERE search_id = $1 AND ($2 = '' OR state = $2) ORDER BY idx"
         );
         sqlx::query(&sql)
             .bind(search_id)
-            .bind(state.as_str())
+            .bind(state.map_or("", TrialState::as_str))
             .fetch_all(self.pool())
             .await?
             .iter()
@@ -243,17 +206,10 @@ impl Store {
         .bind(attempt)
         .fetch_all(self.pool())
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(EpochMetrics {
-                    epoch: r.try_get("epoch")?,
-                    train_loss: r.try_get("train_loss")?,
-                    train_accuracy: r.try_get("train_accuracy")?,
-                    val_accuracy: r.try_get("val_accuracy")?,
-                    seconds: r.try_get("seconds")?,
-                })
-            })
-            .collect()
+        Ok(rows
+            .iter()
+            .map(EpochMetrics::from_row)
+            .collect::<Result<_, _>>()?)
     }
 
     /// A trial's architecture JSON.

@@ -1,11 +1,42 @@
 //! Topping a search up with new trials from its strategy, and finishing it.
 
+use crate::sql_states::{PENDING, RUNNING};
 use search::strategy::{HistoryEntry, Outcome};
 use search::Architecture;
 use sqlx::{Any, Row, Transaction};
 
-use crate::spec::{dataset_shape, SearchSpec};
 use crate::{Event, SearchStatus, Store, StoreError, TrialState};
+use search::SearchSpec;
+
+/// Where a new trial's architecture came from.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Origin<'a> {
+    /// Proposed by the search's strategy, possibly from a parent.
+    Strategy {
+        /// The parent's index (evolution).
+        parent: Option<i64>,
+        /// What changed from the parent.
+        mutation: Option<&'a str>,
+    },
+    /// A reference-zoo baseline of the search.
+    Baseline {
+        /// The zoo entry.
+        zoo_name: &'a str,
+    },
+}
+
+/// A trial to queue.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct NewTrial<'a> {
+    /// Its search.
+    pub search_id: i64,
+    /// Position in the search (negative for baselines).
+    pub index: i64,
+    /// The network.
+    pub architecture: &'a Architecture,
+    /// Where it came from.
+    pub origin: Origin<'a>,
+}
 
 impl Store {
     /// Within `tx`, with the search row locked: proposes trials until the
@@ -36,7 +67,7 @@ impl Store {
             .map_err(|e| StoreError::Corrupt(format!("search {search_id} spec: {e}")))?;
         let proposed: i64 = row.try_get("proposed")?;
         let created_at: i64 = row.try_get("created_at")?;
-        let active: i64 = sqlx::query("SELECT COUNT(*) AS n FROM trials WHERE search_id = $1 AND state IN ('pending', 'running')")
+        let active: i64 = sqlx::query(&format!("SELECT COUNT(*) AS n FROM trials WHERE search_id = $1 AND state IN ({PENDING}, {RUNNING})"))
             .bind(search_id)
             .fetch_one(&mut **tx)
             .await?
@@ -50,61 +81,17 @@ impl Store {
             .max(0);
         let want = if in_time { room as usize } else { 0 };
         let mut events = Vec::new();
-        let mut added = 0usize;
-        let mut exhausted = false;
-        if want > 0 {
-            let history = self.history(tx, search_id).await?;
-            let (input, classes) = dataset_shape(&spec.dataset).ok_or_else(|| {
-                StoreError::Corrupt(format!(
-                    "search {search_id}: unknown dataset {}",
-                    spec.dataset
-                ))
-            })?;
-            let space = spec.space.resolve()?;
-            // A fresh, reproducible stream per top-up.
-            let mut rng = search::seeded_rng(
-                spec.seed ^ (proposed as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
-            );
-            let proposals = search::propose(
-                &spec.strategy,
-                &space,
-                input,
-                classes,
-                &history,
-                want,
-                &mut rng,
-            )
-            .map_err(|e| {
-                StoreError::Conflict(format!(
-                    "search {search_id}: the strategy cannot propose: {e}"
-                ))
-            })?;
-            exhausted = proposals.len() < want;
-            for (k, p) in proposals.iter().enumerate() {
-                self.insert_trial(
-                    tx,
-                    search_id,
-                    proposed + k as i64,
-                    &p.architecture,
-                    p.parent.map(|i| i as i64),
-                    p.change.as_deref(),
-                    &spec,
-                    now,
-                )
-                .await?;
-            }
-            added = proposals.len();
-            if added > 0 {
-                sqlx::query("UPDATE searches SET proposed = proposed + $1 WHERE id = $2")
-                    .bind(added as i64)
-                    .bind(search_id)
-                    .execute(&mut **tx)
-                    .await?;
-                events.push(Event::TrialsQueued {
-                    search_id,
-                    count: added,
-                });
-            }
+        let (added, exhausted) = if want > 0 {
+            self.propose_trials(tx, search_id, &spec, proposed, want, now)
+                .await?
+        } else {
+            (0, false)
+        };
+        if added > 0 {
+            events.push(Event::TrialsQueued {
+                search_id,
+                count: added,
+            });
         }
         let spent =
             proposed + added as i64 >= i64::from(budget.max_trials) || !in_time || exhausted;
@@ -123,32 +110,94 @@ impl Store {
         Ok(events)
     }
 
-    /// Inserts one pending trial at `index` with its costs (the leaderboard's
-    /// params and MACs columns).
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) async fn insert_trial(
+    /// Asks the strategy for up to `want` trials after the `proposed` so
+    /// far and queues them. Returns how many it queued, and whether the
+    /// strategy ran out of new candidates.
+    async fn propose_trials(
         &self,
         tx: &mut Transaction<'static, Any>,
         search_id: i64,
-        index: i64,
-        architecture: &Architecture,
-        parent: Option<i64>,
-        mutation: Option<&str>,
+        spec: &SearchSpec,
+        proposed: i64,
+        want: usize,
+        now: i64,
+    ) -> Result<(usize, bool), StoreError> {
+        let history = self.history(tx, search_id).await?;
+        let dataset = spec.dataset_info()?;
+        let space = spec.space.resolve()?;
+        // A fresh, reproducible stream per top-up.
+        let mut rng =
+            search::seeded_rng(spec.seed ^ (proposed as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let proposals = search::propose(
+            &spec.strategy,
+            &space,
+            dataset.input,
+            dataset.classes,
+            &history,
+            want,
+            &mut rng,
+        )
+        .map_err(|e| {
+            StoreError::Conflict(format!(
+                "search {search_id}: the strategy cannot propose: {e}"
+            ))
+        })?;
+        for (k, p) in proposals.iter().enumerate() {
+            let origin = Origin::Strategy {
+                parent: p.parent.map(|i| i as i64),
+                mutation: p.change.as_deref(),
+            };
+            let trial = NewTrial {
+                search_id,
+                index: proposed + k as i64,
+                architecture: &p.architecture,
+                origin,
+            };
+            self.insert_trial(tx, &trial, spec, now).await?;
+        }
+        if !proposals.is_empty() {
+            sqlx::query("UPDATE searches SET proposed = proposed + $1 WHERE id = $2")
+                .bind(proposals.len() as i64)
+                .bind(search_id)
+                .execute(&mut **tx)
+                .await?;
+        }
+        Ok((proposals.len(), proposals.len() < want))
+    }
+
+    /// Inserts one pending trial with its costs (the leaderboard's params
+    /// and MACs columns).
+    pub(crate) async fn insert_trial(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        trial: &NewTrial<'_>,
         spec: &SearchSpec,
         now: i64,
     ) -> Result<(), StoreError> {
+        let architecture = trial.architecture;
         let json = serde_json::to_string(architecture)
-            .map_err(|e| StoreError::Corrupt(format!("architecture JSON: {e}")))?;
-        // Trials are valid by construction; a costless report would only
-        // leave the leaderboard columns empty.
-        let costs = search::validate(architecture).ok();
+            .map_err(|e| StoreError::Invalid(format!("architecture JSON: {e}")))?;
+        // Trials are valid by construction. Should one not be, it is still
+        // queued (its worker fails it, naming the layer) rather than failing
+        // the completion that proposed it; its cost columns stay empty.
+        let costs = match search::validate(architecture) {
+            Ok(report) => Some(report),
+            Err(e) => {
+                tracing::warn!(search_id = trial.search_id, index = trial.index, error = %e, "proposed an invalid architecture");
+                None
+            }
+        };
+        let (parent, mutation, baseline) = match trial.origin {
+            Origin::Strategy { parent, mutation } => (parent, mutation, None),
+            Origin::Baseline { zoo_name } => (None, None, Some(zoo_name)),
+        };
         sqlx::query(
-            "INSERT INTO trials (search_id, idx, architecture, arch_hash, parent_idx, mutation, state, attempt, \
-             max_attempts, labels, errors, run_at, created_at, params, macs) \
-             VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, $7, $8, '[]', $9, $10, $11, $12)",
+            &format!("INSERT INTO trials (search_id, idx, architecture, arch_hash, parent_idx, mutation, state, attempt, \
+             max_attempts, labels, errors, run_at, created_at, params, macs, baseline) \
+             VALUES ($1, $2, $3, $4, $5, $6, {PENDING}, 0, $7, $8, '[]', $9, $10, $11, $12, $13)"),
         )
-        .bind(search_id)
-        .bind(index)
+        .bind(trial.search_id)
+        .bind(trial.index)
         .bind(json)
         .bind(architecture.canonical_hash())
         .bind(parent)
@@ -159,6 +208,7 @@ impl Store {
         .bind(now)
         .bind(costs.as_ref().map(|c| c.params as i64))
         .bind(costs.as_ref().map(|c| c.macs as i64))
+        .bind(baseline)
         .execute(&mut **tx)
         .await?;
         Ok(())
@@ -197,7 +247,7 @@ impl Store {
     /// stays running with nothing to run.
     pub(crate) async fn settle(&self, search_id: i64) -> Result<(), StoreError> {
         let active = sqlx::query(
-            "SELECT id FROM trials WHERE search_id = $1 AND state IN ('pending', 'running') LIMIT 1",
+            &format!("SELECT id FROM trials WHERE search_id = $1 AND state IN ({PENDING}, {RUNNING}) LIMIT 1"),
         )
         .bind(search_id)
         .fetch_optional(self.pool())

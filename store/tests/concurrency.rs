@@ -27,10 +27,7 @@ async fn race(store: Store, workers: usize, trials: u32) {
             while let Some(t) = store.claim(&w).await.expect("claim") {
                 *claims.lock().expect("lock").entry(t.id).or_default() += 1;
                 let done = Completion::Succeeded {
-                    result: "{}".into(),
-                    reward: t.index as f64,
-                    accuracy: 0.5,
-                    latency_ms: 1.0,
+                    result: search::TrialResult::synthetic(0.5, 1.0, t.index as f64),
                     weights: None,
                 };
                 store

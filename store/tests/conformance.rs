@@ -11,10 +11,7 @@ use store::{Completion, Heartbeat, SearchStatus, Store, StoreError, TrialState};
 
 fn done(reward: f64) -> Completion {
     Completion::Succeeded {
-        result: format!(r#"{{"val_accuracy": {reward}}}"#),
-        reward,
-        accuracy: reward,
-        latency_ms: 1.0,
+        result: search::TrialResult::synthetic(reward, 1.0, reward),
         weights: None,
     }
 }
@@ -80,7 +77,16 @@ async fn a_lost_lease_is_fenced_rescued_and_retried(store: Store) {
     let first = store.claim(&a).await.expect("claim").expect("a trial");
     assert_eq!(
         store
-            .heartbeat(first.id, 1, Some(r#"{"epoch": 1}"#))
+            .heartbeat(
+                first.id,
+                1,
+                Some(&search::TrialProgress {
+                    epoch: 1,
+                    epochs: 2,
+                    train_loss: 0.5,
+                    val_accuracy: None,
+                }),
+            )
             .await
             .expect("hb"),
         Heartbeat::Continue
@@ -89,7 +95,13 @@ async fn a_lost_lease_is_fenced_rescued_and_retried(store: Store) {
     assert_eq!(store.rescue_expired().await.expect("rescue"), 1);
     let t = store.trial(first.id).await.expect("trial");
     assert_eq!((t.state, t.attempt), (TrialState::Pending, 1));
-    assert!(t.errors.contains("lease expired: worker a"), "{}", t.errors);
+    assert!(
+        t.errors
+            .iter()
+            .any(|e| e.error.contains("lease expired: worker a")),
+        "{:?}",
+        t.errors
+    );
     // Backoff: not claimable at once, then claimable as attempt 2.
     assert!(
         store.claim(&b).await.expect("claim").is_none(),
@@ -152,8 +164,11 @@ async fn attempts_run_out_and_every_error_is_kept(store: Store) {
         .expect("fail 2");
     let row = store.trial(t.id).await.expect("trial");
     assert_eq!(row.state, TrialState::Failed);
-    let errors: serde_json::Value = serde_json::from_str(&row.errors).expect("json");
-    assert_eq!(errors.as_array().map(Vec::len), Some(2), "{errors}");
+    assert_eq!(row.errors.len(), 2, "{:?}", row.errors);
+    assert_eq!(
+        row.errors.iter().map(|e| e.attempt).collect::<Vec<_>>(),
+        [1, 2]
+    );
     assert_eq!(
         store.search(id).await.expect("search").status,
         SearchStatus::Finished
@@ -266,10 +281,7 @@ async fn metrics_and_weights_are_kept_per_attempt(store: Store) {
             t.id,
             1,
             Completion::Succeeded {
-                result: "{}".into(),
-                reward: 0.75,
-                accuracy: 0.75,
-                latency_ms: 1.0,
+                result: search::TrialResult::synthetic(0.75, 1.0, 0.75),
                 weights: Some(weights.clone()),
             },
         )
@@ -299,13 +311,13 @@ async fn evolution_records_lineage(store: Store) {
     let trials = store.trials(id).await.expect("trials");
     assert_eq!(trials.len(), 8);
     assert!(
-        trials[..3].iter().all(|t| t.parent_index.is_none()),
+        trials[..3].iter().all(|t| t.lineage.parent_index.is_none()),
         "the population starts random"
     );
     assert!(
         trials[3..]
             .iter()
-            .all(|t| t.parent_index.is_some_and(|p| p < t.index)),
+            .all(|t| t.lineage.parent_index.is_some_and(|p| p < t.index)),
         "then children of earlier trials"
     );
 }

@@ -40,10 +40,7 @@ async fn finished_search(store: &Store, n: u32) -> (i64, Vec<RankRow>) {
             macs: report.macs,
         });
         let done = Completion::Succeeded {
-            result: "{}".into(),
-            reward,
-            accuracy,
-            latency_ms,
+            result: search::TrialResult::synthetic(accuracy, latency_ms, reward),
             weights: None,
         };
         store
@@ -202,10 +199,7 @@ async fn a_served_page_is_never_staler_than_the_last_finished_trial(store: Store
     for (k, reward) in [0.5, 0.9, 0.7].into_iter().enumerate() {
         let t = store.claim(&w).await.expect("claim").expect("trial");
         let done = Completion::Succeeded {
-            result: "{}".into(),
-            reward,
-            accuracy: reward,
-            latency_ms: 1.0,
+            result: search::TrialResult::synthetic(reward, 1.0, reward),
             weights: None,
         };
         store
@@ -247,10 +241,7 @@ async fn baselines_train_first_outside_the_budget_and_are_marked(store: Store) {
     while let Some(t) = store.claim(&w).await.expect("claim") {
         order.push(t.index);
         let done = Completion::Succeeded {
-            result: "{}".into(),
-            reward: 0.5,
-            accuracy: 0.5,
-            latency_ms: 1.0 + t.index as f64,
+            result: search::TrialResult::synthetic(0.5, 1.0 + t.index as f64, 0.5),
             weights: None,
         };
         store

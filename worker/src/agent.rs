@@ -1,29 +1,25 @@
-//! The worker loop: claim a trial, measure its latency (rejecting it over a
-//! hard limit without training), train it on a blocking thread while
-//! heartbeating with progress, store per-epoch metrics, weights and the
-//! result, and loop. On shutdown it stops claiming and hands a running trial
-//! back (pending again, attempt not consumed).
+//! The worker loop: claim a trial, run it through the [trial
+//! pipeline](crate::pipeline) on a blocking thread while heartbeating with
+//! progress, store per-epoch metrics, weights and the result, and loop. On
+//! shutdown it stops claiming and hands a running trial back (pending again,
+//! attempt not consumed).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use search::Architecture;
-use serde_json::json;
-use store::{
-    ClaimedTrial, Completion, EpochMetrics, Heartbeat, SearchSpec, Store, StoreError, WorkerInfo,
-};
+use search::{Architecture, SearchSpec, TrialProgress};
+use store::{ClaimedTrial, Completion, EpochMetrics, Heartbeat, Store, StoreError, WorkerInfo};
 use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
 use tracing::{info, warn, Instrument};
 
-use crate::data::{open_dataset, Dataset, KnownDataset};
-use crate::latency::{self, Latency, LatencyConfig};
-use crate::net::Network;
-use crate::train::{
-    self, EpochReport, OptimizerKind, Schedule, TrainConfig, TrainData, TrainStatus,
-};
+use crate::data::{open_dataset, DataError, Dataset};
+use crate::latency::LatencyConfig;
+use crate::pipeline::{self, TrialOutcome, TrialPlan};
+use crate::train::{EpochReport, OptimizerKind, Schedule, TrainConfig, TrainData};
 
 /// How an agent runs.
 #[derive(Debug, Clone)]
@@ -42,17 +38,69 @@ pub struct AgentConfig {
     pub latency: LatencyConfig,
 }
 
-/// Why a trial's training was stopped early.
-const RUNNING: u8 = 0;
-const STOP_CANCELLED: u8 = 1;
-const STOP_LEASE_LOST: u8 = 2;
-const STOP_SHUTDOWN: u8 = 3;
+/// Why a running trial was stopped before its end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Interruption {
+    /// The search was cancelled: report the trial cancelled.
+    Cancelled,
+    /// Another attempt owns the trial now (or it ended): report nothing.
+    LeaseLost,
+    /// This worker is shutting down: hand the trial back.
+    Shutdown,
+}
+
+/// Shared between the heartbeat loop and the training thread: the first
+/// reason to stop wins, and raising it stops training at the next batch.
+#[derive(Debug, Default)]
+struct StopSignal {
+    reason: OnceLock<Interruption>,
+    flag: AtomicBool,
+}
+
+impl StopSignal {
+    fn stop(&self, reason: Interruption, why: &str) {
+        if self.reason.set(reason).is_ok() {
+            info!(reason = why, "stopping the trial");
+        }
+        self.flag.store(true, Ordering::SeqCst);
+    }
+
+    fn reason(&self) -> Option<Interruption> {
+        self.reason.get().copied()
+    }
+}
 
 /// A search's training and validation images (the same split for every trial).
 struct SearchData {
     train: Dataset,
     validation: Dataset,
 }
+
+/// An attempt that could not run, and whether another attempt may help.
+#[derive(Debug)]
+struct AttemptFailure {
+    message: String,
+    retryable: bool,
+}
+
+impl AttemptFailure {
+    fn permanent(message: impl ToString) -> Self {
+        Self {
+            message: message.to_string(),
+            retryable: false,
+        }
+    }
+
+    fn retryable(message: impl ToString) -> Self {
+        Self {
+            message: message.to_string(),
+            retryable: true,
+        }
+    }
+}
+
+/// What the training thread hands back: the completion to report.
+type Finished = Result<Completion, AttemptFailure>;
 
 /// A worker: its config, the store, and datasets loaded so far.
 pub struct Agent {
@@ -110,40 +158,33 @@ impl Agent {
         Ok(())
     }
 
-    async fn dataset(
-        &mut self,
-        name: &str,
-        val_fraction: f64,
-        seed: u64,
-    ) -> Result<Arc<SearchData>, String> {
-        let key = format!("{name}/{val_fraction}/{seed}");
+    /// The search's train/validation split, loaded (downloaded on first
+    /// use) once per process.
+    async fn dataset(&mut self, spec: &SearchSpec) -> Result<Arc<SearchData>, AttemptFailure> {
+        let (fraction, seed) = (spec.training.val_fraction, spec.seed);
+        let key = format!("{}/{fraction}/{seed}", spec.dataset);
         if let Some(d) = self.datasets.get(&key) {
             return Ok(d.clone());
         }
-        let known =
-            KnownDataset::from_name(name).ok_or_else(|| format!("unknown dataset {name}"))?;
+        let info = spec.dataset_info().map_err(AttemptFailure::permanent)?;
         let dir = self.config.data_dir.clone();
-        let split = tokio::task::spawn_blocking(move || open_dataset(known, &dir))
+        let split = tokio::task::spawn_blocking(move || open_dataset(info, &dir))
             .await
-            .map_err(|e| format!("loading {name}: {e}"))?
-            .map_err(|e| e.to_string())?;
-        // Train/validation split shared by every trial of the search.
-        let (train, val) = split.train.split_validation(val_fraction, seed);
-        let data = Arc::new(SearchData {
-            train,
-            validation: val,
-        });
+            .map_err(|e| AttemptFailure::retryable(format!("loading {}: {e}", info.name)))?
+            .map_err(|e: DataError| AttemptFailure::retryable(e))?;
+        let (train, validation) = split.train.split_validation(fraction, seed);
+        let data = Arc::new(SearchData { train, validation });
         self.datasets.insert(key, data.clone());
         Ok(data)
     }
 
+    /// Runs one claimed attempt and reports how it ended.
     async fn run_trial(&mut self, trial: ClaimedTrial, shutdown: watch::Receiver<bool>) {
         let (id, attempt) = (trial.id, trial.attempt);
-        let outcome = self.train_trial(&trial, shutdown).await;
-        let reported = match outcome {
+        let reported = match self.attempt(&trial, shutdown).await {
             Ok(Some(completion)) => self.store.complete(id, attempt, completion).await,
             Ok(None) => Ok(()),
-            Err(TrialError { message, retryable }) => {
+            Err(AttemptFailure { message, retryable }) => {
                 warn!(%message, retryable, "trial failed");
                 self.store.fail(id, attempt, &message, retryable).await
             }
@@ -155,153 +196,135 @@ impl Agent {
         }
     }
 
-    /// Trains one trial. `Ok(None)`: nothing to report (lease lost or handed back).
-    async fn train_trial(
+    /// Trains one attempt. `Ok(None)`: nothing to report (lease lost or
+    /// handed back).
+    async fn attempt(
         &mut self,
         trial: &ClaimedTrial,
-        mut shutdown: watch::Receiver<bool>,
-    ) -> Result<Option<Completion>, TrialError> {
+        shutdown: watch::Receiver<bool>,
+    ) -> Result<Option<Completion>, AttemptFailure> {
         let spec: SearchSpec = serde_json::from_str(&trial.spec)
-            .map_err(|e| TrialError::permanent(format!("spec: {e}")))?;
-        let arch = Architecture::from_json(&trial.architecture)
-            .map_err(|e| TrialError::permanent(e.to_string()))?;
-        let report = search::validate(&arch).map_err(|e| TrialError::permanent(e.to_string()))?;
-        let data = self
-            .dataset(&spec.dataset, spec.training.val_fraction, spec.seed)
-            .await
-            .map_err(TrialError::retryable)?;
-        let seed = spec.seed ^ (trial.index as u64).wrapping_mul(0x2545_F491_4F6C_DD1D);
-        let latency_config = self.config.latency;
-        let arch_for_latency = arch.clone();
-        let (net, latency) =
-            tokio::task::spawn_blocking(move || -> Result<(Network, Latency), String> {
-                let mut net = Network::new(&arch_for_latency, seed).map_err(|e| e.to_string())?;
-                let latency =
-                    latency::measure(&mut net, latency_config).map_err(|e| e.to_string())?;
-                Ok((net, latency))
-            })
-            .await
-            .map_err(|e| TrialError::retryable(format!("latency thread: {e}")))?
-            .map_err(TrialError::permanent)?;
-        let latency_json = json!({ "p50": latency.p50, "p90": latency.p90 });
-        info!(
-            p50_ms = latency.p50,
-            params = report.params,
-            "latency measured"
-        );
-        if spec.objective.rejects(latency.p50) {
-            let result = json!({ "latency_ms": latency_json, "params": report.params, "macs": report.macs,
-                                  "device": latency.device.fingerprint(), "reason": "over the hard latency limit" });
-            return Ok(Some(Completion::Rejected {
-                result: result.to_string(),
-                latency_ms: latency.p50,
-            }));
-        }
-        let config = TrainConfig {
-            epochs: spec.budget.epochs as usize,
-            batch_size: spec.training.batch_size as usize,
-            optimizer: OptimizerKind::adam(),
-            learning_rate: spec.training.learning_rate,
-            schedule: Schedule::Constant,
-            seed,
-            max_train_samples: spec.budget.max_train_samples.map(|n| n as usize),
-            max_seconds: None,
-            augmentation: Default::default(),
-            threads: self.config.threads,
-        };
-        let epochs = config.epochs;
-        let stop = Arc::new(AtomicU8::new(RUNNING));
-        let cancel = Arc::new(AtomicBool::new(false));
-        let (epochs_tx, mut epochs_rx) = mpsc::unbounded_channel::<EpochReport>();
+            .map_err(|e| AttemptFailure::permanent(format!("spec: {e}")))?;
+        let architecture =
+            Architecture::from_json(&trial.architecture).map_err(AttemptFailure::permanent)?;
+        let data = self.dataset(&spec).await?;
+        let plan = self.plan(&spec, architecture, trial.index);
+        let stop = Arc::new(StopSignal::default());
+        let (epochs_tx, epochs_rx) = mpsc::unbounded_channel::<EpochReport>();
         let training = {
-            let (cancel, data) = (cancel.clone(), data.clone());
-            tokio::task::spawn_blocking(move || {
-                let sets = TrainData {
-                    train: &data.train,
-                    validation: Some(&data.validation),
-                    test: None,
-                };
-                train::train(net, sets, &config, &cancel, |e| {
-                    let _ = epochs_tx.send(e.clone());
-                })
-                .map(|(net, result)| (crate::weights::to_bytes(&net), result))
-            })
+            let stop = stop.clone();
+            tokio::task::spawn_blocking(move || train_blocking(&plan, &data, &stop.flag, epochs_tx))
         };
+        let epochs = spec.budget.epochs;
+        let joined = self
+            .supervise(trial, epochs, training, epochs_rx, &stop, shutdown)
+            .await;
+        self.conclude(trial, stop.reason(), joined).await
+    }
+
+    /// What the pipeline runs for this trial of `spec`.
+    fn plan(&self, spec: &SearchSpec, architecture: Architecture, index: i64) -> TrialPlan {
+        let seed = spec.seed ^ (index as u64).wrapping_mul(0x2545_F491_4F6C_DD1D);
+        TrialPlan {
+            architecture,
+            seed,
+            latency: self.config.latency,
+            train: TrainConfig {
+                epochs: spec.budget.epochs as usize,
+                batch_size: spec.training.batch_size as usize,
+                optimizer: OptimizerKind::adam(),
+                learning_rate: spec.training.learning_rate,
+                schedule: Schedule::Constant,
+                seed,
+                max_train_samples: spec.budget.max_train_samples.map(|n| n as usize),
+                max_seconds: None,
+                augmentation: Default::default(),
+                threads: self.config.threads,
+            },
+            objective: spec.objective,
+        }
+    }
+
+    /// Heartbeats and records epochs until training returns; raises `stop`
+    /// on a cancel, a lost lease or shutdown.
+    async fn supervise(
+        &self,
+        trial: &ClaimedTrial,
+        epochs: u32,
+        training: JoinHandle<Finished>,
+        mut epochs_rx: mpsc::UnboundedReceiver<EpochReport>,
+        stop: &StopSignal,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> Result<Finished, tokio::task::JoinError> {
         tokio::pin!(training);
         let mut ticker = tokio::time::interval(self.config.heartbeat);
-        let mut last: Option<EpochReport> = None;
+        let mut progress: Option<TrialProgress> = None;
         let joined = loop {
             tokio::select! {
                 joined = &mut training => break joined,
                 Some(epoch) = epochs_rx.recv() => {
-                    self.record_epoch(trial, &epoch, &stop, &cancel).await;
-                    last = Some(epoch);
+                    self.record_epoch(trial, &epoch, stop).await;
+                    progress = Some(TrialProgress {
+                        epoch: epoch.epoch as u32,
+                        epochs,
+                        train_loss: epoch.train_loss,
+                        val_accuracy: epoch.val_accuracy,
+                    });
                 }
-                _ = ticker.tick() => {
-                    let progress = last.as_ref().map(|e| json!({ "epoch": e.epoch, "epochs": epochs, "train_loss": e.train_loss, "val_accuracy": e.val_accuracy }).to_string());
-                    match self.store.heartbeat(trial.id, trial.attempt, progress.as_deref()).await {
-                        Ok(Heartbeat::Continue) => {}
-                        Ok(Heartbeat::Cancel) => self.stop(&stop, &cancel, STOP_CANCELLED, "the search was cancelled"),
-                        Ok(Heartbeat::LeaseLost) => self.stop(&stop, &cancel, STOP_LEASE_LOST, "the lease was lost"),
-                        Err(e) => warn!(error = %e, "heartbeat failed"),
-                    }
-                }
-                _ = shutdown.changed() => self.stop(&stop, &cancel, STOP_SHUTDOWN, "shutting down"),
+                _ = ticker.tick() => self.heartbeat(trial, progress.as_ref(), stop).await,
+                _ = shutdown.changed() => stop.stop(Interruption::Shutdown, "shutting down"),
             }
         };
         // Epochs reported just before training returned.
         while let Ok(epoch) = epochs_rx.try_recv() {
-            self.record_epoch(trial, &epoch, &stop, &cancel).await;
+            self.record_epoch(trial, &epoch, stop).await;
         }
-        match stop.load(Ordering::SeqCst) {
-            STOP_LEASE_LOST => return Ok(None),
-            STOP_SHUTDOWN => {
-                if let Err(e) = self.store.release(trial.id, trial.attempt).await {
-                    warn!(error = %e, "could not hand the trial back");
-                } else {
-                    info!("trial handed back");
-                }
-                return Ok(None);
-            }
-            STOP_CANCELLED => return Ok(Some(Completion::Cancelled)),
-            _ => {}
-        }
-        let (weights, result) = joined
-            .map_err(|e| TrialError::retryable(format!("training thread: {e}")))?
-            .map_err(|e| TrialError::permanent(e.to_string()))?;
-        match result.status {
-            TrainStatus::Diverged => Err(TrialError::permanent(format!(
-                "diverged: {}",
-                result.message.unwrap_or_default()
-            ))),
-            TrainStatus::Cancelled => Ok(Some(Completion::Cancelled)),
-            TrainStatus::Completed => {
-                let accuracy = result.val_accuracy.unwrap_or(0.0);
-                let reward = spec.objective.reward(accuracy, latency.p50);
-                let summary = json!({
-                    "val_accuracy": accuracy, "latency_ms": latency_json, "params": report.params, "macs": report.macs,
-                    "train_seconds": result.train_seconds, "images_per_second": result.images_per_second,
-                    "epochs": result.epochs.len(), "device": latency.device.fingerprint(), "reward": reward,
-                });
-                info!(accuracy, reward, "trial done");
-                Ok(Some(Completion::Succeeded {
-                    result: summary.to_string(),
-                    reward,
-                    accuracy,
-                    latency_ms: latency.p50,
-                    weights: weights.ok(),
-                }))
-            }
+        joined
+    }
+
+    async fn heartbeat(
+        &self,
+        trial: &ClaimedTrial,
+        progress: Option<&TrialProgress>,
+        stop: &StopSignal,
+    ) {
+        match self
+            .store
+            .heartbeat(trial.id, trial.attempt, progress)
+            .await
+        {
+            Ok(Heartbeat::Continue) => {}
+            Ok(Heartbeat::Cancel) => stop.stop(Interruption::Cancelled, "the search was cancelled"),
+            Ok(Heartbeat::LeaseLost) => stop.stop(Interruption::LeaseLost, "the lease was lost"),
+            Err(e) => warn!(error = %e, "heartbeat failed"),
         }
     }
 
-    async fn record_epoch(
+    /// Turns how the attempt ended into what to report.
+    async fn conclude(
         &self,
         trial: &ClaimedTrial,
-        epoch: &EpochReport,
-        stop: &AtomicU8,
-        cancel: &AtomicBool,
-    ) {
+        interruption: Option<Interruption>,
+        joined: Result<Finished, tokio::task::JoinError>,
+    ) -> Result<Option<Completion>, AttemptFailure> {
+        match interruption {
+            Some(Interruption::LeaseLost) => return Ok(None),
+            Some(Interruption::Shutdown) => {
+                match self.store.release(trial.id, trial.attempt).await {
+                    Ok(()) => info!("trial handed back"),
+                    Err(e) => warn!(error = %e, "could not hand the trial back"),
+                }
+                return Ok(None);
+            }
+            Some(Interruption::Cancelled) => return Ok(Some(Completion::Cancelled)),
+            None => {}
+        }
+        let finished =
+            joined.map_err(|e| AttemptFailure::retryable(format!("training thread: {e}")))?;
+        finished.map(Some)
+    }
+
+    async fn record_epoch(&self, trial: &ClaimedTrial, epoch: &EpochReport, stop: &StopSignal) {
         let m = EpochMetrics {
             epoch: epoch.epoch as i64,
             train_loss: epoch.train_loss,
@@ -311,44 +334,44 @@ impl Agent {
         };
         info!(epoch = epoch.epoch, loss = epoch.train_loss, val = ?epoch.val_accuracy, "epoch");
         if let Err(e) = self.store.record_epoch(trial.id, trial.attempt, &m).await {
-            self.stop(
-                stop,
-                cancel,
-                STOP_LEASE_LOST,
-                &format!("recording an epoch: {e}"),
-            );
+            stop.stop(Interruption::LeaseLost, &format!("recording an epoch: {e}"));
         }
-    }
-
-    fn stop(&self, stop: &AtomicU8, cancel: &AtomicBool, reason: u8, why: &str) {
-        if stop
-            .compare_exchange(RUNNING, reason, Ordering::SeqCst, Ordering::SeqCst)
-            .is_ok()
-        {
-            info!(reason = why, "stopping the trial");
-        }
-        cancel.store(true, Ordering::SeqCst);
     }
 }
 
-/// A trial that could not run, and whether another attempt may help.
-#[derive(Debug)]
-struct TrialError {
-    message: String,
-    retryable: bool,
-}
-
-impl TrialError {
-    fn permanent(message: impl Into<String>) -> Self {
-        Self {
-            message: message.into(),
-            retryable: false,
+/// Runs the pipeline on the training thread and turns its outcome into the
+/// completion to report (weights serialised here, off the async runtime).
+fn train_blocking(
+    plan: &TrialPlan,
+    data: &SearchData,
+    cancel: &AtomicBool,
+    epochs: mpsc::UnboundedSender<EpochReport>,
+) -> Finished {
+    let sets = TrainData {
+        train: &data.train,
+        validation: Some(&data.validation),
+        test: None,
+    };
+    let outcome = pipeline::run(plan, sets, cancel, |e| {
+        // The receiver is gone only once the attempt is over.
+        let _ = epochs.send(e.clone());
+    })
+    .map_err(AttemptFailure::permanent)?;
+    Ok(match outcome {
+        TrialOutcome::Trained { network, result } => {
+            let weights = match crate::weights::to_bytes(&network) {
+                Ok(bytes) => Some(bytes),
+                Err(e) => {
+                    warn!(error = %e, "the weights could not be serialised; the result is kept without them");
+                    None
+                }
+            };
+            Completion::Succeeded { result, weights }
         }
-    }
-    fn retryable(message: impl Into<String>) -> Self {
-        Self {
-            message: message.into(),
-            retryable: true,
+        TrialOutcome::Rejected { result } => Completion::Rejected { result },
+        TrialOutcome::Diverged { message, .. } => {
+            return Err(AttemptFailure::permanent(format!("diverged: {message}")))
         }
-    }
+        TrialOutcome::Cancelled => Completion::Cancelled,
+    })
 }

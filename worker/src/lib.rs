@@ -10,6 +10,10 @@
 //! - [`train`]: optimisers, schedules and the training loop with budgets,
 //!   progress, cancellation and divergence detection.
 //! - [`latency`]: batch-1 inference latency and the device fingerprint.
+//! - [`pipeline`]: one trial start to end (build, latency, train, result),
+//!   used by the worker loop and `nas train`.
+//! - [`agent`]: the worker loop: claim, run, heartbeat, report; [`pool`]
+//!   runs several agents in one process.
 //! - [`weights`]: safetensors save and load.
 #![deny(missing_docs)]
 
@@ -18,5 +22,7 @@ pub mod data;
 pub mod latency;
 pub mod net;
 pub mod ops;
+pub mod pipeline;
+pub mod pool;
 pub mod train;
 pub mod weights;

@@ -152,13 +152,20 @@ pub fn load_bytes(net: &mut Network, bytes: &[u8], file: &Path) -> Result<(), We
             .collect();
         loaded.push((name, values));
     }
+    // `tensors(net)` lists the parameters, then each batch norm's mean and
+    // variance, so `loaded` has exactly one entry per slot below, in order.
     let mut values = loaded.into_iter().map(|(_, v)| v);
+    let mut next = |what: &str| {
+        values
+            .next()
+            .ok_or_else(|| mismatch(format!("fewer tensors than the network has ({what})")))
+    };
     for p in &mut net.params {
-        p.data = values.next().unwrap_or_default();
+        p.data = next(&p.name)?;
     }
-    for (_, stats) in &mut net.stats {
-        stats.mean = values.next().unwrap_or_default();
-        stats.var = values.next().unwrap_or_default();
+    for (name, stats) in &mut net.stats {
+        stats.mean = next(name)?;
+        stats.var = next(name)?;
     }
     Ok(())
 }

@@ -5,7 +5,8 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use store::{testing, QueueConfig, SearchSpec, SearchStatus, Store, TrialState, WorkerInfo};
+use search::SearchSpec;
+use store::{testing, QueueConfig, SearchStatus, Store, TrialState, WorkerInfo};
 use tokio::sync::watch;
 use worker::agent::{Agent, AgentConfig};
 use worker::latency::LatencyConfig;
@@ -68,14 +69,11 @@ async fn small_search(url: String) {
     assert_eq!(trials.len(), 8);
     for t in &trials {
         assert_eq!((t.state, t.attempt), (TrialState::Succeeded, 1), "{t:?}");
-        let result: serde_json::Value =
-            serde_json::from_str(t.result.as_deref().unwrap_or("")).expect("result JSON");
-        assert!(
-            result["latency_ms"]["p50"]
-                .as_f64()
-                .is_some_and(|p| p > 0.0),
-            "{result}"
-        );
+        let result = t.result.as_ref().expect("a result");
+        assert!(result.latency_ms.p50 > 0.0, "{result:?}");
+        assert_eq!(result.epochs, Some(2), "{result:?}");
+        assert!(result.val_accuracy.is_some_and(|a| a > 0.0), "{result:?}");
+        assert_eq!(result.reward, t.reward, "{result:?}");
         assert_eq!(
             store.epoch_metrics(t.id, 1).await.expect("metrics").len(),
             2
@@ -87,7 +85,7 @@ async fn small_search(url: String) {
             .is_some_and(|w| w.len() > 100));
     }
     assert!(
-        trials[4..].iter().all(|t| t.parent_index.is_some()),
+        trials[4..].iter().all(|t| t.lineage.parent_index.is_some()),
         "evolution mutates after the population is full"
     );
     let mut rewards: Vec<f64> = trials.iter().filter_map(|t| t.reward).collect();
@@ -135,14 +133,10 @@ async fn candidates_over_the_hard_latency_limit_are_rejected_untrained() {
     agent.await.expect("task").expect("agent");
     for t in store.trials(id).await.expect("trials") {
         assert_eq!(t.state, TrialState::Rejected, "{t:?}");
-        let result: serde_json::Value =
-            serde_json::from_str(t.result.as_deref().unwrap_or("")).expect("json");
-        assert!(
-            result["latency_ms"]["p50"]
-                .as_f64()
-                .is_some_and(|p| p > 0.000001),
-            "{result}"
-        );
+        let result = t.result.as_ref().expect("a result");
+        assert!(result.latency_ms.p50 > 0.000001, "{result:?}");
+        assert_eq!(result.reward, None, "{result:?}");
+        assert!(result.reason.is_some(), "{result:?}");
         assert!(
             store
                 .epoch_metrics(t.id, 1)

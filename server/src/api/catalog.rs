@@ -1,11 +1,11 @@
-//! Catalogue routes: the reference zoo and the preset search spaces.
+//! Catalogue routes: the datasets, the reference zoo and the preset search spaces.
 
 use std::collections::BTreeMap;
 
 use axum::extract::Path;
 use axum::Json;
 
-use super::dto::{SpaceList, ZooDetail, ZooEntryView, ZooList};
+use super::dto::{DatasetList, SpaceList, ZooDetail, ZooEntryView, ZooList};
 use super::{ApiError, ApiResult};
 
 /// `GET /zoo`: the reference architectures with params and MACs at their
@@ -67,4 +67,14 @@ pub async fn spaces() -> ApiResult<Json<SpaceList>> {
         presets.insert((*name).to_owned(), space);
     }
     Ok(Json(SpaceList { presets }))
+}
+
+/// `GET /datasets`: the datasets a search may name, with their input shape,
+/// classes, split sizes and canonical source.
+#[utoipa::path(get, path = "/api/v1/datasets", tag = "catalogue",
+    responses((status = 200, body = DatasetList), (status = 401, body = super::dto::ErrorBody)))]
+pub async fn datasets() -> Json<DatasetList> {
+    Json(DatasetList {
+        datasets: search::dataset::CATALOG.to_vec(),
+    })
 }

@@ -4,11 +4,11 @@
 
 use std::collections::BTreeMap;
 
+use search::SearchSpec;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use store::{
-    EpochMetrics, LeaderboardEntry, ParetoPoint, SearchRow, SearchSpec, SearchStatus, TrialRow,
-    TrialState, WorkerRow,
+    EpochMetrics, LeaderboardEntry, ParetoPoint, SearchRow, SearchStatus, TrialRow, WorkerRow,
 };
 use utoipa::ToSchema;
 
@@ -98,57 +98,8 @@ pub struct SearchList {
     pub next_cursor: Option<i64>,
 }
 
-/// A trial.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct TrialView {
-    /// Trial id.
-    pub id: i64,
-    /// Its search.
-    pub search_id: i64,
-    /// Position in the search (0-based).
-    pub index: i64,
-    /// pending, running, succeeded, failed, cancelled or rejected.
-    pub state: TrialState,
-    /// Attempts started.
-    pub attempt: i64,
-    /// The parent's index, for evolution.
-    pub parent_index: Option<i64>,
-    /// What changed from the parent, for evolution.
-    pub mutation: Option<String>,
-    /// The objective's reward, once succeeded.
-    pub reward: Option<f64>,
-    /// The worker's result: accuracy, latency, params, MACs, timing, device.
-    pub result: Option<Value>,
-    /// Every failed attempt: `{attempt, error, at_ms}`.
-    pub errors: Vec<Value>,
-    /// The worker running it.
-    pub worker_id: Option<String>,
-    /// The running attempt's last progress: epoch, epochs, loss, accuracy.
-    pub progress: Option<Value>,
-}
-
-fn parsed(text: Option<&str>) -> Option<Value> {
-    text.and_then(|t| serde_json::from_str(t).ok())
-}
-
-impl From<&TrialRow> for TrialView {
-    fn from(t: &TrialRow) -> Self {
-        Self {
-            id: t.id,
-            search_id: t.search_id,
-            index: t.index,
-            state: t.state,
-            attempt: t.attempt,
-            parent_index: t.parent_index,
-            mutation: t.mutation.clone(),
-            reward: t.reward,
-            result: parsed(t.result.as_deref()),
-            errors: serde_json::from_str(&t.errors).unwrap_or_default(),
-            worker_id: t.worker_id.clone(),
-            progress: parsed(t.progress.as_deref()),
-        }
-    }
-}
+/// A trial as the API returns it: the store's row, typed result included.
+pub type TrialView = TrialRow;
 
 /// A trial with its per-epoch metrics.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -173,6 +124,8 @@ pub struct LayerView {
     pub path: String,
     /// The layer's kind.
     pub kind: String,
+    /// A short label for people, e.g. `conv 3×3, 16, /2`.
+    pub label: String,
     /// Nesting depth (0: top level).
     pub depth: usize,
     /// Output shape for one image, e.g. `16x14x14`.
@@ -186,12 +139,15 @@ pub struct LayerView {
 /// The layers of `arch` with their costs.
 pub fn layers_of(arch: &search::Architecture) -> Result<Vec<LayerView>, ApiError> {
     let report = search::validate(arch).map_err(ApiError::internal)?;
+    let labels = search::summary::layer_labels(arch);
     Ok(report
         .layers
         .iter()
-        .map(|l| LayerView {
+        .zip(labels)
+        .map(|(l, label)| LayerView {
             path: l.path.clone(),
             kind: l.kind.to_owned(),
+            label,
             depth: l.depth,
             output: l.output.to_string(),
             params: l.params,
@@ -294,6 +250,13 @@ pub struct ZooList {
 pub struct SpaceList {
     /// By name.
     pub presets: BTreeMap<String, search::SearchSpace>,
+}
+
+/// `GET /datasets`: the catalogue.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DatasetList {
+    /// Every dataset a search may name.
+    pub datasets: Vec<search::DatasetInfo>,
 }
 
 /// A liveness or readiness answer.

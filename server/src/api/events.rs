@@ -6,14 +6,14 @@
 use std::convert::Infallible;
 use std::time::Duration;
 
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use futures_util::stream::{self, Stream};
 use serde::Deserialize;
 use tokio::sync::broadcast::error::RecvError;
 use utoipa::IntoParams;
 
+use super::extract::ApiQuery;
 use super::{ApiResult, AppState};
 
 /// Query of `GET /events`.
@@ -34,9 +34,8 @@ pub struct EventsQuery {
     ))]
 pub async fn events(
     State(state): State<AppState>,
-    query: Result<Query<EventsQuery>, QueryRejection>,
+    ApiQuery(q): ApiQuery<EventsQuery>,
 ) -> ApiResult<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>> {
-    let Query(q) = query?;
     let receiver = state.store.subscribe();
     let shutdown = state.shutdown.subscribe();
     let stream = stream::unfold(

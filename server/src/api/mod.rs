@@ -6,8 +6,10 @@ mod catalog;
 pub mod dto;
 mod error;
 mod events;
+mod extract;
 pub mod openapi;
 mod ops;
+mod responses;
 mod searches;
 mod telemetry;
 mod trials;
@@ -60,14 +62,6 @@ impl AppState {
     }
 }
 
-/// An id from the path: a positive integer, else 404 (no such resource).
-fn id_of(raw: &str, what: &str) -> ApiResult<i64> {
-    raw.parse::<i64>()
-        .ok()
-        .filter(|id| *id > 0)
-        .ok_or_else(|| ApiError::not_found(format!("{what} `{raw}`")))
-}
-
 /// The API's routes, ready to serve (tests call it on port 0).
 pub fn router(state: AppState) -> Router {
     let api = Router::new()
@@ -92,6 +86,7 @@ pub fn router(state: AppState) -> Router {
         .route("/zoo", get(catalog::zoo))
         .route("/zoo/{name}", get(catalog::zoo_entry))
         .route("/spaces", get(catalog::spaces))
+        .route("/datasets", get(catalog::datasets))
         .fallback(not_found);
     Router::new()
         .nest("/api/v1", api)

@@ -18,15 +18,15 @@ use super::{catalog, dto, events, ops, searches, trials};
         searches::create_search, searches::list_searches, searches::get_search, searches::cancel_search,
         searches::list_trials, searches::leaderboard, searches::pareto,
         trials::get_trial, trials::get_architecture, trials::get_weights,
-        catalog::zoo, catalog::zoo_entry, catalog::spaces,
+        catalog::zoo, catalog::zoo_entry, catalog::spaces, catalog::datasets,
         ops::healthz, ops::readyz, ops::workers, ops::metrics, events::events, openapi_json,
     ),
     components(schemas(dto::ErrorBody, store::Event)),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &DatasetNames),
     tags(
         (name = "searches", description = "Searches, their trials, leaderboards and Pareto fronts"),
         (name = "trials", description = "One trial: result, epochs, architecture, weights"),
-        (name = "catalogue", description = "The reference zoo and the preset search spaces"),
+        (name = "catalogue", description = "The datasets, the reference zoo and the preset search spaces"),
         (name = "operations", description = "Health, workers, metrics, live events"),
     )
 )]
@@ -46,6 +46,30 @@ impl Modify for BearerAuth {
             utoipa::openapi::security::SecurityRequirement::default(),
             utoipa::openapi::security::SecurityRequirement::new("bearer", Vec::<String>::new()),
         ]);
+    }
+}
+
+/// Lists the catalogue's dataset names as the `enum` of `SearchSpec.dataset`,
+/// so the document can never disagree with [`search::dataset::CATALOG`].
+struct DatasetNames;
+
+impl Modify for DatasetNames {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{RefOr, Schema};
+        let Some(components) = openapi.components.as_mut() else {
+            return;
+        };
+        let Some(RefOr::T(Schema::Object(spec))) = components.schemas.get_mut("SearchSpec") else {
+            return;
+        };
+        if let Some(RefOr::T(Schema::Object(dataset))) = spec.properties.get_mut("dataset") {
+            dataset.enum_values = Some(
+                search::dataset::names()
+                    .into_iter()
+                    .map(serde_json::Value::from)
+                    .collect(),
+            );
+        }
     }
 }
 

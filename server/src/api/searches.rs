@@ -1,20 +1,23 @@
 //! Search routes: create, list, show, cancel, trials, leaderboard, Pareto front.
 
-use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::rejection::JsonRejection;
+use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use search::objective::RankKey;
+use search::SearchSpec;
 use serde::Deserialize;
-use store::{SearchSpec, SearchStatus, TrialState};
+use store::{SearchStatus, TrialState};
 use utoipa::{IntoParams, ToSchema};
 
 use super::dto::{
     Leaderboard, Pareto, SearchDetail, SearchList, SearchProgress, SearchSummary, SearchView,
-    TrialList, TrialView,
+    TrialList,
 };
-use super::{id_of, ApiError, ApiResult, AppState};
+use super::extract::{ApiQuery, SearchId};
+use super::responses::{QueryErrors, ReadErrors};
+use super::{ApiError, ApiResult, AppState};
 
 /// `POST /searches`: checks the spec, stores it and queues the first trials.
 #[utoipa::path(post, path = "/api/v1/searches", tag = "searches",
@@ -70,9 +73,8 @@ fn page_size(limit: Option<i64>, default: i64, max: i64) -> ApiResult<i64> {
     ))]
 pub async fn list_searches(
     State(state): State<AppState>,
-    query: Result<Query<ListQuery>, QueryRejection>,
+    ApiQuery(q): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<SearchList>> {
-    let Query(q) = query?;
     let limit = page_size(q.limit, 50, store::overview::MAX_SEARCH_PAGE)?;
     let page = state.store.searches_page(q.status, q.cursor, limit).await?;
     let mut searches = Vec::with_capacity(page.searches.len());
@@ -105,17 +107,12 @@ pub async fn list_searches(
 
 /// `GET /searches/{id}`: status, counts by trial state, progress, best trial.
 #[utoipa::path(get, path = "/api/v1/searches/{id}", tag = "searches",
-    params(("id" = i64, Path, minimum = 1, description = "Search id")),
-    responses(
-        (status = 200, body = SearchDetail),
-        (status = 401, body = super::dto::ErrorBody),
-        (status = 404, body = super::dto::ErrorBody),
-    ))]
+    params(SearchId),
+    responses((status = 200, body = SearchDetail), ReadErrors))]
 pub async fn get_search(
     State(state): State<AppState>,
-    Path(raw): Path<String>,
+    SearchId(id): SearchId,
 ) -> ApiResult<Json<SearchDetail>> {
-    let id = id_of(&raw, "search")?;
     let search = state.store.search(id).await?;
     let counts = state.store.trial_counts(id).await?;
     let best = state
@@ -155,18 +152,16 @@ fn progress(
 /// `POST /searches/{id}/cancel`: pending trials stop at once, running ones at
 /// their next heartbeat.
 #[utoipa::path(post, path = "/api/v1/searches/{id}/cancel", tag = "searches",
-    params(("id" = i64, Path, minimum = 1, description = "Search id")),
+    params(SearchId),
     responses(
         (status = 200, description = "Cancelled", body = SearchView),
-        (status = 401, body = super::dto::ErrorBody),
-        (status = 404, body = super::dto::ErrorBody),
+        ReadErrors,
         (status = 409, description = "The search already ended", body = super::dto::ErrorBody),
     ))]
 pub async fn cancel_search(
     State(state): State<AppState>,
-    Path(raw): Path<String>,
+    SearchId(id): SearchId,
 ) -> ApiResult<Json<SearchView>> {
-    let id = id_of(&raw, "search")?;
     state.store.cancel_search(id).await?;
     Ok(Json(SearchView::try_from(&state.store.search(id).await?)?))
 }
@@ -181,28 +176,19 @@ pub struct TrialsQuery {
 
 /// `GET /searches/{id}/trials`: every trial in index order.
 #[utoipa::path(get, path = "/api/v1/searches/{id}/trials", tag = "searches",
-    params(("id" = i64, Path, minimum = 1, description = "Search id"), TrialsQuery),
-    responses(
-        (status = 200, body = TrialList),
-        (status = 400, description = "Bad query", body = super::dto::ErrorBody),
-        (status = 401, body = super::dto::ErrorBody),
-        (status = 404, body = super::dto::ErrorBody),
-    ))]
+    params(SearchId, TrialsQuery),
+    responses((status = 200, body = TrialList), QueryErrors))]
 pub async fn list_trials(
     State(state): State<AppState>,
-    Path(raw): Path<String>,
-    query: Result<Query<TrialsQuery>, QueryRejection>,
+    SearchId(id): SearchId,
+    ApiQuery(q): ApiQuery<TrialsQuery>,
 ) -> ApiResult<Json<TrialList>> {
-    let id = id_of(&raw, "search")?;
-    let Query(q) = query?;
     state.store.search(id).await?;
     let trials = match q.state {
         Some(trial_state) => state.store.trials_in_state(id, trial_state).await?,
         None => state.store.trials(id).await?,
     };
-    Ok(Json(TrialList {
-        trials: trials.iter().map(TrialView::from).collect(),
-    }))
+    Ok(Json(TrialList { trials }))
 }
 
 /// Output format of a leaderboard.
@@ -234,21 +220,17 @@ pub struct LeaderboardQuery {
 
 /// `GET /searches/{id}/leaderboard`: succeeded trials ranked, cursor-paginated.
 #[utoipa::path(get, path = "/api/v1/searches/{id}/leaderboard", tag = "searches",
-    params(("id" = i64, Path, minimum = 1, description = "Search id"), LeaderboardQuery),
+    params(SearchId, LeaderboardQuery),
     responses(
         (status = 200, description = "A page; CSV with `format=csv` (next cursor in `X-Next-Cursor`)",
             content((Leaderboard = "application/json"), (String = "text/csv"))),
-        (status = 400, description = "Bad query or cursor", body = super::dto::ErrorBody),
-        (status = 401, body = super::dto::ErrorBody),
-        (status = 404, body = super::dto::ErrorBody),
+        QueryErrors,
     ))]
 pub async fn leaderboard(
     State(state): State<AppState>,
-    Path(raw): Path<String>,
-    query: Result<Query<LeaderboardQuery>, QueryRejection>,
+    SearchId(id): SearchId,
+    ApiQuery(q): ApiQuery<LeaderboardQuery>,
 ) -> ApiResult<Response> {
-    let id = id_of(&raw, "search")?;
-    let Query(q) = query?;
     let limit = page_size(q.limit, 50, store::ranking::MAX_PAGE)?;
     let sort = q.sort.unwrap_or_default();
     let page = state
@@ -327,20 +309,13 @@ pub struct ParetoQuery {
 
 /// `GET /searches/{id}/pareto`: the accuracy/latency plane and its front.
 #[utoipa::path(get, path = "/api/v1/searches/{id}/pareto", tag = "searches",
-    params(("id" = i64, Path, minimum = 1, description = "Search id"), ParetoQuery),
-    responses(
-        (status = 200, body = Pareto),
-        (status = 400, description = "Bad query", body = super::dto::ErrorBody),
-        (status = 401, body = super::dto::ErrorBody),
-        (status = 404, body = super::dto::ErrorBody),
-    ))]
+    params(SearchId, ParetoQuery),
+    responses((status = 200, body = Pareto), QueryErrors))]
 pub async fn pareto(
     State(state): State<AppState>,
-    Path(raw): Path<String>,
-    query: Result<Query<ParetoQuery>, QueryRejection>,
+    SearchId(id): SearchId,
+    ApiQuery(q): ApiQuery<ParetoQuery>,
 ) -> ApiResult<Json<Pareto>> {
-    let id = id_of(&raw, "search")?;
-    let Query(q) = query?;
     if q.max_points == Some(0) {
         return Err(ApiError::bad_query(
             "max_points must be at least 1",

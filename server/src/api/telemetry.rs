@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
-use std::sync::Mutex;
+use std::sync::{Mutex, PoisonError};
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
@@ -35,7 +35,8 @@ pub struct HttpMetrics {
 impl HttpMetrics {
     /// Records one request.
     pub fn record(&self, method: &str, route: &str, status: u16, seconds: f64) {
-        if let Ok(mut latency) = self.latency.lock() {
+        {
+            let mut latency = self.latency.lock().unwrap_or_else(PoisonError::into_inner);
             let h = latency
                 .entry((method.to_owned(), route.to_owned()))
                 .or_default();
@@ -45,7 +46,8 @@ impl HttpMetrics {
             h.sum += seconds;
             h.count += 1;
         }
-        if let Ok(mut requests) = self.requests.lock() {
+        {
+            let mut requests = self.requests.lock().unwrap_or_else(PoisonError::into_inner);
             *requests
                 .entry((method.to_owned(), route.to_owned(), status))
                 .or_default() += 1;
@@ -54,8 +56,17 @@ impl HttpMetrics {
 
     /// The Prometheus text of the request metrics.
     pub fn render(&self, out: &mut String) {
-        let requests = self.requests.lock().map(|r| r.clone()).unwrap_or_default();
-        let latency = self.latency.lock().map(|l| l.clone()).unwrap_or_default();
+        // Counters stay valid if a thread panicked holding the lock: keep counting.
+        let requests = self
+            .requests
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let latency = self
+            .latency
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
         out.push_str("# HELP nas_http_requests_total HTTP requests served, by route and status.\n");
         out.push_str("# TYPE nas_http_requests_total counter\n");
         for ((method, route, status), n) in &requests {

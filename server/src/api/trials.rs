@@ -1,31 +1,28 @@
 //! Trial routes: the trial with its epochs, its architecture, its weights.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
-use super::dto::{TrialDetail, TrialView};
-use super::{id_of, ApiError, ApiResult, AppState};
+use super::dto::TrialDetail;
+use super::extract::TrialId;
+use super::responses::ReadErrors;
+use super::{ApiError, ApiResult, AppState};
 
 /// `GET /trials/{id}`: the trial, its result, errors and per-epoch metrics.
 #[utoipa::path(get, path = "/api/v1/trials/{id}", tag = "trials",
-    params(("id" = i64, Path, minimum = 1, description = "Trial id")),
-    responses(
-        (status = 200, body = TrialDetail),
-        (status = 401, body = super::dto::ErrorBody),
-        (status = 404, body = super::dto::ErrorBody),
-    ))]
+    params(TrialId),
+    responses((status = 200, body = TrialDetail), ReadErrors))]
 pub async fn get_trial(
     State(state): State<AppState>,
-    Path(raw): Path<String>,
+    TrialId(id): TrialId,
 ) -> ApiResult<Json<TrialDetail>> {
-    let id = id_of(&raw, "trial")?;
     let trial = state.store.trial(id).await?;
     let epochs = state.store.epoch_metrics(id, trial.attempt).await?;
     let text = state.store.architecture(id).await?;
     let arch = search::Architecture::from_json(&text).map_err(ApiError::internal)?;
-    let parent_trial_id = match trial.parent_index {
+    let parent_trial_id = match trial.lineage.parent_index {
         Some(index) => state
             .store
             .trial_at(trial.search_id, index)
@@ -34,7 +31,7 @@ pub async fn get_trial(
         None => None,
     };
     Ok(Json(TrialDetail {
-        trial: TrialView::from(&trial),
+        trial,
         epochs,
         parent_trial_id,
         layers: super::dto::layers_of(&arch)?,
@@ -44,24 +41,19 @@ pub async fn get_trial(
 
 /// `GET /trials/{id}/architecture`: the JSON `nas train --arch` loads.
 #[utoipa::path(get, path = "/api/v1/trials/{id}/architecture", tag = "trials",
-    params(("id" = i64, Path, minimum = 1, description = "Trial id")),
-    responses(
-        (status = 200, description = "The architecture JSON", body = Object),
-        (status = 401, body = super::dto::ErrorBody),
-        (status = 404, body = super::dto::ErrorBody),
-    ))]
+    params(TrialId),
+    responses((status = 200, description = "The architecture JSON", body = Object), ReadErrors))]
 pub async fn get_architecture(
     State(state): State<AppState>,
-    Path(raw): Path<String>,
+    TrialId(id): TrialId,
 ) -> ApiResult<Response> {
-    let id = id_of(&raw, "trial")?;
     let text = state.store.architecture(id).await?;
     Ok(([(header::CONTENT_TYPE, "application/json")], text).into_response())
 }
 
 /// `GET /trials/{id}/weights`: the trained weights, a safetensors download.
 #[utoipa::path(get, path = "/api/v1/trials/{id}/weights", tag = "trials",
-    params(("id" = i64, Path, minimum = 1, description = "Trial id")),
+    params(TrialId),
     responses(
         (status = 200, description = "safetensors file", content_type = "application/octet-stream", body = Vec<u8>),
         (status = 401, body = super::dto::ErrorBody),
@@ -69,9 +61,8 @@ pub async fn get_architecture(
     ))]
 pub async fn get_weights(
     State(state): State<AppState>,
-    Path(raw): Path<String>,
+    TrialId(id): TrialId,
 ) -> ApiResult<Response> {
-    let id = id_of(&raw, "trial")?;
     state.store.trial(id).await?;
     let bytes = state
         .store

@@ -5,7 +5,8 @@
 
 use anyhow::Context;
 use rand::{Rng, SeedableRng};
-use store::{Completion, QueueConfig, SearchSpec, Store, WorkerInfo};
+use search::{SearchSpec, TrialResult};
+use store::{Completion, QueueConfig, Store, WorkerInfo};
 
 use crate::cli::SeedBenchArgs;
 
@@ -37,19 +38,12 @@ pub fn seed(args: &SeedBenchArgs) -> anyhow::Result<String> {
             let accuracy: f64 = rng.gen_range(0.3..0.95);
             let latency_ms: f64 = rng.gen_range(0.05..20.0);
             let reward = objective.reward(accuracy, latency_ms);
-            let result = serde_json::json!({
-                "val_accuracy": accuracy, "latency_ms": {"p50": latency_ms, "p90": latency_ms * 1.1},
-                "reward": reward, "synthetic": true,
-            });
             store
                 .complete(
                     trial.id,
                     trial.attempt,
                     Completion::Succeeded {
-                        result: result.to_string(),
-                        reward,
-                        accuracy,
-                        latency_ms,
+                        result: TrialResult::synthetic(accuracy, latency_ms, reward),
                         weights: None,
                     },
                 )

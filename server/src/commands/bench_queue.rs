@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use anyhow::{bail, Context};
-use store::{Completion, QueueConfig, SearchSpec, Store, WorkerInfo};
+use search::{SearchSpec, TrialResult};
+use store::{Completion, QueueConfig, Store, WorkerInfo};
 
 use crate::cli::QueueBenchArgs;
 use crate::table::{thousands, Align, Table};
@@ -42,10 +43,7 @@ async fn one_run(store: &Store, workers: usize, trials: u32) -> anyhow::Result<(
                         t.id,
                         t.attempt,
                         Completion::Succeeded {
-                            result: "{}".into(),
-                            reward: 0.5,
-                            accuracy: 0.5,
-                            latency_ms: 1.0,
+                            result: TrialResult::synthetic(0.5, 1.0, 0.5),
                             weights: None,
                         },
                     )

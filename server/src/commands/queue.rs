@@ -2,7 +2,8 @@
 //! operators and for running searches before the HTTP API is up.
 
 use anyhow::Context;
-use store::{QueueConfig, SearchSpec, Store};
+use search::SearchSpec;
+use store::{QueueConfig, Store};
 
 use super::arch::read_input;
 use crate::cli::{QueueStatusArgs, QueueSubmitArgs};

@@ -3,11 +3,12 @@
 use std::sync::atomic::AtomicBool;
 
 use anyhow::{bail, Context};
-use search::Architecture;
+use search::{Architecture, TrialResult};
 use serde_json::json;
-use worker::data::{default_data_dir, load_image_folder, open_dataset, KnownDataset, Split};
+use worker::data::{default_data_dir, load_image_folder, open_dataset, Split};
 use worker::latency::{self, LatencyConfig};
 use worker::net::Network;
+use worker::pipeline::{Candidate, TrialOutcome};
 use worker::train::{self, AugmentationConfig, OptimizerKind, Schedule, TrainConfig, TrainData};
 
 use super::arch::read_input;
@@ -38,9 +39,9 @@ fn percent(v: Option<f64>) -> String {
 /// A known dataset (downloaded on first use into the data folder) or an
 /// image folder given by path. Returns the split and a display name.
 fn load_dataset(name: &str, data_dir: Option<&std::path::Path>) -> anyhow::Result<(Split, String)> {
-    if let Some(dataset) = KnownDataset::from_name(name) {
+    if let Ok(dataset) = search::dataset::dataset(name) {
         let dir = data_dir.map_or_else(default_data_dir, std::path::Path::to_path_buf);
-        return Ok((open_dataset(dataset, &dir)?, dataset.name().to_owned()));
+        return Ok((open_dataset(dataset, &dir)?, dataset.name.to_owned()));
     }
     let path = std::path::Path::new(name);
     if path.is_dir() {
@@ -50,10 +51,9 @@ fn load_dataset(name: &str, data_dir: Option<&std::path::Path>) -> anyhow::Resul
             format!("{} ({} classes)", path.display(), folder.class_names.len()),
         ));
     }
-    let names: Vec<&str> = KnownDataset::ALL.iter().map(|d| d.name()).collect();
     bail!(
         "unknown dataset `{name}`: give one of {} or an image folder (one sub-folder per class)",
-        names.join(", ")
+        search::dataset::names().join(", ")
     )
 }
 
@@ -78,8 +78,8 @@ fn dataset_and_architecture(
     Ok((split, dataset_name, arch))
 }
 
-/// Trains and prints one line per epoch, then a JSON summary line.
-pub fn train(args: &TrainArgs) -> anyhow::Result<String> {
+/// The training settings `nas train` was given.
+fn train_config(args: &TrainArgs) -> anyhow::Result<TrainConfig> {
     let optimizer = OptimizerKind::from_name(&args.optimizer).with_context(|| {
         format!(
             "unknown optimizer `{}`; use sgd, adam or adamw",
@@ -91,23 +91,7 @@ pub fn train(args: &TrainArgs) -> anyhow::Result<String> {
         "constant" => Schedule::Constant,
         other => bail!("unknown schedule `{other}`; use cosine or constant"),
     };
-    let (split, dataset_name, arch) = dataset_and_architecture(
-        &args.model,
-        args.width,
-        &args.dataset,
-        args.data_dir.as_deref(),
-    )?;
-    let report = search::validate(&arch)?;
-    let (train_set, val_set) = split.train.split_validation(args.val_fraction, args.seed);
-    let mut net = Network::new(&arch, args.seed)?;
-    let latency = latency::measure(
-        &mut net,
-        LatencyConfig {
-            threads: args.latency_threads,
-            ..LatencyConfig::default()
-        },
-    )?;
-    let config = TrainConfig {
+    Ok(TrainConfig {
         epochs: args.epochs,
         batch_size: args.batch_size,
         optimizer,
@@ -121,7 +105,21 @@ pub fn train(args: &TrainArgs) -> anyhow::Result<String> {
             horizontal_flip: args.flip,
         },
         threads: args.threads.unwrap_or(TrainConfig::default().threads),
-    };
+    })
+}
+
+/// Trains and prints one line per epoch, then a JSON summary line.
+pub fn train(args: &TrainArgs) -> anyhow::Result<String> {
+    let config = train_config(args)?;
+    let (split, dataset_name, arch) = dataset_and_architecture(
+        &args.model,
+        args.width,
+        &args.dataset,
+        args.data_dir.as_deref(),
+    )?;
+    let (train_set, val_set) = split.train.split_validation(args.val_fraction, args.seed);
+    let candidate = Candidate::build(&arch, args.seed)?;
+    let report = candidate.report();
     println!(
         "training {} ({} params, {} MACs) on {} ({} train, {} val, {} test), {} threads",
         if arch.name.is_empty() {
@@ -137,13 +135,19 @@ pub fn train(args: &TrainArgs) -> anyhow::Result<String> {
         thousands(split.test.len() as u64),
         config.threads,
     );
+    let measured = candidate.measure(LatencyConfig {
+        threads: args.latency_threads,
+        ..LatencyConfig::default()
+    })?;
     let data = TrainData {
         train: &train_set,
         validation: (!val_set.is_empty()).then_some(&val_set),
         test: Some(&split.test),
     };
     let epochs = config.epochs;
-    let (net, result) = train::train(net, data, &config, &AtomicBool::new(false), |e| {
+    let objective = search::Objective::default();
+    let cancel = AtomicBool::new(false);
+    let outcome = measured.train(data, &config, &objective, &cancel, |e| {
         println!(
             "epoch {}/{epochs}  loss {:.4}  train {}  val {}  {:.1}s  {} img/s",
             e.epoch,
@@ -154,23 +158,43 @@ pub fn train(args: &TrainArgs) -> anyhow::Result<String> {
             thousands((e.images as f64 / e.train_seconds.max(1e-9)) as u64),
         );
     })?;
-    if let Some(path) = &args.save {
-        worker::weights::save(&net, path)?;
+    let summary = match outcome {
+        TrialOutcome::Trained { network, result } => {
+            if let Some(path) = &args.save {
+                worker::weights::save(&network, path)?;
+            }
+            TrainSummary::new("completed", result, None)
+        }
+        TrialOutcome::Diverged { message, result } => {
+            TrainSummary::new("diverged", result, Some(message))
+        }
+        TrialOutcome::Rejected { result } => TrainSummary::new("rejected", result, None),
+        TrialOutcome::Cancelled => bail!("training was cancelled"),
+    };
+    Ok(format!("{}\n", serde_json::to_string(&summary)?))
+}
+
+/// The last line `nas train` prints: how training ended, and the trial result.
+#[derive(serde::Serialize)]
+struct TrainSummary {
+    /// `completed`, `diverged` or `rejected`.
+    status: &'static str,
+    /// The result, as a trial of a search would store it.
+    #[serde(flatten)]
+    result: TrialResult,
+    /// What went wrong, for a diverged run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    message: Option<String>,
+}
+
+impl TrainSummary {
+    fn new(status: &'static str, result: TrialResult, message: Option<String>) -> Self {
+        Self {
+            status,
+            result,
+            message,
+        }
     }
-    let summary = json!({
-        "status": result.status,
-        "val_accuracy": result.val_accuracy,
-        "test_accuracy": result.test_accuracy,
-        "latency_ms": { "p50": latency.p50, "p90": latency.p90 },
-        "params": report.params,
-        "macs": report.macs,
-        "train_seconds": result.train_seconds,
-        "images_per_second": result.images_per_second,
-        "epochs": result.epochs.len(),
-        "device": latency.device.fingerprint(),
-        "message": result.message,
-    });
-    Ok(format!("{summary}\n"))
 }
 
 /// Prints the batch-1 latency of an architecture.

@@ -9,9 +9,10 @@ use tokio::sync::watch;
 use worker::data::default_data_dir;
 
 use super::serve::{bind, serve};
-use super::worker::{join_agents, shutdown_signal, AgentPool};
+use super::worker::shutdown_signal;
 use crate::api::{AppState, Auth};
 use crate::cli::UpArgs;
+use worker::pool::AgentPool;
 
 /// Runs everything until a shutdown signal.
 pub fn run(args: &UpArgs) -> anyhow::Result<String> {
@@ -51,7 +52,7 @@ pub fn run(args: &UpArgs) -> anyhow::Result<String> {
         shutdown_signal().await;
         tracing::info!("shutting down: handing running trials back");
         let _ = stop_tx.send(true);
-        join_agents(agents).await?;
+        AgentPool::join(agents).await?;
         server.await.context("server task panicked")??;
         store.close().await;
         Ok::<_, anyhow::Error>(())

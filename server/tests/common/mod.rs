@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use serde_json::Value;
 use server::api::{router, AppState, Auth};
-use server::commands::worker::AgentPool;
 use store::{QueueConfig, Store};
 use tokio::sync::watch;
+use worker::pool::AgentPool;
 
 /// The shared test datasets.
 pub fn datasets() -> PathBuf {

@@ -4,7 +4,8 @@
 
 use std::time::Duration;
 
-use store::{testing, QueueConfig, SearchSpec, Store, WorkerInfo};
+use search::SearchSpec;
+use store::{testing, QueueConfig, Store, WorkerInfo};
 
 /// Queue timing short enough for tests.
 pub fn fast() -> QueueConfig {

@@ -1,44 +1,11 @@
-//! The datasets the product knows by name, and where their files live.
+//! Where the catalogue's datasets live on disk, and reading them from there
+//! (the catalogue itself is [`search::dataset`]).
 
 use std::path::{Path, PathBuf};
 
+use search::dataset::{DatasetFormat, DatasetInfo};
+
 use super::{DataError, Split};
-
-/// A dataset known by name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KnownDataset {
-    /// MNIST digits, 28x28x1, 10 classes.
-    Mnist,
-    /// Fashion-MNIST, 28x28x1, 10 classes.
-    FashionMnist,
-    /// CIFAR-10, 32x32x3, 10 classes.
-    Cifar10,
-}
-
-impl KnownDataset {
-    /// Every known dataset.
-    pub const ALL: [KnownDataset; 3] = [Self::Mnist, Self::FashionMnist, Self::Cifar10];
-
-    /// The name used on the command line and in specs.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Mnist => "mnist",
-            Self::FashionMnist => "fashion-mnist",
-            Self::Cifar10 => "cifar10",
-        }
-    }
-
-    /// Looks a dataset up by name.
-    pub fn from_name(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|d| d.name() == name)
-    }
-
-    /// The input shape of its images.
-    pub fn input(self) -> search::InputShape {
-        store::spec::dataset_shape(self.name())
-            .map_or(search::InputShape::new(1, 28, 28), |(input, _)| input)
-    }
-}
 
 /// The data folder: `NAS_DATA_DIR`, else the user's cache folder
 /// (`$XDG_CACHE_HOME/nas/datasets` or `~/.cache/nas/datasets`).
@@ -53,11 +20,11 @@ pub fn default_data_dir() -> PathBuf {
     cache.join("nas").join("datasets")
 }
 
-/// Loads `dataset` from `data_dir/<name>/`.
-pub fn load_local(dataset: KnownDataset, data_dir: &Path) -> Result<Split, DataError> {
-    let dir = data_dir.join(dataset.name());
-    match dataset {
-        KnownDataset::Mnist | KnownDataset::FashionMnist => super::load_idx_dir(&dir),
-        KnownDataset::Cifar10 => super::load_cifar10_dir(&dir),
+/// Loads `dataset` from `data_dir/<name>/`, reading its files by their format.
+pub fn load_local(dataset: &DatasetInfo, data_dir: &Path) -> Result<Split, DataError> {
+    let dir = data_dir.join(dataset.name);
+    match dataset.format {
+        DatasetFormat::Idx => super::load_idx_dir(&dir),
+        DatasetFormat::Cifar10Binary => super::load_cifar10_dir(&dir),
     }
 }

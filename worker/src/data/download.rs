@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 
 use md5::{Digest, Md5};
 
-use super::catalog::{load_local, KnownDataset};
+use search::dataset::{DatasetFormat, DatasetInfo};
+
+use super::catalog::load_local;
 use super::{DataError, Split};
 
 /// One file of a dataset's distribution.
@@ -32,93 +34,40 @@ pub struct Source {
     pub unpack: bool,
 }
 
-fn files(list: &[(&str, &str)]) -> Vec<RemoteFile> {
-    list.iter()
-        .map(|(name, md5)| RemoteFile {
-            name: (*name).to_owned(),
-            md5: (*md5).to_owned(),
-        })
-        .collect()
-}
-
 /// Environment variable naming a mirror: files are then fetched from
 /// `<mirror>/<dataset>/<file>` (air-gapped sites, tests).
 pub const MIRROR_ENV: &str = "NAS_DATASET_MIRROR";
 
 impl Source {
     /// The canonical source of `dataset` (or the mirror in `NAS_DATASET_MIRROR`).
-    pub fn canonical(dataset: KnownDataset) -> Self {
-        let (base, list, unpack): (&str, &[(&str, &str)], bool) = match dataset {
-            KnownDataset::Mnist => (
-                "https://ossci-datasets.s3.amazonaws.com/mnist/",
-                &[
-                    (
-                        "train-images-idx3-ubyte.gz",
-                        "f68b3c2dcbeaaa9fbdd348bbdeb94873",
-                    ),
-                    (
-                        "train-labels-idx1-ubyte.gz",
-                        "d53e105ee54ea40749a09fcbcd1e9432",
-                    ),
-                    (
-                        "t10k-images-idx3-ubyte.gz",
-                        "9fb629c4189551a2d022fa330f9573f3",
-                    ),
-                    (
-                        "t10k-labels-idx1-ubyte.gz",
-                        "ec29112dd5afa0611ce80d1b7f02629c",
-                    ),
-                ],
-                false,
-            ),
-            KnownDataset::FashionMnist => (
-                "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
-                &[
-                    (
-                        "train-images-idx3-ubyte.gz",
-                        "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
-                    ),
-                    (
-                        "train-labels-idx1-ubyte.gz",
-                        "25c81989df183df01b3e8a0aad5dffbe",
-                    ),
-                    (
-                        "t10k-images-idx3-ubyte.gz",
-                        "bef4ecab320f06d8554ea6380940ec79",
-                    ),
-                    (
-                        "t10k-labels-idx1-ubyte.gz",
-                        "bb300cfdad3c16e7a12a480ee83cd310",
-                    ),
-                ],
-                false,
-            ),
-            KnownDataset::Cifar10 => (
-                "https://www.cs.toronto.edu/~kriz/",
-                &[("cifar-10-binary.tar.gz", "c32a1d4ab5d03f1284b67883e8d87530")],
-                true,
-            ),
-        };
+    pub fn canonical(dataset: &DatasetInfo) -> Self {
         let base_url = match std::env::var(MIRROR_ENV) {
             Ok(mirror) if !mirror.is_empty() => {
-                format!("{}/{}/", mirror.trim_end_matches('/'), dataset.name())
+                format!("{}/{}/", mirror.trim_end_matches('/'), dataset.name)
             }
-            _ => base.to_owned(),
+            _ => dataset.source.to_owned(),
         };
         Self {
             base_url,
-            files: files(list),
-            unpack,
+            files: dataset
+                .files
+                .iter()
+                .map(|f| RemoteFile {
+                    name: f.name.to_owned(),
+                    md5: f.md5.to_owned(),
+                })
+                .collect(),
+            unpack: dataset.format == DatasetFormat::Cifar10Binary,
         }
     }
 }
 
 /// Loads `dataset` from `data_dir/<name>/`, downloading it there first if
 /// its files are not present.
-pub fn open_dataset(dataset: KnownDataset, data_dir: &Path) -> Result<Split, DataError> {
+pub fn open_dataset(dataset: &DatasetInfo, data_dir: &Path) -> Result<Split, DataError> {
     match load_local(dataset, data_dir) {
         Err(DataError::Missing { .. }) => {
-            let dir = data_dir.join(dataset.name());
+            let dir = data_dir.join(dataset.name);
             fetch_all(&Source::canonical(dataset), &dir)?;
             load_local(dataset, data_dir)
         }

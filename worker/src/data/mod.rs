@@ -14,7 +14,7 @@ use search::InputShape;
 use thiserror::Error;
 
 pub use batch::{fill_batch, Augmentation};
-pub use catalog::{default_data_dir, load_local, KnownDataset};
+pub use catalog::{default_data_dir, load_local};
 pub use cifar::{load_cifar10_dir, read_cifar10_batch};
 pub use download::{fetch, fetch_all, open_dataset, RemoteFile, Source, MIRROR_ENV};
 pub use folder::{load_image_folder, ImageFolder};

@@ -23,8 +23,7 @@ pub enum NetworkError {
     /// The architecture is not valid (the `search` crate's verdict).
     #[error("invalid architecture: {0}")]
     Invalid(#[from] search::ValidationError),
-    /// A shape the builder could not follow (only for architectures that
-    /// bypassed validation).
+    /// The validation report does not describe the architecture (a bug).
     #[error("invalid architecture: {0}")]
     Shape(String),
 }
@@ -43,6 +42,7 @@ pub struct Parameter {
 /// A network ready to train or run.
 pub struct Network {
     architecture: Architecture,
+    report: search::Report,
     nodes: Vec<plan::Node>,
     /// Trainable parameters, in a fixed order.
     pub params: Vec<Parameter>,
@@ -63,11 +63,12 @@ impl std::fmt::Debug for Network {
 impl Network {
     /// Validates `architecture` and builds it with weights drawn from `seed`.
     pub fn new(architecture: &Architecture, seed: u64) -> Result<Self, NetworkError> {
-        search::validate(architecture)?;
+        let report = search::validate(architecture)?;
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-        let compiled = plan::compile(architecture, &mut rng)?;
+        let compiled = plan::compile(architecture, &report, &mut rng)?;
         Ok(Self {
             architecture: architecture.clone(),
+            report,
             nodes: compiled.nodes,
             params: compiled.params,
             stats: compiled.stats,
@@ -79,6 +80,11 @@ impl Network {
     /// The architecture this network was built from.
     pub fn architecture(&self) -> &Architecture {
         &self.architecture
+    }
+
+    /// Its validation report: per-layer shapes, parameters and MACs.
+    pub fn report(&self) -> &search::Report {
+        &self.report
     }
 
     /// Number of trainable parameters (equal to `search`'s count).

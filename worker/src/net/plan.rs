@@ -1,10 +1,16 @@
 //! Compiling an architecture into a tree of nodes that index a flat list of
 //! parameters and batch-norm statistics, with freshly initialised values.
+//!
+//! Shapes, windows and projection strides come from the rows of the
+//! architecture's validation [`Report`]: the worker runs exactly the network
+//! `search::validate` checked and costed, and computes no geometry itself.
 
 use rand::Rng;
-use search::arch::{Activation, Conv, Layer, Padding, PoolOp, Shortcut};
-use search::validate::window_geometry;
-use search::{Architecture, Shape};
+use search::arch::{
+    Activation, Conv, Layer, PoolOp, Residual, SeparableConv, Shortcut, SqueezeExcitation,
+};
+use search::validate::{Geometry, LayerReport, WindowGeometry};
+use search::{Architecture, Report, Shape};
 
 use crate::ops::{Conv2dSpec, LrnSpec, Pool2dSpec, RunningStats};
 
@@ -70,21 +76,24 @@ pub(crate) struct Compiled {
     pub stats: Vec<(String, RunningStats<f32>)>,
 }
 
-/// Builds the nodes for `arch` (already validated) and initialises every
-/// parameter as PyTorch does by default: weights and biases uniform in
-/// `±1/sqrt(fan_in)`, batch norm `gamma = 1`, `beta = 0`.
-pub(crate) fn compile(arch: &Architecture, rng: &mut impl Rng) -> Result<Compiled, NetworkError> {
+/// Builds the nodes for `arch`, whose validation `report` is given, and
+/// initialises every parameter as PyTorch does by default: weights and
+/// biases uniform in `±1/sqrt(fan_in)`, batch norm `gamma = 1`, `beta = 0`.
+pub(crate) fn compile(
+    arch: &Architecture,
+    report: &Report,
+    rng: &mut impl Rng,
+) -> Result<Compiled, NetworkError> {
     let mut builder = Builder {
         params: Vec::new(),
         stats: Vec::new(),
+        rows: report.layers.iter(),
         rng,
     };
-    let input = Shape::Map {
-        c: arch.input.channels,
-        h: arch.input.height,
-        w: arch.input.width,
-    };
-    let (nodes, _) = builder.sequence(&arch.layers, "layers", input)?;
+    let nodes = builder.sequence(&arch.layers, "layers")?;
+    if builder.rows.next().is_some() {
+        return Err(mismatch("layers"));
+    }
     Ok(Compiled {
         nodes,
         params: builder.params,
@@ -95,7 +104,16 @@ pub(crate) fn compile(arch: &Architecture, rng: &mut impl Rng) -> Result<Compile
 struct Builder<'r, R> {
     params: Vec<Parameter>,
     stats: Vec<(String, RunningStats<f32>)>,
+    /// The validation rows not consumed yet, in the order layers are built.
+    rows: std::slice::Iter<'r, LayerReport>,
     rng: &'r mut R,
+}
+
+/// The report does not describe the architecture being built.
+fn mismatch(path: &str) -> NetworkError {
+    NetworkError::Shape(format!(
+        "{path}: the validation report does not match the architecture"
+    ))
 }
 
 fn map(shape: Shape, path: &str) -> Result<(usize, usize, usize), NetworkError> {
@@ -103,6 +121,17 @@ fn map(shape: Shape, path: &str) -> Result<(usize, usize, usize), NetworkError> 
         Shape::Map { c, h, w } => Ok((c, h, w)),
         Shape::Flat(_) => Err(NetworkError::Shape(format!("{path}: needs a feature map"))),
     }
+}
+
+fn window(row: &LayerReport, path: &str) -> Result<WindowGeometry, NetworkError> {
+    match row.geometry {
+        Some(Geometry::Window(g)) => Ok(g),
+        _ => Err(mismatch(path)),
+    }
+}
+
+fn padding(g: &WindowGeometry) -> [usize; 4] {
+    [g.pad_top, g.pad_bottom, g.pad_left, g.pad_right]
 }
 
 impl<R: Rng> Builder<'_, R> {
@@ -190,231 +219,182 @@ impl<R: Rng> Builder<'_, R> {
         }
     }
 
-    fn sequence(
+    /// A depthwise convolution then a pointwise one.
+    fn separable(
         &mut self,
-        layers: &[Layer],
-        path: &str,
-        mut shape: Shape,
-    ) -> Result<(Vec<Node>, Shape), NetworkError> {
-        let mut nodes = Vec::with_capacity(layers.len());
-        for (i, layer) in layers.iter().enumerate() {
-            let (node, out) = self.layer(layer, &format!("{path}.{i}"), shape)?;
-            nodes.push(node);
-            shape = out;
-        }
-        Ok((nodes, shape))
-    }
-
-    fn layer(
-        &mut self,
-        layer: &Layer,
+        sep: &SeparableConv,
+        row: &LayerReport,
         path: &str,
         input: Shape,
-    ) -> Result<(Node, Shape), NetworkError> {
-        let geometry = |h, w, k, s, d, p: Padding| {
-            window_geometry(h, w, k, s, d, p)
-                .map_err(|e| NetworkError::Shape(format!("{path}: {e}")))
+    ) -> Result<Node, NetworkError> {
+        let (c, _, _) = map(input, path)?;
+        let g = window(row, path)?;
+        let mid = c * sep.depth_multiplier;
+        let depthwise = Conv2dSpec {
+            in_channels: c,
+            out_channels: mid,
+            kernel: (sep.kernel.h(), sep.kernel.w()),
+            stride: (sep.stride.h(), sep.stride.w()),
+            dilation: (sep.dilation.h(), sep.dilation.w()),
+            padding: padding(&g),
+            groups: c,
         };
-        Ok(match layer {
-            Layer::Conv(conv) => {
-                let (c, h, w) = map(input, path)?;
-                let (spec, out) = conv_spec(conv, c, h, w, path)?;
-                (
-                    Node::Conv(self.conv(path, spec, conv.bias, conv.batch_norm, conv.activation)),
-                    out,
-                )
-            }
-            Layer::SeparableConv(sep) => {
-                let (c, h, w) = map(input, path)?;
-                let g = geometry(h, w, sep.kernel, sep.stride, sep.dilation, sep.padding)?;
-                let mid = c * sep.depth_multiplier;
-                let depthwise = Conv2dSpec {
-                    in_channels: c,
-                    out_channels: mid,
-                    kernel: (sep.kernel.h(), sep.kernel.w()),
-                    stride: (sep.stride.h(), sep.stride.w()),
-                    dilation: (sep.dilation.h(), sep.dilation.w()),
-                    padding: [g.pad_top, g.pad_bottom, g.pad_left, g.pad_right],
-                    groups: c,
-                };
-                let pointwise = Conv2dSpec {
-                    in_channels: mid,
-                    out_channels: sep.filters,
-                    kernel: (1, 1),
-                    stride: (1, 1),
-                    dilation: (1, 1),
-                    padding: [0; 4],
-                    groups: 1,
-                };
-                let dw = self.conv(
-                    &format!("{path}.depthwise"),
-                    depthwise,
+        let pointwise = Conv2dSpec::pointwise(mid, sep.filters, (1, 1));
+        let dw = self.conv(
+            &format!("{path}.depthwise"),
+            depthwise,
+            false,
+            false,
+            Activation::None,
+        );
+        let pw = self.conv(
+            &format!("{path}.pointwise"),
+            pointwise,
+            sep.bias,
+            sep.batch_norm,
+            sep.activation,
+        );
+        Ok(Node::Separable(dw, pw))
+    }
+
+    /// A squeeze-and-excitation gate: two dense layers on the channel means.
+    fn se(
+        &mut self,
+        se: &SqueezeExcitation,
+        path: &str,
+        input: Shape,
+    ) -> Result<Node, NetworkError> {
+        let (c, _, _) = map(input, path)?;
+        let hidden = se.hidden(c);
+        let squeeze = self.dense(
+            &format!("{path}.squeeze"),
+            c,
+            hidden,
+            true,
+            Activation::Relu,
+        );
+        let excite = self.dense(
+            &format!("{path}.excite"),
+            hidden,
+            c,
+            true,
+            Activation::Sigmoid,
+        );
+        Ok(Node::Se { squeeze, excite })
+    }
+
+    /// A residual body, with a projection shortcut when validation chose one.
+    fn residual(
+        &mut self,
+        res: &Residual,
+        row: &LayerReport,
+        path: &str,
+        input: Shape,
+        output: Shape,
+    ) -> Result<Node, NetworkError> {
+        let body = self.sequence(&res.body, &format!("{path}.body"))?;
+        let projection = match (res.shortcut, row.geometry) {
+            (Shortcut::Identity, _) => None,
+            (Shortcut::Projection, Some(Geometry::Projection(stride))) => {
+                let (c, _, _) = map(input, path)?;
+                let (oc, _, _) = map(output, path)?;
+                let spec = Conv2dSpec::pointwise(c, oc, (stride.h(), stride.w()));
+                Some(self.conv(
+                    &format!("{path}.shortcut"),
+                    spec,
                     false,
-                    false,
+                    true,
                     Activation::None,
-                );
-                let pw = self.conv(
-                    &format!("{path}.pointwise"),
-                    pointwise,
-                    sep.bias,
-                    sep.batch_norm,
-                    sep.activation,
-                );
-                (
-                    Node::Separable(dw, pw),
-                    Shape::Map {
-                        c: sep.filters,
-                        h: g.out_h,
-                        w: g.out_w,
-                    },
-                )
+                ))
             }
+            (Shortcut::Projection, _) => return Err(mismatch(path)),
+        };
+        Ok(Node::Residual {
+            body,
+            projection,
+            activation: res.activation_after,
+        })
+    }
+
+    /// A `conv` layer with the window validation settled.
+    fn conv_layer(
+        &mut self,
+        conv: &Conv,
+        row: &LayerReport,
+        path: &str,
+        input: Shape,
+    ) -> Result<Node, NetworkError> {
+        let (c, _, _) = map(input, path)?;
+        let g = window(row, path)?;
+        let spec = Conv2dSpec {
+            in_channels: c,
+            out_channels: conv.filters,
+            kernel: (conv.kernel.h(), conv.kernel.w()),
+            stride: (conv.stride.h(), conv.stride.w()),
+            dilation: (conv.dilation.h(), conv.dilation.w()),
+            padding: padding(&g),
+            groups: conv.groups,
+        };
+        Ok(Node::Conv(self.conv(
+            path,
+            spec,
+            conv.bias,
+            conv.batch_norm,
+            conv.activation,
+        )))
+    }
+
+    fn sequence(&mut self, layers: &[Layer], path: &str) -> Result<Vec<Node>, NetworkError> {
+        layers
+            .iter()
+            .enumerate()
+            .map(|(i, layer)| self.layer(layer, &format!("{path}.{i}")))
+            .collect()
+    }
+
+    fn layer(&mut self, layer: &Layer, path: &str) -> Result<Node, NetworkError> {
+        let row = self.rows.next().ok_or_else(|| mismatch(path))?;
+        if row.kind != layer.kind() {
+            return Err(mismatch(path));
+        }
+        let (input, output) = (row.input, row.output);
+        Ok(match layer {
+            Layer::Conv(conv) => self.conv_layer(conv, row, path, input)?,
+            Layer::SeparableConv(sep) => self.separable(sep, row, path, input)?,
             Layer::Pool(pool) => {
-                let (c, h, w) = map(input, path)?;
-                let one = search::arch::Pair::Square(1);
-                let g = geometry(h, w, pool.kernel, pool.stride, one, pool.padding)?;
+                let g = window(row, path)?;
                 let spec = Pool2dSpec {
                     kernel: (pool.kernel.h(), pool.kernel.w()),
                     stride: (pool.stride.h(), pool.stride.w()),
-                    padding: [g.pad_top, g.pad_bottom, g.pad_left, g.pad_right],
+                    padding: padding(&g),
                 };
-                (
-                    Node::Pool(pool.op, spec),
-                    Shape::Map {
-                        c,
-                        h: g.out_h,
-                        w: g.out_w,
-                    },
-                )
+                Node::Pool(pool.op, spec)
             }
-            Layer::GlobalAvgPool(_) => (Node::GlobalAvgPool, Shape::Flat(map(input, path)?.0)),
-            Layer::Flatten(_) => (Node::Flatten, Shape::Flat(input.elements() as usize)),
+            Layer::GlobalAvgPool(_) => Node::GlobalAvgPool,
+            Layer::Flatten(_) => Node::Flatten,
             Layer::Dense(dense) => {
                 let Shape::Flat(n) = input else {
-                    return Err(NetworkError::Shape(format!(
-                        "{path}: dense needs a flat input"
-                    )));
+                    return Err(mismatch(path));
                 };
-                (
-                    Node::Dense(self.dense(path, n, dense.units, dense.bias, dense.activation)),
-                    Shape::Flat(dense.units),
-                )
+                Node::Dense(self.dense(path, n, dense.units, dense.bias, dense.activation))
             }
-            Layer::Dropout(d) => (Node::Dropout(d.rate), input),
-            Layer::Activation(a) => (Node::Activation(a.function), input),
-            Layer::Lrn(l) => {
-                map(input, path)?;
-                (
-                    Node::Lrn(LrnSpec {
-                        size: l.size,
-                        alpha: l.alpha,
-                        beta: l.beta,
-                        k: l.k,
-                    }),
-                    input,
-                )
-            }
-            Layer::Se(se) => {
-                let (c, _, _) = map(input, path)?;
-                let hidden = se.hidden(c);
-                let squeeze = self.dense(
-                    &format!("{path}.squeeze"),
-                    c,
-                    hidden,
-                    true,
-                    Activation::Relu,
-                );
-                let excite = self.dense(
-                    &format!("{path}.excite"),
-                    hidden,
-                    c,
-                    true,
-                    Activation::Sigmoid,
-                );
-                (Node::Se { squeeze, excite }, input)
-            }
-            Layer::Residual(res) => {
-                let (body, out) = self.sequence(&res.body, &format!("{path}.body"), input)?;
-                let projection = match res.shortcut {
-                    Shortcut::Identity => None,
-                    Shortcut::Projection => {
-                        let (c, h, w) = map(input, path)?;
-                        let (oc, oh, ow) = map(out, path)?;
-                        let stride =
-                            search::validate::projection_stride(h, w, oh, ow).ok_or_else(|| {
-                                NetworkError::Shape(format!("{path}: no projection fits"))
-                            })?;
-                        let spec = Conv2dSpec {
-                            in_channels: c,
-                            out_channels: oc,
-                            kernel: (1, 1),
-                            stride: (stride.h(), stride.w()),
-                            dilation: (1, 1),
-                            padding: [0; 4],
-                            groups: 1,
-                        };
-                        Some(self.conv(
-                            &format!("{path}.shortcut"),
-                            spec,
-                            false,
-                            true,
-                            Activation::None,
-                        ))
-                    }
-                };
-                (
-                    Node::Residual {
-                        body,
-                        projection,
-                        activation: res.activation_after,
-                    },
-                    out,
-                )
-            }
-            Layer::Branches(br) => {
-                let mut channels = 0;
-                let mut spatial = None;
-                let mut nodes = Vec::with_capacity(br.branches.len());
-                for (j, branch) in br.branches.iter().enumerate() {
-                    let (n, out) = self.sequence(branch, &format!("{path}.branches.{j}"), input)?;
-                    let (c, h, w) = map(out, path)?;
-                    channels += c;
-                    spatial.get_or_insert((h, w));
-                    nodes.push(n);
-                }
-                let (h, w) =
-                    spatial.ok_or_else(|| NetworkError::Shape(format!("{path}: no branches")))?;
-                (Node::Branches(nodes), Shape::Map { c: channels, h, w })
-            }
+            Layer::Dropout(d) => Node::Dropout(d.rate),
+            Layer::Activation(a) => Node::Activation(a.function),
+            Layer::Lrn(l) => Node::Lrn(LrnSpec {
+                size: l.size,
+                alpha: l.alpha,
+                beta: l.beta,
+                k: l.k,
+            }),
+            Layer::Se(se) => self.se(se, path, input)?,
+            Layer::Residual(res) => self.residual(res, row, path, input, output)?,
+            Layer::Branches(br) => Node::Branches(
+                br.branches
+                    .iter()
+                    .enumerate()
+                    .map(|(j, branch)| self.sequence(branch, &format!("{path}.branches.{j}")))
+                    .collect::<Result<_, _>>()?,
+            ),
         })
     }
-}
-
-/// The convolution spec of a `conv` layer on a `c x h x w` input, and its output shape.
-fn conv_spec(
-    conv: &Conv,
-    c: usize,
-    h: usize,
-    w: usize,
-    path: &str,
-) -> Result<(Conv2dSpec, Shape), NetworkError> {
-    let g = window_geometry(h, w, conv.kernel, conv.stride, conv.dilation, conv.padding)
-        .map_err(|e| NetworkError::Shape(format!("{path}: {e}")))?;
-    let spec = Conv2dSpec {
-        in_channels: c,
-        out_channels: conv.filters,
-        kernel: (conv.kernel.h(), conv.kernel.w()),
-        stride: (conv.stride.h(), conv.stride.w()),
-        dilation: (conv.dilation.h(), conv.dilation.w()),
-        padding: [g.pad_top, g.pad_bottom, g.pad_left, g.pad_right],
-        groups: conv.groups,
-    };
-    Ok((
-        spec,
-        Shape::Map {
-            c: conv.filters,
-            h: g.out_h,
-            w: g.out_w,
-        },
-    ))
 }

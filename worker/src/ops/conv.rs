@@ -27,6 +27,21 @@ pub struct Conv2dSpec {
 }
 
 impl Conv2dSpec {
+    /// A `1 x 1` convolution from `inputs` to `outputs` channels with
+    /// `stride`, no padding, no groups (separable convs' pointwise half,
+    /// projection shortcuts).
+    pub fn pointwise(inputs: usize, outputs: usize, stride: (usize, usize)) -> Self {
+        Self {
+            in_channels: inputs,
+            out_channels: outputs,
+            kernel: (1, 1),
+            stride,
+            dilation: (1, 1),
+            padding: [0; 4],
+            groups: 1,
+        }
+    }
+
     /// Output height and width for an `h x w` input. The caller validated the
     /// geometry (the `search` crate does), so the window fits.
     pub fn output_size(&self, h: usize, w: usize) -> (usize, usize) {

@@ -61,25 +61,19 @@ fn channel_moments<E: Real>(xs: &[E], n: usize, c: usize, hw: usize) -> Vec<(E, 
         .collect()
 }
 
-/// Batch normalisation of `x: N x C x H x W` with learnt `gamma` and `beta`
-/// (`C` each). In [`BatchNormMode::Train`] it updates `stats`.
-pub fn batch_norm2d<E: Real, T: Tape<E, Cpu>>(
-    x: Map<E, T>,
-    gamma: &Param<E>,
-    beta: &Param<E>,
+/// The per-channel mean and `1/sqrt(var + eps)` to normalise with: the
+/// batch's (updating the running statistics) in training, the running ones
+/// in evaluation.
+fn normalisation<E: Real>(
+    xs: &[E],
+    (n, c, hw): (usize, usize, usize),
     stats: &mut RunningStats<E>,
     mode: BatchNormMode,
-) -> Map<E, T> {
-    let (n, c, h, w) = *x.shape();
-    let hw = h * w;
-    assert_eq!(stats.mean.len(), c, "batch_norm2d: channel count");
-    let (x, mut tape) = x.split_tape();
-    let xs = to_vec(&x);
-    let (gs, bs) = (gamma.values.clone(), beta.values.clone());
+) -> (Vec<E>, Vec<E>) {
     let eps = real::<E>(BATCH_NORM_EPSILON);
-    let (mean, invstd): (Vec<E>, Vec<E>) = match mode {
+    match mode {
         BatchNormMode::Train => {
-            let moments = channel_moments(&xs, n, c, hw);
+            let moments = channel_moments(xs, n, c, hw);
             let m = real::<E>(BATCH_NORM_MOMENTUM);
             let count = n * hw;
             let unbias = real::<E>(count as f64 / (count.max(2) - 1) as f64);
@@ -100,7 +94,50 @@ pub fn batch_norm2d<E: Real, T: Tape<E, Cpu>>(
                 .map(|&v| (v + eps).sqrt().recip())
                 .collect(),
         ),
-    };
+    }
+}
+
+/// Per channel: `sum(dy)` and `sum(dy * xhat)`, what the gradients of
+/// gamma, beta and the input are made of.
+fn channel_grad_sums<E: Real>(
+    dy: &[E],
+    xs: &[E],
+    (n, c, hw): (usize, usize, usize),
+    mean: &[E],
+    invstd: &[E],
+) -> Vec<(E, E)> {
+    (0..c)
+        .into_par_iter()
+        .map(|ch| {
+            let (mut s, mut sx) = (E::zero(), E::zero());
+            for i in 0..n {
+                let at = (i * c + ch) * hw;
+                for (&g, &v) in dy[at..at + hw].iter().zip(&xs[at..at + hw]) {
+                    s += g;
+                    sx += g * (v - mean[ch]) * invstd[ch];
+                }
+            }
+            (s, sx)
+        })
+        .collect()
+}
+
+/// Batch normalisation of `x: N x C x H x W` with learnt `gamma` and `beta`
+/// (`C` each). In [`BatchNormMode::Train`] it updates `stats`.
+pub fn batch_norm2d<E: Real, T: Tape<E, Cpu>>(
+    x: Map<E, T>,
+    gamma: &Param<E>,
+    beta: &Param<E>,
+    stats: &mut RunningStats<E>,
+    mode: BatchNormMode,
+) -> Map<E, T> {
+    let (n, c, h, w) = *x.shape();
+    let hw = h * w;
+    assert_eq!(stats.mean.len(), c, "batch_norm2d: channel count");
+    let (x, mut tape) = x.split_tape();
+    let xs = to_vec(&x);
+    let (gs, bs) = (gamma.values.clone(), beta.values.clone());
+    let (mean, invstd) = normalisation(&xs, (n, c, hw), stats, mode);
     let mut ys = vec![E::zero(); xs.len()];
     ys.par_chunks_mut(hw.max(1))
         .zip(xs.par_chunks(hw.max(1)))
@@ -123,21 +160,7 @@ pub fn batch_norm2d<E: Real, T: Tape<E, Cpu>>(
         );
         tape.add_backward_op(move |grads| {
             let dy = take_grad!(grads, &yg);
-            // Per channel: sum(dy) and sum(dy * xhat).
-            let sums: Vec<(E, E)> = (0..c)
-                .into_par_iter()
-                .map(|ch| {
-                    let (mut s, mut sx) = (E::zero(), E::zero());
-                    for i in 0..n {
-                        let at = (i * c + ch) * hw;
-                        for (&g, &v) in dy[at..at + hw].iter().zip(&xs[at..at + hw]) {
-                            s += g;
-                            sx += g * (v - mean[ch]) * invstd[ch];
-                        }
-                    }
-                    (s, sx)
-                })
-                .collect();
+            let sums = channel_grad_sums(&dy, &xs, (n, c, hw), &mean, &invstd);
             {
                 let dgamma = grads.get_or_alloc_mut(&gg)?;
                 sums.iter()

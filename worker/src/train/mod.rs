@@ -357,6 +357,100 @@ pub fn train(
     pool.install(|| run(net, data, config, cancel, &mut progress))
 }
 
+/// How one epoch's batches went.
+#[derive(Debug, Default)]
+struct EpochTally {
+    loss_sum: f64,
+    correct: usize,
+    seen: usize,
+    batches: usize,
+    train_seconds: f64,
+    learning_rate: f64,
+    /// Why the epoch ended before its last batch, if it did.
+    end: Option<EpochEnd>,
+}
+
+/// Why an epoch ended early.
+#[derive(Debug)]
+enum EpochEnd {
+    Cancelled,
+    Diverged(String),
+    OutOfTime,
+}
+
+/// A run in progress: the data order, the trainer and the step count.
+struct Run<'d, 'c> {
+    data: TrainData<'d>,
+    config: &'c TrainConfig,
+    stats: ChannelStats,
+    augmentation: Augmentation,
+    rng: search::SeededRng,
+    order: Vec<usize>,
+    trainer: Trainer,
+    step: usize,
+    total_steps: usize,
+    images: Vec<f32>,
+    labels: Vec<usize>,
+}
+
+impl Run<'_, '_> {
+    /// Trains one epoch; `spent` is the training time of earlier epochs.
+    fn epoch(&mut self, epoch: usize, cancel: &AtomicBool, spent: f64) -> EpochTally {
+        let config = self.config;
+        self.order.shuffle(&mut self.rng);
+        let mut tally = EpochTally {
+            learning_rate: config.learning_rate,
+            ..EpochTally::default()
+        };
+        for chunk in self.order.chunks(config.batch_size) {
+            if cancel.load(Ordering::Relaxed) {
+                tally.end = Some(EpochEnd::Cancelled);
+                break;
+            }
+            let t = Instant::now();
+            fill_batch(
+                self.data.train,
+                chunk,
+                &self.stats,
+                self.augmentation,
+                &mut self.rng,
+                &mut self.images,
+                &mut self.labels,
+            );
+            tally.learning_rate =
+                config
+                    .schedule
+                    .rate(config.learning_rate, self.step, self.total_steps);
+            let images = std::mem::take(&mut self.images);
+            let outcome = self
+                .trainer
+                .step(images, &self.labels, tally.learning_rate as f32);
+            tally.train_seconds += t.elapsed().as_secs_f64();
+            self.step += 1;
+            if !outcome.loss.is_finite() {
+                let message = format!(
+                    "loss became {} at epoch {epoch}, step {}",
+                    outcome.loss, self.step
+                );
+                tally.end = Some(EpochEnd::Diverged(message));
+                break;
+            }
+            tally.loss_sum += f64::from(outcome.loss);
+            tally.correct += outcome.correct;
+            tally.seen += chunk.len();
+            tally.batches += 1;
+            if config
+                .max_seconds
+                .is_some_and(|max| spent + tally.train_seconds >= max)
+            {
+                tally.end = Some(EpochEnd::OutOfTime);
+                break;
+            }
+        }
+        tally
+    }
+}
+
 fn run(
     net: Network,
     data: TrainData<'_>,
@@ -370,14 +464,23 @@ fn run(
         order.shuffle(&mut rng);
         order.truncate(max);
     }
-    let stats = data.train.channel_stats();
-    let augmentation = Augmentation {
-        crop_padding: config.augmentation.crop_padding,
-        horizontal_flip: config.augmentation.horizontal_flip,
+    let total_steps = order.len().div_ceil(config.batch_size) * config.epochs;
+    let mut run = Run {
+        data,
+        config,
+        stats: data.train.channel_stats(),
+        augmentation: Augmentation {
+            crop_padding: config.augmentation.crop_padding,
+            horizontal_flip: config.augmentation.horizontal_flip,
+        },
+        rng,
+        order,
+        trainer: Trainer::new(net, config.optimizer),
+        step: 0,
+        total_steps,
+        images: Vec::new(),
+        labels: Vec::new(),
     };
-    let steps_per_epoch = order.len().div_ceil(config.batch_size);
-    let total_steps = steps_per_epoch * config.epochs;
-    let mut trainer = Trainer::new(net, config.optimizer);
     let mut result = TrainResult {
         status: TrainStatus::Completed,
         stop_reason: Some(StopReason::Epochs),
@@ -389,78 +492,42 @@ fn run(
         images_per_second: 0.0,
         message: None,
     };
-    let (mut images, mut labels) = (Vec::new(), Vec::new());
-    let mut step = 0;
-    'epochs: for epoch in 1..=config.epochs {
+    for epoch in 1..=config.epochs {
         let epoch_start = Instant::now();
-        order.shuffle(&mut rng);
-        let (mut loss_sum, mut correct, mut seen, mut batches) = (0.0f64, 0usize, 0usize, 0usize);
-        let mut train_seconds = 0.0;
-        let mut lr = config.learning_rate;
-        let mut stop = false;
-        for chunk in order.chunks(config.batch_size) {
-            if cancel.load(Ordering::Relaxed) {
+        let tally = run.epoch(epoch, cancel, result.train_seconds);
+        result.train_seconds += tally.train_seconds;
+        result.images += tally.seen;
+        match tally.end {
+            Some(EpochEnd::Cancelled) => {
                 result.status = TrainStatus::Cancelled;
                 result.stop_reason = None;
-                break 'epochs;
+                break;
             }
-            let t = Instant::now();
-            fill_batch(
-                data.train,
-                chunk,
-                &stats,
-                augmentation,
-                &mut rng,
-                &mut images,
-                &mut labels,
-            );
-            lr = config
-                .schedule
-                .rate(config.learning_rate, step, total_steps);
-            let outcome = trainer.step(std::mem::take(&mut images), &labels, lr as f32);
-            train_seconds += t.elapsed().as_secs_f64();
-            step += 1;
-            if !outcome.loss.is_finite() {
+            Some(EpochEnd::Diverged(message)) => {
                 result.status = TrainStatus::Diverged;
                 result.stop_reason = None;
-                result.message = Some(format!(
-                    "loss became {} at epoch {epoch}, step {step}",
-                    outcome.loss
-                ));
-                result.train_seconds += train_seconds;
-                result.images += seen;
-                break 'epochs;
+                result.message = Some(message);
+                break;
             }
-            loss_sum += f64::from(outcome.loss);
-            correct += outcome.correct;
-            seen += chunk.len();
-            batches += 1;
-            if let Some(max) = config.max_seconds {
-                if result.train_seconds + train_seconds >= max {
-                    stop = true;
-                    break;
-                }
-            }
+            Some(EpochEnd::OutOfTime) | None => {}
         }
-        result.train_seconds += train_seconds;
-        result.images += seen;
         let val_accuracy = data
             .validation
-            .map(|v| evaluate(&mut trainer.net, v, &stats, 256));
+            .map(|v| evaluate(&mut run.trainer.net, v, &run.stats, 256));
         result.val_accuracy = val_accuracy;
         let report = EpochReport {
             epoch,
-            train_loss: loss_sum / batches.max(1) as f64,
-            train_accuracy: correct as f64 / seen.max(1) as f64,
+            train_loss: tally.loss_sum / tally.batches.max(1) as f64,
+            train_accuracy: tally.correct as f64 / tally.seen.max(1) as f64,
             val_accuracy,
-            images: seen,
-            train_seconds,
+            images: tally.seen,
+            train_seconds: tally.train_seconds,
             seconds: epoch_start.elapsed().as_secs_f64(),
-            learning_rate: lr,
+            learning_rate: tally.learning_rate,
         };
         progress(&report);
         result.epochs.push(report);
-        if stop {
+        if matches!(tally.end, Some(EpochEnd::OutOfTime)) {
             result.stop_reason = Some(StopReason::MaxSeconds);
             break;
         }
@@ -468,8 +535,8 @@ fn run(
     if result.status == TrainStatus::Completed {
         result.test_accuracy = data
             .test
-            .map(|t| evaluate(&mut trainer.net, t, &stats, 256));
+            .map(|t| evaluate(&mut run.trainer.net, t, &run.stats, 256));
     }
     result.images_per_second = result.images as f64 / result.train_seconds.max(1e-9);
-    Ok((trainer.net, result))
+    Ok((run.trainer.net, result))
 }

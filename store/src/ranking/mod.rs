@@ -1,0 +1,184 @@
+//! The ranked views of a search: leaderboards (keyset-paginated, sorted in
+//! SQL on indexed columns, served from memory until a trial ends), the
+//! accuracy/latency Pareto front and the rejected trials.
+//!
+//! - [`paging`]: cursors and the SQL of one page;
+//! - [`cache`]: versions, pages and totals kept in memory.
+
+pub(crate) mod cache;
+mod paging;
+
+use search::objective::{pareto_front, Point, RankKey};
+use sqlx::FromRow;
+
+use self::cache::Lookup;
+use self::paging::key_name;
+use crate::sql_states::{REJECTED, SUCCEEDED};
+use crate::{Store, StoreError};
+
+/// One ranked trial.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LeaderboardEntry {
+    /// 1-based position under the requested sort.
+    pub rank: i64,
+    /// Trial id.
+    pub trial_id: i64,
+    /// Position in the search.
+    pub index: i64,
+    /// The objective's reward.
+    pub reward: f64,
+    /// Validation accuracy.
+    pub accuracy: Option<f64>,
+    /// Batch-1 latency p50, milliseconds.
+    pub latency_ms: Option<f64>,
+    /// Trainable parameters.
+    pub params: Option<i64>,
+    /// Multiply-accumulates per image.
+    pub macs: Option<i64>,
+    /// The parent's index (evolution).
+    pub parent_index: Option<i64>,
+    /// Finished, Unix ms.
+    pub finished_at: Option<i64>,
+    /// The network's top-level blocks in short, e.g. `conv3-16 → res×2 → se → gap → fc10`.
+    pub blocks: String,
+    /// The zoo entry, when this trial is one of the search's baselines.
+    pub baseline: Option<String>,
+}
+
+/// One page of a leaderboard.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LeaderboardPage {
+    /// The entries, best first.
+    pub entries: Vec<LeaderboardEntry>,
+    /// Ranked trials in all.
+    pub total: i64,
+    /// Pass as `cursor` for the next page; `None` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// One point of a search's accuracy/latency plane.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, FromRow)]
+pub struct ParetoPoint {
+    /// Trial id.
+    pub trial_id: i64,
+    /// Position in the search.
+    pub index: i64,
+    /// Validation accuracy.
+    pub accuracy: f64,
+    /// Batch-1 latency p50, milliseconds.
+    pub latency_ms: f64,
+    /// The objective's reward.
+    pub reward: f64,
+    /// Trainable parameters.
+    pub params: Option<i64>,
+    /// Whether no other trial is both at least as accurate and at least as fast.
+    #[sqlx(skip)]
+    pub on_front: bool,
+    /// The zoo entry, when this trial is one of the search's baselines.
+    pub baseline: Option<String>,
+}
+
+/// A trial measured over the hard latency limit, never trained.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, FromRow)]
+pub struct RejectedPoint {
+    /// Trial id.
+    pub trial_id: i64,
+    /// Position in the search.
+    pub index: i64,
+    /// Its measured batch-1 latency p50, milliseconds.
+    pub latency_ms: f64,
+}
+
+/// Most rows a leaderboard page holds.
+pub const MAX_PAGE: i64 = 1000;
+
+impl Store {
+    /// One page of a search's succeeded trials sorted by `key` (reward and
+    /// accuracy highest first; latency, params and MACs lowest first; ties
+    /// by reward, then by id). `cursor` is the previous page's `next_cursor`.
+    /// A page is served again from memory until a trial of the search ends;
+    /// `total` is counted at most once a second per search and sort, so under
+    /// load it may lag the entries by up to a second.
+    pub async fn leaderboard(
+        &self,
+        search_id: i64,
+        key: RankKey,
+        limit: i64,
+        cursor: Option<&str>,
+    ) -> Result<LeaderboardPage, StoreError> {
+        let limit = limit.clamp(1, MAX_PAGE);
+        let version = self.changes.version(search_id)?;
+        let cache_key = (search_id, key_name(key), limit, cursor.map(str::to_owned));
+        match self.pages.lookup(&cache_key, version)? {
+            Lookup::Shared(slot) => Ok(slot
+                .page
+                .get_or_try_init(|| self.leaderboard_page(search_id, key, limit, cursor, version))
+                .await?
+                .clone()),
+            Lookup::Stale(page) => Ok(page),
+            Lookup::Refresh => {
+                let page = self
+                    .leaderboard_page(search_id, key, limit, cursor, version)
+                    .await;
+                match &page {
+                    Ok(page) => self.pages.store(cache_key, version, page.clone())?,
+                    // Let the next caller try again.
+                    Err(_) => self.pages.store_failed(&cache_key)?,
+                }
+                page
+            }
+        }
+    }
+
+    /// A search's rejected trials (over the latency limit), fastest first.
+    pub async fn rejected(&self, search_id: i64) -> Result<Vec<RejectedPoint>, StoreError> {
+        let sql = format!(
+            "SELECT id AS trial_id, idx AS \"index\", latency_ms FROM trials \
+             WHERE search_id = $1 AND state = {REJECTED} AND latency_ms IS NOT NULL ORDER BY latency_ms, id"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(search_id)
+            .fetch_all(self.pool())
+            .await?;
+        Ok(rows
+            .iter()
+            .map(RejectedPoint::from_row)
+            .collect::<Result<_, _>>()?)
+    }
+
+    /// A search's succeeded trials on the accuracy/latency plane, fastest
+    /// first, each marked whether it is on the Pareto front.
+    pub async fn pareto(&self, search_id: i64) -> Result<Vec<ParetoPoint>, StoreError> {
+        self.search(search_id).await?;
+        // Succeeded trials always have a reward; COALESCE keeps the row type plain.
+        let sql = format!(
+            "SELECT id AS trial_id, idx AS \"index\", accuracy, latency_ms, COALESCE(reward, 0.0) AS reward, \
+             params, baseline FROM trials \
+             WHERE search_id = $1 AND state = {SUCCEEDED} AND accuracy IS NOT NULL AND latency_ms IS NOT NULL \
+             ORDER BY latency_ms, -accuracy, id"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(search_id)
+            .fetch_all(self.pool())
+            .await?;
+        let mut points = rows
+            .iter()
+            .map(ParetoPoint::from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        let plane: Vec<Point> = points
+            .iter()
+            .map(|p| Point {
+                accuracy: p.accuracy,
+                latency_ms: p.latency_ms,
+                params: p.params.unwrap_or(0).max(0) as u64,
+            })
+            .collect();
+        for i in pareto_front(&plane, false) {
+            points[i].on_front = true;
+        }
+        Ok(points)
+    }
+}

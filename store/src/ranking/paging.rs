@@ -1,0 +1,259 @@
+//! Keyset paging of a leaderboard: the opaque cursor, the sort columns and
+//! the SQL of one page (an index range scan per sort, see the
+//! `trials_rank_*` indexes).
+
+use search::objective::RankKey;
+use sqlx::{FromRow, Row};
+
+use super::{LeaderboardEntry, LeaderboardPage};
+use crate::sql_states::SUCCEEDED;
+use crate::{Store, StoreError};
+
+/// The position after a page's last entry: opaque to clients, checked on use.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Cursor {
+    key: RankKey,
+    value: f64,
+    reward: f64,
+    id: i64,
+    rank: i64,
+}
+
+/// The sort column of a key and whether it is ranked highest first.
+pub(super) fn column(key: RankKey) -> (&'static str, bool) {
+    match key {
+        RankKey::Reward => ("reward", true),
+        RankKey::Accuracy => ("accuracy", true),
+        RankKey::Latency => ("latency_ms", false),
+        RankKey::Params => ("params", false),
+        RankKey::Macs => ("macs", false),
+    }
+}
+
+pub(super) fn key_name(key: RankKey) -> &'static str {
+    match key {
+        RankKey::Reward => "reward",
+        RankKey::Accuracy => "accuracy",
+        RankKey::Latency => "latency",
+        RankKey::Params => "params",
+        RankKey::Macs => "macs",
+    }
+}
+
+impl Cursor {
+    pub(super) fn encode(&self) -> String {
+        format!(
+            "{}_{}_{}_{}_{}",
+            key_name(self.key),
+            self.value,
+            self.reward,
+            self.id,
+            self.rank
+        )
+    }
+
+    pub(super) fn decode(text: &str, key: RankKey) -> Result<Self, StoreError> {
+        let invalid = || StoreError::BadCursor(text.chars().take(64).collect());
+        let parts: Vec<&str> = text.split('_').collect();
+        let [name, value, reward, id, rank] = parts.as_slice() else {
+            return Err(invalid());
+        };
+        if *name != key_name(key) {
+            return Err(StoreError::BadCursor(format!(
+                "the cursor belongs to a leaderboard sorted by {name}, not {}",
+                key_name(key)
+            )));
+        }
+        let finite = |s: &str| s.parse::<f64>().ok().filter(|v| v.is_finite());
+        Ok(Self {
+            key,
+            value: finite(value).ok_or_else(invalid)?,
+            reward: finite(reward).ok_or_else(invalid)?,
+            id: id.parse().map_err(|_| invalid())?,
+            rank: rank.parse().ok().filter(|r| *r >= 0).ok_or_else(invalid)?,
+        })
+    }
+}
+
+/// A key's value in a row, as the cursor holds it.
+fn key_value(entry: &LeaderboardEntry, key: RankKey) -> f64 {
+    match key {
+        RankKey::Reward => Some(entry.reward),
+        RankKey::Accuracy => entry.accuracy,
+        RankKey::Latency => entry.latency_ms,
+        RankKey::Params => entry.params.map(|v| v as f64),
+        RankKey::Macs => entry.macs.map(|v| v as f64),
+    }
+    .unwrap_or(0.0)
+}
+
+/// The columns of a ranked trial, as selected for a page.
+#[derive(Debug, FromRow)]
+struct RankedRow {
+    id: i64,
+    idx: i64,
+    reward: f64,
+    accuracy: Option<f64>,
+    latency_ms: Option<f64>,
+    params: Option<i64>,
+    macs: Option<i64>,
+    parent_idx: Option<i64>,
+    finished_at: Option<i64>,
+    architecture: String,
+    baseline: Option<String>,
+}
+
+impl RankedRow {
+    fn entry(self, rank: i64) -> Result<LeaderboardEntry, StoreError> {
+        Ok(LeaderboardEntry {
+            rank,
+            trial_id: self.id,
+            index: self.idx,
+            reward: self.reward,
+            accuracy: self.accuracy,
+            latency_ms: self.latency_ms,
+            params: self.params,
+            macs: self.macs,
+            parent_index: self.parent_idx,
+            finished_at: self.finished_at,
+            blocks: blocks_of(&self.architecture)?,
+            baseline: self.baseline,
+        })
+    }
+}
+
+/// The block summary of a stored architecture.
+fn blocks_of(architecture: &str) -> Result<String, StoreError> {
+    let arch = search::Architecture::from_json(architecture)
+        .map_err(|e| StoreError::Corrupt(format!("stored architecture: {e}")))?;
+    Ok(search::summary::block_summary(&arch))
+}
+
+impl Store {
+    /// Fetches one page of the leaderboard from the database.
+    pub(super) async fn leaderboard_page(
+        &self,
+        search_id: i64,
+        key: RankKey,
+        limit: i64,
+        cursor: Option<&str>,
+        version: u64,
+    ) -> Result<LeaderboardPage, StoreError> {
+        let after = cursor.map(|c| Cursor::decode(c, key)).transpose()?;
+        let (col, descending) = column(key);
+        let sign = if descending { "-" } else { "" };
+        // Ascending row order (negated where ranked highest first) matches
+        // the `trials_rank_*` indexes, so a page is one index range scan.
+        let order = if key == RankKey::Reward {
+            "-reward, id".to_owned()
+        } else {
+            format!("{sign}{col}, -reward, id")
+        };
+        let after_clause = match key {
+            _ if after.is_none() => String::new(),
+            RankKey::Reward => " AND (-reward, id) > ($2, $3)".to_owned(),
+            _ => format!(" AND ({order}) > ($2, $4, $3)"),
+        };
+        let filter = format!("search_id = $1 AND state = {SUCCEEDED} AND {col} IS NOT NULL");
+        let sql = format!(
+            "SELECT id, idx, reward, accuracy, latency_ms, params, macs, parent_idx, finished_at, architecture, baseline \
+             FROM trials WHERE {filter}{after_clause} ORDER BY {order} LIMIT {}",
+            limit + 1
+        );
+        let mut query = sqlx::query(&sql).bind(search_id);
+        if let Some(c) = &after {
+            let signed = |v: f64| if descending { -v } else { v };
+            query = match key {
+                RankKey::Params | RankKey::Macs => query.bind(c.value as i64),
+                _ => query.bind(signed(c.value)),
+            };
+            query = query.bind(c.id);
+            if key != RankKey::Reward {
+                query = query.bind(-c.reward);
+            }
+        }
+        let rows = query.fetch_all(self.pool()).await?;
+        let first_rank = after.as_ref().map_or(1, |c| c.rank + 1);
+        let entries = rows
+            .iter()
+            .take(limit as usize)
+            .enumerate()
+            .map(|(i, row)| RankedRow::from_row(row)?.entry(first_rank + i as i64))
+            .collect::<Result<Vec<_>, _>>()?;
+        let next_cursor = match entries.last() {
+            Some(last) if rows.len() as i64 > limit => Some(
+                Cursor {
+                    key,
+                    value: key_value(last, key),
+                    reward: last.reward,
+                    id: last.trial_id,
+                    rank: last.rank,
+                }
+                .encode(),
+            ),
+            _ => None,
+        };
+        let total = match self.totals.get(search_id, col, version)? {
+            Some(total) => total,
+            None => {
+                let total: i64 =
+                    sqlx::query(&format!("SELECT COUNT(*) AS n FROM trials WHERE {filter}"))
+                        .bind(search_id)
+                        .fetch_one(self.pool())
+                        .await?
+                        .try_get("n")?;
+                self.totals.put(search_id, col, version, total)?;
+                total
+            }
+        };
+        if entries.is_empty() {
+            // An empty page: tell "no such search" from "nothing ranked yet".
+            self.search(search_id).await?;
+        }
+        Ok(LeaderboardPage {
+            entries,
+            total,
+            next_cursor,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_exactly_and_refuse_other_sorts_and_garbage() {
+        let c = Cursor {
+            key: RankKey::Latency,
+            value: 0.1 + 0.2,
+            reward: -1.5e-7,
+            id: 42,
+            rank: 50,
+        };
+        assert_eq!(
+            Cursor::decode(&c.encode(), RankKey::Latency).ok(),
+            Some(c.clone())
+        );
+        assert!(matches!(
+            Cursor::decode(&c.encode(), RankKey::Reward),
+            Err(StoreError::BadCursor(m)) if m.contains("sorted by latency")
+        ));
+        for bad in [
+            "",
+            "latency",
+            "latency_x_1_2_3",
+            "latency_1_1_1_-1",
+            "latency_NaN_1_1_1",
+            "latency_1_1_1_1_1",
+        ] {
+            assert!(
+                matches!(
+                    Cursor::decode(bad, RankKey::Latency),
+                    Err(StoreError::BadCursor(_))
+                ),
+                "{bad}"
+            );
+        }
+    }
+}

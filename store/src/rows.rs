@@ -1,0 +1,100 @@
+//! The database rows as read, mapped by `#[derive(FromRow)]`, and their
+//! conversion into the typed rows the store hands out (states parsed, JSON
+//! columns read as `search` types). Stored data that does not convert is
+//! [`StoreError::Corrupt`], naming the row.
+
+use search::{AttemptError, TrialProgress, TrialResult};
+use sqlx::any::AnyRow;
+use sqlx::FromRow;
+
+use crate::{Lineage, SearchRow, SearchStatus, StoreError, TrialRow, TrialState};
+
+/// The columns [`SearchRecord`] reads.
+pub(crate) const SEARCH_COLUMNS: &str = "id, name, status, spec, proposed, created_at, finished_at";
+
+/// The columns [`TrialRecord`] reads.
+pub(crate) const TRIAL_COLUMNS: &str =
+    "id, search_id, idx, state, attempt, parent_idx, mutation, baseline, reward, result, errors, worker_id, progress";
+
+/// A `searches` row as stored.
+#[derive(Debug, FromRow)]
+struct SearchRecord {
+    id: i64,
+    name: String,
+    status: String,
+    spec: String,
+    proposed: i64,
+    created_at: i64,
+    finished_at: Option<i64>,
+}
+
+/// A `trials` row as stored.
+#[derive(Debug, FromRow)]
+struct TrialRecord {
+    id: i64,
+    search_id: i64,
+    idx: i64,
+    state: String,
+    attempt: i64,
+    parent_idx: Option<i64>,
+    mutation: Option<String>,
+    baseline: Option<String>,
+    reward: Option<f64>,
+    result: Option<String>,
+    errors: String,
+    worker_id: Option<String>,
+    progress: Option<String>,
+}
+
+/// Reads a search row selected with [`SEARCH_COLUMNS`].
+pub(crate) fn search_row(row: &AnyRow) -> Result<SearchRow, StoreError> {
+    let r = SearchRecord::from_row(row)?;
+    let status = SearchStatus::parse(&r.status)
+        .ok_or_else(|| StoreError::Corrupt(format!("search {}: status {}", r.id, r.status)))?;
+    Ok(SearchRow {
+        id: r.id,
+        name: r.name,
+        status,
+        spec: r.spec,
+        proposed: r.proposed,
+        created_at: r.created_at,
+        finished_at: r.finished_at,
+    })
+}
+
+/// Reads a trial row selected with [`TRIAL_COLUMNS`].
+pub(crate) fn trial_row(row: &AnyRow) -> Result<TrialRow, StoreError> {
+    let r = TrialRecord::from_row(row)?;
+    let corrupt = |what: String| StoreError::Corrupt(format!("trial {}: {what}", r.id));
+    let state = TrialState::parse(&r.state).ok_or_else(|| corrupt(format!("state {}", r.state)))?;
+    let result = r
+        .result
+        .as_deref()
+        .map(TrialResult::from_json)
+        .transpose()
+        .map_err(|e| corrupt(e.to_string()))?;
+    let errors = AttemptError::list_from_json(&r.errors).map_err(|e| corrupt(e.to_string()))?;
+    let progress = r
+        .progress
+        .as_deref()
+        .map(TrialProgress::from_json)
+        .transpose()
+        .map_err(|e| corrupt(e.to_string()))?;
+    Ok(TrialRow {
+        id: r.id,
+        search_id: r.search_id,
+        index: r.idx,
+        state,
+        attempt: r.attempt,
+        lineage: Lineage {
+            parent_index: r.parent_idx,
+            mutation: r.mutation,
+            baseline: r.baseline,
+        },
+        reward: r.reward,
+        result,
+        errors,
+        worker_id: r.worker_id,
+        progress,
+    })
+}

@@ -1,0 +1,49 @@
+//! Trial states and search statuses as the SQL literals queries filter and
+//! set by, derived from [`TrialState`] and [`SearchStatus`] (a test checks
+//! they agree), so no query spells a state by hand.
+
+#[cfg(test)]
+use crate::{SearchStatus, TrialState};
+
+/// `'pending'`: [`TrialState::Pending`].
+pub(crate) const PENDING: &str = "'pending'";
+/// `'running'`: [`TrialState::Running`].
+pub(crate) const RUNNING: &str = "'running'";
+/// `'succeeded'`: [`TrialState::Succeeded`].
+pub(crate) const SUCCEEDED: &str = "'succeeded'";
+/// `'failed'`: [`TrialState::Failed`].
+pub(crate) const FAILED: &str = "'failed'";
+/// `'cancelled'`: [`TrialState::Cancelled`].
+pub(crate) const CANCELLED: &str = "'cancelled'";
+/// `'rejected'`: [`TrialState::Rejected`].
+pub(crate) const REJECTED: &str = "'rejected'";
+/// `'running'`: [`SearchStatus::Running`].
+pub(crate) const SEARCH_RUNNING: &str = "'running'";
+/// `'cancelled'`: [`SearchStatus::Cancelled`].
+pub(crate) const SEARCH_CANCELLED: &str = "'cancelled'";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn quoted(name: &str) -> String {
+        format!("'{name}'")
+    }
+
+    #[test]
+    fn the_literals_are_the_enums_stored_names() {
+        let trial = [
+            (PENDING, TrialState::Pending),
+            (RUNNING, TrialState::Running),
+            (SUCCEEDED, TrialState::Succeeded),
+            (FAILED, TrialState::Failed),
+            (CANCELLED, TrialState::Cancelled),
+            (REJECTED, TrialState::Rejected),
+        ];
+        for (literal, state) in trial {
+            assert_eq!(literal, quoted(state.as_str()));
+        }
+        assert_eq!(SEARCH_RUNNING, quoted(SearchStatus::Running.as_str()));
+        assert_eq!(SEARCH_CANCELLED, quoted(SearchStatus::Cancelled.as_str()));
+    }
+}

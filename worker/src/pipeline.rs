@@ -1,0 +1,199 @@
+//! One trial, start to end: validate and build the candidate, measure its
+//! batch-1 latency, reject it over a hard latency limit, train it, evaluate
+//! it and summarise it as a typed [`TrialResult`]. The worker loop
+//! ([`crate::agent`]) and `nas train` both run trials through here, so a
+//! trial means the same thing wherever it runs.
+//!
+//! The stages are types: a [`Candidate`] is built and validated, a
+//! [`Measured`] one has its latency, and training turns it into a
+//! [`TrialOutcome`]. [`run`] chains them for callers that want no say
+//! between stages.
+
+use std::sync::atomic::AtomicBool;
+
+use search::{Architecture, LatencyMs, Objective, Report, TrialResult};
+use thiserror::Error;
+
+use crate::latency::{self, Latency, LatencyConfig};
+use crate::net::{Network, NetworkError};
+use crate::train::{self, EpochReport, TrainConfig, TrainData, TrainError, TrainStatus};
+
+/// Why a trial could not run to an outcome.
+#[derive(Debug, Error)]
+pub enum TrialError {
+    /// The architecture is invalid or could not be built: no retry helps.
+    #[error(transparent)]
+    Network(#[from] NetworkError),
+    /// Latency could not be measured or training could not start (bad
+    /// settings, no threads).
+    #[error(transparent)]
+    Training(#[from] TrainError),
+}
+
+/// A validated, built candidate with freshly initialised weights.
+#[derive(Debug)]
+pub struct Candidate {
+    network: Network,
+}
+
+impl Candidate {
+    /// Validates `architecture` and builds it with weights drawn from `seed`.
+    pub fn build(architecture: &Architecture, seed: u64) -> Result<Self, TrialError> {
+        Ok(Self {
+            network: Network::new(architecture, seed)?,
+        })
+    }
+
+    /// The shapes and costs `validate` computed for it.
+    pub fn report(&self) -> &Report {
+        self.network.report()
+    }
+
+    /// Measures its batch-1 inference latency (weights do not change the work
+    /// done, so this runs before training).
+    pub fn measure(mut self, config: LatencyConfig) -> Result<Measured, TrialError> {
+        let latency = latency::measure(&mut self.network, config)?;
+        tracing::info!(
+            p50_ms = latency.p50,
+            params = self.report().params,
+            "latency measured"
+        );
+        Ok(Measured {
+            network: self.network,
+            latency,
+        })
+    }
+}
+
+/// A candidate whose latency is known.
+#[derive(Debug)]
+pub struct Measured {
+    network: Network,
+    latency: Latency,
+}
+
+/// How a trial ended.
+#[derive(Debug)]
+pub enum TrialOutcome {
+    /// Trained to the end of its budget: the trained network and its result.
+    Trained {
+        /// The trained network (for its weights).
+        network: Box<Network>,
+        /// Accuracies, latency, costs, reward, timing.
+        result: TrialResult,
+    },
+    /// Over the objective's hard latency limit; never trained.
+    Rejected {
+        /// Latency and costs, with the reason.
+        result: TrialResult,
+    },
+    /// The loss became NaN or infinite.
+    Diverged {
+        /// What the trainer saw.
+        message: String,
+        /// Latency and costs as measured before training.
+        result: TrialResult,
+    },
+    /// The cancel flag was raised during training.
+    Cancelled,
+}
+
+/// Why a measured candidate is not trained.
+pub const REJECTED_REASON: &str = "over the hard latency limit";
+
+impl Measured {
+    /// The measurement.
+    pub fn latency(&self) -> &Latency {
+        &self.latency
+    }
+
+    /// The result of the candidate as measured, before any training.
+    pub fn measured_result(&self) -> TrialResult {
+        let report = self.network.report();
+        TrialResult::measured(
+            LatencyMs {
+                p50: self.latency.p50,
+                p90: self.latency.p90,
+            },
+            report.params,
+            report.macs,
+            self.latency.device.fingerprint(),
+        )
+    }
+
+    /// Whether `objective` rejects it untrained (over a hard latency limit).
+    pub fn rejected_by(&self, objective: &Objective) -> bool {
+        objective.rejects(self.latency.p50)
+    }
+
+    /// Trains it on `data` under `config`, then scores it with `objective`.
+    /// `cancel` stops training at the next batch; `on_epoch` sees each epoch.
+    pub fn train(
+        self,
+        data: TrainData<'_>,
+        config: &TrainConfig,
+        objective: &Objective,
+        cancel: &AtomicBool,
+        on_epoch: impl FnMut(&EpochReport) + Send,
+    ) -> Result<TrialOutcome, TrialError> {
+        let mut result = self.measured_result();
+        let (network, trained) = train::train(self.network, data, config, cancel, on_epoch)?;
+        Ok(match trained.status {
+            TrainStatus::Diverged => TrialOutcome::Diverged {
+                message: trained
+                    .message
+                    .unwrap_or_else(|| "the loss diverged".into()),
+                result,
+            },
+            TrainStatus::Cancelled => TrialOutcome::Cancelled,
+            TrainStatus::Completed => {
+                result.val_accuracy = trained.val_accuracy;
+                result.test_accuracy = trained.test_accuracy;
+                result.train_seconds = Some(trained.train_seconds);
+                result.images_per_second = Some(trained.images_per_second);
+                result.epochs = Some(trained.epochs.len() as u32);
+                result.reward = Some(objective.reward(result.accuracy(), result.latency_ms.p50));
+                tracing::info!(
+                    accuracy = result.accuracy(),
+                    reward = result.reward,
+                    "trial done"
+                );
+                TrialOutcome::Trained {
+                    network: Box::new(network),
+                    result,
+                }
+            }
+        })
+    }
+}
+
+/// What [`run`] needs besides the data.
+#[derive(Debug, Clone)]
+pub struct TrialPlan {
+    /// The candidate network.
+    pub architecture: Architecture,
+    /// Seeds its initial weights (training has its own seed in `train`).
+    pub seed: u64,
+    /// How latency is measured.
+    pub latency: LatencyConfig,
+    /// How it is trained.
+    pub train: TrainConfig,
+    /// Scores it (and may reject it over a hard latency limit).
+    pub objective: Objective,
+}
+
+/// Runs one trial start to end: build, measure, reject or train, summarise.
+pub fn run(
+    plan: &TrialPlan,
+    data: TrainData<'_>,
+    cancel: &AtomicBool,
+    on_epoch: impl FnMut(&EpochReport) + Send,
+) -> Result<TrialOutcome, TrialError> {
+    let measured = Candidate::build(&plan.architecture, plan.seed)?.measure(plan.latency)?;
+    if measured.rejected_by(&plan.objective) {
+        let mut result = measured.measured_result();
+        result.reason = Some(REJECTED_REASON.into());
+        return Ok(TrialOutcome::Rejected { result });
+    }
+    measured.train(data, &plan.train, &plan.objective, cancel, on_epoch)
+}
