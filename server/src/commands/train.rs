@@ -182,8 +182,7 @@ struct TrainSummary {
     /// The result, as a trial of a search would store it.
     #[serde(flatten)]
     result: TrialResult,
-    /// What went wrong, for a diverged run.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// What went wrong, for a diverged run (null otherwise).
     message: Option<String>,
 }
 
