@@ -10,6 +10,7 @@
 //! - [`objective`]: MnasNet's latency-aware reward, the Pareto front, ranking;
 //! - [`result`]: what a trial reports (result, progress, attempt errors);
 //! - [`summary`]: layer labels and one-line block summaries for people;
+//! - [`limits`]: what a network costs to train, and the limits a search stays within;
 //! - [`dataset`]: the catalogue of datasets a search may name;
 //! - [`spec`]: what a user submits (dataset, space, strategy, objective,
 //!   budget, training settings), checked field by field.
@@ -21,6 +22,7 @@ pub mod arch;
 pub mod build;
 pub mod dataset;
 pub mod genotype;
+pub mod limits;
 pub mod objective;
 pub mod result;
 pub mod space;

@@ -52,6 +52,13 @@ impl LatencyObjective {
     }
 }
 
+/// Smallest latency target or limit accepted, milliseconds.
+pub const MIN_TARGET_MS: f64 = 1e-3;
+/// Largest latency target or limit accepted, milliseconds.
+pub const MAX_TARGET_MS: f64 = 1e6;
+/// Steepest latency exponent accepted (MnasNet's hard preset is -1).
+pub const MIN_EXPONENT: f64 = -2.0;
+
 /// What a search maximises.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
@@ -83,25 +90,37 @@ impl Objective {
     /// Plain accuracy.
     pub const ACCURACY: Objective = Objective { latency: None };
 
-    /// Checks the numbers: a positive finite target, exponents that never
-    /// reward slowness, a positive hard limit.
+    /// Checks the numbers: a target between [`MIN_TARGET_MS`] and
+    /// [`MAX_TARGET_MS`], exponents in `[MIN_EXPONENT, 0]` (they never reward
+    /// slowness, and the reward stays finite for any measured latency), a
+    /// hard limit in the same range as the target.
     pub fn check(&self) -> Result<(), ObjectiveError> {
         let Some(lat) = &self.latency else {
             return Ok(());
         };
-        if !(lat.target_ms.is_finite() && lat.target_ms > 0.0) {
-            return Err(bad("latency.target_ms", "must be > 0"));
+        let in_range = |v: f64| v.is_finite() && (MIN_TARGET_MS..=MAX_TARGET_MS).contains(&v);
+        if !in_range(lat.target_ms) {
+            return Err(bad(
+                "latency.target_ms",
+                &format!("must be between {MIN_TARGET_MS} and {MAX_TARGET_MS}"),
+            ));
         }
         for (field, value) in [("latency.alpha", lat.alpha), ("latency.beta", lat.beta)] {
             if let Some(v) = value {
-                if !(v.is_finite() && v <= 0.0) {
-                    return Err(bad(field, "must be a finite number <= 0"));
+                if !(v.is_finite() && (MIN_EXPONENT..=0.0).contains(&v)) {
+                    return Err(bad(
+                        field,
+                        &format!("must be a number between {MIN_EXPONENT} and 0"),
+                    ));
                 }
             }
         }
         if let Some(max) = lat.max_ms {
-            if !(max.is_finite() && max > 0.0) {
-                return Err(bad("latency.max_ms", "must be > 0"));
+            if !in_range(max) {
+                return Err(bad(
+                    "latency.max_ms",
+                    &format!("must be between {MIN_TARGET_MS} and {MAX_TARGET_MS}"),
+                ));
             }
         }
         Ok(())
@@ -310,7 +329,27 @@ mod tests {
         let e = latency(0.0, LatencyMode::Soft)
             .check()
             .expect_err("zero target");
-        assert_eq!(e.to_string(), "latency.target_ms must be > 0");
+        assert_eq!(
+            e.to_string(),
+            "latency.target_ms must be between 0.001 and 1000000"
+        );
+        // Steep exponents made 0 * inf = NaN rewards: refused.
+        let mut steep = latency(0.5, LatencyMode::Soft);
+        if let Some(l) = &mut steep.latency {
+            l.alpha = Some(-100.0);
+        }
+        assert_eq!(steep.check().expect_err("steep").field, "latency.alpha");
+        // In range, every measurable latency gives a finite reward.
+        let mut limit = latency(MIN_TARGET_MS, LatencyMode::Soft);
+        if let Some(l) = &mut limit.latency {
+            (l.alpha, l.beta) = (Some(MIN_EXPONENT), Some(MIN_EXPONENT));
+        }
+        limit.check().expect("valid");
+        for lat in [1e-9, 1e-3, 1.0, 1e6, 1e12] {
+            for acc in [0.0, 0.5, 1.0] {
+                assert!(limit.reward(acc, lat).is_finite(), "{acc} at {lat} ms");
+            }
+        }
         let mut o = latency(5.0, LatencyMode::Soft);
         if let Some(l) = &mut o.latency {
             l.beta = Some(0.5);

@@ -365,8 +365,12 @@ impl SearchSpace {
         if !(self.head.dropout.is_finite() && (0.0..1.0).contains(&self.head.dropout)) {
             return Err(SpaceError::field("head.dropout", "must be in [0, 1)"));
         }
-        if self.se_reduction == 0 {
-            return Err(SpaceError::field("se_reduction", "must be at least 1"));
+        let widest = self.channels.iter().copied().max().unwrap_or(1);
+        if !(1..=widest).contains(&self.se_reduction) {
+            return Err(SpaceError::field(
+                "se_reduction",
+                format!("must be between 1 and the largest channel choice ({widest})"),
+            ));
         }
         Ok(())
     }

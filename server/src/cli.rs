@@ -320,6 +320,11 @@ pub struct WorkerArgs {
     /// Longest idle wait between claim attempts, seconds.
     #[arg(long, env = "NAS_POLL_SECS", default_value_t = 2.0)]
     pub poll_secs: f64,
+    /// Memory this worker may use, MiB (default: the cgroup limit, else the
+    /// machine's memory). A trial whose network would need more fails
+    /// before it is built, saying how much it needed.
+    #[arg(long, env = "NAS_MAX_MEMORY_MIB")]
+    pub max_memory_mib: Option<u64>,
 }
 
 /// `nas bench ...`
@@ -373,6 +378,9 @@ pub enum QueueCommand {
 pub struct QueueSubmitArgs {
     /// The search spec file (`-` for standard input).
     pub spec: std::path::PathBuf,
+    /// Limits on the networks searches may train.
+    #[command(flatten)]
+    pub limits: LimitArgs,
     /// The database: postgres://... or sqlite://FILE.
     #[arg(long, env = "NAS_DATABASE_URL", default_value = "sqlite://nas.db")]
     pub database_url: String,
@@ -391,9 +399,38 @@ pub struct QueueStatusArgs {
     pub top: usize,
 }
 
+/// How big a network a search may train: submissions whose largest network
+/// is over a limit are refused (422 naming the field).
+#[derive(Debug, Args, Clone, Copy)]
+pub struct LimitArgs {
+    /// Most trainable parameters of any network a search may train.
+    #[arg(long, env = "NAS_MAX_PARAMS", default_value_t = search::limits::DEFAULT_MAX_PARAMS)]
+    pub max_params: u64,
+    /// Most multiply-accumulates per image.
+    #[arg(long, env = "NAS_MAX_MACS", default_value_t = search::limits::DEFAULT_MAX_MACS)]
+    pub max_macs: u64,
+    /// Most estimated training memory, MiB (parameters, gradients, Adam state and a batch of activations).
+    #[arg(long, env = "NAS_MAX_TRAINING_MIB", default_value_t = search::limits::DEFAULT_MAX_TRAINING_BYTES >> 20)]
+    pub max_training_mib: u64,
+}
+
+impl LimitArgs {
+    /// The limits these flags set.
+    pub fn limits(&self) -> search::limits::ResourceLimits {
+        search::limits::ResourceLimits {
+            max_params: self.max_params,
+            max_macs: self.max_macs,
+            max_training_bytes: self.max_training_mib.saturating_mul(1 << 20),
+        }
+    }
+}
+
 /// Flags of `nas serve`.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
+    /// Limits on the networks searches may train.
+    #[command(flatten)]
+    pub limits: LimitArgs,
     /// The database: postgres://... or sqlite://FILE.
     #[arg(long, env = "NAS_DATABASE_URL", default_value = "sqlite://nas.db")]
     pub database_url: String,
@@ -414,6 +451,9 @@ pub struct ServeArgs {
 /// Flags of `nas up`.
 #[derive(Debug, Args)]
 pub struct UpArgs {
+    /// Limits on the networks searches may train.
+    #[command(flatten)]
+    pub limits: LimitArgs,
     /// The SQLite database file (created if missing).
     #[arg(long, env = "NAS_DB", default_value = "nas.db")]
     pub db: PathBuf,

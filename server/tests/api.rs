@@ -159,9 +159,66 @@ async fn api_contract(url: String) {
         body["error"]["message"]
             .as_str()
             .unwrap_or("")
-            .contains("must be > 0"),
+            .contains("must be between"),
         "{body}"
     );
+    // Resource bombs and poisoned numbers: each refused, naming its field.
+    let huge_space = json!({"ops": ["conv"], "channels": [4096], "kernels": [15],
+        "depth": {"min": 1, "max": 64}, "stem": {"channels": [4096]}, "head": {"pooling": "flatten", "hidden": [65536]}});
+    let cases = [
+        (json!({"space": huge_space}), "space", "parameters"),
+        (
+            json!({"training": {"batch_size": 4294967295u64}}),
+            "training.batch_size",
+            "between 1 and 4096",
+        ),
+        (
+            json!({"training": {"val_fraction": 0}}),
+            "training.val_fraction",
+            "validation",
+        ),
+        (json!({"name": "a\u{0}b"}), "name", "control characters"),
+        (
+            json!({"budget": {"max_trials": 10000, "parallelism": 10000}}),
+            "budget.parallelism",
+            "between 1 and 1000",
+        ),
+        (
+            json!({"max_attempts": 100}),
+            "max_attempts",
+            "between 1 and 10",
+        ),
+        (
+            json!({"objective": {"latency": {"target_ms": 0.5, "alpha": -100}}}),
+            "objective.latency.alpha",
+            "between -2 and 0",
+        ),
+        (
+            json!({"space": {"ops": ["se"], "channels": [8], "kernels": [3], "depth": {"min": 1, "max": 2},
+            "stem": {"channels": [8]}, "head": {"pooling": "global_avg"}, "se_reduction": 1000000}}),
+            "space",
+            "se_reduction",
+        ),
+        (
+            json!({"labels": ["x".repeat(65)]}),
+            "labels[0]",
+            "at most 64",
+        ),
+    ];
+    for (patch, field, says) in cases {
+        let mut spec = json!({"name": "bomb", "dataset": "mnist"});
+        for (k, v) in patch.as_object().into_iter().flatten() {
+            spec[k] = v.clone();
+        }
+        let (status, body) = call("POST", format!("{base}/searches"), Some(spec.to_string())).await;
+        assert_eq!(
+            (status, body["error"]["field"].as_str()),
+            (422, Some(field)),
+            "{spec}: {body}"
+        );
+        let message = body["error"]["message"].as_str().unwrap_or("");
+        assert!(message.contains(says), "{field}: {message}");
+    }
     let bad = json!({"name": "x", "dataset": "imagenet"});
     let (status, body) = call("POST", format!("{base}/searches"), Some(bad.to_string())).await;
     assert_eq!(

@@ -155,7 +155,11 @@ async fn a_search_from_the_form_to_cancel_in_a_real_browser() {
         ))
         .await
         .expect("the API's message beside the field");
-    assert!(error.text().await.expect("text").contains("must be > 0"));
+    assert!(error
+        .text()
+        .await
+        .expect("text")
+        .contains("must be between"));
     set(&c, "f-objective-latency-target_ms", "1").await;
     c.find(Locator::Id("submit"))
         .await

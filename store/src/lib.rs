@@ -134,6 +134,8 @@ pub struct Store {
     events: broadcast::Sender<Event>,
     /// Tells this store's own notifications from other processes'.
     origin: u64,
+    /// How big a network a search may train; submissions over it are refused.
+    limits: search::limits::ResourceLimits,
     /// Search specs never change: claims read each once per process.
     specs: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<i64, String>>>,
     /// Recent leaderboard totals (counting is the one O(trials) part of a page).
@@ -174,11 +176,24 @@ impl Store {
             config,
             events,
             origin,
+            limits: Default::default(),
             specs: Default::default(),
             totals: Default::default(),
             changes,
             pages: Default::default(),
         })
+    }
+
+    /// This store with `limits` on the networks searches may train
+    /// (default [`ResourceLimits::default`](search::limits::ResourceLimits)).
+    pub fn with_limits(mut self, limits: search::limits::ResourceLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// The limits submissions are checked against.
+    pub fn limits(&self) -> search::limits::ResourceLimits {
+        self.limits
     }
 
     /// The backend in use.

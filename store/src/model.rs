@@ -67,6 +67,9 @@ pub enum SearchStatus {
     Finished,
     /// Cancelled by a user.
     Cancelled,
+    /// Stopped by an error of its own (e.g. its strategy could not propose);
+    /// `error` says why. The results it has are kept.
+    Failed,
 }
 
 impl SearchStatus {
@@ -76,12 +79,13 @@ impl SearchStatus {
             Self::Running => "running",
             Self::Finished => "finished",
             Self::Cancelled => "cancelled",
+            Self::Failed => "failed",
         }
     }
 
     /// Parses a stored name.
     pub fn parse(s: &str) -> Option<Self> {
-        [Self::Running, Self::Finished, Self::Cancelled]
+        [Self::Running, Self::Finished, Self::Cancelled, Self::Failed]
             .into_iter()
             .find(|t| t.as_str() == s)
     }
@@ -227,6 +231,8 @@ pub struct SearchRow {
     pub created_at: i64,
     /// Finished, Unix ms.
     pub finished_at: Option<i64>,
+    /// Why it failed (status `failed`).
+    pub error: Option<String>,
 }
 
 /// Something that happened, for live views and waking workers.

@@ -3,7 +3,7 @@
 //! `(trial, attempt)`. Locks are always taken search row first, then trial
 //! rows, so cancels, completions and rescues never deadlock.
 
-use crate::sql_states::{FAILED, PENDING, RUNNING, SEARCH_RUNNING};
+use crate::sql_states::{PENDING, RUNNING, SEARCH_RUNNING};
 use sqlx::{Any, FromRow, Row, Transaction};
 
 use search::{AttemptError, TrialProgress, TrialResult};
@@ -21,6 +21,9 @@ struct Held {
     max_attempts: i64,
     errors: String,
 }
+
+/// How a rescued attempt's error starts.
+const LEASE_EXPIRED: &str = "lease expired";
 
 /// Most labels a worker's claim considers (2^10 label sets).
 const MAX_WORKER_LABELS: usize = 10;
@@ -85,6 +88,7 @@ impl Store {
             "UPDATE trials SET state = {RUNNING}, attempt = attempt + 1, worker_id = $1, lease_expires_at = $2, \
              heartbeat_at = $3, started_at = COALESCE(started_at, $3), progress = NULL \
              WHERE id = (SELECT id FROM trials WHERE state = {PENDING} AND run_at <= $3 AND labels IN ({}) \
+             AND EXISTS (SELECT 1 FROM searches s WHERE s.id = trials.search_id AND s.status = {SEARCH_RUNNING}) \
              ORDER BY run_at, id LIMIT 1{}) AND state = {PENDING} \
              RETURNING id, search_id, idx, attempt, architecture",
             placeholders.join(", "),
@@ -255,9 +259,9 @@ impl Store {
         let now = now_ms();
         let (state, result, weights) = match outcome {
             Completion::Succeeded { result, weights } => {
-                if result.reward.is_none() {
+                if !result.reward.is_some_and(f64::is_finite) {
                     return Err(StoreError::Invalid(format!(
-                        "trial {trial}: a succeeded trial's result needs a reward"
+                        "trial {trial}: a succeeded trial's result needs a finite reward"
                     )));
                 }
                 (TrialState::Succeeded, Some(result), weights)
@@ -352,7 +356,19 @@ impl Store {
             at_ms: now,
         });
         let errors = AttemptError::list_to_json(&errors);
-        let retry = retryable && held.attempt < held.max_attempts;
+        // A search that stopped (cancelled or failed) wants no more attempts.
+        let search_running = sqlx::query("SELECT status FROM searches WHERE id = $1")
+            .bind(held.search_id)
+            .fetch_one(&mut **tx)
+            .await?
+            .try_get::<String, _>("status")?
+            == SearchStatus::Running.as_str();
+        let retry = retryable && held.attempt < held.max_attempts && search_running;
+        let final_state = if search_running {
+            TrialState::Failed
+        } else {
+            TrialState::Cancelled
+        };
         if retry {
             let run_at = now + self.config().backoff(held.attempt).as_millis() as i64;
             sqlx::query(
@@ -365,7 +381,8 @@ impl Store {
             .execute(&mut **tx)
             .await?;
         } else {
-            sqlx::query(&format!("UPDATE trials SET state = {FAILED}, errors = $1, finished_at = $2, lease_expires_at = NULL WHERE id = $3"))
+            sqlx::query("UPDATE trials SET state = $1, errors = $2, finished_at = $3, lease_expires_at = NULL WHERE id = $4")
+                .bind(final_state.as_str())
                 .bind(errors)
                 .bind(now)
                 .bind(trial)
@@ -373,7 +390,11 @@ impl Store {
                 .await?;
         }
         self.clear_worker(tx, trial, now).await?;
-        let state = if retry { "pending" } else { "failed" };
+        let state = if retry {
+            TrialState::Pending.as_str()
+        } else {
+            final_state.as_str()
+        };
         let mut events = vec![Event::TrialFinished {
             search_id: held.search_id,
             trial_id: trial,
@@ -430,23 +451,12 @@ impl Store {
         for row in rows {
             let trial: i64 = row.try_get("id")?;
             let worker: Option<String> = row.try_get("worker_id")?;
-            let mut tx = self.write_tx().await?;
-            let Some(held) = self.hold(&mut tx, trial, None, Some(now)).await? else {
-                tx.rollback().await?;
-                continue;
-            };
-            let error = format!(
-                "lease expired: worker {} stopped heartbeating",
-                worker.as_deref().unwrap_or("?")
-            );
-            tracing::warn!(trial, attempt = held.attempt, %error, "rescuing trial");
-            let events = self
-                .fail_held(&mut tx, trial, &held, &error, true, now)
-                .await?;
-            tx.commit().await?;
-            self.publish(events);
-            self.settle(held.search_id).await?;
-            handled += 1;
+            // One trial's trouble never stops the rescue of the others.
+            match self.rescue_one(trial, worker.as_deref(), now).await {
+                Ok(true) => handled += 1,
+                Ok(false) => {}
+                Err(e) => tracing::error!(trial, error = %e, "could not rescue the trial"),
+            }
         }
         // Searches whose last trial ended without settling (a crash between
         // the two transactions).
@@ -457,9 +467,50 @@ impl Store {
         .fetch_all(self.pool())
         .await?;
         for row in idle {
-            self.settle(row.try_get("id")?).await?;
+            let search_id: i64 = row.try_get("id")?;
+            if let Err(e) = self.settle(search_id).await {
+                tracing::error!(search_id, error = %e, "could not settle the search");
+            }
         }
         Ok(handled)
+    }
+
+    /// Re-queues or fails one trial whose lease expired before `now`; `false`
+    /// if another process got to it first.
+    async fn rescue_one(
+        &self,
+        trial: i64,
+        worker: Option<&str>,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.write_tx().await?;
+        let Some(held) = self.hold(&mut tx, trial, None, Some(now)).await? else {
+            tx.rollback().await?;
+            return Ok(false);
+        };
+        let mut error = format!(
+            "{LEASE_EXPIRED}: worker {} stopped heartbeating",
+            worker.unwrap_or("?")
+        );
+        if held.attempt >= held.max_attempts {
+            let before = AttemptError::list_from_json(&held.errors)
+                .map_err(|e| StoreError::Corrupt(format!("trial {trial}: {e}")))?
+                .iter()
+                .filter(|e| e.error.starts_with(LEASE_EXPIRED))
+                .count();
+            error = format!(
+                "{error}; the worker stopped while running it ({} times), giving up",
+                before + 1
+            );
+        }
+        tracing::warn!(trial, attempt = held.attempt, %error, "rescuing trial");
+        let events = self
+            .fail_held(&mut tx, trial, &held, &error, true, now)
+            .await?;
+        tx.commit().await?;
+        self.publish(events);
+        self.settle(held.search_id).await?;
+        Ok(true)
     }
 
     async fn clear_worker(

@@ -10,7 +10,8 @@ use sqlx::FromRow;
 use crate::{Lineage, SearchRow, SearchStatus, StoreError, TrialRow, TrialState};
 
 /// The columns [`SearchRecord`] reads.
-pub(crate) const SEARCH_COLUMNS: &str = "id, name, status, spec, proposed, created_at, finished_at";
+pub(crate) const SEARCH_COLUMNS: &str =
+    "id, name, status, spec, proposed, created_at, finished_at, error";
 
 /// The columns [`TrialRecord`] reads.
 pub(crate) const TRIAL_COLUMNS: &str =
@@ -26,6 +27,7 @@ struct SearchRecord {
     proposed: i64,
     created_at: i64,
     finished_at: Option<i64>,
+    error: Option<String>,
 }
 
 /// A `trials` row as stored.
@@ -59,6 +61,7 @@ pub(crate) fn search_row(row: &AnyRow) -> Result<SearchRow, StoreError> {
         proposed: r.proposed,
         created_at: r.created_at,
         finished_at: r.finished_at,
+        error: r.error,
     })
 }
 

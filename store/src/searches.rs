@@ -15,7 +15,7 @@ use crate::{
 impl Store {
     /// Checks `spec`, stores the search and queues its first trials.
     pub async fn create_search(&self, spec: &SearchSpec) -> Result<i64, StoreError> {
-        spec.check()?;
+        spec.check_with(&self.limits())?;
         let now = now_ms();
         let json = serde_json::to_string(spec).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let mut tx = self.write_tx().await?;

@@ -11,8 +11,6 @@ pub(crate) const PENDING: &str = "'pending'";
 pub(crate) const RUNNING: &str = "'running'";
 /// `'succeeded'`: [`TrialState::Succeeded`].
 pub(crate) const SUCCEEDED: &str = "'succeeded'";
-/// `'failed'`: [`TrialState::Failed`].
-pub(crate) const FAILED: &str = "'failed'";
 /// `'cancelled'`: [`TrialState::Cancelled`].
 pub(crate) const CANCELLED: &str = "'cancelled'";
 /// `'rejected'`: [`TrialState::Rejected`].
@@ -21,6 +19,8 @@ pub(crate) const REJECTED: &str = "'rejected'";
 pub(crate) const SEARCH_RUNNING: &str = "'running'";
 /// `'cancelled'`: [`SearchStatus::Cancelled`].
 pub(crate) const SEARCH_CANCELLED: &str = "'cancelled'";
+/// `'failed'`: [`SearchStatus::Failed`].
+pub(crate) const SEARCH_FAILED: &str = "'failed'";
 
 #[cfg(test)]
 mod tests {
@@ -36,7 +36,6 @@ mod tests {
             (PENDING, TrialState::Pending),
             (RUNNING, TrialState::Running),
             (SUCCEEDED, TrialState::Succeeded),
-            (FAILED, TrialState::Failed),
             (CANCELLED, TrialState::Cancelled),
             (REJECTED, TrialState::Rejected),
         ];
@@ -45,5 +44,6 @@ mod tests {
         }
         assert_eq!(SEARCH_RUNNING, quoted(SearchStatus::Running.as_str()));
         assert_eq!(SEARCH_CANCELLED, quoted(SearchStatus::Cancelled.as_str()));
+        assert_eq!(SEARCH_FAILED, quoted(SearchStatus::Failed.as_str()));
     }
 }

@@ -1,12 +1,21 @@
 //! Topping a search up with new trials from its strategy, and finishing it.
 
-use crate::sql_states::{PENDING, RUNNING};
+use crate::sql_states::{CANCELLED, PENDING, RUNNING, SEARCH_FAILED};
 use search::strategy::{HistoryEntry, Outcome};
 use search::Architecture;
 use sqlx::{Any, Row, Transaction};
 
 use crate::{Event, SearchStatus, Store, StoreError, TrialState};
 use search::SearchSpec;
+
+/// What asking the strategy for trials gave.
+#[derive(Debug)]
+enum Proposed {
+    /// `added` trials queued; `exhausted` if fewer than asked for.
+    Queued { added: usize, exhausted: bool },
+    /// The search cannot go on (its space or strategy fails): why.
+    Impossible(String),
+}
 
 /// Where a new trial's architecture came from.
 #[derive(Debug, Clone, Copy)]
@@ -82,8 +91,15 @@ impl Store {
         let want = if in_time { room as usize } else { 0 };
         let mut events = Vec::new();
         let (added, exhausted) = if want > 0 {
-            self.propose_trials(tx, search_id, &spec, proposed, want, now)
+            match self
+                .propose_trials(tx, search_id, &spec, proposed, want, now)
                 .await?
+            {
+                Proposed::Queued { added, exhausted } => (added, exhausted),
+                Proposed::Impossible(reason) => {
+                    return self.fail_search(tx, search_id, &reason, now).await;
+                }
+            }
         } else {
             (0, false)
         };
@@ -121,14 +137,16 @@ impl Store {
         proposed: i64,
         want: usize,
         now: i64,
-    ) -> Result<(usize, bool), StoreError> {
+    ) -> Result<Proposed, StoreError> {
         let history = self.history(tx, search_id).await?;
-        let dataset = spec.dataset_info()?;
-        let space = spec.space.resolve()?;
+        let (dataset, space) = match (spec.dataset_info(), spec.space.resolve()) {
+            (Ok(dataset), Ok(space)) => (dataset, space),
+            (Err(e), _) | (_, Err(e)) => return Ok(Proposed::Impossible(e.to_string())),
+        };
         // A fresh, reproducible stream per top-up.
         let mut rng =
             search::seeded_rng(spec.seed ^ (proposed as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
-        let proposals = search::propose(
+        let proposals = match search::propose(
             &spec.strategy,
             &space,
             dataset.input,
@@ -136,12 +154,14 @@ impl Store {
             &history,
             want,
             &mut rng,
-        )
-        .map_err(|e| {
-            StoreError::Conflict(format!(
-                "search {search_id}: the strategy cannot propose: {e}"
-            ))
-        })?;
+        ) {
+            Ok(proposals) => proposals,
+            Err(e) => {
+                return Ok(Proposed::Impossible(format!(
+                    "the strategy cannot propose: {e}"
+                )))
+            }
+        };
         for (k, p) in proposals.iter().enumerate() {
             let origin = Origin::Strategy {
                 parent: p.parent.map(|i| i as i64),
@@ -162,7 +182,42 @@ impl Store {
                 .execute(&mut **tx)
                 .await?;
         }
-        Ok((proposals.len(), proposals.len() < want))
+        Ok(Proposed::Queued {
+            added: proposals.len(),
+            exhausted: proposals.len() < want,
+        })
+    }
+
+    /// Within `tx`, with the search row locked: the search cannot go on.
+    /// It becomes `failed` with `reason`; its pending trials are cancelled,
+    /// running ones finish and keep their results.
+    async fn fail_search(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        search_id: i64,
+        reason: &str,
+        now: i64,
+    ) -> Result<Vec<Event>, StoreError> {
+        tracing::warn!(search_id, %reason, "the search failed");
+        sqlx::query(&format!(
+            "UPDATE searches SET status = {SEARCH_FAILED}, error = $1, finished_at = $2 WHERE id = $3"
+        ))
+        .bind(reason)
+        .bind(now)
+        .bind(search_id)
+        .execute(&mut **tx)
+        .await?;
+        sqlx::query(&format!(
+            "UPDATE trials SET state = {CANCELLED}, finished_at = $1 WHERE search_id = $2 AND state = {PENDING}"
+        ))
+        .bind(now)
+        .bind(search_id)
+        .execute(&mut **tx)
+        .await?;
+        Ok(vec![Event::SearchFinished {
+            search_id,
+            status: SearchStatus::Failed.as_str().into(),
+        }])
     }
 
     /// Inserts one pending trial with its costs (the leaderboard's params

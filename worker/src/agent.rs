@@ -36,6 +36,8 @@ pub struct AgentConfig {
     pub poll: Duration,
     /// Latency measurement settings.
     pub latency: LatencyConfig,
+    /// Memory one trial may use, bytes (`None`: unchecked).
+    pub max_memory: Option<u64>,
 }
 
 /// Why a running trial was stopped before its end.
@@ -242,6 +244,7 @@ impl Agent {
                 threads: self.config.threads,
             },
             objective: spec.objective,
+            max_memory: self.config.max_memory,
         }
     }
 

@@ -20,6 +20,7 @@
 pub mod agent;
 pub mod data;
 pub mod latency;
+pub mod memory;
 pub mod net;
 pub mod ops;
 pub mod pipeline;

@@ -11,6 +11,7 @@
 
 use std::sync::atomic::AtomicBool;
 
+use search::limits::{bytes_text, Footprint};
 use search::{Architecture, LatencyMs, Objective, Report, TrialResult};
 use thiserror::Error;
 
@@ -28,6 +29,26 @@ pub enum TrialError {
     /// settings, no threads).
     #[error(transparent)]
     Training(#[from] TrainError),
+    /// Training the network would need more memory than this worker has.
+    #[error("the network needs about {} of memory to train at batch {batch_size} (estimated), but this worker allows {}", bytes_text(*.needed), bytes_text(*.allowed))]
+    TooBig {
+        /// Estimated training memory, bytes.
+        needed: u64,
+        /// The worker's share of memory, bytes.
+        allowed: u64,
+        /// The batch size the estimate is for.
+        batch_size: usize,
+    },
+    /// The objective scored the trained network with NaN or infinity.
+    #[error("the objective gave a non-finite reward {reward} (accuracy {accuracy}, latency {latency_ms} ms)")]
+    NonFiniteReward {
+        /// The reward.
+        reward: f64,
+        /// The accuracy it was computed from.
+        accuracy: f64,
+        /// The latency it was computed from, milliseconds.
+        latency_ms: f64,
+    },
 }
 
 /// A validated, built candidate with freshly initialised weights.
@@ -152,7 +173,16 @@ impl Measured {
                 result.train_seconds = Some(trained.train_seconds);
                 result.images_per_second = Some(trained.images_per_second);
                 result.epochs = Some(trained.epochs.len() as u32);
-                result.reward = Some(objective.reward(result.accuracy(), result.latency_ms.p50));
+                let (accuracy, latency_ms) = (result.accuracy(), result.latency_ms.p50);
+                let reward = objective.reward(accuracy, latency_ms);
+                if !reward.is_finite() {
+                    return Err(TrialError::NonFiniteReward {
+                        reward,
+                        accuracy,
+                        latency_ms,
+                    });
+                }
+                result.reward = Some(reward);
                 tracing::info!(
                     accuracy = result.accuracy(),
                     reward = result.reward,
@@ -180,6 +210,9 @@ pub struct TrialPlan {
     pub train: TrainConfig,
     /// Scores it (and may reject it over a hard latency limit).
     pub objective: Objective,
+    /// Memory this trial may use, bytes; a network estimated to need more
+    /// is refused before it is built.
+    pub max_memory: Option<u64>,
 }
 
 /// Runs one trial start to end: build, measure, reject or train, summarise.
@@ -189,6 +222,18 @@ pub fn run(
     cancel: &AtomicBool,
     on_epoch: impl FnMut(&EpochReport) + Send,
 ) -> Result<TrialOutcome, TrialError> {
+    if let Some(allowed) = plan.max_memory {
+        let report = search::validate(&plan.architecture).map_err(NetworkError::from)?;
+        let batch_size = plan.train.batch_size;
+        let footprint = Footprint::of(&report, plan.architecture.input, batch_size);
+        if footprint.training_bytes > allowed {
+            return Err(TrialError::TooBig {
+                needed: footprint.training_bytes,
+                allowed,
+                batch_size,
+            });
+        }
+    }
     let measured = Candidate::build(&plan.architecture, plan.seed)?.measure(plan.latency)?;
     if measured.rejected_by(&plan.objective) {
         let mut result = measured.measured_result();

@@ -12,6 +12,7 @@ use tokio::task::JoinHandle;
 
 use crate::agent::{Agent, AgentConfig};
 use crate::latency::{Device, LatencyConfig};
+use crate::memory::available_memory;
 
 /// Why a pool could not be set up or did not stop cleanly.
 #[derive(Debug, Error)]
@@ -42,6 +43,9 @@ pub struct AgentPool {
     pub heartbeat: Duration,
     /// Longest idle wait between claims.
     pub poll: Duration,
+    /// Memory the whole pool may use, bytes; each agent gets an equal share
+    /// (default: [`available_memory`]).
+    pub max_memory: Option<u64>,
 }
 
 /// The agents a pool started; [`AgentPool::join`] waits for them.
@@ -72,6 +76,7 @@ impl AgentPool {
             data_dir,
             heartbeat: Duration::from_secs(5),
             poll: Duration::from_secs(2),
+            max_memory: available_memory(),
         })
     }
 
@@ -94,6 +99,7 @@ impl AgentPool {
                     heartbeat: self.heartbeat,
                     poll: self.poll,
                     latency: LatencyConfig::default(),
+                    max_memory: self.max_memory.map(|m| m / self.concurrency as u64),
                 };
                 tokio::spawn(Agent::new(store.clone(), config).run(stop.clone()))
             })

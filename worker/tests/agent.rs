@@ -29,6 +29,7 @@ fn agent_config(id: &str) -> AgentConfig {
             runs: 5,
             threads: 1,
         },
+        max_memory: None,
     }
 }
 
@@ -114,7 +115,7 @@ async fn candidates_over_the_hard_latency_limit_are_rejected_untrained() {
         .expect("store");
     let spec: SearchSpec = serde_json::from_str(
         r#"{"name": "fast only", "dataset": "fashion-mnist", "strategy": {"kind": "random"},
-            "objective": {"latency": {"target_ms": 1.0, "max_ms": 0.000001}},
+            "objective": {"latency": {"target_ms": 1.0, "max_ms": 0.001}},
             "budget": {"max_trials": 3, "parallelism": 3, "max_train_samples": 1000}}"#,
     )
     .expect("spec");
@@ -146,5 +147,44 @@ async fn candidates_over_the_hard_latency_limit_are_rejected_untrained() {
             "never trained"
         );
         assert!(store.weights(t.id).await.expect("weights").is_none());
+    }
+}
+
+/// A worker with less memory than a network needs fails its trials at once,
+/// saying how much they needed, instead of being killed mid-allocation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_network_over_the_workers_memory_fails_before_it_is_built() {
+    let store = Store::connect(&testing::fresh_sqlite_url(), QueueConfig::default())
+        .await
+        .expect("store");
+    let spec: SearchSpec = serde_json::from_str(
+        r#"{"name": "too big here", "dataset": "fashion-mnist", "strategy": {"kind": "random"},
+            "budget": {"max_trials": 2, "parallelism": 2, "max_train_samples": 1000}}"#,
+    )
+    .expect("spec");
+    let id = store.create_search(&spec).await.expect("create");
+    let (stop, stopped) = watch::channel(false);
+    let config = AgentConfig {
+        max_memory: Some(64 << 10),
+        ..agent_config("small")
+    };
+    let agent = tokio::spawn(Agent::new(store.clone(), config).run(stopped));
+    let start = Instant::now();
+    while store.search(id).await.expect("search").status == SearchStatus::Running {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the search did not finish"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stop.send(true).expect("stop");
+    agent.await.expect("task").expect("agent");
+    for t in store.trials(id).await.expect("trials") {
+        assert_eq!((t.state, t.attempt), (TrialState::Failed, 1), "{t:?}");
+        let error = &t.errors[0].error;
+        assert!(
+            error.contains("needs about") && error.contains("this worker allows 64.0 KiB"),
+            "{error}"
+        );
     }
 }

@@ -21,8 +21,10 @@ pub struct SearchView {
     pub id: i64,
     /// Its name.
     pub name: String,
-    /// running, finished or cancelled.
+    /// running, finished, cancelled or failed.
     pub status: SearchStatus,
+    /// Why it failed (status `failed`).
+    pub error: Option<String>,
     /// The spec as accepted, defaults filled in.
     pub spec: SearchSpec,
     /// Trials created so far.
@@ -41,6 +43,7 @@ impl TryFrom<&SearchRow> for SearchView {
             id: s.id,
             name: s.name.clone(),
             status: s.status,
+            error: s.error.clone(),
             spec: serde_json::from_str(&s.spec)
                 .map_err(|e| ApiError::internal(format!("stored spec of search {}: {e}", s.id)))?,
             trials_proposed: s.proposed,

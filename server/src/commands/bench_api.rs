@@ -21,7 +21,7 @@ pub fn seed(args: &SeedBenchArgs) -> anyhow::Result<String> {
             "name": format!("synthetic leaderboard ({} trials)", args.trials),
             "dataset": "cifar10", "space": "full", "strategy": {"kind": "random"},
             "objective": {"latency": {"target_ms": 2.0}},
-            "budget": {"max_trials": args.trials, "parallelism": args.trials}
+            "budget": {"max_trials": args.trials, "parallelism": args.trials.min(search::spec::bounds::MAX_PARALLELISM)}
         }))?;
         let objective = spec.objective;
         let id = store.create_search(&spec).await?;

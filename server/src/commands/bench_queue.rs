@@ -17,7 +17,7 @@ use crate::table::{thousands, Align, Table};
 async fn one_run(store: &Store, workers: usize, trials: u32) -> anyhow::Result<(f64, usize)> {
     let spec: SearchSpec = serde_json::from_value(serde_json::json!({
         "name": format!("queue-bench-{workers}"), "dataset": "cifar10", "space": "full",
-        "strategy": {"kind": "random"}, "budget": {"max_trials": trials, "parallelism": trials}
+        "strategy": {"kind": "random"}, "budget": {"max_trials": trials, "parallelism": trials.min(search::spec::bounds::MAX_PARALLELISM)}
     }))?;
     store.create_search(&spec).await?;
     let claims: Arc<Mutex<HashMap<i64, usize>>> = Arc::default();

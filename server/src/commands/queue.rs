@@ -21,7 +21,9 @@ pub fn submit(args: &QueueSubmitArgs) -> anyhow::Result<String> {
     let spec: SearchSpec = serde_json::from_str(&text)
         .with_context(|| format!("{}: invalid search spec", args.spec.display()))?;
     runtime()?.block_on(async {
-        let store = Store::connect(&args.database_url, QueueConfig::default()).await?;
+        let store = Store::connect(&args.database_url, QueueConfig::default())
+            .await?
+            .with_limits(args.limits.limits());
         let id = store.create_search(&spec).await?;
         store.close().await;
         Ok(format!("{id}\n"))

@@ -25,7 +25,8 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<String> {
     runtime.block_on(async {
         let store = Store::connect(&args.database_url, QueueConfig::default())
             .await
-            .with_context(|| format!("connecting to {}", redact(&args.database_url)))?;
+            .with_context(|| format!("connecting to {}", redact(&args.database_url)))?
+            .with_limits(args.limits.limits());
         let listener = bind(args.bind).await?;
         serve(
             listener,

@@ -26,7 +26,8 @@ pub fn run(args: &UpArgs) -> anyhow::Result<String> {
         let url = format!("sqlite://{}", args.db.display());
         let store = Store::connect(&url, QueueConfig::default())
             .await
-            .with_context(|| format!("opening {}", args.db.display()))?;
+            .with_context(|| format!("opening {}", args.db.display()))?
+            .with_limits(args.limits.limits());
         let address = SocketAddr::from((Ipv4Addr::LOCALHOST, args.port));
         let listener = bind(address).await?;
         let (stop_tx, stop_rx) = watch::channel(false);

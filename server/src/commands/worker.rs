@@ -54,6 +54,9 @@ pub fn run(args: &WorkerArgs) -> anyhow::Result<String> {
     )?;
     pool.heartbeat = seconds("heartbeat-secs", args.heartbeat_secs)?;
     pool.poll = seconds("poll-secs", args.poll_secs)?;
+    if let Some(mib) = args.max_memory_mib {
+        pool.max_memory = Some(mib.saturating_mul(1 << 20));
+    }
     if pool.heartbeat >= queue.lease {
         bail!("--heartbeat-secs must be shorter than --lease-secs, or every lease would expire");
     }

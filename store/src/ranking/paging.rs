@@ -154,7 +154,10 @@ impl Store {
             RankKey::Reward => " AND (-reward, id) > ($2, $3)".to_owned(),
             _ => format!(" AND ({order}) > ($2, $4, $3)"),
         };
-        let filter = format!("search_id = $1 AND state = {SUCCEEDED} AND {col} IS NOT NULL");
+        // Rows written before rewards were checked may lack one (NaN stored as NULL).
+        let filter = format!(
+            "search_id = $1 AND state = {SUCCEEDED} AND {col} IS NOT NULL AND reward IS NOT NULL"
+        );
         let sql = format!(
             "SELECT id, idx, reward, accuracy, latency_ms, params, macs, parent_idx, finished_at, architecture, baseline \
              FROM trials WHERE {filter}{after_clause} ORDER BY {order} LIMIT {}",

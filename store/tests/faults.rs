@@ -1,0 +1,168 @@
+//! Faults that must not hurt a search or its neighbours, on both backends:
+//! a strategy that cannot propose, a row the rescuer cannot handle, a
+//! search stopped under a running trial, non-finite rewards, rows written
+//! before rewards were checked.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{fast, spec, worker};
+use search::RankKey;
+use sqlx::any::AnyPoolOptions;
+use sqlx::AnyPool;
+use store::{testing, Completion, SearchStatus, Store, StoreError, TrialState};
+
+fn done(reward: f64) -> Completion {
+    Completion::Succeeded {
+        result: search::TrialResult::synthetic(reward.clamp(0.0, 1.0), 1.0, reward),
+        weights: None,
+    }
+}
+
+/// A store and a raw connection to the same database, to break rows the
+/// way old releases or hand edits could.
+async fn store_and_pool(url: String) -> (Store, AnyPool) {
+    let store = Store::connect(&url, fast()).await.expect("store");
+    sqlx::any::install_default_drivers();
+    let pool = AnyPoolOptions::new()
+        .max_connections(2)
+        .connect(&url)
+        .await
+        .expect("raw pool");
+    (store, pool)
+}
+
+const RANDOM: &str = r#"{"name": "s", "dataset": "mnist", "strategy": {"kind": "random"},
+    "budget": {"max_trials": 3, "parallelism": 1}}"#;
+
+/// The strategy fails after a trial trained: the result is kept, the search
+/// fails with the reason, nothing is left pending.
+async fn a_strategy_failure_keeps_the_result_and_fails_the_search(store: Store, pool: AnyPool) {
+    let w = worker("w", &[]);
+    let id = store.create_search(&spec(RANDOM)).await.expect("create");
+    let t = store.claim(&w).await.expect("claim").expect("a trial");
+    // A space stored by an older release that no longer checks out.
+    let broken = r#"{"name":"s","dataset":"mnist","strategy":{"kind":"random"},"budget":{"max_trials":3,"parallelism":1},"space":{"ops":[],"channels":[8],"kernels":[3],"depth":{"min":1,"max":2},"stem":{"channels":[8]},"head":{"pooling":"global_avg"}}}"#;
+    sqlx::query("UPDATE searches SET spec = $1 WHERE id = $2")
+        .bind(broken)
+        .bind(id)
+        .execute(&pool)
+        .await
+        .expect("break the spec");
+    store
+        .complete(t.id, t.attempt, done(0.8))
+        .await
+        .expect("the completion stands");
+    let trial = store.trial(t.id).await.expect("trial");
+    assert_eq!(trial.state, TrialState::Succeeded);
+    assert_eq!(trial.reward, Some(0.8));
+    let search = store.search(id).await.expect("search");
+    assert_eq!(search.status, SearchStatus::Failed);
+    let error = search.error.unwrap_or_default();
+    assert!(error.contains("ops"), "{error}");
+    assert!(store.claim(&w).await.expect("claim").is_none());
+}
+
+/// One trial whose row the rescuer cannot handle does not stop it from
+/// rescuing another search's trial.
+async fn the_rescuer_goes_on_past_a_row_it_cannot_handle(store: Store, pool: AnyPool) {
+    let (a, b) = (worker("a", &[]), worker("b", &[]));
+    let first = store.create_search(&spec(RANDOM)).await.expect("create");
+    store.create_search(&spec(RANDOM)).await.expect("create");
+    let ta = store.claim(&a).await.expect("claim").expect("trial");
+    let tb = store.claim(&b).await.expect("claim").expect("trial");
+    assert_ne!(ta.search_id, tb.search_id);
+    let bad = if ta.search_id == first { ta.id } else { tb.id };
+    let good = if bad == ta.id { tb.id } else { ta.id };
+    sqlx::query("UPDATE trials SET errors = 'not json' WHERE id = $1")
+        .bind(bad)
+        .execute(&pool)
+        .await
+        .expect("break a row");
+    tokio::time::sleep(store.config().lease + Duration::from_millis(100)).await;
+    assert_eq!(store.rescue_expired().await.expect("rescue"), 1);
+    let rescued = store.trial(good).await.expect("trial");
+    assert_eq!(rescued.state, TrialState::Pending, "{rescued:?}");
+    assert_eq!(rescued.errors.len(), 1);
+    assert!(matches!(store.trial(bad).await, Err(StoreError::Corrupt(m)) if m.contains("trial")));
+}
+
+/// A worker dies on a trial of a search that was cancelled meanwhile: the
+/// trial ends cancelled instead of being retried, and nobody claims it.
+async fn a_stopped_searchs_trial_is_not_retried(store: Store, _pool: AnyPool) {
+    let w = worker("w", &[]);
+    let id = store.create_search(&spec(RANDOM)).await.expect("create");
+    let t = store.claim(&w).await.expect("claim").expect("trial");
+    store.cancel_search(id).await.expect("cancel");
+    tokio::time::sleep(store.config().lease + Duration::from_millis(100)).await;
+    assert_eq!(store.rescue_expired().await.expect("rescue"), 1);
+    assert_eq!(
+        store.trial(t.id).await.expect("trial").state,
+        TrialState::Cancelled
+    );
+    assert!(store.claim(&w).await.expect("claim").is_none());
+}
+
+/// A non-finite reward is refused and the lease kept; rows written before
+/// rewards were checked (NaN stored as NULL) do not break the views.
+async fn rewards_are_finite_and_readers_tolerate_old_rows(store: Store, pool: AnyPool) {
+    let w = worker("w", &[]);
+    let id = store.create_search(&spec(RANDOM)).await.expect("create");
+    let t = store.claim(&w).await.expect("claim").expect("trial");
+    let refused = store.complete(t.id, t.attempt, done(f64::NAN)).await;
+    assert!(
+        matches!(refused, Err(StoreError::Invalid(_))),
+        "{refused:?}"
+    );
+    assert_eq!(
+        store.trial(t.id).await.expect("trial").state,
+        TrialState::Running
+    );
+    store
+        .complete(t.id, t.attempt, done(0.5))
+        .await
+        .expect("complete");
+    sqlx::query("UPDATE trials SET reward = NULL WHERE id = $1")
+        .bind(t.id)
+        .execute(&pool)
+        .await
+        .expect("an old NaN row");
+    for key in [RankKey::Reward, RankKey::Accuracy, RankKey::Latency] {
+        let page = store.leaderboard(id, key, 10, None).await.expect("page");
+        assert!(page.entries.iter().all(|e| e.trial_id != t.id), "{key:?}");
+    }
+    store.pareto(id).await.expect("pareto");
+    store.searches_page(None, None, 10).await.expect("searches");
+}
+
+macro_rules! faults_on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let (store, pool) = super::store_and_pool(super::testing::fresh_sqlite_url()).await;
+                    super::$name(store, pool).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let url = super::testing::fresh_postgres_url().await.expect("PostgreSQL at DATABASE_URL");
+                    let (store, pool) = super::store_and_pool(url).await;
+                    super::$name(store, pool).await;
+                }
+            )*
+        }
+    };
+}
+
+faults_on_both_backends!(
+    a_strategy_failure_keeps_the_result_and_fails_the_search,
+    the_rescuer_goes_on_past_a_row_it_cannot_handle,
+    a_stopped_searchs_trial_is_not_retried,
+    rewards_are_finite_and_readers_tolerate_old_rows,
+);
