@@ -92,6 +92,25 @@ impl Store {
         }
     }
 
+    /// The database's clock, Unix milliseconds. Leases, retry times and
+    /// claims all use it, so workers with skewed clocks agree on what
+    /// "expired" and "due" mean.
+    pub(crate) async fn db_now_ms(&self) -> Result<i64, StoreError> {
+        let sql = match self.backend {
+            Backend::Postgres => {
+                "SELECT CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT) AS now"
+            }
+            Backend::Sqlite => {
+                "SELECT CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER) AS now"
+            }
+        };
+        use sqlx::Row;
+        Ok(sqlx::query(sql)
+            .fetch_one(&self.pool)
+            .await?
+            .try_get("now")?)
+    }
+
     pub(crate) fn pool(&self) -> &AnyPool {
         &self.pool
     }

@@ -9,8 +9,8 @@ use sqlx::{Any, FromRow, Row, Transaction};
 use search::{AttemptError, TrialProgress, TrialResult};
 
 use crate::{
-    now_ms, ClaimedTrial, Completion, EpochMetrics, Event, Heartbeat, SearchStatus, Store,
-    StoreError, TrialState, WorkerInfo,
+    ClaimedTrial, Completion, EpochMetrics, Event, Heartbeat, SearchStatus, Store, StoreError,
+    TrialState, WorkerInfo,
 };
 
 /// What is known of a running trial once its lease is confirmed.
@@ -21,6 +21,9 @@ struct Held {
     max_attempts: i64,
     errors: String,
 }
+
+/// Most search specs a store keeps for claims.
+const MAX_CACHED_SPECS: usize = 1024;
 
 /// How a rescued attempt's error starts.
 const LEASE_EXPIRED: &str = "lease expired";
@@ -55,7 +58,7 @@ fn label_subsets(labels: &[String]) -> Vec<String> {
 impl Store {
     /// Registers (or re-registers) a worker.
     pub async fn register_worker(&self, w: &WorkerInfo) -> Result<(), StoreError> {
-        let now = now_ms();
+        let now = self.db_now_ms().await?;
         let mut labels = w.labels.clone();
         labels.sort();
         sqlx::query(
@@ -76,7 +79,7 @@ impl Store {
 
     /// Claims the oldest due pending trial this worker may run, or `None`.
     pub async fn claim(&self, worker: &WorkerInfo) -> Result<Option<ClaimedTrial>, StoreError> {
-        let now = now_ms();
+        let now = self.db_now_ms().await?;
         let lease = now + self.config().lease.as_millis() as i64;
         // Trials store their required labels sorted and comma-joined, so "the
         // worker has them all" is "they are one of the worker's label subsets".
@@ -126,10 +129,12 @@ impl Store {
                     .fetch_one(self.pool())
                     .await?
                     .try_get("spec")?;
-                self.specs
-                    .lock()
-                    .map_err(specs_poisoned)?
-                    .insert(search_id, spec.clone());
+                let mut specs = self.specs.lock().map_err(specs_poisoned)?;
+                // Bounded: start over rather than grow with every search ever claimed.
+                if specs.len() >= MAX_CACHED_SPECS {
+                    specs.clear();
+                }
+                specs.insert(search_id, spec.clone());
                 spec
             }
         };
@@ -155,7 +160,7 @@ impl Store {
         attempt: i64,
         progress: Option<&TrialProgress>,
     ) -> Result<Heartbeat, StoreError> {
-        let now = now_ms();
+        let now = self.db_now_ms().await?;
         let progress = progress.map(TrialProgress::to_json);
         let lease = now + self.config().lease.as_millis() as i64;
         let updated = sqlx::query(
@@ -226,6 +231,43 @@ impl Store {
         Ok(())
     }
 
+    /// Stores the trained weights (safetensors) of `(trial, attempt)` on
+    /// their own, before its completion, so that a large blob can neither
+    /// break nor slow the transaction that records the result. A later
+    /// attempt's weights replace an earlier one's.
+    pub async fn save_weights(
+        &self,
+        trial: i64,
+        attempt: i64,
+        bytes: &[u8],
+    ) -> Result<(), StoreError> {
+        let now = self.db_now_ms().await?;
+        let mut tx = self.write_tx().await?;
+        let held = sqlx::query(&format!(
+            "SELECT id FROM trials WHERE id = $1 AND attempt = $2 AND state = {RUNNING}"
+        ))
+        .bind(trial)
+        .bind(attempt)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if held.is_none() {
+            tx.rollback().await?;
+            return Err(StoreError::LeaseLost { trial, attempt });
+        }
+        sqlx::query("DELETE FROM artifacts WHERE trial_id = $1 AND kind = 'weights'")
+            .bind(trial)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("INSERT INTO artifacts (trial_id, kind, bytes, created_at) VALUES ($1, 'weights', $2, $3)")
+            .bind(trial)
+            .bind(bytes)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Confirms `(trial, attempt)` still holds a running lease (or, for the
     /// rescuer, an expired one) and locks the trial row.
     async fn hold(
@@ -256,7 +298,7 @@ impl Store {
         attempt: i64,
         outcome: Completion,
     ) -> Result<(), StoreError> {
-        let now = now_ms();
+        let now = self.db_now_ms().await?;
         let (state, result, weights) = match outcome {
             Completion::Succeeded { result, weights } => {
                 if !result.reward.is_some_and(f64::is_finite) {
@@ -325,7 +367,7 @@ impl Store {
         error: &str,
         retryable: bool,
     ) -> Result<(), StoreError> {
-        let now = now_ms();
+        let now = self.db_now_ms().await?;
         let mut tx = self.write_tx().await?;
         let Some(held) = self.hold(&mut tx, trial, Some(attempt), None).await? else {
             tx.rollback().await?;
@@ -409,7 +451,7 @@ impl Store {
     /// Hands `(trial, attempt)` back untouched (a worker shutting down): the
     /// trial is pending again at once and the attempt is not counted.
     pub async fn release(&self, trial: i64, attempt: i64) -> Result<(), StoreError> {
-        let now = now_ms();
+        let now = self.db_now_ms().await?;
         let mut tx = self.write_tx().await?;
         let Some(held) = self.hold(&mut tx, trial, Some(attempt), None).await? else {
             tx.rollback().await?;
@@ -440,7 +482,7 @@ impl Store {
     /// Re-queues (with backoff) or fails every running trial whose lease has
     /// expired. Returns how many it handled.
     pub async fn rescue_expired(&self) -> Result<usize, StoreError> {
-        let now = now_ms();
+        let now = self.db_now_ms().await?;
         let rows = sqlx::query(&format!(
             "SELECT id, worker_id FROM trials WHERE state = {RUNNING} AND lease_expires_at < $1"
         ))

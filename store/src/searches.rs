@@ -9,14 +9,14 @@ use sqlx::{FromRow, Row};
 use crate::rows::{search_row, trial_row, SEARCH_COLUMNS, TRIAL_COLUMNS};
 use crate::topup::{NewTrial, Origin};
 use crate::{
-    now_ms, EpochMetrics, Event, SearchRow, SearchStatus, Store, StoreError, TrialRow, TrialState,
+    EpochMetrics, Event, SearchRow, SearchStatus, Store, StoreError, TrialRow, TrialState,
 };
 
 impl Store {
     /// Checks `spec`, stores the search and queues its first trials.
     pub async fn create_search(&self, spec: &SearchSpec) -> Result<i64, StoreError> {
         spec.check_with(&self.limits())?;
-        let now = now_ms();
+        let now = self.db_now_ms().await?;
         let json = serde_json::to_string(spec).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let mut tx = self.write_tx().await?;
         let row = sqlx::query(
@@ -66,7 +66,7 @@ impl Store {
     /// Cancels a running search: pending trials at once, running ones at
     /// their next heartbeat.
     pub async fn cancel_search(&self, id: i64) -> Result<(), StoreError> {
-        let now = now_ms();
+        let now = self.db_now_ms().await?;
         let mut tx = self.write_tx().await?;
         let sql = format!(
             "SELECT status FROM searches WHERE id = $1{}",

@@ -311,7 +311,8 @@ impl Store {
             return Ok(());
         }
         let mut tx = self.write_tx().await?;
-        let events = self.top_up(&mut tx, search_id, crate::now_ms()).await?;
+        let now = self.db_now_ms().await?;
+        let events = self.top_up(&mut tx, search_id, now).await?;
         tx.commit().await?;
         self.publish(events);
         Ok(())

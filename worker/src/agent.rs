@@ -4,7 +4,6 @@
 //! shutdown it stops claiming and hands a running trial back (pending again,
 //! attempt not consumed).
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -78,25 +77,77 @@ struct SearchData {
     validation: Dataset,
 }
 
-/// An attempt that could not run, and whether another attempt may help.
+/// What a failed attempt means for its trial.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FailureKind {
+    /// The trial itself is at fault: no retry helps.
+    Permanent,
+    /// Another attempt may succeed.
+    Retryable,
+    /// This worker's surroundings failed (dataset host, disk): the trial is
+    /// handed back without using an attempt, and this worker backs off.
+    Infrastructure,
+}
+
+/// An attempt that could not run, and what that means for its trial.
 #[derive(Debug)]
 struct AttemptFailure {
     message: String,
-    retryable: bool,
+    kind: FailureKind,
 }
 
 impl AttemptFailure {
     fn permanent(message: impl ToString) -> Self {
         Self {
             message: message.to_string(),
-            retryable: false,
+            kind: FailureKind::Permanent,
         }
     }
 
     fn retryable(message: impl ToString) -> Self {
         Self {
             message: message.to_string(),
-            retryable: true,
+            kind: FailureKind::Retryable,
+        }
+    }
+
+    fn infrastructure(message: impl ToString) -> Self {
+        Self {
+            message: message.to_string(),
+            kind: FailureKind::Infrastructure,
+        }
+    }
+}
+
+/// Most datasets an agent keeps in memory between trials.
+const MAX_CACHED_DATASETS: usize = 2;
+
+/// Tries of `complete` before a result is given up (with doubling delays
+/// from one second, about a minute in all).
+const COMPLETE_TRIES: u32 = 7;
+
+/// First and longest pause of a worker after an infrastructure failure.
+const INFRASTRUCTURE_BACKOFF: (Duration, Duration) =
+    (Duration::from_secs(5), Duration::from_secs(300));
+
+/// Runs `work` while keeping `trial`'s lease alive with heartbeats.
+async fn keep_alive<T>(
+    store: &Store,
+    trial: &ClaimedTrial,
+    every: Duration,
+    work: impl std::future::Future<Output = T>,
+) -> T {
+    tokio::pin!(work);
+    let mut ticker = tokio::time::interval(every);
+    ticker.tick().await;
+    loop {
+        tokio::select! {
+            out = &mut work => return out,
+            _ = ticker.tick() => {
+                if let Err(e) = store.heartbeat(trial.id, trial.attempt, None).await {
+                    warn!(error = %e, "heartbeat failed");
+                }
+            }
         }
     }
 }
@@ -108,7 +159,11 @@ type Finished = Result<Completion, AttemptFailure>;
 pub struct Agent {
     store: Store,
     config: AgentConfig,
-    datasets: HashMap<String, Arc<SearchData>>,
+    /// Loaded splits, most recently used last: one per dataset, at most
+    /// [`MAX_CACHED_DATASETS`].
+    datasets: Vec<(String, Arc<SearchData>)>,
+    /// After an infrastructure failure: the current pause, and until when.
+    backoff: Option<(Duration, tokio::time::Instant)>,
 }
 
 impl Agent {
@@ -117,7 +172,8 @@ impl Agent {
         Self {
             store,
             config,
-            datasets: HashMap::new(),
+            datasets: Vec::new(),
+            backoff: None,
         }
     }
 
@@ -128,6 +184,12 @@ impl Agent {
         let mut events = self.store.subscribe();
         info!(worker = %self.config.worker.id, "worker started");
         while !*shutdown.borrow() {
+            if let Some((_, until)) = self.backoff {
+                tokio::select! {
+                    _ = shutdown.changed() => continue,
+                    () = tokio::time::sleep_until(until) => {}
+                }
+            }
             if let Err(e) = self.store.rescue_expired().await {
                 warn!(error = %e, "rescue failed");
             }
@@ -165,18 +227,29 @@ impl Agent {
     async fn dataset(&mut self, spec: &SearchSpec) -> Result<Arc<SearchData>, AttemptFailure> {
         let (fraction, seed) = (spec.training.val_fraction, spec.seed);
         let key = format!("{}/{fraction}/{seed}", spec.dataset);
-        if let Some(d) = self.datasets.get(&key) {
-            return Ok(d.clone());
+        if let Some(at) = self.datasets.iter().position(|(k, _)| *k == key) {
+            let hit = self.datasets.remove(at);
+            let data = hit.1.clone();
+            self.datasets.push(hit);
+            return Ok(data);
         }
         let info = spec.dataset_info().map_err(AttemptFailure::permanent)?;
         let dir = self.config.data_dir.clone();
         let split = tokio::task::spawn_blocking(move || open_dataset(info, &dir))
             .await
             .map_err(|e| AttemptFailure::retryable(format!("loading {}: {e}", info.name)))?
-            .map_err(|e: DataError| AttemptFailure::retryable(e))?;
+            .map_err(|e: DataError| {
+                AttemptFailure::infrastructure(format!("dataset {}: {e}", info.name))
+            })?;
         let (train, validation) = split.train.split_validation(fraction, seed);
         let data = Arc::new(SearchData { train, validation });
-        self.datasets.insert(key, data.clone());
+        // One split per dataset, and few datasets: the oldest go first.
+        let prefix = format!("{}/", spec.dataset);
+        self.datasets.retain(|(k, _)| !k.starts_with(&prefix));
+        if self.datasets.len() >= MAX_CACHED_DATASETS {
+            self.datasets.remove(0);
+        }
+        self.datasets.push((key, data.clone()));
         Ok(data)
     }
 
@@ -184,9 +257,21 @@ impl Agent {
     async fn run_trial(&mut self, trial: ClaimedTrial, shutdown: watch::Receiver<bool>) {
         let (id, attempt) = (trial.id, trial.attempt);
         let reported = match self.attempt(&trial, shutdown).await {
-            Ok(Some(completion)) => self.store.complete(id, attempt, completion).await,
+            Ok(Some(completion)) => {
+                self.backoff = None;
+                self.report(&trial, completion).await
+            }
             Ok(None) => Ok(()),
-            Err(AttemptFailure { message, retryable }) => {
+            Err(AttemptFailure {
+                message,
+                kind: FailureKind::Infrastructure,
+            }) => {
+                let pause = self.pause();
+                warn!(%message, pause_secs = pause.as_secs(), "infrastructure failure: handing the trial back");
+                self.store.release(id, attempt).await
+            }
+            Err(AttemptFailure { message, kind }) => {
+                let retryable = kind == FailureKind::Retryable;
                 warn!(%message, retryable, "trial failed");
                 self.store.fail(id, attempt, &message, retryable).await
             }
@@ -196,6 +281,59 @@ impl Agent {
             Err(StoreError::LeaseLost { .. }) => warn!("lease lost; the result was dropped"),
             Err(e) => warn!(error = %e, "could not report the trial"),
         }
+    }
+
+    /// Doubles this worker's pause after an infrastructure failure (from
+    /// 5 s up to 5 min) and starts it; returns its length.
+    fn pause(&mut self) -> Duration {
+        let (first, longest) = INFRASTRUCTURE_BACKOFF;
+        let pause = self
+            .backoff
+            .map_or(first, |(last, _)| (last * 2).min(longest));
+        self.backoff = Some((pause, tokio::time::Instant::now() + pause));
+        pause
+    }
+
+    /// Records a finished attempt: its weights first (on their own, so
+    /// their size cannot break the completion), then its result, retrying
+    /// transient database errors while keeping the lease.
+    async fn report(
+        &self,
+        trial: &ClaimedTrial,
+        mut completion: Completion,
+    ) -> Result<(), StoreError> {
+        let (id, attempt) = (trial.id, trial.attempt);
+        if let Completion::Succeeded { weights, .. } = &mut completion {
+            if let Some(bytes) = weights.take() {
+                match self.store.save_weights(id, attempt, &bytes).await {
+                    Ok(()) => {}
+                    Err(e @ StoreError::LeaseLost { .. }) => return Err(e),
+                    Err(e) => {
+                        warn!(error = %e, bytes = bytes.len(), "the weights could not be stored; keeping the result without them")
+                    }
+                }
+            }
+        }
+        let mut delay = Duration::from_secs(1);
+        for tries in 1..=COMPLETE_TRIES {
+            match self.store.complete(id, attempt, completion.clone()).await {
+                Ok(()) => return Ok(()),
+                Err(e @ StoreError::LeaseLost { .. }) => return Err(e),
+                Err(StoreError::Invalid(message)) => {
+                    return self.store.fail(id, attempt, &message, false).await
+                }
+                Err(e) if tries == COMPLETE_TRIES => return Err(e),
+                Err(e) => {
+                    warn!(error = %e, retry_in_secs = delay.as_secs(), "could not record the result; retrying");
+                    tokio::time::sleep(delay).await;
+                    if let Err(e) = self.store.heartbeat(id, attempt, None).await {
+                        warn!(error = %e, "heartbeat failed");
+                    }
+                    delay *= 2;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Trains one attempt. `Ok(None)`: nothing to report (lease lost or
@@ -209,7 +347,8 @@ impl Agent {
             .map_err(|e| AttemptFailure::permanent(format!("spec: {e}")))?;
         let architecture =
             Architecture::from_json(&trial.architecture).map_err(AttemptFailure::permanent)?;
-        let data = self.dataset(&spec).await?;
+        let (store, every) = (self.store.clone(), self.config.heartbeat);
+        let data = keep_alive(&store, trial, every, self.dataset(&spec)).await?;
         let plan = self.plan(&spec, architecture, trial.index);
         let stop = Arc::new(StopSignal::default());
         let (epochs_tx, epochs_rx) = mpsc::unbounded_channel::<EpochReport>();

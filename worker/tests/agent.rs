@@ -188,3 +188,61 @@ async fn a_network_over_the_workers_memory_fails_before_it_is_built() {
         );
     }
 }
+
+/// The dataset host is down: the trial is handed back without using an
+/// attempt (no error recorded against it) and the worker backs off instead
+/// of burning the trial's attempts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dataset_outage_hands_the_trial_back_without_using_an_attempt() {
+    let host = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let address = host.local_addr().expect("address");
+    let tries = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    {
+        let tries = tries.clone();
+        std::thread::spawn(move || {
+            for connection in host.incoming() {
+                tries.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                drop(connection);
+            }
+        });
+    }
+    std::env::set_var(worker::data::MIRROR_ENV, format!("http://{address}"));
+    let store = Store::connect(&testing::fresh_sqlite_url(), QueueConfig::default())
+        .await
+        .expect("store");
+    let spec: SearchSpec = serde_json::from_str(
+        r#"{"name": "no data", "dataset": "cifar10", "budget": {"max_trials": 1, "parallelism": 1}}"#,
+    )
+    .expect("spec");
+    let id = store.create_search(&spec).await.expect("create");
+    let empty = std::env::temp_dir().join(format!("nas-empty-data-{}", std::process::id()));
+    let config = AgentConfig {
+        data_dir: empty,
+        ..agent_config("offline")
+    };
+    let (stop, stopped) = watch::channel(false);
+    let agent = tokio::spawn(Agent::new(store.clone(), config).run(stopped));
+    let start = Instant::now();
+    while tries.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no download was tried"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Give the worker time to hand the trial back, and to stay away.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.send(true).expect("stop");
+    agent.await.expect("task").expect("agent");
+    let trials = store.trials(id).await.expect("trials");
+    assert_eq!(
+        (trials[0].state, trials[0].attempt, trials[0].errors.len()),
+        (TrialState::Pending, 0, 0),
+        "{:?}",
+        trials[0]
+    );
+    assert_eq!(
+        store.search(id).await.expect("search").status,
+        SearchStatus::Running
+    );
+}

@@ -177,3 +177,41 @@ fn archives_are_unpacked_into_the_dataset_folder() {
     assert_eq!(hits.load(Ordering::SeqCst), 1);
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn a_damaged_cached_file_is_fetched_again() {
+    let body = vec![7u8; 50_000];
+    let (base, hits) = serve(vec![("a.gz", body.clone())], false);
+    let dir = temp("damaged");
+    std::fs::create_dir_all(&dir).expect("dir");
+    std::fs::write(dir.join("a.gz"), &body[..1000]).expect("a truncated file");
+    fetch_all(&source(&base, "a.gz", md5_hex(&body)), &dir).expect("fetched again");
+    assert_eq!(std::fs::read(dir.join("a.gz")).expect("file"), body);
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn two_workers_fetching_into_one_cache_folder_both_end_with_the_verified_file() {
+    let body: Vec<u8> = (0..2_000_000u32).map(|i| (i % 251) as u8).collect();
+    let (base, _) = serve(vec![("big.gz", body.clone())], false);
+    let dir = temp("shared");
+    let src = source(&base, "big.gz", md5_hex(&body));
+    let workers: Vec<_> = (0..4)
+        .map(|_| {
+            let (src, dir) = (src.clone(), dir.clone());
+            std::thread::spawn(move || fetch_all(&src, &dir))
+        })
+        .collect();
+    for w in workers {
+        w.join().expect("thread").expect("each fetch succeeds");
+    }
+    assert_eq!(std::fs::read(dir.join("big.gz")).expect("file"), body);
+    let leftovers: Vec<_> = std::fs::read_dir(&dir)
+        .expect("dir")
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".part"))
+        .collect();
+    assert!(leftovers.is_empty(), "no temporary file is left behind");
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -175,11 +175,13 @@ pub fn submit(args: &SubmitArgs) -> anyhow::Result<String> {
     ))
 }
 
+/// The search's status, with the reason when it failed.
 fn status_name(detail: &SearchDetail) -> String {
-    serde_json::to_value(detail.search.status)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default()
+    let status = detail.search.status.as_str();
+    match &detail.search.error {
+        Some(reason) => format!("{status} ({reason})"),
+        None => status.to_owned(),
+    }
 }
 
 /// Polls a search until it ends, drawing a progress bar on stderr.

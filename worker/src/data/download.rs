@@ -64,10 +64,25 @@ impl Source {
 
 /// Loads `dataset` from `data_dir/<name>/`, downloading it there first if
 /// its files are not present.
+/// A cached file that fails to read (truncated or damaged on disk) is
+/// checked against its published MD5 and fetched again.
 pub fn open_dataset(dataset: &DatasetInfo, data_dir: &Path) -> Result<Split, DataError> {
     match load_local(dataset, data_dir) {
         Err(DataError::Missing { .. }) => {
             let dir = data_dir.join(dataset.name);
+            fetch_all(&Source::canonical(dataset), &dir)?;
+            load_local(dataset, data_dir)
+        }
+        Err(DataError::Corrupt { file, reason, .. }) => {
+            tracing::warn!(file = %file.display(), %reason, "a cached dataset file is damaged; fetching it again");
+            let dir = data_dir.join(dataset.name);
+            // Unpacked archives: drop the marker so the archive is fetched again.
+            for f in dataset.files {
+                let marker = dir.join(format!("{}.unpacked", f.name));
+                if marker.is_file() && dataset.format == DatasetFormat::Cifar10Binary {
+                    std::fs::remove_file(&marker).map_err(|e| io(&marker, e))?;
+                }
+            }
             fetch_all(&Source::canonical(dataset), &dir)?;
             load_local(dataset, data_dir)
         }
@@ -129,7 +144,11 @@ fn hex(bytes: &[u8]) -> String {
 /// Downloads `url` to `dest`, verifying its MD5; on any failure nothing is
 /// left at `dest`.
 pub fn fetch(url: &str, dest: &Path, md5: &str) -> Result<(), DataError> {
-    let part: PathBuf = dest.with_extension("part");
+    // One temporary file per process and call: workers sharing a cache
+    // folder never write into each other's download.
+    static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let part: PathBuf = dest.with_extension(format!("{}-{call}.part", std::process::id()));
     let download = |reason: String| DataError::Download {
         url: url.to_owned(),
         reason,
