@@ -61,7 +61,8 @@ class ApiError extends Error {
 async function api(path, options = {}) {
   const headers = Object.assign({}, options.headers || {});
   if (token()) headers["authorization"] = "Bearer " + token();
-  if (options.body) headers["content-type"] = "application/json";
+  // Writes are JSON (the server refuses others: no cross-site forms).
+  if (options.body || (options.method && options.method !== "GET")) headers["content-type"] = "application/json";
   const res = await fetch(API + path, Object.assign({}, options, { headers }));
   const text = await res.text();
   let body = null;

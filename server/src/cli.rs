@@ -425,9 +425,32 @@ impl LimitArgs {
     }
 }
 
+/// Who may reach the HTTP server.
+#[derive(Debug, Args, Clone)]
+pub struct HttpArgs {
+    /// A `Host` name to answer besides the loopback ones when bound to
+    /// loopback (repeatable; e.g. a reverse proxy's name).
+    #[arg(
+        long = "allowed-host",
+        env = "NAS_ALLOWED_HOSTS",
+        value_delimiter = ','
+    )]
+    pub allowed_hosts: Vec<String>,
+    /// Event streams (`/events`) open at once; more get 503.
+    #[arg(long, env = "NAS_MAX_STREAMS", default_value_t = server_default_streams())]
+    pub max_streams: usize,
+}
+
+const fn server_default_streams() -> usize {
+    crate::api::DEFAULT_MAX_STREAMS
+}
+
 /// Flags of `nas serve`.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
+    /// Who may reach the server.
+    #[command(flatten)]
+    pub http: HttpArgs,
     /// Limits on the networks searches may train.
     #[command(flatten)]
     pub limits: LimitArgs,
@@ -451,6 +474,9 @@ pub struct ServeArgs {
 /// Flags of `nas up`.
 #[derive(Debug, Args)]
 pub struct UpArgs {
+    /// Who may reach the server.
+    #[command(flatten)]
+    pub http: HttpArgs,
     /// Limits on the networks searches may train.
     #[command(flatten)]
     pub limits: LimitArgs,

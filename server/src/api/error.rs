@@ -24,6 +24,16 @@ pub struct ApiError {
 }
 
 impl ApiError {
+    /// An error with no field.
+    pub fn new(status: StatusCode, code: &'static str, message: String) -> Self {
+        Self {
+            status,
+            code,
+            message,
+            field: None,
+        }
+    }
+
     /// A 404 for `what`.
     pub fn not_found(what: impl Into<String>) -> Self {
         Self {

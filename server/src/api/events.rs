@@ -14,7 +14,7 @@ use tokio::sync::broadcast::error::RecvError;
 use utoipa::IntoParams;
 
 use super::extract::ApiQuery;
-use super::{ApiResult, AppState};
+use super::{ApiError, ApiResult, AppState};
 
 /// Query of `GET /events`.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -31,16 +31,26 @@ pub struct EventsQuery {
             content_type = "text/event-stream", body = String),
         (status = 400, description = "Bad query", body = super::dto::ErrorBody),
         (status = 401, body = super::dto::ErrorBody),
+        (status = 503, description = "Too many event streams are open", body = super::dto::ErrorBody),
     ))]
 pub async fn events(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<EventsQuery>,
 ) -> ApiResult<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>> {
+    // Held by the stream: released (with the stream's buffer) when the
+    // client goes away.
+    let permit = state.streams.clone().try_acquire_owned().map_err(|_| {
+        ApiError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "too_many_streams",
+            "too many event streams are open; try again later".into(),
+        )
+    })?;
     let receiver = state.store.subscribe();
     let shutdown = state.shutdown.subscribe();
     let stream = stream::unfold(
-        (receiver, shutdown),
-        move |(mut receiver, mut shutdown)| async move {
+        (receiver, shutdown, permit),
+        move |(mut receiver, mut shutdown, permit)| async move {
             loop {
                 let received = tokio::select! {
                     received = receiver.recv() => received,
@@ -59,7 +69,7 @@ pub async fn events(
                         .data(format!("{{\"missed\": {missed}}}")),
                     Err(RecvError::Closed) => return None,
                 };
-                return Some((Ok(event), (receiver, shutdown)));
+                return Some((Ok(event), (receiver, shutdown, permit)));
             }
         },
     );

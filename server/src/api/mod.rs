@@ -7,6 +7,7 @@ pub mod dto;
 mod error;
 mod events;
 mod extract;
+mod guard;
 pub mod openapi;
 mod ops;
 mod responses;
@@ -25,7 +26,11 @@ use tokio::sync::watch;
 
 pub use auth::{Auth, ReadWithoutWrite};
 pub use error::ApiError;
+pub use guard::HostPolicy;
 pub use searches::leaderboard_csv;
+
+/// Event streams open at once by default; more get 503.
+pub const DEFAULT_MAX_STREAMS: usize = 256;
 
 /// Largest accepted request body (a search spec with an inline space fits easily).
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
@@ -43,6 +48,10 @@ pub struct AppState {
     metrics: Arc<telemetry::HttpMetrics>,
     /// Set to end the event streams (they would hold a graceful shutdown open).
     shutdown: Arc<watch::Sender<bool>>,
+    /// Which `Host` names are answered.
+    hosts: Arc<HostPolicy>,
+    /// Event streams open now, and the most allowed.
+    streams: Arc<tokio::sync::Semaphore>,
 }
 
 impl AppState {
@@ -53,7 +62,21 @@ impl AppState {
             auth: Arc::new(auth),
             metrics: Arc::default(),
             shutdown: Arc::new(watch::channel(false).0),
+            hosts: Arc::new(HostPolicy::any()),
+            streams: Arc::new(tokio::sync::Semaphore::new(DEFAULT_MAX_STREAMS)),
         }
+    }
+
+    /// This state answering only the hosts `policy` allows.
+    pub fn with_hosts(mut self, policy: HostPolicy) -> Self {
+        self.hosts = Arc::new(policy);
+        self
+    }
+
+    /// This state with at most `max` event streams open at once (503 beyond).
+    pub fn with_max_streams(mut self, max: usize) -> Self {
+        self.streams = Arc::new(tokio::sync::Semaphore::new(max));
+        self
     }
 
     /// Ends every open event stream; call when shutting down.
@@ -98,6 +121,10 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(
             state.clone(),
             telemetry::track,
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            guard::protect,
         ))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)

@@ -7,7 +7,7 @@ use anyhow::{bail, Context};
 use store::{QueueConfig, Store};
 
 use super::worker::{redact, shutdown_signal};
-use crate::api::{router, AppState, Auth};
+use crate::api::{router, AppState, Auth, HostPolicy};
 use crate::cli::ServeArgs;
 
 /// Serves the API until a shutdown signal.
@@ -30,7 +30,13 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<String> {
         let listener = bind(args.bind).await?;
         serve(
             listener,
-            AppState::new(store.clone(), auth),
+            AppState::new(store.clone(), auth)
+                .with_hosts(if args.bind.ip().is_loopback() {
+                    HostPolicy::loopback(&args.http.allowed_hosts)
+                } else {
+                    HostPolicy::any()
+                })
+                .with_max_streams(args.http.max_streams),
             shutdown_signal(),
         )
         .await?;

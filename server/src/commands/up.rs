@@ -10,7 +10,7 @@ use worker::data::default_data_dir;
 
 use super::serve::{bind, serve};
 use super::worker::shutdown_signal;
-use crate::api::{AppState, Auth};
+use crate::api::{AppState, Auth, HostPolicy};
 use crate::cli::UpArgs;
 use worker::pool::AgentPool;
 
@@ -45,7 +45,9 @@ pub fn run(args: &UpArgs) -> anyhow::Result<String> {
         let mut stopped = stop_rx.clone();
         let server = tokio::spawn(serve(
             listener,
-            AppState::new(store.clone(), Auth::open()),
+            AppState::new(store.clone(), Auth::open())
+                .with_hosts(HostPolicy::loopback(&args.http.allowed_hosts))
+                .with_max_streams(args.http.max_streams),
             async move {
                 let _ = stopped.wait_for(|stop| *stop).await;
             },

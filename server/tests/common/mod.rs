@@ -113,7 +113,7 @@ pub async fn request(
                 Some(body) => r
                     .header("content-type", "application/json")
                     .send(body.as_bytes()),
-                None => r.send_empty(),
+                None => r.header("content-type", "application/json").send_empty(),
             }
         }
         .expect("HTTP round trip");

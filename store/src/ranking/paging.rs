@@ -9,6 +9,9 @@ use super::{LeaderboardEntry, LeaderboardPage};
 use crate::sql_states::SUCCEEDED;
 use crate::{Store, StoreError};
 
+/// The largest rank a cursor may carry (no search has more trials).
+const MAX_RANK: i64 = 1 << 40;
+
 /// The position after a page's last entry: opaque to clients, checked on use.
 #[derive(Debug, Clone, PartialEq)]
 pub(super) struct Cursor {
@@ -70,7 +73,11 @@ impl Cursor {
             value: finite(value).ok_or_else(invalid)?,
             reward: finite(reward).ok_or_else(invalid)?,
             id: id.parse().map_err(|_| invalid())?,
-            rank: rank.parse().ok().filter(|r| *r >= 0).ok_or_else(invalid)?,
+            rank: rank
+                .parse()
+                .ok()
+                .filter(|r| (0..=MAX_RANK).contains(r))
+                .ok_or_else(invalid)?,
         })
     }
 }
@@ -249,6 +256,7 @@ mod tests {
             "latency_1_1_1_-1",
             "latency_NaN_1_1_1",
             "latency_1_1_1_1_1",
+            "latency_1_1_1_9223372036854775807",
         ] {
             assert!(
                 matches!(
