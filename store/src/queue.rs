@@ -4,6 +4,7 @@
 //! rows, so cancels, completions and rescues never deadlock.
 
 use crate::sql_states::{PENDING, RUNNING, SEARCH_RUNNING};
+use sqlx::any::AnyRow;
 use sqlx::{Any, FromRow, Row, Transaction};
 
 use search::{AttemptError, TrialProgress, TrialResult};
@@ -77,31 +78,32 @@ impl Store {
         Ok(())
     }
 
-    /// Claims the oldest due pending trial this worker may run, or `None`.
+    /// Claims a due pending trial this worker may run, or `None`: the oldest
+    /// of the running search that waited longest since its last claim, so
+    /// searches share workers whatever their queue lengths.
     pub async fn claim(&self, worker: &WorkerInfo) -> Result<Option<ClaimedTrial>, StoreError> {
         let now = self.db_now_ms().await?;
         let lease = now + self.config().lease.as_millis() as i64;
         // Trials store their required labels sorted and comma-joined, so "the
         // worker has them all" is "they are one of the worker's label subsets".
         let subsets = label_subsets(&worker.labels);
-        let placeholders: Vec<String> = (0..subsets.len()).map(|i| format!("${}", i + 4)).collect();
-        // One statement: pick and take the oldest due trial (Postgres skips
-        // rows other claimers hold; SQLite runs it under its write lock).
-        let sql = format!(
-            "UPDATE trials SET state = {RUNNING}, attempt = attempt + 1, worker_id = $1, lease_expires_at = $2, \
-             heartbeat_at = $3, started_at = COALESCE(started_at, $3), progress = NULL \
-             WHERE id = (SELECT id FROM trials WHERE state = {PENDING} AND run_at <= $3 AND labels IN ({}) \
-             AND EXISTS (SELECT 1 FROM searches s WHERE s.id = trials.search_id AND s.status = {SEARCH_RUNNING}) \
-             ORDER BY run_at, id LIMIT 1{}) AND state = {PENDING} \
-             RETURNING id, search_id, idx, attempt, architecture",
-            placeholders.join(", "),
-            self.skip_locked()
-        );
-        let mut query = sqlx::query(&sql).bind(&worker.id).bind(lease).bind(now);
-        for subset in &subsets {
-            query = query.bind(subset);
+        let mut claimed = None;
+        if let Some(search_id) = self.next_search(&subsets, now).await? {
+            claimed = self
+                .take_trial(worker, &subsets, now, lease, Some(search_id))
+                .await?;
         }
-        let claimed = query.fetch_optional(self.pool()).await?;
+        if claimed.is_none() {
+            // Another claimer took that search's last due trial meanwhile.
+            claimed = self.take_trial(worker, &subsets, now, lease, None).await?;
+        }
+        if let Some(row) = &claimed {
+            sqlx::query("UPDATE searches SET last_claimed_at = $1 WHERE id = $2")
+                .bind(now)
+                .bind(row.try_get::<i64, _>("search_id")?)
+                .execute(self.pool())
+                .await?;
+        }
         // The worker was seen now, running this trial or idle.
         let current: Option<i64> = claimed.as_ref().map(|r| r.try_get("id")).transpose()?;
         sqlx::query("UPDATE workers SET last_seen = $1, current_trial = $2 WHERE id = $3")
@@ -151,6 +153,61 @@ impl Store {
             trial_id: claimed.id,
         }]);
         Ok(Some(claimed))
+    }
+
+    /// The running search with a due pending trial for these labels that
+    /// was claimed from longest ago.
+    async fn next_search(&self, subsets: &[String], now: i64) -> Result<Option<i64>, StoreError> {
+        let placeholders: Vec<String> = (0..subsets.len()).map(|i| format!("${}", i + 2)).collect();
+        let sql = format!(
+            "SELECT s.id FROM searches s WHERE s.status = {SEARCH_RUNNING} AND EXISTS \
+             (SELECT 1 FROM trials t WHERE t.search_id = s.id AND t.state = {PENDING} AND t.run_at <= $1 \
+             AND t.labels IN ({})) ORDER BY s.last_claimed_at, s.id LIMIT 1",
+            placeholders.join(", ")
+        );
+        let mut query = sqlx::query(&sql).bind(now);
+        for subset in subsets {
+            query = query.bind(subset);
+        }
+        Ok(query
+            .fetch_optional(self.pool())
+            .await?
+            .map(|r| r.try_get("id"))
+            .transpose()?)
+    }
+
+    /// Takes the oldest due pending trial (of `search`, or of any running
+    /// search) in one statement: Postgres skips rows other claimers hold,
+    /// SQLite runs it under its write lock.
+    async fn take_trial(
+        &self,
+        worker: &WorkerInfo,
+        subsets: &[String],
+        now: i64,
+        lease: i64,
+        search: Option<i64>,
+    ) -> Result<Option<AnyRow>, StoreError> {
+        let placeholders: Vec<String> = (0..subsets.len()).map(|i| format!("${}", i + 5)).collect();
+        let sql = format!(
+            "UPDATE trials SET state = {RUNNING}, attempt = attempt + 1, worker_id = $1, lease_expires_at = $2, \
+             heartbeat_at = $3, started_at = COALESCE(started_at, $3), progress = NULL \
+             WHERE id = (SELECT id FROM trials WHERE state = {PENDING} AND run_at <= $3 AND labels IN ({}) \
+             AND ($4 < 0 OR search_id = $4) \
+             AND EXISTS (SELECT 1 FROM searches s WHERE s.id = trials.search_id AND s.status = {SEARCH_RUNNING}) \
+             ORDER BY run_at, id LIMIT 1{}) AND state = {PENDING} \
+             RETURNING id, search_id, idx, attempt, architecture",
+            placeholders.join(", "),
+            self.skip_locked()
+        );
+        let mut query = sqlx::query(&sql)
+            .bind(&worker.id)
+            .bind(lease)
+            .bind(now)
+            .bind(search.unwrap_or(-1));
+        for subset in subsets {
+            query = query.bind(subset);
+        }
+        Ok(query.fetch_optional(self.pool()).await?)
     }
 
     /// Extends the lease of `(trial, attempt)` and stores its progress.

@@ -136,6 +136,30 @@ async fn rewards_are_finite_and_readers_tolerate_old_rows(store: Store, pool: An
     store.searches_page(None, None, 10).await.expect("searches");
 }
 
+/// A search with a long queue does not starve one submitted after it:
+/// claims alternate between searches.
+async fn claims_are_shared_between_searches(store: Store, _pool: AnyPool) {
+    let w = worker("w", &[]);
+    let big = store
+        .create_search(&spec(
+            r#"{"name": "big", "dataset": "mnist", "strategy": {"kind": "random"},
+                "budget": {"max_trials": 40, "parallelism": 40}}"#,
+        ))
+        .await
+        .expect("create");
+    let small = store.create_search(&spec(RANDOM)).await.expect("create");
+    let mut order = Vec::new();
+    for _ in 0..4 {
+        let t = store.claim(&w).await.expect("claim").expect("a trial");
+        order.push(t.search_id);
+    }
+    assert!(
+        order[..2].contains(&small),
+        "the small search waits behind 40 trials: {order:?} (big {big}, small {small})"
+    );
+    assert!(order.contains(&big), "{order:?}");
+}
+
 macro_rules! faults_on_both_backends {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -165,4 +189,5 @@ faults_on_both_backends!(
     the_rescuer_goes_on_past_a_row_it_cannot_handle,
     a_stopped_searchs_trial_is_not_retried,
     rewards_are_finite_and_readers_tolerate_old_rows,
+    claims_are_shared_between_searches,
 );
