@@ -16,6 +16,7 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn, Instrument};
 
 use crate::data::{open_dataset, DataError, Dataset};
+use crate::failpoint;
 use crate::latency::LatencyConfig;
 use crate::pipeline::{self, TrialOutcome, TrialPlan};
 use crate::train::{EpochReport, OptimizerKind, Schedule, TrainConfig, TrainData};
@@ -195,6 +196,7 @@ impl Agent {
             }
             match self.store.claim(&self.config.worker).await {
                 Ok(Some(trial)) => {
+                    failpoint::hit("after_claim");
                     let span = tracing::info_span!(
                         "trial",
                         search_id = trial.search_id,
@@ -234,6 +236,7 @@ impl Agent {
             return Ok(data);
         }
         let info = spec.dataset_info().map_err(AttemptFailure::permanent)?;
+        failpoint::hit("dataset");
         let dir = self.config.data_dir.clone();
         let split = tokio::task::spawn_blocking(move || open_dataset(info, &dir))
             .await
@@ -305,6 +308,7 @@ impl Agent {
         let (id, attempt) = (trial.id, trial.attempt);
         if let Completion::Succeeded { weights, .. } = &mut completion {
             if let Some(bytes) = weights.take() {
+                failpoint::hit("weights");
                 match self.store.save_weights(id, attempt, &bytes).await {
                     Ok(()) => {}
                     Err(e @ StoreError::LeaseLost { .. }) => return Err(e),
@@ -314,6 +318,7 @@ impl Agent {
                 }
             }
         }
+        failpoint::hit("completion");
         let mut delay = Duration::from_secs(1);
         for tries in 1..=COMPLETE_TRIES {
             match self.store.complete(id, attempt, completion.clone()).await {
@@ -495,6 +500,7 @@ fn train_blocking(
         test: None,
     };
     let outcome = pipeline::run(plan, sets, cancel, |e| {
+        failpoint::hit("training");
         // The receiver is gone only once the attempt is over.
         let _ = epochs.send(e.clone());
     })

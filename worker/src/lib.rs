@@ -19,6 +19,7 @@
 
 pub mod agent;
 pub mod data;
+pub mod failpoint;
 pub mod latency;
 pub mod memory;
 pub mod net;

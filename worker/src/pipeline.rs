@@ -234,7 +234,9 @@ pub fn run(
             });
         }
     }
-    let measured = Candidate::build(&plan.architecture, plan.seed)?.measure(plan.latency)?;
+    let candidate = Candidate::build(&plan.architecture, plan.seed)?;
+    crate::failpoint::hit("latency");
+    let measured = candidate.measure(plan.latency)?;
     if measured.rejected_by(&plan.objective) {
         let mut result = measured.measured_result();
         result.reason = Some(REJECTED_REASON.into());
