@@ -108,8 +108,27 @@ pub enum Outcome {
 pub struct HistoryEntry {
     /// The trial's architecture (with its genotype, for mutation).
     pub architecture: Architecture,
+    /// Its [canonical hash](Architecture::canonical_hash), computed once.
+    pub hash: String,
     /// How it ended.
     pub outcome: Outcome,
+}
+
+impl HistoryEntry {
+    /// An entry for `architecture`, hashing it.
+    pub fn new(architecture: Architecture, outcome: Outcome) -> Self {
+        let hash = architecture.canonical_hash();
+        Self::with_hash(architecture, hash, outcome)
+    }
+
+    /// An entry whose canonical hash is already known (stored with the trial).
+    pub fn with_hash(architecture: Architecture, hash: String, outcome: Outcome) -> Self {
+        Self {
+            architecture,
+            hash,
+            outcome,
+        }
+    }
 }
 
 /// A candidate proposed by a strategy.
@@ -148,16 +167,32 @@ pub fn propose<R: Rng + ?Sized>(
     count: usize,
     rng: &mut R,
 ) -> Result<Vec<Proposal>, StrategyError> {
+    let mut seen: HashSet<String> = history.iter().map(|e| e.hash.clone()).collect();
+    propose_unseen(
+        strategy, space, input, classes, history, &mut seen, count, rng,
+    )
+}
+
+/// [`propose`] for callers that keep the set of canonical hashes already
+/// tried (`seen`, which must cover `history`) between calls, so a proposal
+/// costs nothing per past trial; the proposals' hashes are added to it.
+#[allow(clippy::too_many_arguments)]
+pub fn propose_unseen<R: Rng + ?Sized>(
+    strategy: &Strategy,
+    space: &SearchSpace,
+    input: InputShape,
+    classes: usize,
+    history: &[HistoryEntry],
+    seen: &mut HashSet<String>,
+    count: usize,
+    rng: &mut R,
+) -> Result<Vec<Proposal>, StrategyError> {
     strategy.check()?;
     space.check().map_err(GenotypeError::from)?;
-    let mut seen: HashSet<String> = history
-        .iter()
-        .map(|e| e.architecture.canonical_hash())
-        .collect();
     let mut proposals = Vec::with_capacity(count);
     for _ in 0..count {
         let proposal = match strategy {
-            Strategy::Random => random_unseen(space, input, classes, &seen, rng)?,
+            Strategy::Random => random_unseen(space, input, classes, seen, rng)?,
             Strategy::Evolution { population, sample } => {
                 // Slots already filled (or being filled) towards the initial population.
                 let alive = history
@@ -167,12 +202,12 @@ pub fn propose<R: Rng + ?Sized>(
                     + proposals.len();
                 let members = population_members(history, *population);
                 if alive < *population || members.is_empty() {
-                    random_unseen(space, input, classes, &seen, rng)?
+                    random_unseen(space, input, classes, seen, rng)?
                 } else {
-                    match evolve(space, history, &members, *sample, &seen, rng)? {
+                    match evolve(space, history, &members, *sample, seen, rng)? {
                         Some(p) => Some(p),
                         // Every neighbour tried is known: fall back to a fresh sample.
-                        None => random_unseen(space, input, classes, &seen, rng)?,
+                        None => random_unseen(space, input, classes, seen, rng)?,
                     }
                 }
             }
@@ -303,10 +338,7 @@ mod tests {
         );
         let history: Vec<HistoryEntry> = got
             .into_iter()
-            .map(|p| HistoryEntry {
-                architecture: p.architecture,
-                outcome: Outcome::Failed,
-            })
+            .map(|p| HistoryEntry::new(p.architecture, Outcome::Failed))
             .collect();
         let more =
             propose(&Strategy::Random, &space, INPUT, 10, &history, 5, &mut rng).expect("ok");
@@ -327,16 +359,18 @@ mod tests {
         let history: Vec<HistoryEntry> = first
             .into_iter()
             .enumerate()
-            .map(|(i, p)| HistoryEntry {
-                architecture: p.architecture,
-                // The most recent four are the population; index 3 is the fittest.
-                outcome: match i {
-                    3 => Outcome::Succeeded { fitness: 0.9 },
-                    5 => Outcome::Rejected,
-                    _ => Outcome::Succeeded {
-                        fitness: 0.1 * i as f64,
+            .map(|(i, p)| {
+                HistoryEntry::new(
+                    p.architecture,
+                    // The most recent four are the population; index 3 is the fittest.
+                    match i {
+                        3 => Outcome::Succeeded { fitness: 0.9 },
+                        5 => Outcome::Rejected,
+                        _ => Outcome::Succeeded {
+                            fitness: 0.1 * i as f64,
+                        },
                     },
-                },
+                )
             })
             .collect();
         let next = propose(&strategy, &space, INPUT, 10, &history, 3, &mut rng).expect("ok");

@@ -55,10 +55,7 @@ fn run(strategy: Strategy, seed: u64, trials: usize, batch: usize) -> Vec<Histor
                     fitness: synthetic_fitness(&p.architecture),
                 }
             };
-            history.push(HistoryEntry {
-                architecture: p.architecture,
-                outcome,
-            });
+            history.push(HistoryEntry::new(p.architecture, outcome));
         }
     }
     history
@@ -130,10 +127,7 @@ fn evolution_survives_a_history_of_only_failures() {
     let mut history = Vec::new();
     for _ in 0..5 {
         for p in propose(&strategy, &space, INPUT, 10, &history, 1, &mut rng).expect("proposes") {
-            history.push(HistoryEntry {
-                architecture: p.architecture,
-                outcome: Outcome::Rejected,
-            });
+            history.push(HistoryEntry::new(p.architecture, Outcome::Rejected));
         }
     }
     // All rejected: nothing to mutate, so it keeps sampling new candidates.

@@ -38,9 +38,13 @@ fn worker(url: &str, name: &str, failpoint: Option<&str>) -> Child {
 }
 
 fn spec() -> SearchSpec {
+    spec_of(2, 512)
+}
+
+fn spec_of(trials: u32, samples: u32) -> SearchSpec {
     serde_json::from_value(serde_json::json!({
         "name": "fault test", "dataset": "mnist", "space": "micro", "strategy": {"kind": "random"},
-        "budget": {"max_trials": 2, "parallelism": 1, "epochs": 2, "max_train_samples": 512},
+        "budget": {"max_trials": trials, "parallelism": 1, "epochs": 2, "max_train_samples": samples},
         "training": {"batch_size": 64, "val_fraction": 0.1}, "seed": 3
     }))
     .expect("spec")
@@ -70,9 +74,9 @@ fn stop(mut child: Child) {
 }
 
 /// Every trial ended once, succeeded, with a result, weights and epochs.
-async fn nothing_lost(store: &Store, id: i64) -> Vec<store::TrialRow> {
+async fn nothing_lost(store: &Store, id: i64, count: usize) -> Vec<store::TrialRow> {
     let trials = store.trials(id).await.expect("trials");
-    assert_eq!(trials.len(), 2, "{trials:#?}");
+    assert_eq!(trials.len(), count, "{trials:#?}");
     for t in &trials {
         assert_eq!(t.state, TrialState::Succeeded, "{t:#?}");
         assert!(t.result.is_some(), "{t:#?}");
@@ -112,7 +116,7 @@ async fn a_worker_dies_at(stage: &str) {
     let rescuer = worker(&url, &format!("rescuer-{stage}"), None);
     wait_finished(&store, id, Duration::from_secs(180)).await;
     stop(rescuer);
-    let trials = nothing_lost(&store, id).await;
+    let trials = nothing_lost(&store, id, 2).await;
     let retried: Vec<_> = trials.iter().filter(|t| t.attempt == 2).collect();
     assert_eq!(
         retried.len(),
@@ -149,13 +153,21 @@ async fn dropped_database_connections_lose_nothing() {
     let store = Store::connect(&url, QueueConfig::default())
         .await
         .expect("store");
-    let id = store.create_search(&spec()).await.expect("create");
+    let id = store
+        .create_search(&spec_of(4, 4000))
+        .await
+        .expect("create");
     let tagged = format!("{url}?application_name=nas-fault-worker");
     let w = worker(&tagged, "reconnecting", None);
     let admin = sqlx::PgPool::connect(&testing::postgres_server_url())
         .await
         .expect("admin connection");
+    // Drop connections once the worker is at work (not while it starts).
     let start = Instant::now();
+    while store.trials(id).await.expect("trials")[0].state == TrialState::Pending {
+        assert!(start.elapsed() < Duration::from_secs(60), "no claim");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let mut terminated = 0i64;
     while store.search(id).await.expect("search").status != SearchStatus::Finished {
         assert!(
@@ -170,9 +182,9 @@ async fn dropped_database_connections_lose_nothing() {
         .await
         .expect("terminate");
         terminated += killed;
-        tokio::time::sleep(Duration::from_millis(700)).await;
+        tokio::time::sleep(Duration::from_millis(250)).await;
     }
     stop(w);
     assert!(terminated >= 3, "connections were dropped ({terminated})");
-    nothing_lost(&store, id).await;
+    nothing_lost(&store, id, 4).await;
 }

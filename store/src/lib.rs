@@ -143,6 +143,8 @@ pub struct Store {
     /// Leaderboard versions per search, and the pages served at each.
     changes: std::sync::Arc<ranking::cache::Changes>,
     pages: std::sync::Arc<ranking::cache::PageCache>,
+    /// Search histories read by top-ups, per search.
+    histories: std::sync::Arc<topup::HistoryCache>,
 }
 
 /// Milliseconds since the Unix epoch.
@@ -181,6 +183,7 @@ impl Store {
             totals: Default::default(),
             changes,
             pages: Default::default(),
+            histories: Default::default(),
         })
     }
 

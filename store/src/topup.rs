@@ -8,6 +8,63 @@ use sqlx::{Any, Row, Transaction};
 use crate::{Event, SearchStatus, Store, StoreError, TrialState};
 use search::SearchSpec;
 
+/// Each search's history as this process last read it (architectures parsed
+/// and hashed once), for the next top-up. Bounded: a few searches at a time.
+#[derive(Debug, Default)]
+pub(crate) struct HistoryCache(std::sync::Mutex<std::collections::HashMap<i64, History>>);
+
+/// A search's strategy trials as last read, and every canonical hash tried.
+#[derive(Debug, Default)]
+pub(crate) struct History {
+    /// Trials in index order (index `i` is trial `idx = i`).
+    entries: Vec<HistoryEntry>,
+    /// Hashes of `entries` and of every proposal made since.
+    seen: std::collections::HashSet<String>,
+}
+
+/// Most searches whose history a process keeps.
+const MAX_CACHED_HISTORIES: usize = 16;
+
+impl HistoryCache {
+    /// Takes a search's cached history out (empty if none).
+    fn take(&self, search_id: i64) -> Result<History, StoreError> {
+        Ok(self
+            .0
+            .lock()
+            .map_err(|_| StoreError::Poisoned("search histories"))?
+            .remove(&search_id)
+            .unwrap_or_default())
+    }
+
+    /// Keeps a search's history for its next top-up.
+    fn put(&self, search_id: i64, history: History) -> Result<(), StoreError> {
+        let mut cache = self
+            .0
+            .lock()
+            .map_err(|_| StoreError::Poisoned("search histories"))?;
+        if cache.len() >= MAX_CACHED_HISTORIES {
+            cache.clear();
+        }
+        cache.insert(search_id, history);
+        Ok(())
+    }
+}
+
+/// A strategy trial's outcome from its `state` and `reward` columns.
+fn outcome_of(row: &sqlx::any::AnyRow, search_id: i64) -> Result<Outcome, StoreError> {
+    let state: String = row.try_get("state")?;
+    let state = TrialState::parse(&state)
+        .ok_or_else(|| StoreError::Corrupt(format!("search {search_id}: trial state {state}")))?;
+    Ok(match state {
+        TrialState::Pending | TrialState::Running => Outcome::Pending,
+        TrialState::Succeeded => Outcome::Succeeded {
+            fitness: row.try_get::<Option<f64>, _>("reward")?.unwrap_or(0.0),
+        },
+        TrialState::Rejected => Outcome::Rejected,
+        TrialState::Failed | TrialState::Cancelled => Outcome::Failed,
+    })
+}
+
 /// What asking the strategy for trials gave.
 #[derive(Debug)]
 enum Proposed {
@@ -138,7 +195,7 @@ impl Store {
         want: usize,
         now: i64,
     ) -> Result<Proposed, StoreError> {
-        let history = self.history(tx, search_id).await?;
+        let mut history = self.history(tx, search_id).await?;
         let (dataset, space) = match (spec.dataset_info(), spec.space.resolve()) {
             (Ok(dataset), Ok(space)) => (dataset, space),
             (Err(e), _) | (_, Err(e)) => return Ok(Proposed::Impossible(e.to_string())),
@@ -146,12 +203,13 @@ impl Store {
         // A fresh, reproducible stream per top-up.
         let mut rng =
             search::seeded_rng(spec.seed ^ (proposed as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
-        let proposals = match search::propose(
+        let proposals = match search::strategy::propose_unseen(
             &spec.strategy,
             &space,
             dataset.input,
             dataset.classes,
-            &history,
+            &history.entries,
+            &mut history.seen,
             want,
             &mut rng,
         ) {
@@ -182,6 +240,9 @@ impl Store {
                 .execute(&mut **tx)
                 .await?;
         }
+        // The history is kept for the next top-up only once the
+        // transaction that read it has written its proposals.
+        self.histories.put(search_id, history)?;
         Ok(Proposed::Queued {
             added: proposals.len(),
             exhausted: proposals.len() < want,
@@ -319,39 +380,101 @@ impl Store {
     }
 
     /// Every trial of a search in index order, as the strategy sees it.
+    /// The search's strategy trials in index order with their outcomes.
+    /// Kept per process between top-ups: each one reads only the trials
+    /// from the oldest still pending or running on (their states may have
+    /// changed) and the new trials' architectures (parsed and hashed once),
+    /// so its cost follows the search's parallelism, not its history.
     async fn history(
         &self,
         tx: &mut Transaction<'static, Any>,
         search_id: i64,
-    ) -> Result<Vec<HistoryEntry>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT idx, architecture, state, reward FROM trials WHERE search_id = $1 AND idx >= 0 ORDER BY idx",
+    ) -> Result<History, StoreError> {
+        let mut history = self.histories.take(search_id)?;
+        let from = history
+            .entries
+            .iter()
+            .position(|e| matches!(e.outcome, Outcome::Pending))
+            .unwrap_or(history.entries.len());
+        let states = sqlx::query(
+            "SELECT idx, state, reward FROM trials WHERE search_id = $1 AND idx >= $2 ORDER BY idx",
+        )
+        .bind(search_id)
+        .bind(from as i64)
+        .fetch_all(&mut **tx)
+        .await?;
+        let contiguous = states.iter().enumerate().all(|(i, row)| {
+            row.try_get::<i64, _>("idx")
+                .is_ok_and(|idx| idx == (from + i) as i64)
+        });
+        if !contiguous || from + states.len() < history.entries.len() {
+            // Not what this process saw before: read everything again.
+            if from > 0 || !history.entries.is_empty() {
+                return Box::pin(self.history_from_scratch(tx, search_id)).await;
+            }
+        }
+        self.append_new(tx, search_id, &mut history, from + states.len())
+            .await?;
+        for (entry, row) in history.entries[from..].iter_mut().zip(&states) {
+            entry.outcome = outcome_of(row, search_id)?;
+        }
+        Ok(history)
+    }
+
+    /// The whole history, read anew.
+    async fn history_from_scratch(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        search_id: i64,
+    ) -> Result<History, StoreError> {
+        let mut history = History::default();
+        let states = sqlx::query(
+            "SELECT idx, state, reward FROM trials WHERE search_id = $1 AND idx >= 0 ORDER BY idx",
         )
         .bind(search_id)
         .fetch_all(&mut **tx)
         .await?;
-        rows.iter()
-            .map(|row| {
-                let idx: i64 = row.try_get("idx")?;
-                let architecture =
-                    Architecture::from_json(&row.try_get::<String, _>("architecture")?).map_err(
-                        |e| StoreError::Corrupt(format!("trial {idx} of search {search_id}: {e}")),
-                    )?;
-                let state = TrialState::parse(&row.try_get::<String, _>("state")?)
-                    .ok_or_else(|| StoreError::Corrupt(format!("trial {idx}: unknown state")))?;
-                let outcome = match state {
-                    TrialState::Pending | TrialState::Running => Outcome::Pending,
-                    TrialState::Succeeded => Outcome::Succeeded {
-                        fitness: row.try_get::<Option<f64>, _>("reward")?.unwrap_or(0.0),
-                    },
-                    TrialState::Rejected => Outcome::Rejected,
-                    TrialState::Failed | TrialState::Cancelled => Outcome::Failed,
-                };
-                Ok(HistoryEntry {
-                    architecture,
-                    outcome,
-                })
-            })
-            .collect()
+        self.append_new(tx, search_id, &mut history, states.len())
+            .await?;
+        for (entry, row) in history.entries.iter_mut().zip(&states) {
+            entry.outcome = outcome_of(row, search_id)?;
+        }
+        Ok(history)
+    }
+
+    /// Reads the architectures of trials `history.entries.len()..until`.
+    async fn append_new(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        search_id: i64,
+        history: &mut History,
+        until: usize,
+    ) -> Result<(), StoreError> {
+        if until <= history.entries.len() {
+            return Ok(());
+        }
+        let rows = sqlx::query(
+            "SELECT idx, architecture, arch_hash FROM trials WHERE search_id = $1 AND idx >= $2 AND idx < $3 ORDER BY idx",
+        )
+        .bind(search_id)
+        .bind(history.entries.len() as i64)
+        .bind(until as i64)
+        .fetch_all(&mut **tx)
+        .await?;
+        for row in rows {
+            let idx: i64 = row.try_get("idx")?;
+            let architecture = Architecture::from_json(&row.try_get::<String, _>("architecture")?)
+                .map_err(|e| {
+                    StoreError::Corrupt(format!("trial {idx} of search {search_id}: {e}"))
+                })?;
+            let hash: String = row.try_get("arch_hash")?;
+            history.seen.insert(hash.clone());
+            history.entries.push(HistoryEntry::with_hash(
+                architecture,
+                hash,
+                Outcome::Pending,
+            ));
+        }
+        Ok(())
     }
 }

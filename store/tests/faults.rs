@@ -191,3 +191,69 @@ faults_on_both_backends!(
     rewards_are_finite_and_readers_tolerate_old_rows,
     claims_are_shared_between_searches,
 );
+
+/// Two processes (two stores) complete trials of one search in turn: each
+/// keeps its own cached history, yet no architecture is proposed twice and
+/// the strategy sees every outcome.
+async fn two_processes_share_a_search(url: String) {
+    let a = Store::connect(&url, fast()).await.expect("store a");
+    let b = Store::connect(&url, fast()).await.expect("store b");
+    let id = a
+        .create_search(&spec(
+            r#"{"name": "shared", "dataset": "mnist", "space": "mobile",
+                "strategy": {"kind": "evolution", "population": 4, "sample": 2},
+                "budget": {"max_trials": 24, "parallelism": 3}}"#,
+        ))
+        .await
+        .expect("create");
+    let w = worker("w", &[]);
+    let mut turn = 0usize;
+    loop {
+        let store = if turn % 2 == 0 { &a } else { &b };
+        let Some(t) = store.claim(&w).await.expect("claim") else {
+            break;
+        };
+        let reward = 0.1 + (t.index as f64 * 0.37).fract() * 0.8;
+        store
+            .complete(t.id, t.attempt, done(reward))
+            .await
+            .expect("complete");
+        turn += 1;
+    }
+    let trials = a.trials(id).await.expect("trials");
+    assert_eq!(trials.len(), 24);
+    let mut hashes: Vec<String> = Vec::new();
+    for t in &trials {
+        let json = a.architecture(t.id).await.expect("architecture");
+        hashes.push(
+            search::Architecture::from_json(&json)
+                .expect("parses")
+                .canonical_hash(),
+        );
+    }
+    hashes.sort();
+    hashes.dedup();
+    assert_eq!(hashes.len(), 24, "an architecture was proposed twice");
+    assert!(
+        trials
+            .iter()
+            .skip(4)
+            .any(|t| t.lineage.parent_index.is_some()),
+        "evolution bred from the shared history"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_share_a_search_on_sqlite() {
+    two_processes_share_a_search(testing::fresh_sqlite_url()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_share_a_search_on_postgres() {
+    two_processes_share_a_search(
+        testing::fresh_postgres_url()
+            .await
+            .expect("PostgreSQL at DATABASE_URL"),
+    )
+    .await;
+}

@@ -65,9 +65,7 @@ pub fn run(args: &WorkerArgs) -> anyhow::Result<String> {
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async {
-        let store = Store::connect(&args.database_url, queue)
-            .await
-            .with_context(|| format!("connecting to {}", redact(&args.database_url)))?;
+        let store = connect_with_retries(&args.database_url, queue).await?;
         let (stop_tx, stop_rx) = watch::channel(false);
         let agents = pool.spawn(&store, &stop_rx);
         shutdown_signal().await;
@@ -78,6 +76,29 @@ pub fn run(args: &WorkerArgs) -> anyhow::Result<String> {
         Ok::<_, anyhow::Error>(())
     })?;
     Ok(String::new())
+}
+
+/// Attempts to reach the database at start-up before a worker gives up.
+const CONNECT_ATTEMPTS: u32 = 6;
+
+/// Connects, retrying with doubling delays (1 s to 16 s): a worker started
+/// alongside its database, or during a blip, waits for it instead of exiting.
+async fn connect_with_retries(url: &str, queue: QueueConfig) -> anyhow::Result<Store> {
+    let mut delay = Duration::from_secs(1);
+    for attempt in 1..=CONNECT_ATTEMPTS {
+        match Store::connect(url, queue).await {
+            Ok(store) => return Ok(store),
+            Err(e) if attempt < CONNECT_ATTEMPTS => {
+                tracing::warn!(error = %e, retry_in_secs = delay.as_secs(), "cannot reach the database yet");
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+            }
+            Err(e) => {
+                return Err(e).with_context(|| format!("connecting to {}", redact(url)));
+            }
+        }
+    }
+    unreachable!("the last attempt returns")
 }
 
 /// A database URL without its password, for messages.
