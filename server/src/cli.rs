@@ -436,6 +436,9 @@ pub struct HttpArgs {
         value_delimiter = ','
     )]
     pub allowed_hosts: Vec<String>,
+    /// Connections served at once; more are answered 503 and closed.
+    #[arg(long, env = "NAS_MAX_CONNECTIONS", default_value_t = crate::api::listener::DEFAULT_MAX_CONNECTIONS)]
+    pub max_connections: usize,
     /// Event streams (`/events`) open at once; more get 503.
     #[arg(long, env = "NAS_MAX_STREAMS", default_value_t = server_default_streams())]
     pub max_streams: usize,

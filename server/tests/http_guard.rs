@@ -187,3 +187,59 @@ async fn event_streams_are_limited_and_unknown_methods_share_one_series() {
         metrics.1
     );
 }
+
+/// At most N connections: one more is answered 503 and closed; a client
+/// that never finishes its headers is cut off at the deadline, freeing its
+/// place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_are_limited_and_slow_headers_cut_off() {
+    use server::api::listener::LimitedListener;
+    let store = Store::connect(&testing::fresh_sqlite_url(), QueueConfig::default())
+        .await
+        .expect("store");
+    let tcp = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let address = tcp.local_addr().expect("address");
+    let listener = LimitedListener::new(tcp, 2, Duration::from_millis(500));
+    let app = router(AppState::new(store, Auth::open()));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let (busy, after) = tokio::task::spawn_blocking(move || {
+        // Two slow clients: half a request line each.
+        let mut slow: Vec<TcpStream> = (0..2)
+            .map(|_| {
+                let mut s = TcpStream::connect(address).expect("connect");
+                s.write_all(b"GET /api/v1/healthz HTTP/1.1\r\nHost: x\r\n")
+                    .expect("write");
+                s
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(100));
+        let busy = send(
+            address,
+            &format!(
+                "GET /api/v1/healthz HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+            ),
+        );
+        // Past the header deadline the slow ones are closed and places free up.
+        std::thread::sleep(Duration::from_millis(900));
+        for s in &mut slow {
+            let mut rest = Vec::new();
+            s.set_read_timeout(Some(Duration::from_secs(2)))
+                .expect("timeout");
+            let _ = s.read_to_end(&mut rest);
+        }
+        let after = send(
+            address,
+            &format!(
+                "GET /api/v1/healthz HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+            ),
+        );
+        (busy, after)
+    })
+    .await
+    .expect("requests");
+    assert_eq!(busy.0, 503, "{}", busy.1);
+    assert!(busy.1.contains("too_many_connections"), "{}", busy.1);
+    assert_eq!(after.0, 200, "{}", after.1);
+}

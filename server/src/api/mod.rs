@@ -8,6 +8,7 @@ mod error;
 mod events;
 mod extract;
 mod guard;
+pub mod listener;
 pub mod openapi;
 mod ops;
 mod responses;

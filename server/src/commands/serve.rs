@@ -7,6 +7,7 @@ use anyhow::{bail, Context};
 use store::{QueueConfig, Store};
 
 use super::worker::{redact, shutdown_signal};
+use crate::api::listener::{LimitedListener, HEADER_DEADLINE};
 use crate::api::{router, AppState, Auth, HostPolicy};
 use crate::cli::ServeArgs;
 
@@ -27,7 +28,11 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<String> {
             .await
             .with_context(|| format!("connecting to {}", redact(&args.database_url)))?
             .with_limits(args.limits.limits());
-        let listener = bind(args.bind).await?;
+        let listener = LimitedListener::new(
+            bind(args.bind).await?,
+            args.http.max_connections,
+            HEADER_DEADLINE,
+        );
         serve(
             listener,
             AppState::new(store.clone(), auth)
@@ -56,11 +61,11 @@ pub async fn bind(address: SocketAddr) -> anyhow::Result<tokio::net::TcpListener
 /// Serves the API on `listener` until `stop` resolves, then ends the event
 /// streams and lets running requests finish.
 pub async fn serve(
-    listener: tokio::net::TcpListener,
+    listener: LimitedListener,
     state: AppState,
     stop: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let address = listener.local_addr()?;
+    let address = axum::serve::Listener::local_addr(&listener)?;
     tracing::info!(%address, "serving http://{address}/api/v1");
     let app = router(state.clone());
     axum::serve(listener, app)

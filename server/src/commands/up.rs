@@ -10,6 +10,7 @@ use worker::data::default_data_dir;
 
 use super::serve::{bind, serve};
 use super::worker::shutdown_signal;
+use crate::api::listener::{LimitedListener, HEADER_DEADLINE};
 use crate::api::{AppState, Auth, HostPolicy};
 use crate::cli::UpArgs;
 use worker::pool::AgentPool;
@@ -43,6 +44,7 @@ pub fn run(args: &UpArgs) -> anyhow::Result<String> {
             pool.data_dir.display()
         );
         let mut stopped = stop_rx.clone();
+        let listener = LimitedListener::new(listener, args.http.max_connections, HEADER_DEADLINE);
         let server = tokio::spawn(serve(
             listener,
             AppState::new(store.clone(), Auth::open())
