@@ -628,6 +628,23 @@ impl Walker {
     }
 }
 
+/// Checks a convolution window's settings and fits it on an `h x w` map.
+fn checked_window(
+    path: &str,
+    (h, w): (usize, usize),
+    kernel: Pair,
+    stride: Pair,
+    dilation: Pair,
+    padding: Padding,
+) -> Result<WindowGeometry, ValidationError> {
+    check_pair(path, "kernel", kernel)?;
+    check_pair(path, "stride", stride)?;
+    check_pair(path, "dilation", dilation)?;
+    check_padding(path, padding)?;
+    window_geometry(h, w, kernel, stride, dilation, padding)
+        .or_else(|reason| err(path, reason.to_string()))
+}
+
 /// Checks a `conv` layer on `input` and counts its costs.
 fn conv_costs(
     conv: &crate::arch::Conv,
@@ -637,10 +654,6 @@ fn conv_costs(
     let (c, h, w) = expect_map(path, "conv", input)?;
     check_size(path, "filters", conv.filters)?;
     check_size(path, "groups", conv.groups)?;
-    check_pair(path, "kernel", conv.kernel)?;
-    check_pair(path, "stride", conv.stride)?;
-    check_pair(path, "dilation", conv.dilation)?;
-    check_padding(path, conv.padding)?;
     if c % conv.groups != 0 || conv.filters % conv.groups != 0 {
         return err(
             path,
@@ -650,8 +663,14 @@ fn conv_costs(
             ),
         );
     }
-    let g = window_geometry(h, w, conv.kernel, conv.stride, conv.dilation, conv.padding)
-        .or_else(|reason| err(path, reason.to_string()))?;
+    let g = checked_window(
+        path,
+        (h, w),
+        conv.kernel,
+        conv.stride,
+        conv.dilation,
+        conv.padding,
+    )?;
     let k = conv.kernel.h() as u64 * conv.kernel.w() as u64;
     let per_filter = (c / conv.groups) as u64 * k;
     let f = conv.filters as u64;
@@ -682,12 +701,14 @@ fn separable_costs(
     let (c, h, w) = expect_map(path, "separable_conv", input)?;
     check_size(path, "filters", sep.filters)?;
     check_size(path, "depth_multiplier", sep.depth_multiplier)?;
-    check_pair(path, "kernel", sep.kernel)?;
-    check_pair(path, "stride", sep.stride)?;
-    check_pair(path, "dilation", sep.dilation)?;
-    check_padding(path, sep.padding)?;
-    let g = window_geometry(h, w, sep.kernel, sep.stride, sep.dilation, sep.padding)
-        .or_else(|reason| err(path, reason.to_string()))?;
+    let g = checked_window(
+        path,
+        (h, w),
+        sep.kernel,
+        sep.stride,
+        sep.dilation,
+        sep.padding,
+    )?;
     let mid = product(path, &[c as u64, sep.depth_multiplier as u64])?;
     let k = sep.kernel.h() as u64 * sep.kernel.w() as u64;
     let f = sep.filters as u64;
