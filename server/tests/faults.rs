@@ -188,3 +188,37 @@ async fn dropped_database_connections_lose_nothing() {
     assert!(terminated >= 3, "connections were dropped ({terminated})");
     nothing_lost(&store, id, 4).await;
 }
+
+/// A real worker process limited to 1 MiB refuses every network of an
+/// ordinary search before building it, saying how much each needed, and
+/// the search ends instead of crashing workers again and again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_process_refuses_networks_over_its_memory() {
+    let url = testing::fresh_sqlite_url();
+    let store = Store::connect(&url, QueueConfig::default())
+        .await
+        .expect("store");
+    let id = store.create_search(&spec()).await.expect("create");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_nas"));
+    command
+        .args(["worker", "--database-url", &url, "--threads", "1"])
+        .args(["--data-dir", &datasets(), "--max-memory-mib", "1"])
+        .args(["--poll-secs", "0.2"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let small = command.spawn().expect("starts nas worker");
+    let start = Instant::now();
+    while store.search(id).await.expect("search").status == SearchStatus::Running {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the search did not end"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stop(small);
+    for t in store.trials(id).await.expect("trials") {
+        assert_eq!((t.state, t.attempt), (TrialState::Failed, 1), "{t:#?}");
+        let error = &t.errors[0].error;
+        assert!(error.contains("this worker allows 1.0 MiB"), "{error}");
+    }
+}
