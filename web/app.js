@@ -311,7 +311,7 @@ async function searchPage(id) {
       el("div", { class: "row" }, el("h1", { text: `${s.name}` }), badge(s.status), s.status === "running" ? el("span", { class: "live", text: "live" }) : null, el("span", { class: "spacer" }),
         el("a", { class: "button secondary", href: `${API}/searches/${s.id}/leaderboard?format=csv&limit=1000&sort=${state.sort}`, download: `search-${s.id}.csv` }, "Export CSV"),
         best ? el("a", { class: "button secondary", href: `${API}/trials/${best.trial_id}/weights` }, "Download best model") : null, cancel),
-      s.error ? el("p", { class: "error", role: "alert", id: "search-error", text: `This search failed: ${s.error}` }) : null,
+      ...(s.error ? [el("p", { class: "error", role: "alert", id: "search-error", text: `This search failed: ${s.error}` })] : []),
       el("div", { class: "card" }, el("dl", { class: "facts" },
         el("dt", { text: "progress" }), el("dd", {}, el("div", { class: "row" }, bar(s.progress.fraction, "search progress"), `${s.progress.trials_ended} of ${s.progress.max_trials} trials ended`)),
         el("dt", { text: "trials" }), el("dd", { text: Object.entries(s.trial_counts).map(([k, v]) => `${v} ${k}`).join(", ") || "–" }),

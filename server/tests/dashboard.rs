@@ -212,6 +212,15 @@ async fn a_search_from_the_form_to_cancel_in_a_real_browser() {
         texts(&c, "#leaderboard .badge.baseline").await,
         ["zoo: lenet5"]
     );
+    // No stray text (such as a rendered `null`) between the title and the facts.
+    let stray = c
+        .execute(
+            "return [...document.querySelector('main').childNodes].concat([...document.querySelectorAll('main > *')].flatMap(e => [...e.childNodes])).filter(n => n.nodeType === 3 && n.textContent.trim() === 'null').length",
+            vec![],
+        )
+        .await
+        .expect("script");
+    assert_eq!(stray, 0, "a stray `null` text node on the search page");
     shot(&c, "search").await;
     let blocks = texts(&c, "#leaderboard tbody td.blocks").await;
     assert!(blocks.iter().all(|b| b.contains("10")), "{blocks:?}");
