@@ -24,39 +24,39 @@ async fn path_id<S: Send + Sync>(
         .ok_or_else(|| ApiError::not_found(format!("{what} `{raw}`")))
 }
 
-/// The search id of a `/searches/{id}/...` route.
-#[derive(Debug, Clone, Copy, IntoParams)]
-#[into_params(names("id"), parameter_in = Path)]
-pub struct SearchId(
-    /// Search id.
-    #[param(minimum = 1)]
-    pub i64,
-);
+/// Declares a path-id extractor: a positive `{id}`, else a 404 naming
+/// the resource, documented as the route's `id` parameter.
+macro_rules! path_id_extractor {
+    ($(#[$doc:meta])* $name:ident, $what:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, IntoParams)]
+        #[into_params(names("id"), parameter_in = Path)]
+        pub struct $name(
+            #[doc = concat!("The ", $what, "'s id.")]
+            #[param(minimum = 1)]
+            pub i64,
+        );
 
-impl<S: Send + Sync> FromRequestParts<S> for SearchId {
-    type Rejection = ApiError;
+        impl<S: Send + Sync> FromRequestParts<S> for $name {
+            type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        path_id(parts, state, "search").await.map(Self)
-    }
+            async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+                path_id(parts, state, $what).await.map(Self)
+            }
+        }
+    };
 }
 
-/// The trial id of a `/trials/{id}/...` route.
-#[derive(Debug, Clone, Copy, IntoParams)]
-#[into_params(names("id"), parameter_in = Path)]
-pub struct TrialId(
-    /// Trial id.
-    #[param(minimum = 1)]
-    pub i64,
+path_id_extractor!(
+    /// The search id of a `/searches/{id}/...` route.
+    SearchId,
+    "search"
 );
-
-impl<S: Send + Sync> FromRequestParts<S> for TrialId {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        path_id(parts, state, "trial").await.map(Self)
-    }
-}
+path_id_extractor!(
+    /// The trial id of a `/trials/{id}/...` route.
+    TrialId,
+    "trial"
+);
 
 /// A query string as `T`; a bad one is a 400 naming the parameter.
 #[derive(Debug, Clone)]
