@@ -23,6 +23,28 @@ struct Held {
     errors: String,
 }
 
+/// Within `tx`: a trial's weights, replacing any an earlier attempt stored.
+async fn write_weights(
+    tx: &mut Transaction<'static, Any>,
+    trial: i64,
+    bytes: &[u8],
+    now: i64,
+) -> Result<(), StoreError> {
+    sqlx::query("DELETE FROM artifacts WHERE trial_id = $1 AND kind = 'weights'")
+        .bind(trial)
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query(
+        "INSERT INTO artifacts (trial_id, kind, bytes, created_at) VALUES ($1, 'weights', $2, $3)",
+    )
+    .bind(trial)
+    .bind(bytes)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
 /// Most search specs a store keeps for claims.
 const MAX_CACHED_SPECS: usize = 1024;
 
@@ -300,27 +322,15 @@ impl Store {
     ) -> Result<(), StoreError> {
         let now = self.db_now_ms().await?;
         let mut tx = self.write_tx().await?;
-        let held = sqlx::query(&format!(
-            "SELECT id FROM trials WHERE id = $1 AND attempt = $2 AND state = {RUNNING}"
-        ))
-        .bind(trial)
-        .bind(attempt)
-        .fetch_optional(&mut *tx)
-        .await?;
-        if held.is_none() {
+        if self
+            .hold(&mut tx, trial, Some(attempt), None)
+            .await?
+            .is_none()
+        {
             tx.rollback().await?;
             return Err(StoreError::LeaseLost { trial, attempt });
         }
-        sqlx::query("DELETE FROM artifacts WHERE trial_id = $1 AND kind = 'weights'")
-            .bind(trial)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("INSERT INTO artifacts (trial_id, kind, bytes, created_at) VALUES ($1, 'weights', $2, $3)")
-            .bind(trial)
-            .bind(bytes)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+        write_weights(&mut tx, trial, bytes, now).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -395,12 +405,7 @@ impl Store {
         };
         let search_id: i64 = row.try_get("search_id")?;
         if let Some(bytes) = weights {
-            sqlx::query("INSERT INTO artifacts (trial_id, kind, bytes, created_at) VALUES ($1, 'weights', $2, $3)")
-                .bind(trial)
-                .bind(bytes)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
+            write_weights(&mut tx, trial, &bytes, now).await?;
         }
         let events = self.after_trial_ended(&mut tx, search_id, now).await?;
         tx.commit().await?;

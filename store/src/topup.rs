@@ -409,9 +409,7 @@ impl Store {
         });
         if !contiguous || from + states.len() < history.entries.len() {
             // Not what this process saw before: read everything again.
-            if from > 0 || !history.entries.is_empty() {
-                return Box::pin(self.history_from_scratch(tx, search_id)).await;
-            }
+            return self.history_from_scratch(tx, search_id).await;
         }
         self.append_new(tx, search_id, &mut history, from + states.len())
             .await?;
