@@ -12,6 +12,8 @@
 //! - [`summary`]: layer labels and one-line block summaries for people;
 //! - [`limits`]: what a network costs to train, and the limits a search stays within;
 //! - [`dataset`]: the catalogue of datasets a search may name;
+//! - [`recipe`]: the training recipe (optimiser, schedule, augmentation);
+//! - [`fidelity`]: multi-fidelity scheduling (ASHA rungs and promotions);
 //! - [`spec`]: what a user submits (dataset, space, strategy, objective,
 //!   budget, training settings), checked field by field.
 //!
@@ -21,9 +23,11 @@
 pub mod arch;
 pub mod build;
 pub mod dataset;
+pub mod fidelity;
 pub mod genotype;
 pub mod limits;
 pub mod objective;
+pub mod recipe;
 pub mod result;
 pub mod space;
 pub mod spec;
@@ -34,11 +38,12 @@ pub mod zoo;
 
 pub use arch::{Architecture, InputShape, Layer, ParseError};
 pub use dataset::{DatasetInfo, UnknownDataset};
+pub use fidelity::Scheduler;
 pub use genotype::{decode, mutate, sample, Genotype, GenotypeError, Mutation};
 pub use objective::{pareto_front, rank, Objective, Point, RankKey, RankRow};
 pub use result::{AttemptError, LatencyMs, TrialProgress, TrialResult};
 pub use space::{BlockOp, SearchSpace, SpaceError};
-pub use spec::{Budget, SearchSpec, SpaceRef, SpecError, Training};
+pub use spec::{Budget, FinalTraining, SearchSpec, SpaceRef, SpecError, Training};
 pub use strategy::{propose, HistoryEntry, Outcome, Proposal, Strategy, StrategyError};
 pub use validate::{validate, Report, Shape, ValidationError};
 

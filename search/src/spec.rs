@@ -1,7 +1,9 @@
 //! What a user submits: a search spec, checked field by field.
 
 use crate::dataset::{self, DatasetInfo};
+use crate::fidelity::Scheduler;
 use crate::limits::{self, Footprint, ResourceLimits};
+use crate::recipe::{Augmentation, OptimizerKind, Schedule};
 use crate::{Objective, SearchSpace, Strategy};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -48,9 +50,15 @@ pub struct Budget {
     /// Trials in all (default 20).
     #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 100_000))]
     pub max_trials: u32,
-    /// Training epochs per trial (default 1).
+    /// Training epochs per trial without a multi-fidelity scheduler
+    /// (default 1); with one, its rungs decide.
     #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 1000))]
     pub epochs: u32,
+    /// Compute budget: epochs trained in all, over every trial and rung
+    /// (default: none). No trial or promotion starts that would exceed it,
+    /// so strategies can be compared at equal compute.
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 100_000_000))]
+    pub max_epochs_total: Option<u64>,
     /// Train each trial on at most this many images (default: all).
     #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 10_000_000))]
     pub max_train_samples: Option<u32>,
@@ -70,6 +78,7 @@ impl Default for Budget {
         Self {
             max_trials: 20,
             epochs: 1,
+            max_epochs_total: None,
             max_train_samples: None,
             max_seconds: None,
             parallelism: 2,
@@ -77,8 +86,8 @@ impl Default for Budget {
     }
 }
 
-/// Per-trial training settings (the rest of the training recipe is the
-/// worker's defaults: Adam 1e-3, batch 64, constant rate).
+/// The training recipe of a search's trials (and, unless the final
+/// training names its own, of its final models).
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -86,9 +95,19 @@ pub struct Training {
     /// Images per step (default 64).
     #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 4096))]
     pub batch_size: u32,
-    /// Learning rate (default 1e-3, Adam).
+    /// Base learning rate (default: the optimiser's usual one, 1e-3 for
+    /// Adam and AdamW, 0.05 for SGD).
     #[cfg_attr(feature = "openapi", schema(exclusive_minimum = 0, maximum = 10))]
-    pub learning_rate: f64,
+    pub learning_rate: Option<f64>,
+    /// Optimiser (default Adam).
+    pub optimizer: OptimizerKind,
+    /// Learning-rate schedule over the trial's planned epochs (default constant).
+    pub schedule: Schedule,
+    /// Label smoothing in `[0, 0.5]` (default 0).
+    #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 0.5))]
+    pub label_smoothing: f64,
+    /// Augmentation (default none).
+    pub augmentation: Augmentation,
     /// Fraction of the training set held out for validation (default 0.1).
     #[cfg_attr(feature = "openapi", schema(exclusive_minimum = 0, maximum = 0.9))]
     pub val_fraction: f64,
@@ -98,9 +117,123 @@ impl Default for Training {
     fn default() -> Self {
         Self {
             batch_size: 64,
-            learning_rate: 1e-3,
+            learning_rate: None,
+            optimizer: OptimizerKind::default(),
+            schedule: Schedule::default(),
+            label_smoothing: 0.0,
+            augmentation: Augmentation::default(),
             val_fraction: 0.1,
         }
+    }
+}
+
+impl Training {
+    /// The base learning rate: as given, or the optimiser's usual one.
+    pub fn learning_rate(&self) -> f64 {
+        self.learning_rate
+            .unwrap_or_else(|| self.optimizer.default_lr())
+    }
+
+    /// Checks the recipe; `field` (`training`, `final.training`) prefixes
+    /// the names in errors.
+    pub fn check(&self, field: &str) -> Result<(), SpecError> {
+        let at = |name: &str| format!("{field}.{name}");
+        check_range(
+            &at("batch_size"),
+            self.batch_size,
+            1,
+            bounds::MAX_BATCH_SIZE,
+        )?;
+        if let Some(lr) = self.learning_rate {
+            if !(lr.is_finite() && lr > 0.0 && lr <= bounds::MAX_LEARNING_RATE) {
+                return Err(SpecError::field(
+                    &at("learning_rate"),
+                    format!(
+                        "must be a positive number, at most {}",
+                        bounds::MAX_LEARNING_RATE
+                    ),
+                ));
+            }
+        }
+        self.optimizer.check(&at("optimizer"))?;
+        self.schedule.check(&at("schedule"))?;
+        let smoothing = self.label_smoothing;
+        if !(smoothing.is_finite()
+            && (0.0..=crate::recipe::MAX_LABEL_SMOOTHING).contains(&smoothing))
+        {
+            return Err(SpecError::field(
+                &at("label_smoothing"),
+                format!(
+                    "must be between 0 and {}",
+                    crate::recipe::MAX_LABEL_SMOOTHING
+                ),
+            ));
+        }
+        check_range(
+            &at("augmentation.crop_padding"),
+            self.augmentation.crop_padding,
+            0,
+            crate::recipe::MAX_CROP_PADDING,
+        )?;
+        if !(self.val_fraction > 0.0 && self.val_fraction <= 0.9) {
+            return Err(SpecError::field(
+                &at("val_fraction"),
+                "must be in (0, 0.9]: a trial is scored on its validation split",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Final training: once the search ends, its best distinct architectures
+/// (best-informed: highest rung, then reward) are trained from scratch on
+/// training + validation data, tested once on the held-out test set and
+/// measured again.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FinalTraining {
+    /// How many architectures (default 3).
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 20))]
+    pub top_k: u32,
+    /// Epochs each (default 30).
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 1000))]
+    pub epochs: u32,
+    /// The recipe (default: the search's `training`).
+    pub training: Option<Training>,
+}
+
+impl Default for FinalTraining {
+    fn default() -> Self {
+        Self {
+            top_k: 3,
+            epochs: 30,
+            training: None,
+        }
+    }
+}
+
+impl FinalTraining {
+    /// Checks it against the search's budget: `top_k` cannot exceed the
+    /// trials the search may run.
+    pub fn check(&self, max_trials: u32) -> Result<(), SpecError> {
+        check_range("final.top_k", self.top_k, 1, bounds::MAX_FINAL_MODELS)?;
+        if self.top_k > max_trials {
+            return Err(SpecError::field(
+                "final.top_k",
+                format!("must not exceed budget.max_trials ({max_trials}): there would not be {} architectures to train", self.top_k),
+            ));
+        }
+        check_range("final.epochs", self.epochs, 1, bounds::MAX_EPOCHS)?;
+        if let Some(training) = &self.training {
+            training.check("final.training")?;
+        }
+        Ok(())
+    }
+
+    /// The recipe of the final models, given the search's.
+    pub fn recipe<'a>(&'a self, search: &'a Training) -> &'a Training {
+        self.training.as_ref().unwrap_or(search)
     }
 }
 
@@ -126,9 +259,17 @@ pub struct SearchSpec {
     /// Budget.
     #[serde(default)]
     pub budget: Budget,
-    /// Training settings.
+    /// Training recipe.
     #[serde(default)]
     pub training: Training,
+    /// Multi-fidelity scheduling (default none: every trial trains
+    /// `budget.epochs`).
+    #[serde(default)]
+    pub scheduler: Scheduler,
+    /// Final training of the best architectures once the search ends
+    /// (default none; `POST /searches/{id}/final` starts it later).
+    #[serde(default, rename = "final", skip_serializing_if = "Option::is_none")]
+    pub final_training: Option<FinalTraining>,
     /// Labels a worker must have to run this search's trials.
     #[serde(default)]
     pub labels: Vec<String>,
@@ -190,6 +331,10 @@ pub mod bounds {
     pub const MAX_LEARNING_RATE: f64 = 10.0;
     /// Most attempts per trial.
     pub const MAX_ATTEMPTS: u32 = 10;
+    /// Most final models.
+    pub const MAX_FINAL_MODELS: u32 = 20;
+    /// Largest compute budget, epochs.
+    pub const MAX_EPOCHS_TOTAL: u64 = 100_000_000;
     /// Most worker labels a search may require.
     pub const MAX_LABELS: usize = 10;
     /// Longest label, characters.
@@ -291,6 +436,16 @@ impl SearchSpec {
         if let Some(n) = b.max_train_samples {
             check_range("budget.max_train_samples", n, 1, bounds::MAX_TRAIN_SAMPLES)?;
         }
+        if let Some(n) = b.max_epochs_total {
+            check_range("budget.max_epochs_total", n, 1, bounds::MAX_EPOCHS_TOTAL)?;
+            let first = u64::from(self.first_rung_epochs());
+            if n < first {
+                return Err(SpecError::field(
+                    "budget.max_epochs_total",
+                    format!("must allow at least one trial's first {first} epochs"),
+                ));
+            }
+        }
         if let Some(seconds) = b.max_seconds {
             if !(seconds.is_finite() && seconds > 0.0 && seconds <= bounds::MAX_SECONDS) {
                 return Err(SpecError::field(
@@ -312,32 +467,28 @@ impl SearchSpec {
     }
 
     fn check_training(&self) -> Result<(), SpecError> {
-        let t = &self.training;
-        check_range(
-            "training.batch_size",
-            t.batch_size,
-            1,
-            bounds::MAX_BATCH_SIZE,
-        )?;
-        if !(t.learning_rate.is_finite()
-            && t.learning_rate > 0.0
-            && t.learning_rate <= bounds::MAX_LEARNING_RATE)
-        {
-            return Err(SpecError::field(
-                "training.learning_rate",
-                format!(
-                    "must be a positive number, at most {}",
-                    bounds::MAX_LEARNING_RATE
-                ),
-            ));
-        }
-        if !(t.val_fraction > 0.0 && t.val_fraction <= 0.9) {
-            return Err(SpecError::field(
-                "training.val_fraction",
-                "must be in (0, 0.9]: a trial is scored on its validation split",
-            ));
+        self.training.check("training")?;
+        self.scheduler.check(bounds::MAX_EPOCHS)?;
+        if let Some(final_training) = &self.final_training {
+            final_training.check(self.budget.max_trials)?;
         }
         Ok(())
+    }
+
+    /// The epoch at which each of a trial's rungs ends (one rung of
+    /// `budget.epochs` without a scheduler).
+    pub fn rungs(&self) -> Vec<u32> {
+        self.scheduler.rungs(self.budget.epochs)
+    }
+
+    /// Epochs a new trial trains before it is first judged.
+    pub fn first_rung_epochs(&self) -> u32 {
+        self.rungs().first().copied().unwrap_or(self.budget.epochs)
+    }
+
+    /// Epochs a trial trains at most (the learning-rate schedule's horizon).
+    pub fn planned_epochs(&self) -> u32 {
+        self.rungs().last().copied().unwrap_or(self.budget.epochs)
     }
 
     /// The space must produce valid networks (its largest ones and a seeded
@@ -421,6 +572,27 @@ mod tests {
         assert_eq!(s.budget.max_trials, 20);
         assert_eq!(s.space, SpaceRef::Preset("micro".into()));
         assert_eq!(s.max_attempts, 3);
+        assert_eq!(s.scheduler, Scheduler::None);
+        assert_eq!(s.training.learning_rate(), 1e-3);
+        assert_eq!(s.rungs(), vec![1]);
+    }
+
+    #[test]
+    fn asha_and_final_training_read_with_defaults() {
+        let s = spec(
+            r#"{"name": "x", "dataset": "fashion-mnist", "scheduler": {"kind": "asha"},
+                "final": {}, "training": {"optimizer": {"kind": "sgd", "nesterov": true},
+                "schedule": {"kind": "cosine", "warmup_epochs": 1}}}"#,
+        )
+        .expect("valid");
+        assert_eq!(s.rungs(), vec![1, 3, 9, 27]);
+        assert_eq!((s.first_rung_epochs(), s.planned_epochs()), (1, 27));
+        let f = s.final_training.as_ref().expect("final");
+        assert_eq!((f.top_k, f.epochs), (3, 30));
+        assert_eq!(s.training.learning_rate(), 0.05);
+        let again: SearchSpec =
+            serde_json::from_str(&serde_json::to_string(&s).expect("json")).expect("reads back");
+        assert_eq!(again, s);
     }
 
     #[test]
@@ -443,6 +615,34 @@ mod tests {
                 "objective.latency.target_ms",
             ),
             (r#"{"name": "", "dataset": "mnist"}"#, "name:"),
+            (
+                r#"{"name": "x", "dataset": "mnist", "scheduler": {"kind": "asha", "eta": 1}}"#,
+                "scheduler.eta:",
+            ),
+            (
+                r#"{"name": "x", "dataset": "mnist", "scheduler": {"kind": "asha", "min_epochs": 9, "max_epochs": 3}}"#,
+                "scheduler.min_epochs:",
+            ),
+            (
+                r#"{"name": "x", "dataset": "mnist", "budget": {"max_trials": 4}, "final": {"top_k": 5}}"#,
+                "final.top_k:",
+            ),
+            (
+                r#"{"name": "x", "dataset": "mnist", "training": {"label_smoothing": 0.9}}"#,
+                "training.label_smoothing:",
+            ),
+            (
+                r#"{"name": "x", "dataset": "mnist", "training": {"optimizer": {"kind": "sgd", "momentum": 1.5}}}"#,
+                "training.optimizer.momentum:",
+            ),
+            (
+                r#"{"name": "x", "dataset": "mnist", "final": {"training": {"batch_size": 0}}}"#,
+                "final.training.batch_size:",
+            ),
+            (
+                r#"{"name": "x", "dataset": "mnist", "scheduler": {"kind": "asha", "min_epochs": 3}, "budget": {"max_epochs_total": 2}}"#,
+                "budget.max_epochs_total:",
+            ),
         ];
         for (json, want) in cases {
             let err = spec(json).expect_err(json);

@@ -6,7 +6,10 @@
 //!   population is the `population` most recently finished successful trials
 //!   (so the oldest dies as new ones finish); each child is a single-decision
 //!   mutation of the best of `sample` members drawn at random. Until the
-//!   population is full, candidates are random, as in the paper.
+//!   population is full, candidates are random, as in the paper. Under a
+//!   multi-fidelity scheduler "best" is best-informed: the highest rung
+//!   reached, then fitness ([`crate::fidelity::best_informed_key`]), so a
+//!   lucky one-epoch score does not outrank a network proven over 27.
 //!
 //! Failed and rejected trials stay in the history: they are never proposed
 //! again, but they are not members of the population (they have no fitness).
@@ -92,10 +95,14 @@ impl Strategy {
 pub enum Outcome {
     /// Queued or running: not to be proposed again, no fitness yet.
     Pending,
-    /// Trained and scored; higher fitness is better.
+    /// Trained and scored; higher fitness is better. Under a multi-fidelity
+    /// scheduler the trial may still be training towards a higher rung (or
+    /// have been stopped early): `rung` says how far its fitness is informed.
     Succeeded {
-        /// The objective's reward.
+        /// The objective's reward at the highest rung reached.
         fitness: f64,
+        /// The index of the highest rung reached (0 without a scheduler).
+        rung: u32,
     },
     /// Crashed, diverged or timed out.
     Failed,
@@ -249,7 +256,7 @@ fn population_members(history: &[HistoryEntry], population: usize) -> Vec<usize>
         .enumerate()
         .rev()
         .filter(|(_, e)| {
-            matches!(e.outcome, Outcome::Succeeded { fitness } if fitness.is_finite())
+            matches!(e.outcome, Outcome::Succeeded { fitness, .. } if fitness.is_finite())
                 && e.architecture.genotype.is_some()
         })
         .map(|(i, _)| i)
@@ -259,10 +266,12 @@ fn population_members(history: &[HistoryEntry], population: usize) -> Vec<usize>
     members
 }
 
-fn fitness(entry: &HistoryEntry) -> f64 {
+/// A member's [best-informed](crate::fidelity::best_informed_key) standing:
+/// highest rung reached, then fitness.
+fn standing(entry: &HistoryEntry) -> (u32, f64) {
     match entry.outcome {
-        Outcome::Succeeded { fitness } => fitness,
-        _ => f64::NEG_INFINITY,
+        Outcome::Succeeded { fitness, rung } => crate::fidelity::best_informed_key(rung, fitness),
+        _ => (0, f64::NEG_INFINITY),
     }
 }
 
@@ -276,10 +285,13 @@ fn evolve<R: Rng + ?Sized>(
 ) -> Result<Option<Proposal>, StrategyError> {
     for _ in 0..ATTEMPTS_PER_PROPOSAL {
         let drawn = sample_indices(rng, members.len(), tournament.min(members.len()));
-        // The fittest of the sample; among equals, the youngest.
+        // The best-informed of the sample (highest rung, then fitness);
+        // among equals, the youngest.
         let parent = drawn.iter().map(|k| members[k]).max_by(|&a, &b| {
-            fitness(&history[a])
-                .total_cmp(&fitness(&history[b]))
+            let ((rung_a, fit_a), (rung_b, fit_b)) = (standing(&history[a]), standing(&history[b]));
+            rung_a
+                .cmp(&rung_b)
+                .then(fit_a.total_cmp(&fit_b))
                 .then(a.cmp(&b))
         });
         let Some(parent) = parent else {
@@ -364,9 +376,13 @@ mod tests {
                     p.architecture,
                     // The most recent four are the population; index 3 is the fittest.
                     match i {
-                        3 => Outcome::Succeeded { fitness: 0.9 },
+                        3 => Outcome::Succeeded {
+                            fitness: 0.9,
+                            rung: 0,
+                        },
                         5 => Outcome::Rejected,
                         _ => Outcome::Succeeded {
+                            rung: 0,
                             fitness: 0.1 * i as f64,
                         },
                     },

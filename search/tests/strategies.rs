@@ -53,6 +53,7 @@ fn run(strategy: Strategy, seed: u64, trials: usize, batch: usize) -> Vec<Histor
             } else {
                 Outcome::Succeeded {
                     fitness: synthetic_fitness(&p.architecture),
+                    rung: 0,
                 }
             };
             history.push(HistoryEntry::new(p.architecture, outcome));
@@ -65,7 +66,7 @@ fn best(history: &[HistoryEntry]) -> f64 {
     history
         .iter()
         .filter_map(|e| match e.outcome {
-            Outcome::Succeeded { fitness } => Some(fitness),
+            Outcome::Succeeded { fitness, .. } => Some(fitness),
             _ => None,
         })
         .fold(f64::NEG_INFINITY, f64::max)

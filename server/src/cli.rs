@@ -192,15 +192,21 @@ pub struct TrainArgs {
     /// Images per step.
     #[arg(long, default_value_t = 64)]
     pub batch_size: usize,
-    /// sgd, adam or adamw.
+    /// sgd, nesterov, adam or adamw.
     #[arg(long, default_value = "adam")]
     pub optimizer: String,
     /// Base learning rate (default: 1e-3 for Adam/AdamW, 0.05 for SGD).
     #[arg(long)]
     pub lr: Option<f64>,
-    /// Learning-rate schedule: constant or cosine.
+    /// Learning-rate schedule: constant, cosine or one_cycle.
     #[arg(long, default_value = "constant")]
     pub schedule: String,
+    /// Epochs of linear warm-up before the cosine decay.
+    #[arg(long, default_value_t = 0.0)]
+    pub warmup_epochs: f64,
+    /// Label smoothing in [0, 1).
+    #[arg(long, default_value_t = 0.0)]
+    pub label_smoothing: f32,
     /// Train on at most this many training images (a seeded subset).
     #[arg(long)]
     pub max_train_samples: Option<usize>,

@@ -59,6 +59,7 @@ fn outcome_of(row: &sqlx::any::AnyRow, search_id: i64) -> Result<Outcome, StoreE
         TrialState::Pending | TrialState::Running => Outcome::Pending,
         TrialState::Succeeded => Outcome::Succeeded {
             fitness: row.try_get::<Option<f64>, _>("reward")?.unwrap_or(0.0),
+            rung: 0,
         },
         TrialState::Rejected => Outcome::Rejected,
         TrialState::Failed | TrialState::Cancelled => Outcome::Failed,

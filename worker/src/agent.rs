@@ -19,7 +19,7 @@ use crate::data::{open_dataset, DataError, Dataset};
 use crate::failpoint;
 use crate::latency::LatencyConfig;
 use crate::pipeline::{self, TrialOutcome, TrialPlan};
-use crate::train::{EpochReport, OptimizerKind, Schedule, TrainConfig, TrainData};
+use crate::train::{EpochReport, TrainConfig, TrainData};
 
 /// How an agent runs.
 #[derive(Debug, Clone)]
@@ -376,16 +376,13 @@ impl Agent {
             seed,
             latency: self.config.latency,
             train: TrainConfig {
-                epochs: spec.budget.epochs as usize,
-                batch_size: spec.training.batch_size as usize,
-                optimizer: OptimizerKind::adam(),
-                learning_rate: spec.training.learning_rate,
-                schedule: Schedule::Constant,
-                seed,
                 max_train_samples: spec.budget.max_train_samples.map(|n| n as usize),
-                max_seconds: None,
-                augmentation: Default::default(),
-                threads: self.config.threads,
+                ..TrainConfig::from_recipe(
+                    &spec.training,
+                    spec.budget.epochs,
+                    seed,
+                    self.config.threads,
+                )
             },
             objective: spec.objective,
             max_memory: self.config.max_memory,

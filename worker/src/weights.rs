@@ -47,12 +47,13 @@ pub enum WeightsError {
     },
 }
 
-fn bytes_of(values: &[f32]) -> Vec<u8> {
+/// Little-endian bytes of `values`.
+pub(crate) fn bytes_of(values: &[f32]) -> Vec<u8> {
     values.iter().flat_map(|v| v.to_le_bytes()).collect()
 }
 
 /// The tensors of `net` as `(name, shape, values)`, parameters first.
-fn tensors(net: &Network) -> Vec<(String, Vec<usize>, &[f32])> {
+pub(crate) fn tensors(net: &Network) -> Vec<(String, Vec<usize>, &[f32])> {
     let mut out: Vec<(String, Vec<usize>, &[f32])> = net
         .params
         .iter()

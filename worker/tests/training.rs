@@ -175,6 +175,7 @@ fn a_diverging_run_ends_as_diverged_not_a_crash() {
     let cfg = TrainConfig {
         optimizer: OptimizerKind::Sgd {
             momentum: 0.9,
+            nesterov: false,
             weight_decay: 0.0,
         },
         learning_rate: 1e4,

@@ -82,14 +82,17 @@ fn dataset_and_architecture(
 fn train_config(args: &TrainArgs) -> anyhow::Result<TrainConfig> {
     let optimizer = OptimizerKind::from_name(&args.optimizer).with_context(|| {
         format!(
-            "unknown optimizer `{}`; use sgd, adam or adamw",
+            "unknown optimizer `{}`; use sgd, nesterov, adam or adamw",
             args.optimizer
         )
     })?;
     let schedule = match args.schedule.as_str() {
-        "cosine" => Schedule::Cosine,
+        "cosine" => Schedule::Cosine {
+            warmup_epochs: args.warmup_epochs,
+        },
+        "one_cycle" | "one-cycle" => Schedule::OneCycle { pct_start: 0.3 },
         "constant" => Schedule::Constant,
-        other => bail!("unknown schedule `{other}`; use cosine or constant"),
+        other => bail!("unknown schedule `{other}`; use constant, cosine or one_cycle"),
     };
     Ok(TrainConfig {
         epochs: args.epochs,
@@ -104,6 +107,8 @@ fn train_config(args: &TrainArgs) -> anyhow::Result<TrainConfig> {
             crop_padding: args.crop_padding,
             horizontal_flip: args.flip,
         },
+        label_smoothing: args.label_smoothing,
+        stop_at_epoch: None,
         threads: args.threads.unwrap_or(TrainConfig::default().threads),
     })
 }

@@ -92,6 +92,12 @@ impl Network {
         self.params.iter().map(|p| p.data.len()).sum()
     }
 
+    /// Reseeds the generator dropout masks come from, so that an epoch's
+    /// masks depend only on the seed given here (a resumed run replays them).
+    pub fn reseed_dropout(&mut self, seed: u64) {
+        self.device = Cpu::seed_from_u64(seed);
+    }
+
     /// The dfdx device tensors are made on.
     pub fn device(&self) -> &Cpu {
         &self.device

@@ -317,12 +317,18 @@ fn add_into<E: Real>(dst: &mut [E], src: &[E]) {
     dst.iter_mut().zip(src).for_each(|(d, &s)| *d += s);
 }
 
-/// Weight and bias gradients summed over the batch: each thread takes a run
-/// of images with its own accumulators, then the runs are added.
+/// Images per partial sum of the weight gradients: fixed, not per thread,
+/// so the sum's order (and so its rounding) is the same on any number of
+/// threads and a checkpointed run resumes identically on another worker.
+const IMAGES_PER_PARTIAL: usize = 8;
+
+/// Weight and bias gradients summed over the batch: runs of
+/// [`IMAGES_PER_PARTIAL`] images are summed in parallel with their own
+/// accumulators, then the runs are added in order.
 fn weight_grads<E: Real>(geo: &Geometry, n: usize, xs: &[E], dy: &[E]) -> (Vec<E>, Vec<E>) {
     let spec = geo.spec;
     let ohw = geo.oh * geo.ow;
-    let per_thread = n.div_ceil(rayon::current_num_threads()).max(1);
+    let per_thread = IMAGES_PER_PARTIAL;
     let threads = gemm_threads(n);
     let partial: Vec<(Vec<E>, Vec<E>)> = (0..n)
         .collect::<Vec<_>>()

@@ -1,6 +1,7 @@
 //! Mini-batch training of a [`Network`] on a [`Dataset`], with a budget, a
 //! progress callback, cancellation and divergence detection.
 
+pub mod checkpoint;
 mod optim;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -39,6 +40,13 @@ pub struct TrainConfig {
     pub max_seconds: Option<f64>,
     /// Training-time augmentation (default none).
     pub augmentation: AugmentationConfig,
+    /// Label smoothing in `[0, 1)` (default 0).
+    #[serde(default)]
+    pub label_smoothing: f32,
+    /// End the run after this epoch (a multi-fidelity rung), while the
+    /// schedule still plans for `epochs` (default: run all `epochs`).
+    #[serde(default)]
+    pub stop_at_epoch: Option<usize>,
     /// Threads of the training pool (default: all cores).
     pub threads: usize,
 }
@@ -67,7 +75,33 @@ impl Default for TrainConfig {
             max_train_samples: None,
             max_seconds: None,
             augmentation: AugmentationConfig::default(),
+            label_smoothing: 0.0,
+            stop_at_epoch: None,
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        }
+    }
+}
+
+impl TrainConfig {
+    /// The config of a recipe from a search spec: `epochs` planned (the
+    /// schedule's horizon), seeded by `seed`, on `threads` threads.
+    pub fn from_recipe(recipe: &search::Training, epochs: u32, seed: u64, threads: usize) -> Self {
+        Self {
+            epochs: epochs as usize,
+            batch_size: recipe.batch_size as usize,
+            optimizer: recipe.optimizer,
+            learning_rate: recipe.learning_rate(),
+            schedule: recipe.schedule,
+            seed,
+            max_train_samples: None,
+            max_seconds: None,
+            augmentation: AugmentationConfig {
+                crop_padding: recipe.augmentation.crop_padding as usize,
+                horizontal_flip: recipe.augmentation.horizontal_flip,
+            },
+            label_smoothing: recipe.label_smoothing as f32,
+            stop_at_epoch: None,
+            threads,
         }
     }
 }
@@ -116,6 +150,12 @@ impl TrainConfig {
         }
         if self.threads == 0 {
             return bad("threads", "must be at least 1");
+        }
+        if !(self.label_smoothing.is_finite() && (0.0..1.0).contains(&self.label_smoothing)) {
+            return bad("label_smoothing", "must be in [0, 1)");
+        }
+        if self.stop_at_epoch == Some(0) {
+            return bad("stop_at_epoch", "must be at least 1");
         }
         if self.max_train_samples == Some(0) {
             return bad("max_train_samples", "must be at least 1");
@@ -221,13 +261,25 @@ pub struct Trainer {
     /// The network being trained.
     pub net: Network,
     optimizer: Optimizer,
+    /// Label smoothing: targets are `1 - s` on the label and `s / classes`
+    /// spread over all classes.
+    pub label_smoothing: f32,
 }
 
 impl Trainer {
     /// A trainer for `net` with a fresh optimiser.
     pub fn new(net: Network, kind: OptimizerKind) -> Self {
         let optimizer = Optimizer::new(kind, net.params.iter().map(|p| p.data.len()));
-        Self { net, optimizer }
+        Self {
+            net,
+            optimizer,
+            label_smoothing: 0.0,
+        }
+    }
+
+    /// The optimiser's state.
+    pub fn optimizer(&self) -> &Optimizer {
+        &self.optimizer
     }
 
     /// One step on a batch of normalised images (`labels.len()` of them),
@@ -241,9 +293,10 @@ impl Trainer {
         let params = self.net.tensors();
         let logits = self.net.forward(x.leaky_traced(), &params, Mode::Train);
         let correct = count_correct(&to_vec(&logits), labels, classes);
-        let mut onehot = vec![0f32; n * classes];
+        let smoothing = self.label_smoothing;
+        let mut onehot = vec![smoothing / classes as f32; n * classes];
         for (i, &l) in labels.iter().enumerate() {
-            onehot[i * classes + l] = 1.0;
+            onehot[i * classes + l] += 1.0 - smoothing;
         }
         let target = dev.tensor_from_vec(onehot, (n, classes));
         let loss = cross_entropy_with_logits_loss(logits, target);
@@ -334,7 +387,15 @@ pub fn train(
     cancel: &AtomicBool,
     mut progress: impl FnMut(&EpochReport) + Send,
 ) -> Result<(Network, TrainResult), TrainError> {
-    config.check()?;
+    let mut session = Session::start(net, data, config)?;
+    while let Some(report) = session.train_epoch(cancel) {
+        progress(report);
+    }
+    Ok(session.finish())
+}
+
+/// Checks that every set fits the network and the training set is not empty.
+fn check_data(net: &Network, data: &TrainData<'_>) -> Result<(), TrainError> {
     let input = net.architecture().input;
     for (name, set) in [
         ("training", Some(data.train)),
@@ -353,8 +414,7 @@ pub fn train(
     if data.train.is_empty() {
         return Err(TrainError::Data("the training set is empty".into()));
     }
-    let pool = thread_pool(config.threads)?;
-    pool.install(|| run(net, data, config, cancel, &mut progress))
+    Ok(())
 }
 
 /// How one epoch's batches went.
@@ -378,31 +438,231 @@ enum EpochEnd {
     OutOfTime,
 }
 
-/// A run in progress: the data order, the trainer and the step count.
-struct Run<'d, 'c> {
-    data: TrainData<'d>,
-    config: &'c TrainConfig,
-    stats: ChannelStats,
-    augmentation: Augmentation,
-    rng: search::SeededRng,
-    order: Vec<usize>,
-    trainer: Trainer,
-    step: usize,
-    total_steps: usize,
-    images: Vec<f32>,
-    labels: Vec<usize>,
+/// The seed of epoch `epoch`'s data order, augmentation and dropout: a
+/// function of the run's seed and the epoch alone, so that a run resumed
+/// from a checkpoint draws exactly what a run trained straight through does.
+fn epoch_seed(seed: u64, epoch: usize) -> u64 {
+    seed ^ (epoch as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }
 
-impl Run<'_, '_> {
-    /// Trains one epoch; `spent` is the training time of earlier epochs.
-    fn epoch(&mut self, epoch: usize, cancel: &AtomicBool, spent: f64) -> EpochTally {
-        let config = self.config;
-        self.order.shuffle(&mut self.rng);
+/// Where a resumed run starts: what a [checkpoint](checkpoint) restores
+/// besides the network's weights and batch-norm statistics.
+#[derive(Debug, Clone)]
+pub struct ResumePoint {
+    /// Epochs already trained.
+    pub epoch: usize,
+    /// Optimiser steps already taken (the schedule's position).
+    pub step: usize,
+    /// The optimiser's state.
+    pub optimizer: Optimizer,
+}
+
+/// A training run one epoch at a time, so that its caller can checkpoint
+/// or stop it between epochs. [`train`] is the simple loop over it.
+pub struct Session<'d> {
+    data: TrainData<'d>,
+    config: TrainConfig,
+    pool: std::sync::Arc<rayon::ThreadPool>,
+    stats: ChannelStats,
+    augmentation: Augmentation,
+    /// The (possibly subset) training indices in their base order.
+    subset: Vec<usize>,
+    trainer: Trainer,
+    /// Epochs trained so far (including before a resume).
+    epoch: usize,
+    step: usize,
+    steps_per_epoch: usize,
+    images: Vec<f32>,
+    labels: Vec<usize>,
+    result: TrainResult,
+    ended: bool,
+    last: Option<EpochReport>,
+}
+
+impl std::fmt::Debug for Session<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("epoch", &self.epoch)
+            .field("step", &self.step)
+            .finish()
+    }
+}
+
+impl<'d> Session<'d> {
+    /// A new run of freshly built `net`.
+    pub fn start(
+        net: Network,
+        data: TrainData<'d>,
+        config: &TrainConfig,
+    ) -> Result<Self, TrainError> {
+        let optimizer = Optimizer::new(config.optimizer, net.params.iter().map(|p| p.data.len()));
+        Self::resume(
+            net,
+            data,
+            config,
+            ResumePoint {
+                epoch: 0,
+                step: 0,
+                optimizer,
+            },
+        )
+    }
+
+    /// A run that goes on from `from` (`net` holds the checkpoint's weights).
+    pub fn resume(
+        net: Network,
+        data: TrainData<'d>,
+        config: &TrainConfig,
+        from: ResumePoint,
+    ) -> Result<Self, TrainError> {
+        config.check()?;
+        check_data(&net, &data)?;
+        let pool = std::sync::Arc::new(thread_pool(config.threads)?);
+        let mut subset: Vec<usize> = (0..data.train.len()).collect();
+        if let Some(max) = config.max_train_samples {
+            subset.shuffle(&mut search::seeded_rng(config.seed));
+            subset.truncate(max);
+        }
+        let steps_per_epoch = subset.len().div_ceil(config.batch_size);
+        let mut trainer = Trainer::new(net, config.optimizer);
+        trainer.optimizer = from.optimizer;
+        trainer.label_smoothing = config.label_smoothing;
+        Ok(Self {
+            data,
+            config: config.clone(),
+            pool,
+            stats: data.train.channel_stats(),
+            augmentation: Augmentation {
+                crop_padding: config.augmentation.crop_padding,
+                horizontal_flip: config.augmentation.horizontal_flip,
+            },
+            subset,
+            trainer,
+            epoch: from.epoch,
+            step: from.step,
+            steps_per_epoch,
+            images: Vec::new(),
+            labels: Vec::new(),
+            result: TrainResult {
+                status: TrainStatus::Completed,
+                stop_reason: Some(StopReason::Epochs),
+                epochs: Vec::new(),
+                val_accuracy: None,
+                test_accuracy: None,
+                train_seconds: 0.0,
+                images: 0,
+                images_per_second: 0.0,
+                message: None,
+            },
+            ended: false,
+            last: None,
+        })
+    }
+
+    /// Epochs trained so far, counting those before a resume.
+    pub fn epochs_done(&self) -> usize {
+        self.epoch
+    }
+
+    /// The network and optimiser as they stand.
+    pub fn trainer(&self) -> &Trainer {
+        &self.trainer
+    }
+
+    /// Where this run stands, for a checkpoint.
+    pub fn resume_point(&self) -> ResumePoint {
+        ResumePoint {
+            epoch: self.epoch,
+            step: self.step,
+            optimizer: self.trainer.optimizer.clone(),
+        }
+    }
+
+    /// The settings the run was started with.
+    pub fn config(&self) -> &TrainConfig {
+        &self.config
+    }
+
+    /// The epoch this run ends after: `stop_at_epoch` (a rung's end), else
+    /// the planned `epochs`.
+    fn last_epoch(&self) -> usize {
+        self.config
+            .stop_at_epoch
+            .map_or(self.config.epochs, |e| e.min(self.config.epochs))
+    }
+
+    /// Trains the next epoch and validates; `None` once the run is over
+    /// (its last epoch done, cancelled, diverged or out of time).
+    pub fn train_epoch(&mut self, cancel: &AtomicBool) -> Option<&EpochReport> {
+        if self.ended || self.epoch >= self.last_epoch() {
+            self.ended = true;
+            return None;
+        }
+        let epoch_start = Instant::now();
+        let epoch = self.epoch + 1;
+        let spent = self.result.train_seconds;
+        let pool = self.pool.clone();
+        let tally = pool.install(|| self.epoch_steps(epoch, cancel, spent));
+        self.result.train_seconds += tally.train_seconds;
+        self.result.images += tally.seen;
+        match tally.end {
+            Some(EpochEnd::Cancelled) => {
+                self.end(TrainStatus::Cancelled, None);
+                return None;
+            }
+            Some(EpochEnd::Diverged(message)) => {
+                self.end(TrainStatus::Diverged, Some(message));
+                return None;
+            }
+            Some(EpochEnd::OutOfTime) | None => {}
+        }
+        let val_accuracy = self
+            .data
+            .validation
+            .map(|v| pool.install(|| evaluate(&mut self.trainer.net, v, &self.stats, 256)));
+        self.epoch = epoch;
+        self.result.val_accuracy = val_accuracy;
+        let report = EpochReport {
+            epoch,
+            train_loss: tally.loss_sum / tally.batches.max(1) as f64,
+            train_accuracy: tally.correct as f64 / tally.seen.max(1) as f64,
+            val_accuracy,
+            images: tally.seen,
+            train_seconds: tally.train_seconds,
+            seconds: epoch_start.elapsed().as_secs_f64(),
+            learning_rate: tally.learning_rate,
+        };
+        if matches!(tally.end, Some(EpochEnd::OutOfTime)) {
+            self.result.stop_reason = Some(StopReason::MaxSeconds);
+            self.ended = true;
+        }
+        self.result.epochs.push(report.clone());
+        self.last = Some(report);
+        self.last.as_ref()
+    }
+
+    fn end(&mut self, status: TrainStatus, message: Option<String>) {
+        self.result.status = status;
+        self.result.stop_reason = None;
+        self.result.message = message;
+        self.ended = true;
+    }
+
+    /// Trains one epoch's batches; `spent` is the training time of earlier
+    /// epochs of this run.
+    fn epoch_steps(&mut self, epoch: usize, cancel: &AtomicBool, spent: f64) -> EpochTally {
+        let config = &self.config;
+        let seed = epoch_seed(config.seed, epoch);
+        let mut rng = search::seeded_rng(seed);
+        self.trainer.net.reseed_dropout(seed ^ 0x5eed);
+        let mut order = self.subset.clone();
+        order.shuffle(&mut rng);
+        let total_steps = self.steps_per_epoch * config.epochs;
         let mut tally = EpochTally {
             learning_rate: config.learning_rate,
             ..EpochTally::default()
         };
-        for chunk in self.order.chunks(config.batch_size) {
+        for chunk in order.chunks(config.batch_size) {
             if cancel.load(Ordering::Relaxed) {
                 tally.end = Some(EpochEnd::Cancelled);
                 break;
@@ -413,14 +673,16 @@ impl Run<'_, '_> {
                 chunk,
                 &self.stats,
                 self.augmentation,
-                &mut self.rng,
+                &mut rng,
                 &mut self.images,
                 &mut self.labels,
             );
-            tally.learning_rate =
-                config
-                    .schedule
-                    .rate(config.learning_rate, self.step, self.total_steps);
+            tally.learning_rate = config.schedule.rate(
+                config.learning_rate,
+                self.step,
+                total_steps,
+                self.steps_per_epoch,
+            );
             let images = std::mem::take(&mut self.images);
             let outcome = self
                 .trainer
@@ -449,94 +711,20 @@ impl Run<'_, '_> {
         }
         tally
     }
-}
 
-fn run(
-    net: Network,
-    data: TrainData<'_>,
-    config: &TrainConfig,
-    cancel: &AtomicBool,
-    progress: &mut (dyn FnMut(&EpochReport) + Send),
-) -> Result<(Network, TrainResult), TrainError> {
-    let mut rng = search::seeded_rng(config.seed);
-    let mut order: Vec<usize> = (0..data.train.len()).collect();
-    if let Some(max) = config.max_train_samples {
-        order.shuffle(&mut rng);
-        order.truncate(max);
-    }
-    let total_steps = order.len().div_ceil(config.batch_size) * config.epochs;
-    let mut run = Run {
-        data,
-        config,
-        stats: data.train.channel_stats(),
-        augmentation: Augmentation {
-            crop_padding: config.augmentation.crop_padding,
-            horizontal_flip: config.augmentation.horizontal_flip,
-        },
-        rng,
-        order,
-        trainer: Trainer::new(net, config.optimizer),
-        step: 0,
-        total_steps,
-        images: Vec::new(),
-        labels: Vec::new(),
-    };
-    let mut result = TrainResult {
-        status: TrainStatus::Completed,
-        stop_reason: Some(StopReason::Epochs),
-        epochs: Vec::new(),
-        val_accuracy: None,
-        test_accuracy: None,
-        train_seconds: 0.0,
-        images: 0,
-        images_per_second: 0.0,
-        message: None,
-    };
-    for epoch in 1..=config.epochs {
-        let epoch_start = Instant::now();
-        let tally = run.epoch(epoch, cancel, result.train_seconds);
-        result.train_seconds += tally.train_seconds;
-        result.images += tally.seen;
-        match tally.end {
-            Some(EpochEnd::Cancelled) => {
-                result.status = TrainStatus::Cancelled;
-                result.stop_reason = None;
-                break;
+    /// Ends the run: evaluates the test set (if given, and the run
+    /// completed) and returns the network and the result of this session's
+    /// epochs.
+    pub fn finish(mut self) -> (Network, TrainResult) {
+        if self.result.status == TrainStatus::Completed {
+            if let Some(test) = self.data.test {
+                let (net, stats) = (&mut self.trainer.net, &self.stats);
+                self.result.test_accuracy =
+                    Some(self.pool.install(|| evaluate(net, test, stats, 256)));
             }
-            Some(EpochEnd::Diverged(message)) => {
-                result.status = TrainStatus::Diverged;
-                result.stop_reason = None;
-                result.message = Some(message);
-                break;
-            }
-            Some(EpochEnd::OutOfTime) | None => {}
         }
-        let val_accuracy = data
-            .validation
-            .map(|v| evaluate(&mut run.trainer.net, v, &run.stats, 256));
-        result.val_accuracy = val_accuracy;
-        let report = EpochReport {
-            epoch,
-            train_loss: tally.loss_sum / tally.batches.max(1) as f64,
-            train_accuracy: tally.correct as f64 / tally.seen.max(1) as f64,
-            val_accuracy,
-            images: tally.seen,
-            train_seconds: tally.train_seconds,
-            seconds: epoch_start.elapsed().as_secs_f64(),
-            learning_rate: tally.learning_rate,
-        };
-        progress(&report);
-        result.epochs.push(report);
-        if matches!(tally.end, Some(EpochEnd::OutOfTime)) {
-            result.stop_reason = Some(StopReason::MaxSeconds);
-            break;
-        }
+        self.result.images_per_second =
+            self.result.images as f64 / self.result.train_seconds.max(1e-9);
+        (self.trainer.net, self.result)
     }
-    if result.status == TrainStatus::Completed {
-        result.test_accuracy = data
-            .test
-            .map(|t| evaluate(&mut run.trainer.net, t, &run.stats, 256));
-    }
-    result.images_per_second = result.images as f64 / result.train_seconds.max(1e-9);
-    Ok((run.trainer.net, result))
 }

@@ -2,83 +2,7 @@
 //! Adam (L2 weight decay) and AdamW (decoupled weight decay), as PyTorch
 //! defines them.
 
-use serde::{Deserialize, Serialize};
-
-/// Which optimiser, with its hyper-parameters (the learning rate comes from
-/// the schedule).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
-pub enum OptimizerKind {
-    /// Stochastic gradient descent with (heavy-ball) momentum.
-    Sgd {
-        /// Momentum (default 0.9).
-        #[serde(default = "default_momentum")]
-        momentum: f32,
-        /// L2 penalty added to the gradient (default 5e-4).
-        #[serde(default = "default_sgd_decay")]
-        weight_decay: f32,
-    },
-    /// Adam; weight decay is added to the gradient (L2).
-    Adam {
-        /// L2 penalty (default 0).
-        #[serde(default)]
-        weight_decay: f32,
-    },
-    /// AdamW: weight decay applied to the weights directly.
-    AdamW {
-        /// Decoupled decay (default 0.01).
-        #[serde(default = "default_adamw_decay")]
-        weight_decay: f32,
-    },
-}
-
-fn default_momentum() -> f32 {
-    0.9
-}
-fn default_sgd_decay() -> f32 {
-    5e-4
-}
-fn default_adamw_decay() -> f32 {
-    0.01
-}
-
-impl OptimizerKind {
-    /// SGD with its defaults.
-    pub fn sgd() -> Self {
-        Self::Sgd {
-            momentum: default_momentum(),
-            weight_decay: default_sgd_decay(),
-        }
-    }
-    /// Adam with its defaults.
-    pub fn adam() -> Self {
-        Self::Adam { weight_decay: 0.0 }
-    }
-    /// AdamW with its defaults.
-    pub fn adamw() -> Self {
-        Self::AdamW {
-            weight_decay: default_adamw_decay(),
-        }
-    }
-
-    /// Parses `sgd`, `adam` or `adamw` (with default hyper-parameters).
-    pub fn from_name(name: &str) -> Option<Self> {
-        match name {
-            "sgd" => Some(Self::sgd()),
-            "adam" => Some(Self::adam()),
-            "adamw" => Some(Self::adamw()),
-            _ => None,
-        }
-    }
-
-    /// The learning rate people start with for this optimiser.
-    pub fn default_lr(&self) -> f64 {
-        match self {
-            Self::Sgd { .. } => 0.05,
-            Self::Adam { .. } | Self::AdamW { .. } => 1e-3,
-        }
-    }
-}
+pub use search::recipe::{OptimizerKind, Schedule};
 
 const BETA1: f32 = 0.9;
 const BETA2: f32 = 0.999;
@@ -111,6 +35,28 @@ impl Optimizer {
         }
     }
 
+    /// The optimiser's state, for a checkpoint: its kind, the first and
+    /// second moments per parameter (the second empty for SGD) and the
+    /// steps taken.
+    pub fn state(&self) -> (OptimizerKind, &[Vec<f32>], &[Vec<f32>], i32) {
+        (self.kind, &self.first, &self.second, self.steps)
+    }
+
+    /// An optimiser resumed from a checkpoint's state (see [`Optimizer::state`]).
+    pub fn from_state(
+        kind: OptimizerKind,
+        first: Vec<Vec<f32>>,
+        second: Vec<Vec<f32>>,
+        steps: i32,
+    ) -> Self {
+        Self {
+            kind,
+            first,
+            second,
+            steps,
+        }
+    }
+
     /// Starts a step (advances Adam's bias correction). Call once per batch,
     /// before [`Optimizer::update`] on each parameter.
     pub fn begin_step(&mut self) {
@@ -123,12 +69,14 @@ impl Optimizer {
         match self.kind {
             OptimizerKind::Sgd {
                 momentum,
+                nesterov,
                 weight_decay,
             } => {
                 for ((p, &g), v) in param.iter_mut().zip(grad).zip(m.iter_mut()) {
                     let g = g + weight_decay * *p;
                     *v = momentum * *v + g;
-                    *p -= lr * *v;
+                    let step = if nesterov { g + momentum * *v } else { *v };
+                    *p -= lr * step;
                 }
             }
             OptimizerKind::Adam { weight_decay } | OptimizerKind::AdamW { weight_decay } => {
@@ -155,30 +103,6 @@ impl Optimizer {
     }
 }
 
-/// How the learning rate changes over the run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Schedule {
-    /// The same rate throughout.
-    #[default]
-    Constant,
-    /// Cosine decay from the base rate to 0 over all planned steps.
-    Cosine,
-}
-
-impl Schedule {
-    /// The rate at `step` of `total` for base rate `base`.
-    pub fn rate(&self, base: f64, step: usize, total: usize) -> f64 {
-        match self {
-            Self::Constant => base,
-            Self::Cosine => {
-                let t = step as f64 / total.max(1) as f64;
-                base * 0.5 * (1.0 + (std::f64::consts::PI * t.min(1.0)).cos())
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -190,6 +114,15 @@ mod tests {
             (
                 OptimizerKind::Sgd {
                     momentum: 0.9,
+                    nesterov: false,
+                    weight_decay: 0.0,
+                },
+                0.05,
+            ),
+            (
+                OptimizerKind::Sgd {
+                    momentum: 0.9,
+                    nesterov: true,
                     weight_decay: 0.0,
                 },
                 0.05,
@@ -228,14 +161,5 @@ mod tests {
         w.begin_step();
         w.update(0, &mut p, &[0.0], 0.1);
         assert!((p[0] - 1.98).abs() < 1e-6, "{p:?}");
-    }
-
-    #[test]
-    fn cosine_goes_from_base_to_zero() {
-        let s = Schedule::Cosine;
-        assert_eq!(s.rate(0.1, 0, 100), 0.1);
-        assert!((s.rate(0.1, 50, 100) - 0.05).abs() < 1e-12);
-        assert!(s.rate(0.1, 100, 100).abs() < 1e-12);
-        assert_eq!(Schedule::Constant.rate(0.1, 70, 100), 0.1);
     }
 }
