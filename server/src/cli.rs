@@ -31,6 +31,8 @@ pub enum Command {
     Leaderboard(LeaderboardArgs),
     /// Cancel a running search.
     Cancel(CancelArgs),
+    /// Train a finished search's best architectures from scratch and test them.
+    Final(FinalArgs),
     /// Download a trial's architecture JSON and trained weights.
     Export(ExportArgs),
     /// The reference architectures (LeNet-5 ... MobileNet v2).
@@ -582,6 +584,25 @@ pub struct LeaderboardArgs {
     /// table, json or csv.
     #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
     pub format: OutputFormat,
+    /// Show the final models (trained from scratch, tested once) instead.
+    #[arg(long = "final")]
+    pub final_models: bool,
+    /// The server.
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+/// Flags of `nas final`.
+#[derive(Debug, Args)]
+pub struct FinalArgs {
+    /// The search id (a finished search).
+    pub id: i64,
+    /// How many of its best distinct architectures.
+    #[arg(long, default_value_t = 3)]
+    pub top_k: u32,
+    /// Epochs each.
+    #[arg(long, default_value_t = 30)]
+    pub epochs: u32,
     /// The server.
     #[command(flatten)]
     pub server: ServerArgs,

@@ -28,6 +28,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Show(args) => commands::client::show(&args)?,
         Command::Leaderboard(args) => commands::client::leaderboard(&args)?,
         Command::Cancel(args) => commands::client::cancel(&args)?,
+        Command::Final(args) => commands::client::request_final(&args)?,
         Command::Export(args) => commands::client::export(&args)?,
         Command::Zoo(ZooCommand::List(args)) => commands::zoo::list(&args)?,
         Command::Zoo(ZooCommand::Show(args)) => commands::zoo::show(&args)?,

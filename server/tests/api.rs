@@ -130,11 +130,83 @@ async fn api_contract(url: String) {
         (200, Some(0))
     );
 
+    // Final training: not while running, bounded, 404 for unknown searches.
+    let (status, body) = call(
+        "POST",
+        format!("{base}/searches/{id}/final"),
+        Some("{}".into()),
+    )
+    .await;
+    assert_eq!((status, error_code(&body)), (409, "conflict"), "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("still running") && m.contains("`running`")),
+        "{body}"
+    );
+    let (status, body) = call(
+        "POST",
+        format!("{base}/searches/999999/final"),
+        Some("{}".into()),
+    )
+    .await;
+    assert_eq!(status, 404, "{body}");
+    let (status, body) = call(
+        "POST",
+        format!("{base}/searches/{id}/final"),
+        Some(r#"{"top_k": "three"}"#.into()),
+    )
+    .await;
+    assert!(matches!(status, 400 | 422), "{status} {body}");
+    let (status, body) = call("GET", format!("{base}/searches/{id}/final"), None).await;
+    assert_eq!(
+        (status, body["trials"].as_array().map(Vec::len)),
+        (200, Some(0))
+    );
+    let bad_asha =
+        json!({"name": "x", "dataset": "mnist", "scheduler": {"kind": "asha", "eta": 1}});
+    let (status, body) = call(
+        "POST",
+        format!("{base}/searches"),
+        Some(bad_asha.to_string()),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["field"].as_str()),
+        (422, Some("scheduler.eta")),
+        "{body}"
+    );
+    let bad_final = json!({"name": "x", "dataset": "mnist", "budget": {"max_trials": 2}, "final": {"top_k": 3}});
+    let (status, body) = call(
+        "POST",
+        format!("{base}/searches"),
+        Some(bad_final.to_string()),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["field"].as_str()),
+        (422, Some("final.top_k")),
+        "{body}"
+    );
+
     assert_eq!(
         call("POST", format!("{base}/searches/{id}/cancel"), None)
             .await
             .0,
         200
+    );
+    let (status, body) = call(
+        "POST",
+        format!("{base}/searches/{id}/final"),
+        Some("{}".into()),
+    )
+    .await;
+    assert_eq!((status, error_code(&body)), (409, "conflict"), "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("cancelled")),
+        "{body}"
     );
     let (status, body) = call("POST", format!("{base}/searches/{id}/cancel"), None).await;
     assert_eq!((status, error_code(&body)), (409, "conflict"), "{body}");
@@ -621,6 +693,8 @@ async fn the_openapi_document_lists_every_route_and_schema() {
         ("get", "/api/v1/searches/{id}/trials"),
         ("get", "/api/v1/searches/{id}/leaderboard"),
         ("get", "/api/v1/searches/{id}/pareto"),
+        ("get", "/api/v1/searches/{id}/final"),
+        ("post", "/api/v1/searches/{id}/final"),
         ("get", "/api/v1/trials/{id}"),
         ("get", "/api/v1/trials/{id}/architecture"),
         ("get", "/api/v1/trials/{id}/weights"),

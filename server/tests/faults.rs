@@ -144,6 +144,93 @@ async fn a_worker_killed_late_in_a_trial_loses_nothing() {
     }
 }
 
+/// A one-trial ASHA search (rungs at 1 and 3 epochs): the trial always
+/// goes on to the second rung, resuming from its checkpoint.
+fn asha_spec() -> SearchSpec {
+    serde_json::from_value(serde_json::json!({
+        "name": "asha fault test", "dataset": "mnist", "space": "micro", "strategy": {"kind": "random"},
+        "scheduler": {"kind": "asha", "min_epochs": 1, "max_epochs": 3, "eta": 3},
+        "budget": {"max_trials": 1, "parallelism": 1, "max_train_samples": 512},
+        "training": {"batch_size": 64, "val_fraction": 0.1}, "seed": 3
+    }))
+    .expect("spec")
+}
+
+/// A worker dies at `failpoint` of an ASHA search; another finishes it.
+/// The trial ends once, trained to its last rung, and each epoch of its
+/// curve was trained by the attempt in `trained_by` (1-based attempts): a
+/// later attempt resumed from the checkpoint instead of starting over.
+async fn a_worker_dies_in_a_rung(failpoint: &str, trained_by: [i64; 3]) {
+    let url = testing::fresh_sqlite_url();
+    let store = Store::connect(&url, QueueConfig::default())
+        .await
+        .expect("store");
+    let id = store.create_search(&asha_spec()).await.expect("create");
+    let mut doomed = worker(&url, &format!("doomed-{failpoint}"), Some(failpoint));
+    let start = Instant::now();
+    while doomed.try_wait().expect("wait").is_none() {
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "{failpoint}: never reached"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let rescuer = worker(&url, &format!("rescuer-{failpoint}"), None);
+    wait_finished(&store, id, Duration::from_secs(180)).await;
+    stop(rescuer);
+    let trials = store.trials(id).await.expect("trials");
+    assert_eq!(trials.len(), 1, "{trials:#?}");
+    let t = &trials[0];
+    assert_eq!(
+        (t.state, t.rung, t.epochs_done),
+        (TrialState::Succeeded, Some(1), 3),
+        "{failpoint}: {t:#?}"
+    );
+    assert!(
+        t.errors.iter().any(|e| e.error.contains("lease expired")),
+        "{failpoint}: {t:#?}"
+    );
+    assert!(store.weights(t.id).await.expect("weights").is_some());
+    assert_eq!(
+        store.checkpoint(t.id).await.expect("checkpoint"),
+        None,
+        "pruned at the end"
+    );
+    let curve = store.epoch_metrics(t.id, t.attempt).await.expect("epochs");
+    assert_eq!(curve.len(), 3, "{failpoint}: {curve:#?}");
+    let attempts: Vec<i64> = sqlx_attempts(&url, t.id).await;
+    assert_eq!(
+        attempts, trained_by,
+        "{failpoint}: which attempt trained each epoch"
+    );
+}
+
+/// For each epoch of a trial's curve, the attempt whose row it is.
+async fn sqlx_attempts(url: &str, trial: i64) -> Vec<i64> {
+    use sqlx::Connection;
+    let mut db = sqlx::SqliteConnection::connect(url).await.expect("sqlite");
+    sqlx::query_scalar(
+        "SELECT MAX(attempt) FROM trial_metrics WHERE trial_id = ? GROUP BY epoch ORDER BY epoch",
+    )
+    .bind(trial)
+    .fetch_all(&mut db)
+    .await
+    .expect("metrics")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_in_a_multi_fidelity_trial_resumes_from_its_checkpoint() {
+    // Killed while storing its first checkpoint: nothing to resume from, the
+    // rescuer trains rung 1 again (attempt 2), then rung 2 (attempt 3).
+    a_worker_dies_in_a_rung("checkpoint", [2, 3, 3]).await;
+    // Killed as it resumes the promoted trial (attempt 2): the rescuer
+    // (attempt 3) goes on from the rung-1 checkpoint.
+    a_worker_dies_in_a_rung("resume", [1, 3, 3]).await;
+    // Killed mid-rung while storing epoch 3's checkpoint: the rescuer
+    // resumes from epoch 2's, trained by the dead worker.
+    a_worker_dies_in_a_rung("checkpoint:3", [1, 2, 3]).await;
+}
+
 /// PostgreSQL drops the worker's connections again and again while it
 /// trains and reports: the worker reconnects and retries, the search
 /// finishes, every trial once.

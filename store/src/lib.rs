@@ -18,12 +18,15 @@
 #![deny(missing_docs)]
 
 mod db;
+pub mod finals;
 pub mod model;
 mod notify;
+mod nullable;
 pub mod overview;
 mod queue;
 pub mod ranking;
 mod rows;
+mod rungs;
 mod searches;
 mod sql_states;
 pub mod testing;

@@ -20,17 +20,22 @@ pub enum TrialState {
     Cancelled,
     /// Over the hard latency limit; never trained.
     Rejected,
+    /// Stopped early by the multi-fidelity scheduler at the end of a rung:
+    /// it did not rank among the best of that rung. Its result is the
+    /// rung's; not a failure.
+    Stopped,
 }
 
 impl TrialState {
     /// Every state.
-    pub const ALL: [TrialState; 6] = [
+    pub const ALL: [TrialState; 7] = [
         Self::Pending,
         Self::Running,
         Self::Succeeded,
         Self::Failed,
         Self::Cancelled,
         Self::Rejected,
+        Self::Stopped,
     ];
 
     /// The name stored in the database.
@@ -42,6 +47,7 @@ impl TrialState {
             Self::Failed => "failed",
             Self::Cancelled => "cancelled",
             Self::Rejected => "rejected",
+            Self::Stopped => "stopped",
         }
     }
 
@@ -53,6 +59,37 @@ impl TrialState {
     /// Whether the trial is over.
     pub fn is_final(self) -> bool {
         !matches!(self, Self::Pending | Self::Running)
+    }
+}
+
+/// What a trial is for: a search candidate, or a final model (a search
+/// trial's architecture trained from scratch with the full recipe on
+/// training + validation data, and tested once).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TrialPhase {
+    /// A candidate of the search, scored on validation data.
+    #[default]
+    Search,
+    /// A final model, scored on the test set.
+    Final,
+}
+
+impl TrialPhase {
+    /// The name stored in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Search => "search",
+            Self::Final => "final",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Search, Self::Final]
+            .into_iter()
+            .find(|p| p.as_str() == s)
     }
 }
 
@@ -121,6 +158,15 @@ pub struct ClaimedTrial {
     pub architecture: String,
     /// The search's spec, JSON.
     pub spec: String,
+    /// A search candidate or a final model.
+    pub phase: TrialPhase,
+    /// Train until this epoch (the end of its rung, or a final model's
+    /// epochs).
+    pub target_epochs: u32,
+    /// Epochs already trained and kept in its checkpoint (0: start afresh).
+    pub epochs_done: u32,
+    /// For a final model: the settings of the final training, JSON.
+    pub final_spec: Option<String>,
 }
 
 /// What a heartbeat learns.
@@ -212,6 +258,16 @@ pub struct TrialRow {
     pub worker_id: Option<String>,
     /// The running attempt's last reported progress.
     pub progress: Option<TrialProgress>,
+    /// A search candidate or a final model.
+    pub phase: TrialPhase,
+    /// The highest multi-fidelity rung (0-based) whose result it has.
+    pub rung: Option<i64>,
+    /// Epochs trained and kept (its result's, or its checkpoint's).
+    pub epochs_done: i64,
+    /// For a final model: the index of the search trial it retrains.
+    pub source_index: Option<i64>,
+    /// For a final model: accuracy on the held-out test set.
+    pub test_accuracy: Option<f64>,
 }
 
 /// A search as stored.

@@ -3,6 +3,7 @@
 //! `(trial, attempt)`. Locks are always taken search row first, then trial
 //! rows, so cancels, completions and rescues never deadlock.
 
+use crate::nullable;
 use crate::sql_states::{PENDING, RUNNING, SEARCH_RUNNING};
 use sqlx::any::AnyRow;
 use sqlx::{Any, FromRow, Row, Transaction};
@@ -11,7 +12,7 @@ use search::{AttemptError, TrialProgress, TrialResult};
 
 use crate::{
     ClaimedTrial, Completion, EpochMetrics, Event, Heartbeat, SearchStatus, Store, StoreError,
-    TrialState, WorkerInfo,
+    TrialPhase, TrialState, WorkerInfo,
 };
 
 /// What is known of a running trial once its lease is confirmed.
@@ -19,29 +20,60 @@ use crate::{
 struct Held {
     search_id: i64,
     attempt: i64,
+    /// Attempts made before the current unit of work (a rung): retries
+    /// count from here.
+    attempt_base: i64,
     max_attempts: i64,
     errors: String,
 }
 
-/// Within `tx`: a trial's weights, replacing any an earlier attempt stored.
-async fn write_weights(
+impl Held {
+    /// Attempts of the current unit of work so far.
+    fn unit_attempts(&self) -> i64 {
+        self.attempt - self.attempt_base
+    }
+}
+
+/// Artifact kind of trained weights.
+pub(crate) const WEIGHTS: &str = "weights";
+/// Artifact kind of a training checkpoint (pruned when the trial ends).
+pub(crate) const CHECKPOINT: &str = "checkpoint";
+
+/// Within `tx`: a trial's artifact of `kind`, replacing any stored before.
+async fn write_artifact(
     tx: &mut Transaction<'static, Any>,
     trial: i64,
+    kind: &str,
     bytes: &[u8],
     now: i64,
 ) -> Result<(), StoreError> {
-    sqlx::query("DELETE FROM artifacts WHERE trial_id = $1 AND kind = 'weights'")
+    sqlx::query("DELETE FROM artifacts WHERE trial_id = $1 AND kind = $2")
         .bind(trial)
+        .bind(kind)
         .execute(&mut **tx)
         .await?;
     sqlx::query(
-        "INSERT INTO artifacts (trial_id, kind, bytes, created_at) VALUES ($1, 'weights', $2, $3)",
+        "INSERT INTO artifacts (trial_id, kind, bytes, created_at) VALUES ($1, $2, $3, $4)",
     )
     .bind(trial)
+    .bind(kind)
     .bind(bytes)
     .bind(now)
     .execute(&mut **tx)
     .await?;
+    Ok(())
+}
+
+/// Within `tx`: drops a trial's checkpoint (it has ended; nothing resumes it).
+pub(crate) async fn prune_checkpoint(
+    tx: &mut Transaction<'static, Any>,
+    trial: i64,
+) -> Result<(), StoreError> {
+    sqlx::query("DELETE FROM artifacts WHERE trial_id = $1 AND kind = $2")
+        .bind(trial)
+        .bind(CHECKPOINT)
+        .execute(&mut **tx)
+        .await?;
     Ok(())
 }
 
@@ -162,6 +194,20 @@ impl Store {
                 spec
             }
         };
+        let phase_name: String = row.try_get("phase")?;
+        let phase = TrialPhase::parse(&phase_name)
+            .ok_or_else(|| StoreError::Corrupt(format!("trial phase {phase_name}")))?;
+        let final_spec = match phase {
+            TrialPhase::Search => None,
+            TrialPhase::Final => sqlx::query("SELECT final_spec FROM searches WHERE id = $1")
+                .bind(search_id)
+                .fetch_one(self.pool())
+                .await?
+                .try_get("final_spec")?,
+        };
+        let epochs = |column: &str| -> Result<u32, StoreError> {
+            Ok(u32::try_from(row.try_get::<i64, _>(column)?.max(0)).unwrap_or(u32::MAX))
+        };
         let claimed = ClaimedTrial {
             id: row.try_get("id")?,
             search_id,
@@ -169,6 +215,10 @@ impl Store {
             attempt: row.try_get("attempt")?,
             architecture: row.try_get("architecture")?,
             spec,
+            phase,
+            target_epochs: epochs("target_epochs")?,
+            epochs_done: epochs("epochs_done")?,
+            final_spec,
         };
         self.publish([Event::TrialClaimed {
             search_id,
@@ -198,8 +248,9 @@ impl Store {
             .transpose()?)
     }
 
-    /// Takes the oldest due pending trial (of `search`, or of any running
-    /// search) in one statement: Postgres skips rows other claimers hold,
+    /// Takes a due pending trial (of `search`, or of any running search) in
+    /// one statement: promotions first (highest rung first, as ASHA asks),
+    /// then the oldest: Postgres skips rows other claimers hold,
     /// SQLite runs it under its write lock.
     async fn take_trial(
         &self,
@@ -216,8 +267,8 @@ impl Store {
              WHERE id = (SELECT id FROM trials WHERE state = {PENDING} AND run_at <= $3 AND labels IN ({}) \
              AND ($4 < 0 OR search_id = $4) \
              AND EXISTS (SELECT 1 FROM searches s WHERE s.id = trials.search_id AND s.status = {SEARCH_RUNNING}) \
-             ORDER BY run_at, id LIMIT 1{}) AND state = {PENDING} \
-             RETURNING id, search_id, idx, attempt, architecture",
+             ORDER BY COALESCE(-rung, 1), run_at, id LIMIT 1{}) AND state = {PENDING} \
+             RETURNING id, search_id, idx, attempt, architecture, phase, target_epochs, epochs_done",
             placeholders.join(", "),
             self.skip_locked()
         );
@@ -291,15 +342,15 @@ impl Store {
     ) -> Result<(), StoreError> {
         let inserted = sqlx::query(
             &format!("INSERT INTO trial_metrics (trial_id, attempt, epoch, train_loss, train_accuracy, val_accuracy, seconds) \
-             SELECT $1, $2, $3, $4, $5, $6, $7 WHERE EXISTS \
-             (SELECT 1 FROM trials WHERE id = $1 AND attempt = $2 AND state = {RUNNING})"),
+             SELECT $1, $2, $3, $4, $5, {}, $7 WHERE EXISTS \
+             (SELECT 1 FROM trials WHERE id = $1 AND attempt = $2 AND state = {RUNNING})", nullable::sql("$6")),
         )
         .bind(trial)
         .bind(attempt)
         .bind(m.epoch)
         .bind(m.train_loss)
         .bind(m.train_accuracy)
-        .bind(m.val_accuracy)
+        .bind(nullable::bind_value(m.val_accuracy))
         .bind(m.seconds)
         .execute(self.pool())
         .await?
@@ -330,9 +381,50 @@ impl Store {
             tx.rollback().await?;
             return Err(StoreError::LeaseLost { trial, attempt });
         }
-        write_weights(&mut tx, trial, bytes, now).await?;
+        write_artifact(&mut tx, trial, WEIGHTS, bytes, now).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Stores the checkpoint of `(trial, attempt)` after `epoch` epochs
+    /// (replacing the one before), so that a later attempt, or the next
+    /// rung, goes on from there. Fenced like every write of a running
+    /// trial.
+    pub async fn save_checkpoint(
+        &self,
+        trial: i64,
+        attempt: i64,
+        epoch: u32,
+        bytes: &[u8],
+    ) -> Result<(), StoreError> {
+        let now = self.db_now_ms().await?;
+        let mut tx = self.write_tx().await?;
+        if self
+            .hold(&mut tx, trial, Some(attempt), None)
+            .await?
+            .is_none()
+        {
+            tx.rollback().await?;
+            return Err(StoreError::LeaseLost { trial, attempt });
+        }
+        write_artifact(&mut tx, trial, CHECKPOINT, bytes, now).await?;
+        sqlx::query("UPDATE trials SET epochs_done = $1 WHERE id = $2")
+            .bind(i64::from(epoch))
+            .bind(trial)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// A trial's checkpoint, if it has one.
+    pub async fn checkpoint(&self, trial: i64) -> Result<Option<Vec<u8>>, StoreError> {
+        let row = sqlx::query("SELECT bytes FROM artifacts WHERE trial_id = $1 AND kind = $2")
+            .bind(trial)
+            .bind(CHECKPOINT)
+            .fetch_optional(self.pool())
+            .await?;
+        Ok(row.map(|r| r.try_get("bytes")).transpose()?)
     }
 
     /// Confirms `(trial, attempt)` still holds a running lease (or, for the
@@ -345,7 +437,7 @@ impl Store {
         expired_before: Option<i64>,
     ) -> Result<Option<Held>, StoreError> {
         let sql = format!(
-            "SELECT search_id, attempt, max_attempts, errors FROM trials WHERE id = $1 AND state = {RUNNING} \
+            "SELECT search_id, attempt, attempt_base, max_attempts, errors FROM trials WHERE id = $1 AND state = {RUNNING} \
              AND ($2 < 0 OR attempt = $2) AND ($3 < 0 OR lease_expires_at < $3){}",
             self.for_update()
         );
@@ -358,7 +450,11 @@ impl Store {
         Ok(row.as_ref().map(Held::from_row).transpose()?)
     }
 
-    /// Ends `(trial, attempt)` with its outcome and tops its search up.
+    /// Ends `(trial, attempt)`'s unit of work with its outcome. A search
+    /// trial that succeeded has ended a rung: under ASHA it goes on to the
+    /// next (pending again, resuming from its checkpoint) or ends `stopped`,
+    /// decided in this transaction; otherwise it has ended for good and its
+    /// search is topped up.
     pub async fn complete(
         &self,
         trial: i64,
@@ -366,7 +462,7 @@ impl Store {
         outcome: Completion,
     ) -> Result<(), StoreError> {
         let now = self.db_now_ms().await?;
-        let (state, result, weights) = match outcome {
+        let (state, mut result, weights) = match outcome {
             Completion::Succeeded { result, weights } => {
                 if !result.reward.is_some_and(f64::is_finite) {
                     return Err(StoreError::Invalid(format!(
@@ -378,45 +474,112 @@ impl Store {
             Completion::Rejected { result } => (TrialState::Rejected, Some(result), None),
             Completion::Cancelled => (TrialState::Cancelled, None, None),
         };
-        let reward = result.as_ref().and_then(|r| r.reward);
-        let accuracy = result.as_ref().and_then(|r| r.val_accuracy);
-        let latency_ms = result.as_ref().map(|r| r.latency_ms.p50);
-        let result = result.as_ref().map(TrialResult::to_json);
         let mut tx = self.write_tx().await?;
-        // Fenced: only the attempt holding the lease ends the trial.
-        let row = sqlx::query(
-            &format!("UPDATE trials SET state = $1, result = $2, reward = $3, finished_at = $4, lease_expires_at = NULL, \
-             accuracy = $7, latency_ms = $8 \
-             WHERE id = $5 AND attempt = $6 AND state = {RUNNING} RETURNING search_id"),
-        )
-        .bind(state.as_str())
-        .bind(result)
-        .bind(reward)
-        .bind(now)
-        .bind(trial)
-        .bind(attempt)
-        .bind(accuracy)
-        .bind(latency_ms)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(row) = row else {
+        // Fenced: only the attempt holding the lease ends the unit.
+        let sql = format!(
+            "SELECT search_id, phase, target_epochs, baseline FROM trials WHERE id = $1 AND attempt = $2 AND state = {RUNNING}{}",
+            self.for_update()
+        );
+        let Some(unit) = sqlx::query(&sql)
+            .bind(trial)
+            .bind(attempt)
+            .fetch_optional(&mut *tx)
+            .await?
+        else {
             tx.rollback().await?;
             return Err(StoreError::LeaseLost { trial, attempt });
         };
-        let search_id: i64 = row.try_get("search_id")?;
-        if let Some(bytes) = weights {
-            write_weights(&mut tx, trial, &bytes, now).await?;
+        let search_id: i64 = unit.try_get("search_id")?;
+        let phase: String = unit.try_get("phase")?;
+        let end = match (&result, state) {
+            (Some(r), TrialState::Succeeded) if phase == TrialPhase::Search.as_str() => {
+                let ended = crate::rungs::RungEnded {
+                    search_id,
+                    trial,
+                    target_epochs: unit.try_get("target_epochs")?,
+                    reward: r.reward.unwrap_or(f64::NEG_INFINITY),
+                    baseline: unit.try_get::<Option<String>, _>("baseline")?.is_some(),
+                };
+                self.end_rung(&mut tx, &ended, now).await?
+            }
+            _ => crate::rungs::Decision::Ends {
+                state,
+                rung: None,
+                reason: None,
+            },
+        };
+        if let (Some(r), Some(reason)) = (&mut result, end.reason()) {
+            r.reason = Some(reason.to_owned());
         }
-        let events = self.after_trial_ended(&mut tx, search_id, now).await?;
-        tx.commit().await?;
-        self.publish(
-            std::iter::once(Event::TrialFinished {
+        let reward = result.as_ref().and_then(|r| r.reward);
+        let accuracy = result.as_ref().and_then(|r| r.val_accuracy);
+        let test_accuracy = result.as_ref().and_then(|r| r.test_accuracy);
+        let latency_ms = result.as_ref().map(|r| r.latency_ms.p50);
+        let epochs_done = result.as_ref().and_then(|r| r.epochs).map(i64::from);
+        let result = result.as_ref().map(TrialResult::to_json);
+        let (new_state, ended) = match &end {
+            crate::rungs::Decision::GoesOn { next_epochs, .. } => {
+                sqlx::query(&format!(
+                    "UPDATE trials SET state = {PENDING}, target_epochs = $1, attempt_base = attempt, run_at = $2, \
+                     worker_id = NULL, lease_expires_at = NULL, progress = NULL WHERE id = $3"
+                ))
+                .bind(i64::from(*next_epochs))
+                .bind(now)
+                .bind(trial)
+                .execute(&mut *tx)
+                .await?;
+                (TrialState::Pending, false)
+            }
+            crate::rungs::Decision::Ends { state, .. } => {
+                sqlx::query(
+                    "UPDATE trials SET state = $1, finished_at = $2, lease_expires_at = NULL WHERE id = $3",
+                )
+                .bind(state.as_str())
+                .bind(now)
+                .bind(trial)
+                .execute(&mut *tx)
+                .await?;
+                prune_checkpoint(&mut tx, trial).await?;
+                (*state, true)
+            }
+        };
+        sqlx::query(&format!(
+            "UPDATE trials SET result = $1, reward = {}, accuracy = {}, latency_ms = {}, test_accuracy = {}, \
+             rung = COALESCE($6, rung), epochs_done = COALESCE($7, epochs_done) WHERE id = $8",
+            nullable::sql("$2"),
+            nullable::sql("$3"),
+            nullable::sql("$4"),
+            nullable::sql("$5")
+        ))
+        .bind(result)
+        .bind(nullable::bind_value(reward))
+        .bind(nullable::bind_value(accuracy))
+        .bind(nullable::bind_value(latency_ms))
+        .bind(nullable::bind_value(test_accuracy))
+        .bind(end.rung())
+        .bind(epochs_done)
+        .bind(trial)
+        .execute(&mut *tx)
+        .await?;
+        if let Some(bytes) = weights {
+            write_artifact(&mut tx, trial, WEIGHTS, &bytes, now).await?;
+        }
+        let mut events = vec![Event::TrialFinished {
+            search_id,
+            trial_id: trial,
+            state: new_state.as_str().into(),
+        }];
+        if ended {
+            events.extend(self.after_trial_ended(&mut tx, search_id, now).await?);
+        } else {
+            self.clear_worker(&mut tx, trial, now).await?;
+            events.push(Event::TrialsQueued {
                 search_id,
-                trial_id: trial,
-                state: state.as_str().into(),
-            })
-            .chain(events),
-        );
+                count: 1,
+            });
+        }
+        tx.commit().await?;
+        self.publish(events);
         self.settle(search_id).await
     }
 
@@ -467,7 +630,7 @@ impl Store {
             .await?
             .try_get::<String, _>("status")?
             == SearchStatus::Running.as_str();
-        let retry = retryable && held.attempt < held.max_attempts && search_running;
+        let retry = retryable && held.unit_attempts() < held.max_attempts && search_running;
         let final_state = if search_running {
             TrialState::Failed
         } else {
@@ -492,6 +655,7 @@ impl Store {
                 .bind(trial)
                 .execute(&mut **tx)
                 .await?;
+            prune_checkpoint(tx, trial).await?;
         }
         self.clear_worker(tx, trial, now).await?;
         let state = if retry {
@@ -527,7 +691,8 @@ impl Store {
         .bind(trial)
         .execute(&mut *tx)
         .await?;
-        sqlx::query("DELETE FROM trial_metrics WHERE trial_id = $1 AND attempt = $2")
+        // Epochs kept in a checkpoint stay: the next attempt resumes after them.
+        sqlx::query("DELETE FROM trial_metrics WHERE trial_id = $1 AND attempt = $2 AND epoch > (SELECT epochs_done FROM trials WHERE id = $1)")
             .bind(trial)
             .bind(attempt)
             .execute(&mut *tx)
@@ -596,7 +761,7 @@ impl Store {
             "{LEASE_EXPIRED}: worker {} stopped heartbeating",
             worker.unwrap_or("?")
         );
-        if held.attempt >= held.max_attempts {
+        if held.unit_attempts() >= held.max_attempts {
             let before = AttemptError::list_from_json(&held.errors)
                 .map_err(|e| StoreError::Corrupt(format!("trial {trial}: {e}")))?
                 .iter()

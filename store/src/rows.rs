@@ -7,7 +7,7 @@ use search::{AttemptError, TrialProgress, TrialResult};
 use sqlx::any::AnyRow;
 use sqlx::FromRow;
 
-use crate::{Lineage, SearchRow, SearchStatus, StoreError, TrialRow, TrialState};
+use crate::{Lineage, SearchRow, SearchStatus, StoreError, TrialPhase, TrialRow, TrialState};
 
 /// The columns [`SearchRecord`] reads.
 pub(crate) const SEARCH_COLUMNS: &str =
@@ -15,7 +15,8 @@ pub(crate) const SEARCH_COLUMNS: &str =
 
 /// The columns [`TrialRecord`] reads.
 pub(crate) const TRIAL_COLUMNS: &str =
-    "id, search_id, idx, state, attempt, parent_idx, mutation, baseline, reward, result, errors, worker_id, progress";
+    "id, search_id, idx, state, attempt, parent_idx, mutation, baseline, reward, result, errors, worker_id, progress, \
+     phase, rung, epochs_done, source_idx, test_accuracy";
 
 /// A `searches` row as stored.
 #[derive(Debug, FromRow)]
@@ -46,6 +47,11 @@ struct TrialRecord {
     errors: String,
     worker_id: Option<String>,
     progress: Option<String>,
+    phase: String,
+    rung: Option<i64>,
+    epochs_done: i64,
+    source_idx: Option<i64>,
+    test_accuracy: Option<f64>,
 }
 
 /// Reads a search row selected with [`SEARCH_COLUMNS`].
@@ -70,6 +76,7 @@ pub(crate) fn trial_row(row: &AnyRow) -> Result<TrialRow, StoreError> {
     let r = TrialRecord::from_row(row)?;
     let corrupt = |what: String| StoreError::Corrupt(format!("trial {}: {what}", r.id));
     let state = TrialState::parse(&r.state).ok_or_else(|| corrupt(format!("state {}", r.state)))?;
+    let phase = TrialPhase::parse(&r.phase).ok_or_else(|| corrupt(format!("phase {}", r.phase)))?;
     let result = r
         .result
         .as_deref()
@@ -99,5 +106,10 @@ pub(crate) fn trial_row(row: &AnyRow) -> Result<TrialRow, StoreError> {
         errors,
         worker_id: r.worker_id,
         progress,
+        phase,
+        rung: r.rung,
+        epochs_done: r.epochs_done,
+        source_index: r.source_idx,
+        test_accuracy: r.test_accuracy,
     })
 }

@@ -21,14 +21,14 @@ impl Store {
         let mut tx = self.write_tx().await?;
         let row = sqlx::query(
             &format!("INSERT INTO searches (name, spec, status, seed, max_trials, parallelism, max_seconds, labels, proposed, created_at) \
-             VALUES ($1, $2, {SEARCH_RUNNING}, $3, $4, $5, $6, $7, 0, $8) RETURNING id"),
+             VALUES ($1, $2, {SEARCH_RUNNING}, $3, $4, $5, {}, $7, 0, $8) RETURNING id", crate::nullable::sql("$6")),
         )
         .bind(&spec.name)
         .bind(json)
         .bind(spec.seed as i64)
         .bind(i64::from(spec.budget.max_trials))
         .bind(i64::from(spec.budget.parallelism))
-        .bind(spec.budget.max_seconds)
+        .bind(crate::nullable::bind_value(spec.budget.max_seconds))
         .bind(spec.label_key())
         .bind(now)
         .fetch_one(&mut *tx)
@@ -192,15 +192,19 @@ impl Store {
             .collect()
     }
 
-    /// A trial's per-epoch metrics for one attempt.
+    /// A trial's learning curve up to `attempt`: for each epoch, the
+    /// figures of the latest attempt that trained it. A trial resumed from
+    /// a checkpoint (the next rung, or a retry after a crash) so has one
+    /// curve across its attempts.
     pub async fn epoch_metrics(
         &self,
         trial: i64,
         attempt: i64,
     ) -> Result<Vec<EpochMetrics>, StoreError> {
         let rows = sqlx::query(
-            "SELECT epoch, train_loss, train_accuracy, val_accuracy, seconds FROM trial_metrics \
-             WHERE trial_id = $1 AND attempt = $2 ORDER BY epoch",
+            "SELECT epoch, train_loss, train_accuracy, val_accuracy, seconds FROM trial_metrics m \
+             WHERE trial_id = $1 AND attempt = (SELECT MAX(attempt) FROM trial_metrics n \
+             WHERE n.trial_id = m.trial_id AND n.epoch = m.epoch AND n.attempt <= $2) ORDER BY epoch",
         )
         .bind(trial)
         .bind(attempt)

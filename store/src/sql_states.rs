@@ -3,7 +3,7 @@
 //! they agree), so no query spells a state by hand.
 
 #[cfg(test)]
-use crate::{SearchStatus, TrialState};
+use crate::{SearchStatus, TrialPhase, TrialState};
 
 /// `'pending'`: [`TrialState::Pending`].
 pub(crate) const PENDING: &str = "'pending'";
@@ -15,6 +15,12 @@ pub(crate) const SUCCEEDED: &str = "'succeeded'";
 pub(crate) const CANCELLED: &str = "'cancelled'";
 /// `'rejected'`: [`TrialState::Rejected`].
 pub(crate) const REJECTED: &str = "'rejected'";
+/// `'stopped'`: [`TrialState::Stopped`].
+pub(crate) const STOPPED: &str = "'stopped'";
+/// `'search'`: [`TrialPhase::Search`].
+pub(crate) const PHASE_SEARCH: &str = "'search'";
+/// `'final'`: [`TrialPhase::Final`].
+pub(crate) const PHASE_FINAL: &str = "'final'";
 /// `'running'`: [`SearchStatus::Running`].
 pub(crate) const SEARCH_RUNNING: &str = "'running'";
 /// `'cancelled'`: [`SearchStatus::Cancelled`].
@@ -38,10 +44,13 @@ mod tests {
             (SUCCEEDED, TrialState::Succeeded),
             (CANCELLED, TrialState::Cancelled),
             (REJECTED, TrialState::Rejected),
+            (STOPPED, TrialState::Stopped),
         ];
         for (literal, state) in trial {
             assert_eq!(literal, quoted(state.as_str()));
         }
+        assert_eq!(PHASE_SEARCH, quoted(TrialPhase::Search.as_str()));
+        assert_eq!(PHASE_FINAL, quoted(TrialPhase::Final.as_str()));
         assert_eq!(SEARCH_RUNNING, quoted(SearchStatus::Running.as_str()));
         assert_eq!(SEARCH_CANCELLED, quoted(SearchStatus::Cancelled.as_str()));
         assert_eq!(SEARCH_FAILED, quoted(SearchStatus::Failed.as_str()));

@@ -20,6 +20,16 @@ pub(crate) struct History {
     entries: Vec<HistoryEntry>,
     /// Hashes of `entries` and of every proposal made since.
     seen: std::collections::HashSet<String>,
+    /// The first entry whose trial had not ended when last read (its
+    /// outcome may still change: it may be pending, or training towards a
+    /// higher rung); every entry before it is final.
+    open_from: usize,
+}
+
+/// Whether a trial's state column says it has ended.
+fn has_ended(row: &sqlx::any::AnyRow) -> Result<bool, StoreError> {
+    let state: String = row.try_get("state")?;
+    Ok(TrialState::parse(&state).is_some_and(TrialState::is_final))
 }
 
 /// Most searches whose history a process keeps.
@@ -56,14 +66,36 @@ fn outcome_of(row: &sqlx::any::AnyRow, search_id: i64) -> Result<Outcome, StoreE
     let state = TrialState::parse(&state)
         .ok_or_else(|| StoreError::Corrupt(format!("search {search_id}: trial state {state}")))?;
     Ok(match state {
-        TrialState::Pending | TrialState::Running => Outcome::Pending,
-        TrialState::Succeeded => Outcome::Succeeded {
-            fitness: row.try_get::<Option<f64>, _>("reward")?.unwrap_or(0.0),
-            rung: 0,
-        },
+        // A trial training towards a higher rung is known by its last rung's result.
+        TrialState::Pending | TrialState::Running | TrialState::Succeeded | TrialState::Stopped => {
+            match (
+                row.try_get::<Option<i64>, _>("rung")?,
+                row.try_get::<Option<f64>, _>("reward")?,
+            ) {
+                (Some(rung), Some(fitness)) => Outcome::Succeeded {
+                    fitness,
+                    rung: u32::try_from(rung.max(0)).unwrap_or(0),
+                },
+                _ if state == TrialState::Succeeded => Outcome::Succeeded {
+                    fitness: row.try_get::<Option<f64>, _>("reward")?.unwrap_or(0.0),
+                    rung: 0,
+                },
+                _ => Outcome::Pending,
+            }
+        }
         TrialState::Rejected => Outcome::Rejected,
         TrialState::Failed | TrialState::Cancelled => Outcome::Failed,
     })
+}
+
+/// The index of the first of `states` (entries `from..`) that has not ended.
+fn first_open(states: &[sqlx::any::AnyRow], from: usize) -> Result<usize, StoreError> {
+    for (i, row) in states.iter().enumerate() {
+        if !has_ended(row)? {
+            return Ok(from + i);
+        }
+    }
+    Ok(from + states.len())
 }
 
 /// What asking the strategy for trials gave.
@@ -117,7 +149,7 @@ impl Store {
         now: i64,
     ) -> Result<Vec<Event>, StoreError> {
         let sql = format!(
-            "SELECT status, spec, proposed, created_at FROM searches WHERE id = $1{}",
+            "SELECT status, spec, proposed, created_at, epochs_committed, final_spec FROM searches WHERE id = $1{}",
             self.for_update()
         );
         let Some(row) = sqlx::query(&sql)
@@ -134,6 +166,9 @@ impl Store {
             .map_err(|e| StoreError::Corrupt(format!("search {search_id} spec: {e}")))?;
         let proposed: i64 = row.try_get("proposed")?;
         let created_at: i64 = row.try_get("created_at")?;
+        let committed: i64 = row.try_get("epochs_committed")?;
+        // Once final training is queued the search proposes nothing more.
+        let finalising = row.try_get::<Option<String>, _>("final_spec")?.is_some();
         let active: i64 = sqlx::query(&format!("SELECT COUNT(*) AS n FROM trials WHERE search_id = $1 AND state IN ({PENDING}, {RUNNING})"))
             .bind(search_id)
             .fetch_one(&mut **tx)
@@ -143,10 +178,19 @@ impl Store {
         let in_time = budget
             .max_seconds
             .is_none_or(|s| ((now - created_at) as f64) < s * 1000.0);
+        let first_rung = i64::from(spec.first_rung_epochs().max(1));
+        let compute_room = budget
+            .max_epochs_total
+            .map_or(i64::MAX, |total| (total as i64 - committed) / first_rung);
         let room = (i64::from(budget.parallelism) - active)
             .min(i64::from(budget.max_trials) - proposed)
+            .min(compute_room)
             .max(0);
-        let want = if in_time { room as usize } else { 0 };
+        let want = if in_time && !finalising {
+            room as usize
+        } else {
+            0
+        };
         let mut events = Vec::new();
         let (added, exhausted) = if want > 0 {
             match self
@@ -167,9 +211,22 @@ impl Store {
                 count: added,
             });
         }
-        let spent =
-            proposed + added as i64 >= i64::from(budget.max_trials) || !in_time || exhausted;
+        let spent = proposed + added as i64 >= i64::from(budget.max_trials)
+            || !in_time
+            || exhausted
+            || finalising
+            || compute_room - (added as i64) <= 0;
         if active == 0 && added == 0 && spent {
+            if let (Some(final_training), false) = (&spec.final_training, finalising) {
+                let queued = self.queue_final(tx, search_id, final_training, now).await?;
+                if queued > 0 {
+                    events.push(Event::TrialsQueued {
+                        search_id,
+                        count: queued,
+                    });
+                    return Ok(events);
+                }
+            }
             sqlx::query("UPDATE searches SET status = $1, finished_at = $2 WHERE id = $3")
                 .bind(SearchStatus::Finished.as_str())
                 .bind(now)
@@ -308,10 +365,20 @@ impl Store {
             Origin::Strategy { parent, mutation } => (parent, mutation, None),
             Origin::Baseline { zoo_name } => (None, None, Some(zoo_name)),
         };
+        let target_epochs = spec.first_rung_epochs();
+        if baseline.is_none() {
+            sqlx::query(
+                "UPDATE searches SET epochs_committed = epochs_committed + $1 WHERE id = $2",
+            )
+            .bind(i64::from(target_epochs))
+            .bind(trial.search_id)
+            .execute(&mut **tx)
+            .await?;
+        }
         sqlx::query(
             &format!("INSERT INTO trials (search_id, idx, architecture, arch_hash, parent_idx, mutation, state, attempt, \
-             max_attempts, labels, errors, run_at, created_at, params, macs, baseline) \
-             VALUES ($1, $2, $3, $4, $5, $6, {PENDING}, 0, $7, $8, '[]', $9, $10, $11, $12, $13)"),
+             max_attempts, labels, errors, run_at, created_at, params, macs, baseline, target_epochs) \
+             VALUES ($1, $2, $3, $4, $5, $6, {PENDING}, 0, $7, $8, '[]', $9, $10, $11, $12, $13, $14)"),
         )
         .bind(trial.search_id)
         .bind(trial.index)
@@ -326,6 +393,7 @@ impl Store {
         .bind(costs.as_ref().map(|c| c.params as i64))
         .bind(costs.as_ref().map(|c| c.macs as i64))
         .bind(baseline)
+        .bind(i64::from(target_epochs))
         .execute(&mut **tx)
         .await?;
         Ok(())
@@ -392,13 +460,9 @@ impl Store {
         search_id: i64,
     ) -> Result<History, StoreError> {
         let mut history = self.histories.take(search_id)?;
-        let from = history
-            .entries
-            .iter()
-            .position(|e| matches!(e.outcome, Outcome::Pending))
-            .unwrap_or(history.entries.len());
+        let from = history.open_from.min(history.entries.len());
         let states = sqlx::query(
-            "SELECT idx, state, reward FROM trials WHERE search_id = $1 AND idx >= $2 ORDER BY idx",
+            "SELECT idx, state, reward, rung FROM trials WHERE search_id = $1 AND idx >= $2 AND phase = 'search' ORDER BY idx",
         )
         .bind(search_id)
         .bind(from as i64)
@@ -417,6 +481,7 @@ impl Store {
         for (entry, row) in history.entries[from..].iter_mut().zip(&states) {
             entry.outcome = outcome_of(row, search_id)?;
         }
+        history.open_from = first_open(&states, from)?;
         Ok(history)
     }
 
@@ -428,7 +493,7 @@ impl Store {
     ) -> Result<History, StoreError> {
         let mut history = History::default();
         let states = sqlx::query(
-            "SELECT idx, state, reward FROM trials WHERE search_id = $1 AND idx >= 0 ORDER BY idx",
+            "SELECT idx, state, reward, rung FROM trials WHERE search_id = $1 AND idx >= 0 AND phase = 'search' ORDER BY idx",
         )
         .bind(search_id)
         .fetch_all(&mut **tx)
@@ -438,6 +503,7 @@ impl Store {
         for (entry, row) in history.entries.iter_mut().zip(&states) {
             entry.outcome = outcome_of(row, search_id)?;
         }
+        history.open_from = first_open(&states, 0)?;
         Ok(history)
     }
 
@@ -453,7 +519,7 @@ impl Store {
             return Ok(());
         }
         let rows = sqlx::query(
-            "SELECT idx, architecture, arch_hash FROM trials WHERE search_id = $1 AND idx >= $2 AND idx < $3 ORDER BY idx",
+            "SELECT idx, architecture, arch_hash FROM trials WHERE search_id = $1 AND idx >= $2 AND idx < $3 AND phase = 'search' ORDER BY idx",
         )
         .bind(search_id)
         .bind(history.entries.len() as i64)

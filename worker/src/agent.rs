@@ -9,8 +9,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use search::{Architecture, SearchSpec, TrialProgress};
-use store::{ClaimedTrial, Completion, EpochMetrics, Heartbeat, Store, StoreError, WorkerInfo};
+use search::{Architecture, FinalTraining, SearchSpec, TrialProgress};
+use store::{
+    ClaimedTrial, Completion, EpochMetrics, Heartbeat, Store, StoreError, TrialPhase, WorkerInfo,
+};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::{info, warn, Instrument};
@@ -18,7 +20,7 @@ use tracing::{info, warn, Instrument};
 use crate::data::{open_dataset, DataError, Dataset};
 use crate::failpoint;
 use crate::latency::LatencyConfig;
-use crate::pipeline::{self, TrialOutcome, TrialPlan};
+use crate::pipeline::{self, ScoredOn, TrialOutcome, TrialPlan};
 use crate::train::{EpochReport, TrainConfig, TrainData};
 
 /// How an agent runs.
@@ -72,11 +74,48 @@ impl StopSignal {
     }
 }
 
-/// A search's training and validation images (the same split for every trial).
+/// A search's training and validation images (the same split for every
+/// trial). Search trials never see the test set: it is not here.
 struct SearchData {
     train: Dataset,
     validation: Dataset,
 }
+
+/// A final model's images: the whole training set (training + validation)
+/// and the held-out test set, evaluated once at the end.
+struct FinalData {
+    train: Dataset,
+    test: Dataset,
+}
+
+/// The images of one trial.
+#[derive(Clone)]
+enum TrialSets {
+    /// A search candidate's.
+    Search(Arc<SearchData>),
+    /// A final model's.
+    Final(Arc<FinalData>),
+}
+
+impl TrialSets {
+    fn train_data(&self) -> TrainData<'_> {
+        match self {
+            Self::Search(d) => TrainData {
+                train: &d.train,
+                validation: Some(&d.validation),
+                test: None,
+            },
+            Self::Final(d) => TrainData {
+                train: &d.train,
+                validation: None,
+                test: Some(&d.test),
+            },
+        }
+    }
+}
+
+/// What the training thread hands the agent after each epoch.
+type EpochDone = (EpochReport, Option<Vec<u8>>);
 
 /// What a failed attempt means for its trial.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -353,40 +392,118 @@ impl Agent {
         let architecture =
             Architecture::from_json(&trial.architecture).map_err(AttemptFailure::permanent)?;
         let (store, every) = (self.store.clone(), self.config.heartbeat);
-        let data = keep_alive(&store, trial, every, self.dataset(&spec)).await?;
-        let plan = self.plan(&spec, architecture, trial.index);
+        let sets = match trial.phase {
+            TrialPhase::Search => {
+                TrialSets::Search(keep_alive(&store, trial, every, self.dataset(&spec)).await?)
+            }
+            TrialPhase::Final => {
+                TrialSets::Final(keep_alive(&store, trial, every, self.final_dataset(&spec)).await?)
+            }
+        };
+        let resume = if trial.epochs_done > 0 {
+            failpoint::hit("resume");
+            let loaded = keep_alive(&store, trial, every, store.checkpoint(trial.id)).await;
+            match loaded {
+                Ok(None) => {
+                    warn!("the trial's checkpoint is gone; training from scratch");
+                    None
+                }
+                Ok(found) => found,
+                Err(e) => {
+                    return Err(AttemptFailure::infrastructure(format!(
+                        "reading the checkpoint: {e}"
+                    )))
+                }
+            }
+        } else {
+            None
+        };
+        let plan = self.plan(&spec, trial, architecture, resume)?;
+        let target = plan.train.stop_at_epoch.unwrap_or(plan.train.epochs) as u32;
         let stop = Arc::new(StopSignal::default());
-        let (epochs_tx, epochs_rx) = mpsc::unbounded_channel::<EpochReport>();
+        let (epochs_tx, epochs_rx) = mpsc::unbounded_channel::<EpochDone>();
         let training = {
             let stop = stop.clone();
-            tokio::task::spawn_blocking(move || train_blocking(&plan, &data, &stop.flag, epochs_tx))
+            tokio::task::spawn_blocking(move || train_blocking(&plan, &sets, &stop.flag, epochs_tx))
         };
-        let epochs = spec.budget.epochs;
         let joined = self
-            .supervise(trial, epochs, training, epochs_rx, &stop, shutdown)
+            .supervise(trial, target, training, epochs_rx, &stop, shutdown)
             .await;
         self.conclude(trial, stop.reason(), joined).await
     }
 
-    /// What the pipeline runs for this trial of `spec`.
-    fn plan(&self, spec: &SearchSpec, architecture: Architecture, index: i64) -> TrialPlan {
-        let seed = spec.seed ^ (index as u64).wrapping_mul(0x2545_F491_4F6C_DD1D);
-        TrialPlan {
+    /// Loads a final model's images: the whole training split and the test
+    /// split (not cached: final models are few, and the search's cache
+    /// holds no test set).
+    async fn final_dataset(&self, spec: &SearchSpec) -> Result<Arc<FinalData>, AttemptFailure> {
+        let info = spec.dataset_info().map_err(AttemptFailure::permanent)?;
+        failpoint::hit("dataset");
+        let dir = self.config.data_dir.clone();
+        let split = tokio::task::spawn_blocking(move || open_dataset(info, &dir))
+            .await
+            .map_err(|e| AttemptFailure::retryable(format!("loading {}: {e}", info.name)))?
+            .map_err(|e: DataError| {
+                AttemptFailure::infrastructure(format!("dataset {}: {e}", info.name))
+            })?;
+        Ok(Arc::new(FinalData {
+            train: split.train,
+            test: split.test,
+        }))
+    }
+
+    /// What the pipeline runs for this trial of `spec`: a search candidate
+    /// trains towards its rung under the search's recipe (the schedule
+    /// planned over the last rung, so rungs join up exactly); a final model
+    /// trains the final recipe from scratch and is scored on the test set.
+    fn plan(
+        &self,
+        spec: &SearchSpec,
+        trial: &ClaimedTrial,
+        architecture: Architecture,
+        resume: Option<Vec<u8>>,
+    ) -> Result<TrialPlan, AttemptFailure> {
+        let seed = spec.seed ^ (trial.index as u64).wrapping_mul(0x2545_F491_4F6C_DD1D);
+        let threads = self.config.threads;
+        let (train, scored_on) = match trial.phase {
+            TrialPhase::Search => {
+                let target = match trial.target_epochs {
+                    0 => spec.first_rung_epochs(),
+                    n => n,
+                };
+                let config = TrainConfig {
+                    max_train_samples: spec.budget.max_train_samples.map(|n| n as usize),
+                    stop_at_epoch: Some(target as usize),
+                    ..TrainConfig::from_recipe(&spec.training, spec.planned_epochs(), seed, threads)
+                };
+                (config, ScoredOn::Validation)
+            }
+            TrialPhase::Final => {
+                let settings: FinalTraining = trial
+                    .final_spec
+                    .as_deref()
+                    .map(serde_json::from_str)
+                    .transpose()
+                    .map_err(|e| {
+                        AttemptFailure::permanent(format!("final training settings: {e}"))
+                    })?
+                    .or_else(|| spec.final_training.clone())
+                    .unwrap_or_default();
+                let recipe = settings.recipe(&spec.training);
+                let config = TrainConfig::from_recipe(recipe, settings.epochs, seed, threads);
+                (config, ScoredOn::Test)
+            }
+        };
+        Ok(TrialPlan {
             architecture,
             seed,
             latency: self.config.latency,
-            train: TrainConfig {
-                max_train_samples: spec.budget.max_train_samples.map(|n| n as usize),
-                ..TrainConfig::from_recipe(
-                    &spec.training,
-                    spec.budget.epochs,
-                    seed,
-                    self.config.threads,
-                )
-            },
+            train,
             objective: spec.objective,
             max_memory: self.config.max_memory,
-        }
+            resume,
+            checkpoints: true,
+            scored_on,
+        })
     }
 
     /// Heartbeats and records epochs until training returns; raises `stop`
@@ -396,7 +513,7 @@ impl Agent {
         trial: &ClaimedTrial,
         epochs: u32,
         training: JoinHandle<Finished>,
-        mut epochs_rx: mpsc::UnboundedReceiver<EpochReport>,
+        mut epochs_rx: mpsc::UnboundedReceiver<EpochDone>,
         stop: &StopSignal,
         mut shutdown: watch::Receiver<bool>,
     ) -> Result<Finished, tokio::task::JoinError> {
@@ -406,8 +523,8 @@ impl Agent {
         let joined = loop {
             tokio::select! {
                 joined = &mut training => break joined,
-                Some(epoch) = epochs_rx.recv() => {
-                    self.record_epoch(trial, &epoch, stop).await;
+                Some((epoch, checkpoint)) = epochs_rx.recv() => {
+                    self.record_epoch(trial, &epoch, checkpoint, stop).await;
                     progress = Some(TrialProgress {
                         epoch: epoch.epoch as u32,
                         epochs,
@@ -420,8 +537,8 @@ impl Agent {
             }
         };
         // Epochs reported just before training returned.
-        while let Ok(epoch) = epochs_rx.try_recv() {
-            self.record_epoch(trial, &epoch, stop).await;
+        while let Ok((epoch, checkpoint)) = epochs_rx.try_recv() {
+            self.record_epoch(trial, &epoch, checkpoint, stop).await;
         }
         joined
     }
@@ -468,7 +585,13 @@ impl Agent {
         finished.map(Some)
     }
 
-    async fn record_epoch(&self, trial: &ClaimedTrial, epoch: &EpochReport, stop: &StopSignal) {
+    async fn record_epoch(
+        &self,
+        trial: &ClaimedTrial,
+        epoch: &EpochReport,
+        checkpoint: Option<Vec<u8>>,
+        stop: &StopSignal,
+    ) {
         let m = EpochMetrics {
             epoch: epoch.epoch as i64,
             train_loss: epoch.train_loss,
@@ -479,6 +602,26 @@ impl Agent {
         info!(epoch = epoch.epoch, loss = epoch.train_loss, val = ?epoch.val_accuracy, "epoch");
         if let Err(e) = self.store.record_epoch(trial.id, trial.attempt, &m).await {
             stop.stop(Interruption::LeaseLost, &format!("recording an epoch: {e}"));
+            return;
+        }
+        if let Some(bytes) = checkpoint {
+            failpoint::hit("checkpoint");
+            let epoch_number = epoch.epoch as u32;
+            match self
+                .store
+                .save_checkpoint(trial.id, trial.attempt, epoch_number, &bytes)
+                .await
+            {
+                Ok(()) => {}
+                Err(e @ StoreError::LeaseLost { .. }) => stop.stop(
+                    Interruption::LeaseLost,
+                    &format!("saving a checkpoint: {e}"),
+                ),
+                // Training goes on; a crash now would resume from an older checkpoint.
+                Err(e) => {
+                    warn!(error = %e, bytes = bytes.len(), "the checkpoint could not be stored")
+                }
+            }
         }
     }
 }
@@ -487,19 +630,14 @@ impl Agent {
 /// completion to report (weights serialised here, off the async runtime).
 fn train_blocking(
     plan: &TrialPlan,
-    data: &SearchData,
+    sets: &TrialSets,
     cancel: &AtomicBool,
-    epochs: mpsc::UnboundedSender<EpochReport>,
+    epochs: mpsc::UnboundedSender<EpochDone>,
 ) -> Finished {
-    let sets = TrainData {
-        train: &data.train,
-        validation: Some(&data.validation),
-        test: None,
-    };
-    let outcome = pipeline::run(plan, sets, cancel, |e| {
+    let outcome = pipeline::run(plan, sets.train_data(), cancel, |e, checkpoint| {
         failpoint::hit("training");
         // The receiver is gone only once the attempt is over.
-        let _ = epochs.send(e.clone());
+        let _ = epochs.send((e.clone(), checkpoint));
     })
     .map_err(AttemptFailure::permanent)?;
     Ok(match outcome {

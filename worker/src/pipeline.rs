@@ -17,7 +17,8 @@ use thiserror::Error;
 
 use crate::latency::{self, Latency, LatencyConfig};
 use crate::net::{Network, NetworkError};
-use crate::train::{self, EpochReport, TrainConfig, TrainData, TrainError, TrainStatus};
+use crate::train::checkpoint::{self, CheckpointError};
+use crate::train::{EpochReport, Session, TrainConfig, TrainData, TrainError, TrainStatus};
 
 /// Why a trial could not run to an outcome.
 #[derive(Debug, Error)]
@@ -55,6 +56,7 @@ pub enum TrialError {
 #[derive(Debug)]
 pub struct Candidate {
     network: Network,
+    seed: u64,
 }
 
 impl Candidate {
@@ -62,6 +64,7 @@ impl Candidate {
     pub fn build(architecture: &Architecture, seed: u64) -> Result<Self, TrialError> {
         Ok(Self {
             network: Network::new(architecture, seed)?,
+            seed,
         })
     }
 
@@ -81,6 +84,7 @@ impl Candidate {
         );
         Ok(Measured {
             network: self.network,
+            seed: self.seed,
             latency,
         })
     }
@@ -90,7 +94,33 @@ impl Candidate {
 #[derive(Debug)]
 pub struct Measured {
     network: Network,
+    seed: u64,
     latency: Latency,
+}
+
+/// Which split a trial's accuracy and reward come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ScoredOn {
+    /// The validation split (search trials: the test set is never given).
+    #[default]
+    Validation,
+    /// The held-out test set (final models, trained on training +
+    /// validation data and tested once).
+    Test,
+}
+
+/// How a trial trains besides its recipe: where it starts and what it
+/// scores on.
+#[derive(Debug, Clone, Default)]
+pub struct TrainingRun<'a> {
+    /// A checkpoint to go on from (a promoted trial, or a retry after a
+    /// crash); one that does not fit the network or recipe is not loaded
+    /// and training starts afresh.
+    pub resume: Option<&'a [u8]>,
+    /// Serialise a checkpoint after every epoch for the epoch callback.
+    pub checkpoints: bool,
+    /// The split the result is scored on.
+    pub scored_on: ScoredOn,
 }
 
 /// How a trial ended.
@@ -147,18 +177,34 @@ impl Measured {
         objective.rejects(self.latency.p50)
     }
 
-    /// Trains it on `data` under `config`, then scores it with `objective`.
-    /// `cancel` stops training at the next batch; `on_epoch` sees each epoch.
+    /// Trains it on `data` under `config` (from `run.resume` if given),
+    /// then scores it with `objective` on `run.scored_on`. `cancel` stops
+    /// training at the next batch; `on_epoch` sees each epoch, with its
+    /// checkpoint when `run.checkpoints`.
     pub fn train(
         self,
         data: TrainData<'_>,
         config: &TrainConfig,
         objective: &Objective,
+        run: &TrainingRun<'_>,
         cancel: &AtomicBool,
-        on_epoch: impl FnMut(&EpochReport) + Send,
+        mut on_epoch: impl FnMut(&EpochReport, Option<Vec<u8>>) + Send,
     ) -> Result<TrialOutcome, TrialError> {
         let mut result = self.measured_result();
-        let (network, trained) = train::train(self.network, data, config, cancel, on_epoch)?;
+        let mut session = self.session(data, config, run.resume)?;
+        while let Some(report) = session.train_epoch(cancel) {
+            let report = report.clone();
+            let saved = if run.checkpoints {
+                checkpoint::to_bytes(&session)
+                    .map_err(|e| tracing::warn!(error = %e, "no checkpoint after this epoch"))
+                    .ok()
+            } else {
+                None
+            };
+            on_epoch(&report, saved);
+        }
+        let epochs_done = session.epochs_done();
+        let (network, trained) = session.finish();
         Ok(match trained.status {
             TrainStatus::Diverged => TrialOutcome::Diverged {
                 message: trained
@@ -172,8 +218,12 @@ impl Measured {
                 result.test_accuracy = trained.test_accuracy;
                 result.train_seconds = Some(trained.train_seconds);
                 result.images_per_second = Some(trained.images_per_second);
-                result.epochs = Some(trained.epochs.len() as u32);
-                let (accuracy, latency_ms) = (result.accuracy(), result.latency_ms.p50);
+                result.epochs = Some(epochs_done as u32);
+                let accuracy = match run.scored_on {
+                    ScoredOn::Validation => result.accuracy(),
+                    ScoredOn::Test => trained.test_accuracy.unwrap_or(0.0),
+                };
+                let latency_ms = result.latency_ms.p50;
                 let reward = objective.reward(accuracy, latency_ms);
                 if !reward.is_finite() {
                     return Err(TrialError::NonFiniteReward {
@@ -184,8 +234,9 @@ impl Measured {
                 }
                 result.reward = Some(reward);
                 tracing::info!(
-                    accuracy = result.accuracy(),
+                    accuracy,
                     reward = result.reward,
+                    epochs = epochs_done,
                     "trial done"
                 );
                 TrialOutcome::Trained {
@@ -194,6 +245,36 @@ impl Measured {
                 }
             }
         })
+    }
+
+    /// A training session: resumed from `resume` if it loads, else fresh.
+    fn session<'d>(
+        self,
+        data: TrainData<'d>,
+        config: &TrainConfig,
+        resume: Option<&[u8]>,
+    ) -> Result<Session<'d>, TrialError> {
+        let Some(bytes) = resume else {
+            return Ok(Session::start(self.network, data, config)?);
+        };
+        let architecture = self.network.architecture().clone();
+        let mut network = self.network;
+        match checkpoint::load(&mut network, bytes, config) {
+            Ok(from) => {
+                tracing::info!(epoch = from.epoch, "resuming from the checkpoint");
+                Ok(Session::resume(network, data, config, from)?)
+            }
+            Err(e) => {
+                let kind = match e {
+                    CheckpointError::Recipe { .. } => "another recipe",
+                    CheckpointError::Weights(_) => "another network or damaged",
+                    CheckpointError::Format(_) => "unreadable",
+                };
+                tracing::warn!(error = %e, kind, "the checkpoint does not fit; training from scratch");
+                let fresh = Network::new(&architecture, self.seed)?;
+                Ok(Session::start(fresh, data, config)?)
+            }
+        }
     }
 }
 
@@ -213,6 +294,12 @@ pub struct TrialPlan {
     /// Memory this trial may use, bytes; a network estimated to need more
     /// is refused before it is built.
     pub max_memory: Option<u64>,
+    /// A checkpoint to go on from.
+    pub resume: Option<Vec<u8>>,
+    /// Checkpoint after every epoch.
+    pub checkpoints: bool,
+    /// The split the result is scored on.
+    pub scored_on: ScoredOn,
 }
 
 /// Runs one trial start to end: build, measure, reject or train, summarise.
@@ -220,7 +307,7 @@ pub fn run(
     plan: &TrialPlan,
     data: TrainData<'_>,
     cancel: &AtomicBool,
-    on_epoch: impl FnMut(&EpochReport) + Send,
+    on_epoch: impl FnMut(&EpochReport, Option<Vec<u8>>) + Send,
 ) -> Result<TrialOutcome, TrialError> {
     if let Some(allowed) = plan.max_memory {
         let report = search::validate(&plan.architecture).map_err(NetworkError::from)?;
@@ -242,5 +329,10 @@ pub fn run(
         result.reason = Some(REJECTED_REASON.into());
         return Ok(TrialOutcome::Rejected { result });
     }
-    measured.train(data, &plan.train, &plan.objective, cancel, on_epoch)
+    let run = TrainingRun {
+        resume: plan.resume.as_deref(),
+        checkpoints: plan.checkpoints,
+        scored_on: plan.scored_on,
+    };
+    measured.train(data, &plan.train, &plan.objective, &run, cancel, on_epoch)
 }

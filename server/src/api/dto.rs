@@ -76,6 +76,10 @@ pub struct SearchDetail {
     pub progress: SearchProgress,
     /// The best trial by reward so far.
     pub best_trial: Option<LeaderboardEntry>,
+    /// Its final models (trained from scratch on training + validation
+    /// data, tested once), best test accuracy first; empty until final
+    /// training is queued.
+    pub final_models: Vec<TrialView>,
 }
 
 /// A search in a list, with its progress and best figures.

@@ -7,6 +7,7 @@ pub mod dto;
 mod error;
 mod events;
 mod extract;
+mod finals;
 mod guard;
 pub mod listener;
 pub mod openapi;
@@ -104,6 +105,10 @@ pub fn router(state: AppState) -> Router {
         .route("/searches/{id}/trials", get(searches::list_trials))
         .route("/searches/{id}/leaderboard", get(searches::leaderboard))
         .route("/searches/{id}/pareto", get(searches::pareto))
+        .route(
+            "/searches/{id}/final",
+            get(finals::final_models).post(finals::request_final),
+        )
         .route("/trials/{id}", get(trials::get_trial))
         .route("/trials/{id}/architecture", get(trials::get_architecture))
         .route("/trials/{id}/weights", get(trials::get_weights))

@@ -5,7 +5,7 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{catalog, dto, events, ops, searches, trials};
+use super::{catalog, dto, events, finals, ops, searches, trials};
 
 /// The document.
 #[derive(OpenApi)]
@@ -17,6 +17,7 @@ use super::{catalog, dto, events, ops, searches, trials};
     paths(
         searches::create_search, searches::list_searches, searches::get_search, searches::cancel_search,
         searches::list_trials, searches::leaderboard, searches::pareto,
+        finals::request_final, finals::final_models,
         trials::get_trial, trials::get_architecture, trials::get_weights,
         catalog::zoo, catalog::zoo_entry, catalog::spaces, catalog::datasets,
         ops::healthz, ops::readyz, ops::workers, ops::metrics, events::events, openapi_json,

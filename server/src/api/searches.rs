@@ -128,6 +128,7 @@ pub async fn get_search(
         search: view,
         trial_counts: counts,
         best_trial: best,
+        final_models: state.store.final_models(id).await?,
     }))
 }
 
@@ -274,11 +275,11 @@ pub fn leaderboard_csv(entries: &[store::LeaderboardEntry]) -> String {
         v.map(|v| v.to_string()).unwrap_or_default()
     }
     let mut out = String::from(
-        "rank,trial_id,index,reward,accuracy,latency_ms,params,macs,parent_index,finished_at_ms,blocks\n",
+        "rank,trial_id,index,reward,accuracy,latency_ms,params,macs,parent_index,finished_at_ms,blocks,state,rung,epochs\n",
     );
     for e in entries {
         out.push_str(&format!(
-            "{},{},{},{},{},{},{},{},{},{},\"{}\"\n",
+            "{},{},{},{},{},{},{},{},{},{},\"{}\",{},{},{}\n",
             e.rank,
             e.trial_id,
             e.index,
@@ -290,6 +291,9 @@ pub fn leaderboard_csv(entries: &[store::LeaderboardEntry]) -> String {
             cell(e.parent_index),
             cell(e.finished_at),
             e.blocks.replace('"', "'"),
+            e.state.as_str(),
+            e.rung,
+            e.epochs,
         ));
     }
     out

@@ -8,10 +8,10 @@ use anyhow::{anyhow, bail, Context};
 use serde::de::DeserializeOwned;
 
 use super::arch::read_input;
-use crate::api::dto::{ErrorBody, Leaderboard, SearchDetail, SearchList, SearchView};
+use crate::api::dto::{ErrorBody, Leaderboard, SearchDetail, SearchList, SearchView, TrialList};
 use crate::cli::{
-    CancelArgs, ExportArgs, LeaderboardArgs, OutputFormat, SearchesArgs, ServerArgs, ShowArgs,
-    SubmitArgs,
+    CancelArgs, ExportArgs, FinalArgs, LeaderboardArgs, OutputFormat, SearchesArgs, ServerArgs,
+    ShowArgs, SubmitArgs,
 };
 use crate::table::{thousands, Align, Table};
 
@@ -137,6 +137,9 @@ pub fn leaderboard_table(entries: &[store::LeaderboardEntry]) -> String {
         ("latency p50", Align::Right),
         ("params", Align::Right),
         ("MACs", Align::Right),
+        ("epochs", Align::Right),
+        ("rung", Align::Right),
+        ("state", Align::Left),
     ]);
     for e in entries {
         table.row(vec![
@@ -148,6 +151,41 @@ pub fn leaderboard_table(entries: &[store::LeaderboardEntry]) -> String {
             e.latency_ms.map_or("-".into(), |v| format!("{v:.3} ms")),
             e.params.map_or("-".into(), |v| thousands(v.max(0) as u64)),
             e.macs.map_or("-".into(), |v| thousands(v.max(0) as u64)),
+            e.epochs.to_string(),
+            (e.rung + 1).to_string(),
+            e.state.as_str().to_owned(),
+        ]);
+    }
+    table.render()
+}
+
+/// A search's final models as an aligned table.
+pub fn final_table(models: &[store::TrialRow]) -> String {
+    let mut table = Table::new(&[
+        ("trial", Align::Right),
+        ("from", Align::Right),
+        ("state", Align::Left),
+        ("test acc", Align::Right),
+        ("latency p50", Align::Right),
+        ("params", Align::Right),
+        ("MACs", Align::Right),
+        ("epochs", Align::Right),
+        ("reward", Align::Right),
+    ]);
+    for m in models {
+        let result = m.result.as_ref();
+        table.row(vec![
+            m.id.to_string(),
+            m.source_index.map_or("-".into(), |i| format!("#{i}")),
+            m.state.as_str().to_owned(),
+            percent(m.test_accuracy),
+            result.map_or("-".into(), |r| format!("{:.3} ms", r.latency_ms.p50)),
+            result.map_or("-".into(), |r| thousands(r.params)),
+            result.map_or("-".into(), |r| thousands(r.macs)),
+            result
+                .and_then(|r| r.epochs)
+                .map_or("-".into(), |e| e.to_string()),
+            m.reward.map_or("-".into(), |r| format!("{r:.4}")),
         ]);
     }
     table.render()
@@ -264,12 +302,25 @@ pub fn show(args: &ShowArgs) -> anyhow::Result<String> {
         return super::json_text(&detail);
     }
     let board: Leaderboard = client.get(&format!("/searches/{}/leaderboard?limit=5", args.id))?;
+    let finals = if detail.final_models.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "final models (trained on training + validation data, tested once):\n{}\n",
+            final_table(&detail.final_models)
+        )
+    };
+    Ok(format!("{finals}{}", search_text(&detail, &board)))
+}
+
+/// The search part of `nas show`.
+fn search_text(detail: &SearchDetail, board: &Leaderboard) -> String {
     let s = &detail.search;
-    Ok(format!(
+    format!(
         "search {} ({}): {}\ndataset {}, {} trials, {} of {} ended ({:.0}%)\ntrials: {}\n\nbest trials:\n{}",
         s.id,
         s.name,
-        status_name(&detail),
+        status_name(detail),
         s.spec.dataset,
         s.trials_proposed,
         detail.progress.trials_ended,
@@ -282,12 +333,24 @@ pub fn show(args: &ShowArgs) -> anyhow::Result<String> {
             .collect::<Vec<_>>()
             .join(", "),
         leaderboard_table(&board.entries)
-    ))
+    )
 }
 
-/// `nas leaderboard`: the top entries (fetched page by page).
+/// `nas leaderboard`: the top entries (fetched page by page); with
+/// `--final`, the final models.
 pub fn leaderboard(args: &LeaderboardArgs) -> anyhow::Result<String> {
     let client = Client::new(&args.server);
+    if args.final_models {
+        let list: TrialList = client.get(&format!("/searches/{}/final", args.id))?;
+        return match args.format {
+            OutputFormat::Json => super::json_text(&list),
+            _ if list.trials.is_empty() => Ok(format!(
+                "search {} has no final models (see `nas final {}`)\n",
+                args.id, args.id
+            )),
+            _ => Ok(final_table(&list.trials)),
+        };
+    }
     let mut entries = Vec::new();
     let mut cursor: Option<String> = None;
     let mut board: Option<Leaderboard> = None;
@@ -318,6 +381,23 @@ pub fn leaderboard(args: &LeaderboardArgs) -> anyhow::Result<String> {
         OutputFormat::Json => super::json_text(&board),
         OutputFormat::Csv => Ok(crate::api::leaderboard_csv(&board.entries)),
     }
+}
+
+/// `nas final`: queues the final training of a finished search.
+pub fn request_final(args: &FinalArgs) -> anyhow::Result<String> {
+    let client = Client::new(&args.server);
+    let settings = search::FinalTraining {
+        top_k: args.top_k,
+        epochs: args.epochs,
+        training: None,
+    };
+    let body = serde_json::to_string(&settings)?;
+    let queued: serde_json::Value =
+        client.post(&format!("/searches/{}/final", args.id), Some(&body))?;
+    Ok(format!(
+        "search {}: {} final model(s) queued ({} epochs each); see `nas leaderboard {} --final`\n",
+        args.id, queued["queued"], args.epochs, args.id
+    ))
 }
 
 /// `nas cancel`.

@@ -8,7 +8,7 @@ use serde_json::json;
 use worker::data::{default_data_dir, load_image_folder, open_dataset, Split};
 use worker::latency::{self, LatencyConfig};
 use worker::net::Network;
-use worker::pipeline::{Candidate, TrialOutcome};
+use worker::pipeline::{Candidate, TrainingRun, TrialOutcome};
 use worker::train::{self, AugmentationConfig, OptimizerKind, Schedule, TrainConfig, TrainData};
 
 use super::arch::read_input;
@@ -152,7 +152,8 @@ pub fn train(args: &TrainArgs) -> anyhow::Result<String> {
     let epochs = config.epochs;
     let objective = search::Objective::default();
     let cancel = AtomicBool::new(false);
-    let outcome = measured.train(data, &config, &objective, &cancel, |e| {
+    let run = TrainingRun::default();
+    let outcome = measured.train(data, &config, &objective, &run, &cancel, |e, _| {
         println!(
             "epoch {}/{epochs}  loss {:.4}  train {}  val {}  {:.1}s  {} img/s",
             e.epoch,

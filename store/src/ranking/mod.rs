@@ -13,7 +13,7 @@ use sqlx::FromRow;
 
 use self::cache::Lookup;
 use self::paging::key_name;
-use crate::sql_states::{REJECTED, SUCCEEDED};
+use crate::sql_states::{PHASE_SEARCH, REJECTED};
 use crate::{Store, StoreError};
 
 /// One ranked trial.
@@ -44,6 +44,14 @@ pub struct LeaderboardEntry {
     pub blocks: String,
     /// The zoo entry, when this trial is one of the search's baselines.
     pub baseline: Option<String>,
+    /// Its state: `succeeded` (trained to the last rung), `stopped` (early,
+    /// by the scheduler), or `pending`/`running` towards a higher rung.
+    pub state: crate::TrialState,
+    /// The highest multi-fidelity rung reached (0-based; 0 without a
+    /// scheduler): its figures are that rung's.
+    pub rung: i64,
+    /// Epochs its figures were trained for.
+    pub epochs: i64,
 }
 
 /// One page of a leaderboard.
@@ -78,6 +86,10 @@ pub struct ParetoPoint {
     pub on_front: bool,
     /// The zoo entry, when this trial is one of the search's baselines.
     pub baseline: Option<String>,
+    /// The highest multi-fidelity rung reached (0-based).
+    pub rung: i64,
+    /// Its state (`succeeded`, `stopped`, or training towards a higher rung).
+    pub state: String,
 }
 
 /// A trial measured over the hard latency limit, never trained.
@@ -149,15 +161,15 @@ impl Store {
             .collect::<Result<_, _>>()?)
     }
 
-    /// A search's succeeded trials on the accuracy/latency plane, fastest
+    /// A search's ranked trials (every one with a rung result) on the accuracy/latency plane, fastest
     /// first, each marked whether it is on the Pareto front.
     pub async fn pareto(&self, search_id: i64) -> Result<Vec<ParetoPoint>, StoreError> {
         self.search(search_id).await?;
         // Succeeded trials always have a reward; COALESCE keeps the row type plain.
         let sql = format!(
             "SELECT id AS trial_id, idx AS \"index\", accuracy, latency_ms, COALESCE(reward, 0.0) AS reward, \
-             params, baseline FROM trials \
-             WHERE search_id = $1 AND state = {SUCCEEDED} AND accuracy IS NOT NULL AND latency_ms IS NOT NULL \
+             params, baseline, COALESCE(rung, 0) AS rung, state FROM trials \
+             WHERE search_id = $1 AND rung IS NOT NULL AND phase = {PHASE_SEARCH} AND accuracy IS NOT NULL AND latency_ms IS NOT NULL \
              ORDER BY latency_ms, -accuracy, id"
         );
         let rows = sqlx::query(&sql)

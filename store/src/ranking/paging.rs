@@ -6,7 +6,7 @@ use search::objective::RankKey;
 use sqlx::{FromRow, Row};
 
 use super::{LeaderboardEntry, LeaderboardPage};
-use crate::sql_states::SUCCEEDED;
+use crate::sql_states::PHASE_SEARCH;
 use crate::{Store, StoreError};
 
 /// The largest rank a cursor may carry (no search has more trials).
@@ -108,6 +108,9 @@ struct RankedRow {
     finished_at: Option<i64>,
     architecture: String,
     baseline: Option<String>,
+    state: String,
+    rung: Option<i64>,
+    epochs_done: i64,
 }
 
 impl RankedRow {
@@ -125,6 +128,11 @@ impl RankedRow {
             finished_at: self.finished_at,
             blocks: blocks_of(&self.architecture)?,
             baseline: self.baseline,
+            state: crate::TrialState::parse(&self.state).ok_or_else(|| {
+                StoreError::Corrupt(format!("trial {}: state {}", self.id, self.state))
+            })?,
+            rung: self.rung.unwrap_or(0),
+            epochs: self.epochs_done,
         })
     }
 }
@@ -163,10 +171,11 @@ impl Store {
         };
         // Rows written before rewards were checked may lack one (NaN stored as NULL).
         let filter = format!(
-            "search_id = $1 AND state = {SUCCEEDED} AND {col} IS NOT NULL AND reward IS NOT NULL"
+            "search_id = $1 AND rung IS NOT NULL AND phase = {PHASE_SEARCH} AND {col} IS NOT NULL AND reward IS NOT NULL"
         );
         let sql = format!(
-            "SELECT id, idx, reward, accuracy, latency_ms, params, macs, parent_idx, finished_at, architecture, baseline \
+            "SELECT id, idx, reward, accuracy, latency_ms, params, macs, parent_idx, finished_at, architecture, baseline, \
+             state, rung, epochs_done \
              FROM trials WHERE {filter}{after_clause} ORDER BY {order} LIMIT {}",
             limit + 1
         );

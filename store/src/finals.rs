@@ -1,0 +1,162 @@
+//! Final training: a search's best distinct architectures trained from
+//! scratch with the full recipe on training + validation data, tested once
+//! on the held-out test set, and listed as the search's final models.
+//!
+//! Final models are trials of phase `final` (indices from
+//! [`FINAL_INDEX_BASE`]). Nothing of the search reads them: the strategy's
+//! history, the rung decisions, leaderboards and Pareto fronts all take
+//! phase `search` only, so the test set never steers a search.
+
+use search::FinalTraining;
+use sqlx::{Any, Row, Transaction};
+
+use crate::rows::{trial_row, TRIAL_COLUMNS};
+use crate::sql_states::{PENDING, PHASE_FINAL, PHASE_SEARCH, STOPPED, SUCCEEDED};
+use crate::{Event, SearchStatus, Store, StoreError, TrialRow};
+
+/// Index of a search's first final model (search trials stay far below:
+/// at most `search::spec::bounds::MAX_TRIALS`).
+pub const FINAL_INDEX_BASE: i64 = 1_000_000_000;
+
+impl Store {
+    /// Within `tx`, with the search row locked: queues the final models of
+    /// `final_training` and records its settings. Returns how many were
+    /// queued (0 when the search has no trained candidate).
+    pub(crate) async fn queue_final(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        search_id: i64,
+        final_training: &FinalTraining,
+        now: i64,
+    ) -> Result<usize, StoreError> {
+        // Best-informed first: the highest rung reached, then the reward.
+        let rows = sqlx::query(&format!(
+            "SELECT idx, architecture, arch_hash, params, macs, labels, max_attempts FROM trials \
+             WHERE search_id = $1 AND phase = {PHASE_SEARCH} AND baseline IS NULL AND rung IS NOT NULL \
+             AND reward IS NOT NULL AND state IN ({SUCCEEDED}, {STOPPED}) ORDER BY rung DESC, reward DESC, idx"
+        ))
+        .bind(search_id)
+        .fetch_all(&mut **tx)
+        .await?;
+        let mut seen = std::collections::HashSet::new();
+        let chosen: Vec<_> = rows
+            .iter()
+            .filter(|r| {
+                r.try_get::<String, _>("arch_hash")
+                    .is_ok_and(|h| seen.insert(h))
+            })
+            .take(final_training.top_k as usize)
+            .collect();
+        if chosen.is_empty() {
+            return Ok(0);
+        }
+        let settings = serde_json::to_string(final_training)
+            .map_err(|e| StoreError::Invalid(format!("final training settings: {e}")))?;
+        sqlx::query("UPDATE searches SET final_spec = $1 WHERE id = $2")
+            .bind(settings)
+            .bind(search_id)
+            .execute(&mut **tx)
+            .await?;
+        for (k, row) in chosen.iter().enumerate() {
+            sqlx::query(&format!(
+                "INSERT INTO trials (search_id, idx, architecture, arch_hash, state, attempt, max_attempts, labels, errors, \
+                 run_at, created_at, params, macs, phase, source_idx, target_epochs) \
+                 VALUES ($1, $2, $3, $4, {PENDING}, 0, $5, $6, '[]', $7, $8, $9, $10, {PHASE_FINAL}, $11, $12)"
+            ))
+            .bind(search_id)
+            .bind(FINAL_INDEX_BASE + k as i64)
+            .bind(row.try_get::<String, _>("architecture")?)
+            .bind(row.try_get::<String, _>("arch_hash")?)
+            .bind(row.try_get::<i64, _>("max_attempts")?)
+            .bind(row.try_get::<String, _>("labels")?)
+            .bind(now)
+            .bind(now)
+            .bind(row.try_get::<Option<i64>, _>("params")?)
+            .bind(row.try_get::<Option<i64>, _>("macs")?)
+            .bind(row.try_get::<i64, _>("idx")?)
+            .bind(i64::from(final_training.epochs))
+            .execute(&mut **tx)
+            .await?;
+        }
+        tracing::info!(search_id, models = chosen.len(), "final training queued");
+        Ok(chosen.len())
+    }
+
+    /// Starts final training of a finished search (`POST
+    /// /searches/{id}/final`): `Conflict` if the search is still running,
+    /// was cancelled or failed, already has final models, or has no trained
+    /// candidate; `Spec` if the settings are out of bounds.
+    pub async fn request_final(
+        &self,
+        search_id: i64,
+        final_training: &FinalTraining,
+    ) -> Result<usize, StoreError> {
+        let now = self.db_now_ms().await?;
+        let mut tx = self.write_tx().await?;
+        let sql = format!(
+            "SELECT status, spec, final_spec FROM searches WHERE id = $1{}",
+            self.for_update()
+        );
+        let Some(row) = sqlx::query(&sql)
+            .bind(search_id)
+            .fetch_optional(&mut *tx)
+            .await?
+        else {
+            return Err(StoreError::NotFound(format!("search {search_id}")));
+        };
+        let status: String = row.try_get("status")?;
+        if status != SearchStatus::Finished.as_str() {
+            let why = if status == SearchStatus::Running.as_str() {
+                "is still running; final training starts once it has finished (or name `final` in its spec)"
+            } else {
+                "did not finish (it was cancelled or failed)"
+            };
+            return Err(StoreError::Conflict(format!(
+                "search {search_id} {why}: its state is `{status}`"
+            )));
+        }
+        if row.try_get::<Option<String>, _>("final_spec")?.is_some() {
+            return Err(StoreError::Conflict(format!(
+                "search {search_id} already has final models"
+            )));
+        }
+        let spec: search::SearchSpec = serde_json::from_str(&row.try_get::<String, _>("spec")?)
+            .map_err(|e| StoreError::Corrupt(format!("search {search_id} spec: {e}")))?;
+        final_training.check(spec.budget.max_trials)?;
+        let queued = self
+            .queue_final(&mut tx, search_id, final_training, now)
+            .await?;
+        if queued == 0 {
+            return Err(StoreError::Conflict(format!(
+                "search {search_id} has no trained candidate to train further"
+            )));
+        }
+        sqlx::query(
+            "UPDATE searches SET status = $1, finished_at = NULL, last_claimed_at = 0 WHERE id = $2",
+        )
+        .bind(SearchStatus::Running.as_str())
+        .bind(search_id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        self.publish([Event::TrialsQueued {
+            search_id,
+            count: queued,
+        }]);
+        Ok(queued)
+    }
+
+    /// A search's final models, best test accuracy first (those still
+    /// training last).
+    pub async fn final_models(&self, search_id: i64) -> Result<Vec<TrialRow>, StoreError> {
+        self.search(search_id).await?;
+        let rows = sqlx::query(&format!(
+            "SELECT {TRIAL_COLUMNS} FROM trials WHERE search_id = $1 AND phase = {PHASE_FINAL} \
+             ORDER BY COALESCE(-test_accuracy, 1), idx"
+        ))
+        .bind(search_id)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(trial_row).collect()
+    }
+}

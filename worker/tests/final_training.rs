@@ -1,0 +1,169 @@
+//! Multi-fidelity search and final training end to end with a real worker
+//! on real data (the MNIST subset, SQLite): trials go through ASHA's rungs
+//! resuming from checkpoints, the best architecture is trained again from
+//! scratch and tested once, and the test set never steers the search: the
+//! same search with every test label changed makes exactly the same
+//! decisions, while its final model's test accuracy collapses.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use search::SearchSpec;
+use store::{testing, QueueConfig, SearchStatus, Store, TrialPhase, TrialState, WorkerInfo};
+use tokio::sync::watch;
+use worker::agent::{Agent, AgentConfig};
+use worker::latency::LatencyConfig;
+
+const SPEC: &str = r#"{
+    "name": "asha + final", "dataset": "mnist", "space": "micro", "strategy": {"kind": "random"},
+    "scheduler": {"kind": "asha", "min_epochs": 1, "max_epochs": 3, "eta": 3},
+    "budget": {"max_trials": 4, "parallelism": 1, "max_train_samples": 1500},
+    "training": {"batch_size": 64, "learning_rate": 0.005}, "seed": 11,
+    "final": {"top_k": 1, "epochs": 2}
+}"#;
+
+fn shared_mnist() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/datasets/mnist")
+}
+
+/// A data folder whose MNIST has the shared training files and test
+/// labels shifted by `shift` classes (0: unchanged).
+fn data_dir(tag: &str, shift: u8) -> PathBuf {
+    let root = std::env::temp_dir().join(format!("nas-final-{tag}-{}", std::process::id()));
+    let dir = root.join("mnist");
+    std::fs::create_dir_all(&dir).expect("data dir");
+    for name in [
+        "train-images-idx3-ubyte.gz",
+        "train-labels-idx1-ubyte.gz",
+        "t10k-images-idx3-ubyte.gz",
+    ] {
+        std::fs::copy(shared_mnist().join(name), dir.join(name)).expect("copy");
+    }
+    let mut labels = Vec::new();
+    flate2::read::GzDecoder::new(
+        std::fs::File::open(shared_mnist().join("t10k-labels-idx1-ubyte.gz")).expect("labels"),
+    )
+    .read_to_end(&mut labels)
+    .expect("gunzip");
+    for label in &mut labels[8..] {
+        *label = (*label + shift) % 10;
+    }
+    let out = std::fs::File::create(dir.join("t10k-labels-idx1-ubyte.gz")).expect("create");
+    let mut gz = flate2::write::GzEncoder::new(out, flate2::Compression::fast());
+    gz.write_all(&labels).expect("write");
+    gz.finish().expect("finish");
+    root
+}
+
+fn agent_config(data_dir: PathBuf) -> AgentConfig {
+    AgentConfig {
+        worker: WorkerInfo {
+            id: "w".into(),
+            host: "test".into(),
+            labels: vec!["cpu".into()],
+            threads: 1,
+            device: "test".into(),
+        },
+        threads: 1,
+        data_dir,
+        heartbeat: Duration::from_millis(200),
+        poll: Duration::from_millis(100),
+        latency: LatencyConfig {
+            warmup: 1,
+            runs: 3,
+            threads: 1,
+        },
+        max_memory: None,
+    }
+}
+
+/// What the search decided, trial by trial: state, rung, reward bits.
+type Decisions = Vec<(i64, TrialState, Option<i64>, Option<u64>)>;
+
+/// Runs the search on `data_dir` to its end; returns its decisions and
+/// the final model's test accuracy.
+async fn run(data_dir: PathBuf) -> (Decisions, f64) {
+    let store = Store::connect(&testing::fresh_sqlite_url(), QueueConfig::default())
+        .await
+        .expect("store");
+    let spec: SearchSpec = serde_json::from_str(SPEC).expect("spec");
+    let id = store.create_search(&spec).await.expect("create");
+    let (stop, stopped) = watch::channel(false);
+    let agent = tokio::spawn(Agent::new(store.clone(), agent_config(data_dir)).run(stopped));
+    let start = Instant::now();
+    while store.search(id).await.expect("search").status != SearchStatus::Finished {
+        assert!(
+            start.elapsed() < Duration::from_secs(300),
+            "the search did not finish: {:#?}",
+            store.trials(id).await
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stop.send(true).expect("stop");
+    agent.await.expect("task").expect("agent");
+    let mut decisions = Vec::new();
+    for t in store.trials(id).await.expect("trials") {
+        if t.phase == TrialPhase::Final {
+            continue;
+        }
+        let result = t.result.as_ref().expect("a result");
+        assert_eq!(
+            result.test_accuracy, None,
+            "a search trial never sees the test set"
+        );
+        assert!(
+            matches!(t.state, TrialState::Succeeded | TrialState::Stopped),
+            "{t:#?}"
+        );
+        // Trained through its rungs: its curve has one row per epoch.
+        let curve = store.epoch_metrics(t.id, t.attempt).await.expect("curve");
+        assert_eq!(curve.len() as i64, t.epochs_done, "{t:#?}");
+        assert_eq!(store.checkpoint(t.id).await.expect("checkpoint"), None);
+        decisions.push((t.index, t.state, t.rung, t.reward.map(f64::to_bits)));
+    }
+    assert!(
+        decisions.iter().any(|d| d.2 == Some(1)),
+        "some trial went on to the second rung: {decisions:?}"
+    );
+    let finals = store.final_models(id).await.expect("finals");
+    assert_eq!(finals.len(), 1, "{finals:#?}");
+    let model = &finals[0];
+    assert_eq!(model.state, TrialState::Succeeded, "{model:#?}");
+    let result = model.result.as_ref().expect("result");
+    assert_eq!(result.epochs, Some(2));
+    assert_eq!(
+        result.val_accuracy, None,
+        "trained on training + validation data"
+    );
+    assert!(store.weights(model.id).await.expect("weights").is_some());
+    // The final model is the best-informed search trial: highest rung, then reward.
+    let best = decisions
+        .iter()
+        .max_by(|a, b| {
+            (a.2, a.3.map(f64::from_bits))
+                .partial_cmp(&(b.2, b.3.map(f64::from_bits)))
+                .expect("finite")
+        })
+        .expect("a trial");
+    assert_eq!(model.source_index, Some(best.0));
+    (decisions, model.test_accuracy.expect("test accuracy"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_test_set_never_steers_the_search_and_the_final_model_is_tested_on_it() {
+    let (decisions, accuracy) = run(data_dir("true", 0)).await;
+    let (shifted_decisions, shifted_accuracy) = run(data_dir("shifted", 1)).await;
+    assert_eq!(
+        decisions, shifted_decisions,
+        "changing every test label changed a search decision"
+    );
+    assert!(
+        accuracy > 0.5,
+        "the final model learnt MNIST (a micro network, 2 epochs): {accuracy}"
+    );
+    assert!(
+        shifted_accuracy < 0.2,
+        "the final model is scored on the (shifted) test labels: {shifted_accuracy}"
+    );
+}
