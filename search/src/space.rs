@@ -203,13 +203,15 @@ pub const MAX_KERNEL: usize = 15;
 pub const MAX_DEPTH: usize = 64;
 
 /// The names of the presets.
-pub const PRESETS: [&str; 4] = ["micro", "classic", "mobile", "full"];
+pub const PRESETS: [&str; 5] = ["micro", "small", "classic", "mobile", "full"];
 
 impl SearchSpace {
-    /// A preset by name: `micro`, `classic`, `mobile` or `full`.
+    /// A preset by name: `micro`, `small`, `classic`, `mobile` or `full`.
     pub fn preset(name: &str) -> Result<Self, SpaceError> {
         let space = match name {
-            // Tiny networks for tests: a few thousand parameters.
+            // A smoke-test space: tiny networks (a few thousand parameters)
+            // that train in seconds and plateau low. For tests and demos of
+            // the machinery, not for results.
             "micro" => SearchSpace {
                 name: "micro".into(),
                 ops: vec![BlockOp::Conv, BlockOp::Residual, BlockOp::Pool],
@@ -226,6 +228,38 @@ impl SearchSpace {
                     pooling: HeadPooling::GlobalAvg,
                     hidden: vec![0],
                     dropout: 0.0,
+                },
+                activation: Activation::Relu,
+                batch_norm: true,
+                se_reduction: 4,
+            },
+            // Small images (28x28, 32x32) under a ~1 ms batch-1 latency
+            // target on one CPU thread: every block kind, widths and depths
+            // sized so most samples land within 0.5x-2x of 1 ms
+            // (`nas space latency --preset small`; see the README).
+            "small" => SearchSpace {
+                name: "small".into(),
+                ops: vec![
+                    BlockOp::Conv,
+                    BlockOp::Separable,
+                    BlockOp::Inception,
+                    BlockOp::Residual,
+                    BlockOp::Se,
+                    BlockOp::Pool,
+                ],
+                channels: vec![16, 24, 32, 48, 64],
+                kernels: vec![3, 5],
+                depth: DepthRange { min: 3, max: 7 },
+                downsample_at: vec![0.2, 0.6],
+                stem: StemSpec {
+                    channels: vec![16, 24, 32],
+                    kernel: 3,
+                    stride: 1,
+                },
+                head: HeadSpec {
+                    pooling: HeadPooling::GlobalAvg,
+                    hidden: vec![0, 64],
+                    dropout: 0.1,
                 },
                 activation: Activation::Relu,
                 batch_norm: true,

@@ -120,6 +120,35 @@ pub enum SpaceCommand {
     Sample(SpaceSampleArgs),
     /// Print a preset search space as JSON (a starting point for your own).
     Show(SpaceShowArgs),
+    /// Measure the batch-1 latency of networks sampled from a space on this
+    /// machine: its distribution, and the share near a latency target.
+    Latency(SpaceLatencyArgs),
+}
+
+/// Flags of `nas space latency`.
+#[derive(Debug, Args)]
+pub struct SpaceLatencyArgs {
+    /// The search space.
+    #[command(flatten)]
+    pub source: SpaceSource,
+    /// Networks to sample and measure.
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u16).range(1..=10_000))]
+    pub samples: u16,
+    /// Seed of the draws.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Input as HxWxC.
+    #[arg(long, default_value = "28x28x1")]
+    pub input: InputShape,
+    /// Number of classes.
+    #[arg(long, default_value_t = 10)]
+    pub classes: usize,
+    /// Threads of the measurement (workers measure on 1).
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+    /// The latency target to compare with, milliseconds.
+    #[arg(long, default_value_t = 1.0)]
+    pub target_ms: f64,
 }
 
 /// Which search space: a preset or a JSON file.

@@ -35,6 +35,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Arch(ArchCommand::Check(args)) => commands::arch::check(&args)?,
         Command::Space(SpaceCommand::Sample(args)) => commands::space::sample(&args)?,
         Command::Space(SpaceCommand::Show(args)) => commands::space::show(&args)?,
+        Command::Space(SpaceCommand::Latency(args)) => commands::space::latency(&args)?,
         Command::Train(args) => commands::train::train(&args)?,
         Command::Latency(args) => commands::train::latency(&args)?,
         Command::Bench(BenchCommand::Train(args)) => commands::train::bench(&args)?,

@@ -1,10 +1,10 @@
-//! `nas space sample` and `nas space show`.
+//! `nas space sample`, `nas space show` and `nas space latency`.
 
 use anyhow::Context;
 use search::{sample as sample_space, seeded_rng, validate, SearchSpace};
 
 use super::{arch::read_input, json_text, render_report};
-use crate::cli::{SpaceSampleArgs, SpaceShowArgs, SpaceSource};
+use crate::cli::{SpaceLatencyArgs, SpaceSampleArgs, SpaceShowArgs, SpaceSource};
 
 /// Loads the space a command names: a JSON file, or a preset.
 pub fn load(source: &SpaceSource) -> anyhow::Result<SearchSpace> {
@@ -43,4 +43,47 @@ pub fn sample(args: &SpaceSampleArgs) -> anyhow::Result<String> {
 /// `nas space show PRESET`: the preset as JSON.
 pub fn show(args: &SpaceShowArgs) -> anyhow::Result<String> {
     json_text(&SearchSpace::preset(&args.preset)?)
+}
+
+/// `nas space latency`: the batch-1 latency distribution of `--samples`
+/// networks drawn from a space, measured on this machine as workers
+/// measure trials, and the share within 0.5x-2x of `--target-ms`.
+pub fn latency(args: &SpaceLatencyArgs) -> anyhow::Result<String> {
+    let space = load(&args.source)?;
+    let mut rng = seeded_rng(args.seed);
+    let config = worker::latency::LatencyConfig {
+        threads: args.threads,
+        ..Default::default()
+    };
+    let mut rows = Vec::with_capacity(usize::from(args.samples));
+    for _ in 0..args.samples {
+        let arch = sample_space(&space, args.input, args.classes, &mut rng)?;
+        let mut net = worker::net::Network::new(&arch, 0)?;
+        let measured = worker::latency::measure(&mut net, config)?;
+        rows.push((measured.p50, net.param_count()));
+    }
+    let mut latencies: Vec<f64> = rows.iter().map(|r| r.0).collect();
+    latencies.sort_by(f64::total_cmp);
+    let mut params: Vec<usize> = rows.iter().map(|r| r.1).collect();
+    params.sort_unstable();
+    let quantile = |q: f64| latencies[((latencies.len() - 1) as f64 * q).round() as usize];
+    let target = args.target_ms;
+    let within = latencies
+        .iter()
+        .filter(|&&l| l >= target * 0.5 && l <= target * 2.0)
+        .count();
+    let summary = serde_json::json!({
+        "space": space.name,
+        "input": args.input.to_string(),
+        "samples": args.samples,
+        "threads": args.threads,
+        "latency_ms": {
+            "min": latencies[0], "p10": quantile(0.1), "p25": quantile(0.25), "p50": quantile(0.5),
+            "p75": quantile(0.75), "p90": quantile(0.9), "max": quantile(1.0),
+        },
+        "params": {"min": params[0], "p50": params[params.len() / 2], "max": params[params.len() - 1]},
+        "target_ms": target,
+        "within_half_to_double_of_target": within as f64 / latencies.len() as f64,
+    });
+    json_text(&summary)
 }
