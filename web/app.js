@@ -138,8 +138,9 @@ function scatter(pareto, target) {
   if (front.length > 1) f.root.append(svg("polyline", { class: "frontline", points: front.map(p => `${f.x(p.latency_ms)},${f.y(p.accuracy)}`).join(" ") }));
   const go = id => () => { location.href = "/trials/" + id; };
   for (const p of pts.filter(p => !p.on_front).concat(front)) {
-    f.root.append(svg("circle", { class: "point" + (p.on_front ? " front" : "") + (p.baseline ? " baseline" : ""), cx: f.x(p.latency_ms), cy: f.y(p.accuracy), r: p.on_front ? 5 : 3.5, tabindex: p.on_front ? 0 : null,
-      onclick: null }, svg("title", {}, `${p.baseline ? "zoo baseline " + p.baseline : "trial " + p.trial_id + " (#" + p.index + ")"}: ${fmt.pct(p.accuracy)}, ${fmt.ms(p.latency_ms)}, reward ${fmt.r(p.reward)}`)));
+    const rung = p.rung || 0;
+    f.root.append(svg("circle", { class: "point" + (p.on_front ? " front" : "") + (p.baseline ? " baseline" : "") + (p.state === "stopped" ? " stopped" : ""), cx: f.x(p.latency_ms), cy: f.y(p.accuracy), r: (p.on_front ? 5 : 3.5) + 1.5 * rung, tabindex: p.on_front ? 0 : null,
+      "data-rung": rung, onclick: null }, svg("title", {}, `${p.baseline ? "zoo baseline " + p.baseline : "trial " + p.trial_id + " (#" + p.index + ")"}: ${fmt.pct(p.accuracy)}, ${fmt.ms(p.latency_ms)}, reward ${fmt.r(p.reward)}, rung ${rung + 1}${p.state === "stopped" ? " (stopped early)" : ""}`)));
     f.root.lastChild.addEventListener("click", go(p.trial_id));
     f.root.lastChild.addEventListener("keydown", e => { if (e.key === "Enter") go(p.trial_id)(); });
   }
@@ -153,6 +154,7 @@ function scatter(pareto, target) {
     el("span", {}, el("i", { style: "background:#7ea6d8" }), "trial"),
     el("span", {}, el("i", { style: "background:#f0a830" }), "Pareto front"),
     pts.some(p => p.baseline) ? el("span", {}, el("i", { style: "background:#fff;border:2px solid #2e7d32" }), "zoo baseline") : null,
+    pts.some(p => p.state === "stopped") ? el("span", {}, el("i", { style: "background:#fff;border:2px solid #7ea6d8" }), "stopped early (larger: trained to a higher rung)") : null,
     rej.length ? el("span", {}, el("i", { style: "background:#8e24aa;border-radius:2px" }), "rejected (over the latency limit)") : null,
     target ? el("span", {}, el("i", { style: "background:#c62828;border-radius:0;height:2px" }), "latency target") : null);
   return el("figure", { style: "margin:0" }, f.root, legend);
@@ -282,7 +284,22 @@ async function searchesPage() {
   live("", render);
 }
 
-const SORTS = [["rank", null], ["trial", null], ["blocks", null], ["val acc", "accuracy"], ["latency p50", "latency"], ["reward", "reward"], ["params", "params"], ["MACs", "macs"], ["epochs", null], ["state", null]];
+// The epochs at which a spec's rungs end (one rung without a scheduler).
+function rungs(spec) {
+  const sc = spec.scheduler || { kind: "none" };
+  if (sc.kind !== "asha") return [spec.budget.epochs];
+  const out = [];
+  for (let r = sc.min_epochs; r < sc.max_epochs; r *= sc.eta) out.push(r);
+  out.push(sc.max_epochs);
+  return out;
+}
+function rungCount(spec) { return rungs(spec).length; }
+function schedulerText(spec) {
+  const sc = spec.scheduler || { kind: "none" };
+  return sc.kind === "asha" ? `ASHA: rungs at ${rungs(spec).join(", ")} epochs, the top 1/${sc.eta} of each rung go on` : "none (every trial trains the same epochs)";
+}
+
+const SORTS = [["rank", null], ["trial", null], ["blocks", null], ["val acc", "accuracy"], ["latency p50", "latency"], ["reward", "reward"], ["params", "params"], ["MACs", "macs"], ["epochs", null], ["rung", null], ["state", null]];
 async function searchPage(id) {
   let detail = await api("/searches/" + id);
   document.title = `${detail.name} · nas`;
@@ -294,7 +311,8 @@ async function searchPage(id) {
   const pager = el("div", { class: "row" });
   const headRow = el("tr", {}, SORTS.map(([name, key]) => el("th", { class: ["state", "trial", "blocks"].includes(name) ? null : "num" },
     key ? el("button", { type: "button", "data-sort": key, "aria-pressed": String(key === state.sort), onclick: () => { state.sort = key; state.cursors = [null]; state.page = 0; for (const b of headRow.querySelectorAll("button")) b.setAttribute("aria-pressed", String(b.dataset.sort === key)); loadBoard(); } }, name) : name)));
-  show(header,
+  const finals = el("div", { id: "final-models" });
+  show(header, finals,
     el("h2", { text: "Accuracy vs latency" }), charts,
     el("h2", { text: "Running trials" }), running,
     el("h2", { text: "Leaderboard" }),
@@ -319,8 +337,33 @@ async function searchPage(id) {
         el("dt", { text: "dataset" }), el("dd", { text: s.spec.dataset }),
         el("dt", { text: "strategy" }), el("dd", { text: s.spec.strategy.kind + (s.spec.strategy.population ? ` (population ${s.spec.strategy.population}, sample ${s.spec.strategy.sample})` : "") }),
         el("dt", { text: "objective" }), el("dd", { text: lat ? `accuracy × (latency / ${lat.target_ms} ms)^w, ${lat.mode}` + (lat.max_ms ? `, reject over ${lat.max_ms} ms` : "") : "accuracy" }),
-        el("dt", { text: "budget" }), el("dd", { text: `${s.spec.budget.max_trials} trials × ${s.spec.budget.epochs} epoch(s), ${s.spec.budget.parallelism} at once` + (s.spec.budget.max_train_samples ? `, ${fmt.num(s.spec.budget.max_train_samples)} images` : "") }),
+        el("dt", { text: "budget" }), el("dd", { text: `${s.spec.budget.max_trials} trials` + (s.spec.scheduler && s.spec.scheduler.kind === "asha" ? "" : ` × ${s.spec.budget.epochs} epoch(s)`) + `, ${s.spec.budget.parallelism} at once` + (s.spec.budget.max_epochs_total ? `, ${fmt.num(s.spec.budget.max_epochs_total)} epochs in all` : "") + (s.spec.budget.max_train_samples ? `, ${fmt.num(s.spec.budget.max_train_samples)} images` : "") }),
+        el("dt", { text: "scheduler" }), el("dd", { id: "scheduler", text: schedulerText(s.spec) }),
         el("dt", { text: "created" }), el("dd", { text: fmt.when(s.created_at_ms) }))));
+  }
+  function renderFinals() {
+    const s = detail, models = s.final_models || [];
+    if (!models.length) {
+      const can = s.status === "finished";
+      finals.replaceChildren(...(can ? [el("div", { class: "card row" },
+        el("span", { text: "Train the best architectures from scratch on training + validation data and test them once on the held-out test set." }), el("span", { class: "spacer" }),
+        el("button", { id: "train-final", type: "button", onclick: async () => {
+          const button = finals.querySelector("#train-final");
+          button.disabled = true;
+          try { await api(`/searches/${s.id}/final`, { method: "POST", body: JSON.stringify(s.spec.final || {}) }); await refresh(); } catch (e) { button.disabled = false; alert(e.message); }
+        } }, "Train final models"))] : []));
+      return;
+    }
+    finals.replaceChildren(el("h2", { text: "Final models" }),
+      el("p", { class: "muted", text: "Trained from scratch on training + validation data with the full recipe, tested once on the held-out test set. The search never saw the test set." }),
+      el("div", { class: "scroll" }, el("table", { id: "final-table" }, el("thead", {}, el("tr", {}, ["model", "from trial", "test acc", "latency p50", "params", "MACs", "epochs", "state", ""].map((h, i) => el("th", { class: i >= 2 && i <= 6 ? "num" : null, text: h })))),
+        el("tbody", {}, models.map(m => { const r = m.result || {}; const p = m.progress || {}; return el("tr", {},
+          el("td", {}, el("a", { href: "/trials/" + m.id, text: `trial ${m.id}` })),
+          el("td", { text: m.source_index !== null && m.source_index !== undefined ? `#${m.source_index}` : "–" }),
+          el("td", { class: "num", text: fmt.pct(m.test_accuracy) }), el("td", { class: "num", text: r.latency_ms ? fmt.ms(r.latency_ms.p50) : "–" }),
+          el("td", { class: "num", text: fmt.short(r.params) }), el("td", { class: "num", text: fmt.short(r.macs) }),
+          el("td", { class: "num", text: r.epochs || (p.epochs ? `${p.epoch}/${p.epochs}` : "–") }), el("td", {}, badge(m.state)),
+          el("td", {}, m.state === "succeeded" ? el("a", { class: "button secondary", href: `${API}/trials/${m.id}/weights` }, "Weights") : null)); })))));
   }
   async function loadCharts() {
     const pareto = await api(`/searches/${id}/pareto?max_points=2000`);
@@ -345,8 +388,9 @@ async function searchPage(id) {
         e.baseline ? [" ", el("span", { class: "badge baseline", title: "reference-zoo baseline", text: "zoo: " + e.baseline })] : null),
       el("td", { class: "blocks", title: e.blocks, text: e.blocks }),
       el("td", { class: "num", text: fmt.pct(e.accuracy) }), el("td", { class: "num", text: fmt.ms(e.latency_ms) }), el("td", { class: "num", text: fmt.r(e.reward) }),
-      el("td", { class: "num", text: fmt.short(e.params) }), el("td", { class: "num", text: fmt.short(e.macs) }), el("td", { class: "num", text: detail.spec.budget.epochs }), el("td", {}, badge("succeeded")))));
-    if (!page.entries.length) board.append(el("tr", {}, el("td", { colspan: 10, class: "muted", text: "No trained trials yet." })));
+      el("td", { class: "num", text: fmt.short(e.params) }), el("td", { class: "num", text: fmt.short(e.macs) }), el("td", { class: "num", text: e.epochs }),
+      el("td", { class: "num", text: `${e.rung + 1}/${rungCount(detail.spec)}` }), el("td", {}, badge(e.state === "stopped" ? "stopped early" : e.state)))));
+    if (!page.entries.length) board.append(el("tr", {}, el("td", { colspan: 11, class: "muted", text: "No trained trials yet." })));
     pager.replaceChildren(el("button", { class: "secondary", type: "button", disabled: state.page === 0, onclick: () => { state.page--; loadBoard(); } }, "← Previous"),
       el("span", { class: "muted", text: `${page.total ? (page.entries[0] ? page.entries[0].rank : 0) : 0}–${page.entries.length ? page.entries[page.entries.length - 1].rank : 0} of ${page.total}` }),
       el("button", { class: "secondary", type: "button", disabled: !page.next_cursor, onclick: () => { state.page++; loadBoard(); } }, "Next →"));
@@ -354,9 +398,11 @@ async function searchPage(id) {
   async function refresh() {
     detail = await api("/searches/" + id);
     renderHeader();
+    renderFinals();
     await Promise.all([loadCharts(), loadRunning(), loadBoard()]);
   }
   renderHeader();
+  renderFinals();
   await Promise.all([loadCharts(), loadRunning(), loadBoard()]);
   live("?search=" + id, refresh);
 }
@@ -369,6 +415,9 @@ async function trialPage(id) {
     ["search", el("a", { href: "/searches/" + t.search_id, text: "search " + t.search_id })],
     ["state", badge(t.state)],
     ["validation accuracy", fmt.pct(r.val_accuracy)],
+    ...(t.phase === "final" ? [["test accuracy", fmt.pct(t.test_accuracy)], ["final model of", t.source_index !== null ? `trial #${t.source_index} (trained from scratch on training + validation data)` : "–"]] : []),
+    ["epochs", t.phase === "final" ? String(r.epochs || "–") : `${t.epochs_done}` + (t.rung !== null && t.rung !== undefined ? ` (rung ${t.rung + 1})` : "")],
+    ...(r.reason ? [["note", r.reason]] : []),
     ["reward", fmt.r(t.reward)],
     ["latency", r.latency_ms ? `p50 ${fmt.ms(r.latency_ms.p50)}, p90 ${fmt.ms(r.latency_ms.p90)}` : "–"],
     ["device", r.device || "–"],
@@ -380,7 +429,7 @@ async function trialPage(id) {
   show(
     el("div", { class: "row" }, el("h1", { text: t.index < 0 ? `Trial ${t.id}: zoo baseline ${t.baseline}` : `Trial ${t.id} (#${t.index})` }), badge(t.state), el("span", { class: "spacer" }),
       el("a", { class: "button secondary", href: `${API}/trials/${id}/architecture`, download: `trial-${id}.json` }, "Architecture JSON"),
-      t.state === "succeeded" ? el("a", { class: "button secondary", href: `${API}/trials/${id}/weights` }, "Weights") : null),
+      ["succeeded", "stopped"].includes(t.state) ? el("a", { class: "button secondary", href: `${API}/trials/${id}/weights` }, "Weights") : null),
     el("div", { class: "grid" },
       el("div", { class: "card" }, el("dl", { class: "facts" }, facts.map(([k, v]) => [el("dt", { text: k }), el("dd", {}, v)]))),
       el("div", { class: "card", id: "diagram" }, el("strong", { text: "Architecture" }), diagram(t.architecture, t.layers))),

@@ -374,6 +374,72 @@ pub enum BenchCommand {
     /// Fill a database with one search of N finished trials (synthetic
     /// results) for API load tests; prints its id.
     Seed(SeedBenchArgs),
+    /// Search quality at equal compute: strategies x seeds on a real
+    /// dataset, best validation reward and the final model's test accuracy.
+    Search(SearchBenchArgs),
+}
+
+/// Flags of `nas bench search`.
+#[derive(Debug, Args)]
+pub struct SearchBenchArgs {
+    /// Strategies, comma-separated: random, evolution, evolution+asha, random+asha.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "random,evolution,evolution+asha"
+    )]
+    pub strategies: Vec<String>,
+    /// Seeds per strategy (0, 1, ...).
+    #[arg(long, default_value_t = 3)]
+    pub seeds: u32,
+    /// Dataset of the catalogue.
+    #[arg(long, default_value = "fashion-mnist")]
+    pub dataset: String,
+    /// Search-space preset.
+    #[arg(long, default_value = "small")]
+    pub space: String,
+    /// Compute per search: epochs trained in all (`budget.max_epochs_total`).
+    #[arg(long, default_value_t = 60)]
+    pub epochs_total: u64,
+    /// Training images per epoch (a seeded subset of the training split).
+    #[arg(long, default_value_t = 10_000)]
+    pub max_train_samples: u32,
+    /// Epochs per trial without ASHA.
+    #[arg(long, default_value_t = 3)]
+    pub epochs_per_trial: u32,
+    /// ASHA's last rung, epochs (first rung 1).
+    #[arg(long, default_value_t = 9)]
+    pub asha_max_epochs: u32,
+    /// ASHA's reduction factor.
+    #[arg(long, default_value_t = 3)]
+    pub eta: u32,
+    /// Evolution's population.
+    #[arg(long, default_value_t = 8)]
+    pub population: usize,
+    /// Evolution's tournament size.
+    #[arg(long, default_value_t = 3)]
+    pub sample: usize,
+    /// Batch-1 latency target, milliseconds (soft: MnasNet's reward).
+    #[arg(long, default_value_t = 1.0)]
+    pub target_ms: f64,
+    /// Epochs of the final model's training.
+    #[arg(long, default_value_t = 10)]
+    pub final_epochs: u32,
+    /// Random horizontal flips in final training (clothing: yes; digits: no).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub flip: bool,
+    /// In-process workers.
+    #[arg(long, default_value_t = 1)]
+    pub workers: u32,
+    /// Training threads per worker.
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+    /// Dataset folder (default: $NAS_DATA_DIR, else the user cache folder).
+    #[arg(long, env = "NAS_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<std::path::PathBuf>,
+    /// Write every run (with its best-so-far curve over compute) as JSON here.
+    #[arg(long)]
+    pub out: Option<std::path::PathBuf>,
 }
 
 /// Flags of `nas bench seed`.

@@ -41,6 +41,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(BenchCommand::Train(args)) => commands::train::bench(&args)?,
         Command::Bench(BenchCommand::Queue(args)) => commands::bench_queue::run(&args)?,
         Command::Bench(BenchCommand::Seed(args)) => commands::bench_api::seed(&args)?,
+        Command::Bench(BenchCommand::Search(args)) => commands::bench_search::run(&args)?,
         Command::Serve(args) => commands::serve::run(&args)?,
         Command::Worker(args) => commands::worker::run(&args)?,
         Command::Queue(QueueCommand::Submit(args)) => commands::queue::submit(&args)?,

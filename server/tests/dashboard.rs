@@ -320,3 +320,62 @@ async fn a_search_from_the_form_to_cancel_in_a_real_browser() {
     shot(&c, "workers").await;
     c.close().await.expect("close");
 }
+
+/// A multi-fidelity search in the browser: rungs and stopped-early trials
+/// on the leaderboard and the scatter, then "Train final models" on the
+/// finished search puts its tested final model at the top of the page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_multi_fidelity_search_and_its_final_model_in_a_real_browser() {
+    let live = common::serve(&testing::fresh_sqlite_url(), Auth::open(), 1).await;
+    let root = live.base.trim_end_matches("/api/v1").to_owned();
+    let spec: search::SearchSpec = serde_json::from_value(serde_json::json!({
+        "name": "asha in the browser", "dataset": "mnist", "space": "micro", "strategy": {"kind": "random"},
+        "scheduler": {"kind": "asha", "min_epochs": 1, "max_epochs": 3, "eta": 3},
+        "budget": {"max_trials": 5, "parallelism": 1, "max_train_samples": 512}, "seed": 4
+    }))
+    .expect("spec");
+    let id = live.store.create_search(&spec).await.expect("create");
+    let deadline = Instant::now() + Duration::from_secs(240);
+    while live.store.search(id).await.expect("search").status != store::SearchStatus::Finished {
+        assert!(Instant::now() < deadline, "the search did not finish");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (_driver, c) = browser().await;
+    c.goto(&format!("{root}/searches/{id}"))
+        .await
+        .expect("goto");
+    ready(&c).await;
+    c.wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css("#leaderboard tbody tr:nth-child(5)"))
+        .await
+        .expect("five ranked trials");
+    let rungs = texts(&c, "#leaderboard tbody td:nth-child(10)").await;
+    assert!(rungs.iter().all(|r| r == "1/2" || r == "2/2"), "{rungs:?}");
+    assert!(rungs.iter().any(|r| r == "2/2"), "one went on: {rungs:?}");
+    let states = texts(&c, "#leaderboard tbody td:nth-child(11)").await;
+    assert!(
+        states.iter().any(|s| s == "stopped early"),
+        "some trial stopped early: {states:?}"
+    );
+    assert!(texts(&c, "#scheduler").await[0].contains("rungs at 1, 3 epochs"));
+    c.find(Locator::Css("#scatter svg circle[data-rung='1']"))
+        .await
+        .expect("a second-rung point on the scatter");
+    c.find(Locator::Id("train-final"))
+        .await
+        .expect("the action on a finished search")
+        .click()
+        .await
+        .expect("click");
+    c.wait()
+        .at_most(Duration::from_secs(180))
+        .for_element(Locator::Css("#final-table tbody td .badge.succeeded"))
+        .await
+        .expect("the final model trains and appears");
+    let row = texts(&c, "#final-table tbody td").await;
+    assert!(row[2].ends_with('%'), "test accuracy shown: {row:?}");
+    assert!(row[1].starts_with('#'), "its source trial: {row:?}");
+    shot(&c, "search-final").await;
+    c.close().await.expect("close");
+}

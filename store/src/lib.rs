@@ -26,7 +26,7 @@ pub mod overview;
 mod queue;
 pub mod ranking;
 mod rows;
-mod rungs;
+pub mod rungs;
 mod searches;
 mod sql_states;
 pub mod testing;
@@ -40,6 +40,7 @@ use tokio::sync::broadcast;
 pub use model::*;
 pub use overview::{QueueStats, SearchPage, WorkerRow};
 pub use ranking::{LeaderboardEntry, LeaderboardPage, ParetoPoint, RejectedPoint};
+pub use rungs::RungResult;
 
 /// Which database a store runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -27,6 +27,24 @@ pub(crate) struct RungEnded {
     pub baseline: bool,
 }
 
+/// One rung result of a search, as recorded when the trial ended the rung.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct RungResult {
+    /// The trial.
+    pub trial_id: i64,
+    /// The rung (0-based).
+    pub rung: i64,
+    /// Epochs the trial had trained at the end of the rung.
+    pub epochs: i64,
+    /// Its reward there.
+    pub reward: f64,
+    /// Whether it went on to the next rung.
+    pub goes_on: bool,
+    /// When it was recorded, Unix ms (the database's clock).
+    pub recorded_at: i64,
+}
+
 /// What becomes of a trial at the end of a unit of work.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Decision {
@@ -77,6 +95,31 @@ fn ordinal(n: usize) -> String {
 }
 
 impl Store {
+    /// Every rung result of a search in the order they were recorded: the
+    /// search's progress over compute (each result's epochs minus the same
+    /// trial's previous result's are the epochs that unit trained).
+    pub async fn rung_results(&self, search_id: i64) -> Result<Vec<RungResult>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT trial_id, rung, epochs, reward, goes_on AS goes_on_n, recorded_at FROM trial_rungs \
+             WHERE search_id = $1 ORDER BY recorded_at, trial_id, rung",
+        )
+        .bind(search_id)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(RungResult {
+                    trial_id: r.try_get("trial_id")?,
+                    rung: r.try_get("rung")?,
+                    epochs: r.try_get("epochs")?,
+                    reward: r.try_get("reward")?,
+                    goes_on: r.try_get::<i64, _>("goes_on_n")? == 1,
+                    recorded_at: r.try_get("recorded_at")?,
+                })
+            })
+            .collect()
+    }
+
     /// Within `tx` (the trial's row locked and still running): records the
     /// rung result of `ended` and decides whether it goes on.
     pub(crate) async fn end_rung(

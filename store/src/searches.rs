@@ -179,10 +179,11 @@ impl Store {
         trial_row(&row.ok_or_else(|| StoreError::NotFound(format!("trial {id}")))?)
     }
 
-    /// How many trials of a search are in each state.
+    /// How many of a search's candidate trials are in each state (final
+    /// models are listed on their own, by [`Store::final_models`]).
     pub async fn trial_counts(&self, search_id: i64) -> Result<BTreeMap<String, i64>, StoreError> {
         let rows = sqlx::query(
-            "SELECT state, COUNT(*) AS n FROM trials WHERE search_id = $1 GROUP BY state",
+            "SELECT state, COUNT(*) AS n FROM trials WHERE search_id = $1 AND phase = 'search' GROUP BY state",
         )
         .bind(search_id)
         .fetch_all(self.pool())

@@ -1,0 +1,246 @@
+//! `nas bench search`: search quality at equal compute. Runs each strategy
+//! (random, evolution, evolution + ASHA) with several seeds on a real
+//! dataset, each search limited to the same number of training epochs
+//! (`budget.max_epochs_total`), with in-process workers on an embedded
+//! database; then trains each search's best architecture from scratch and
+//! tests it once. Prints, per run and per strategy, the best validation
+//! reward and the final model's test accuracy and latency; `--out` writes
+//! every run's best-so-far curve over compute as JSON (for plotting).
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use search::SearchSpec;
+use serde::Serialize;
+use store::{QueueConfig, SearchStatus, Store, TrialPhase};
+use tokio::sync::watch;
+use worker::pool::AgentPool;
+
+use crate::cli::SearchBenchArgs;
+use crate::table::{Align, Table};
+
+/// One point of a best-so-far curve: compute spent, best reward by then.
+#[derive(Debug, Clone, Serialize)]
+struct Step {
+    epochs: i64,
+    best_reward: f64,
+}
+
+/// One search of the benchmark.
+#[derive(Debug, Clone, Serialize)]
+struct Run {
+    strategy: String,
+    seed: u64,
+    trials: usize,
+    epochs_trained: i64,
+    best_val_reward: f64,
+    best_val_accuracy: f64,
+    final_test_accuracy: Option<f64>,
+    final_latency_ms: Option<f64>,
+    final_params: Option<u64>,
+    final_reward: Option<f64>,
+    search_seconds: f64,
+    final_seconds: f64,
+    curve: Vec<Step>,
+}
+
+/// The spec of one run.
+fn spec_of(args: &SearchBenchArgs, strategy: &str, seed: u64) -> anyhow::Result<SearchSpec> {
+    let (kind, asha) = match strategy {
+        "random" => ("random", false),
+        "evolution" => ("evolution", false),
+        "evolution+asha" => ("evolution", true),
+        "random+asha" => ("random", true),
+        other => bail!(
+            "unknown strategy `{other}`: use random, evolution, evolution+asha or random+asha"
+        ),
+    };
+    let strategy = if kind == "evolution" {
+        serde_json::json!({"kind": "evolution", "population": args.population, "sample": args.sample})
+    } else {
+        serde_json::json!({"kind": "random"})
+    };
+    let scheduler = if asha {
+        serde_json::json!({"kind": "asha", "min_epochs": 1, "max_epochs": args.asha_max_epochs, "eta": args.eta})
+    } else {
+        serde_json::json!({"kind": "none"})
+    };
+    let spec = serde_json::json!({
+        "name": format!("bench {}", strategy["kind"]),
+        "dataset": args.dataset, "space": args.space, "seed": seed,
+        "strategy": strategy, "scheduler": scheduler,
+        "objective": {"latency": {"target_ms": args.target_ms}},
+        "budget": {
+            "max_trials": 100_000, "parallelism": args.workers, "epochs": args.epochs_per_trial,
+            "max_epochs_total": args.epochs_total, "max_train_samples": args.max_train_samples
+        },
+        "training": {"batch_size": 64, "learning_rate": 0.002},
+        "final": {"top_k": 1, "epochs": args.final_epochs, "training": {
+            "batch_size": 64, "learning_rate": 0.002,
+            "schedule": {"kind": "cosine", "warmup_epochs": 1},
+            "augmentation": {"crop_padding": 2, "horizontal_flip": args.flip}
+        }}
+    });
+    let spec: SearchSpec = serde_json::from_value(spec)?;
+    spec.check()?;
+    Ok(spec)
+}
+
+/// Best-so-far reward over compute from a search's rung results.
+fn curve(results: &[store::RungResult]) -> Vec<Step> {
+    let mut trained = std::collections::HashMap::new();
+    let (mut spent, mut best) = (0i64, f64::NEG_INFINITY);
+    let mut steps = Vec::new();
+    for r in results {
+        let before = trained.insert(r.trial_id, r.epochs).unwrap_or(0);
+        spent += r.epochs - before;
+        best = best.max(r.reward);
+        steps.push(Step {
+            epochs: spent,
+            best_reward: best,
+        });
+    }
+    steps
+}
+
+async fn one_run(args: &SearchBenchArgs, strategy: &str, seed: u64) -> anyhow::Result<Run> {
+    let file = std::env::temp_dir().join(format!(
+        "nas-bench-search-{}-{strategy}-{seed}.db",
+        std::process::id()
+    ));
+    let url = format!("sqlite://{}", file.display());
+    let store = Store::connect(&url, QueueConfig::default()).await?;
+    let spec = spec_of(args, strategy, seed)?;
+    let id = store.create_search(&spec).await?;
+    let data_dir = args
+        .data_dir
+        .clone()
+        .unwrap_or_else(worker::data::default_data_dir);
+    let pool = AgentPool::new(
+        args.workers as usize,
+        Some(args.threads),
+        &["cpu".to_owned()],
+        data_dir,
+    )?;
+    let (stop, stopped) = watch::channel(false);
+    let agents = pool.spawn(&store, &stopped);
+    let start = Instant::now();
+    let mut search_seconds = None;
+    loop {
+        let search = store.search(id).await?;
+        if search_seconds.is_none() && !store.final_models(id).await?.is_empty() {
+            search_seconds = Some(start.elapsed().as_secs_f64());
+        }
+        if search.status != SearchStatus::Running {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let total = start.elapsed().as_secs_f64();
+    let _ = stop.send(true);
+    for agent in agents {
+        agent.await.context("worker task")??;
+    }
+    let results = store.rung_results(id).await?;
+    let trials = store.trials(id).await?;
+    let search_trials: Vec<_> = trials
+        .iter()
+        .filter(|t| t.phase == TrialPhase::Search && t.lineage.baseline.is_none())
+        .collect();
+    let best = search_trials
+        .iter()
+        .filter_map(|t| Some((t.reward?, t.result.as_ref()?.val_accuracy?)))
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .unwrap_or((f64::NAN, f64::NAN));
+    let finals = store.final_models(id).await?;
+    let model = finals.first();
+    let result = model.and_then(|m| m.result.as_ref());
+    let search_seconds = search_seconds.unwrap_or(total);
+    let run = Run {
+        strategy: strategy.to_owned(),
+        seed,
+        trials: search_trials.len(),
+        epochs_trained: curve(&results).last().map_or(0, |s| s.epochs),
+        best_val_reward: best.0,
+        best_val_accuracy: best.1,
+        final_test_accuracy: model.and_then(|m| m.test_accuracy),
+        final_latency_ms: result.map(|r| r.latency_ms.p50),
+        final_params: result.map(|r| r.params),
+        final_reward: model.and_then(|m| m.reward),
+        search_seconds,
+        final_seconds: total - search_seconds,
+        curve: curve(&results),
+    };
+    let _ = std::fs::remove_file(&file);
+    Ok(run)
+}
+
+fn mean_and_spread(values: &[f64]) -> String {
+    let values: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
+    if values.is_empty() {
+        return "-".into();
+    }
+    let n = values.len() as f64;
+    let mean = values.iter().sum::<f64>() / n;
+    let sd = (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0)).sqrt();
+    format!("{mean:.4} ± {sd:.4}")
+}
+
+/// Runs every strategy with every seed, one search at a time.
+pub fn run(args: &SearchBenchArgs) -> anyhow::Result<String> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let mut runs = Vec::new();
+    for strategy in &args.strategies {
+        for seed in 0..u64::from(args.seeds) {
+            let run = runtime.block_on(one_run(args, strategy, seed))?;
+            eprintln!(
+                "{strategy} seed {seed}: {} trials, {} epochs, best val reward {:.4} (acc {:.4}), final test {:?} at {:?} ms, {:.0} s + {:.0} s",
+                run.trials, run.epochs_trained, run.best_val_reward, run.best_val_accuracy,
+                run.final_test_accuracy, run.final_latency_ms, run.search_seconds, run.final_seconds
+            );
+            runs.push(run);
+        }
+    }
+    if let Some(out) = &args.out {
+        std::fs::write(out, serde_json::to_string_pretty(&runs)?)
+            .with_context(|| format!("writing {}", out.display()))?;
+    }
+    let mut table = Table::new(&[
+        ("strategy", Align::Left),
+        ("runs", Align::Right),
+        ("best val reward", Align::Right),
+        ("final test acc", Align::Right),
+        ("final latency ms", Align::Right),
+        ("trials", Align::Right),
+        ("search s", Align::Right),
+    ]);
+    for strategy in &args.strategies {
+        let mine: Vec<&Run> = runs.iter().filter(|r| &r.strategy == strategy).collect();
+        let of = |f: &dyn Fn(&Run) -> Option<f64>| -> Vec<f64> {
+            mine.iter().filter_map(|r| f(r)).collect()
+        };
+        table.row(vec![
+            strategy.clone(),
+            mine.len().to_string(),
+            mean_and_spread(&of(&|r| Some(r.best_val_reward))),
+            mean_and_spread(&of(&|r| r.final_test_accuracy)),
+            mean_and_spread(&of(&|r| r.final_latency_ms)),
+            mean_and_spread(&of(&|r| Some(r.trials as f64))),
+            mean_and_spread(&of(&|r| Some(r.search_seconds))),
+        ]);
+    }
+    Ok(format!(
+        "{} on {}, space {}, {} epochs of {} images per search, target {} ms, {} worker(s) x {} thread(s)\n{}",
+        "search quality at equal compute",
+        args.dataset,
+        args.space,
+        args.epochs_total,
+        args.max_train_samples,
+        args.target_ms,
+        args.workers,
+        args.threads,
+        table.render()
+    ))
+}
