@@ -418,6 +418,7 @@ async function trialPage(id) {
     ...(t.phase === "final" ? [["test accuracy", fmt.pct(t.test_accuracy)], ["final model of", t.source_index !== null ? `trial #${t.source_index} (trained from scratch on training + validation data)` : "–"]] : []),
     ["epochs", t.phase === "final" ? String(r.epochs || "–") : `${t.epochs_done}` + (t.rung !== null && t.rung !== undefined ? ` (rung ${t.rung + 1})` : "")],
     ...(r.reason ? [["note", r.reason]] : []),
+    ...(t.checkpoint_bytes ? [["checkpoint", `${fmt.num(t.checkpoint_bytes)} bytes (kept until the trial ends)`]] : []),
     ["reward", fmt.r(t.reward)],
     ["latency", r.latency_ms ? `p50 ${fmt.ms(r.latency_ms.p50)}, p90 ${fmt.ms(r.latency_ms.p90)}` : "–"],
     ["device", r.device || "–"],

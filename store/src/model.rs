@@ -268,6 +268,9 @@ pub struct TrialRow {
     pub source_index: Option<i64>,
     /// For a final model: accuracy on the held-out test set.
     pub test_accuracy: Option<f64>,
+    /// Size of its stored checkpoint, bytes (while it may still resume:
+    /// checkpoints are deleted when a trial ends).
+    pub checkpoint_bytes: Option<i64>,
 }
 
 /// A search as stored.

@@ -16,7 +16,8 @@ pub(crate) const SEARCH_COLUMNS: &str =
 /// The columns [`TrialRecord`] reads.
 pub(crate) const TRIAL_COLUMNS: &str =
     "id, search_id, idx, state, attempt, parent_idx, mutation, baseline, reward, result, errors, worker_id, progress, \
-     phase, rung, epochs_done, source_idx, test_accuracy";
+     phase, rung, epochs_done, source_idx, test_accuracy, \
+     (SELECT LENGTH(bytes) FROM artifacts a WHERE a.trial_id = trials.id AND a.kind = 'checkpoint') AS checkpoint_bytes";
 
 /// A `searches` row as stored.
 #[derive(Debug, FromRow)]
@@ -52,6 +53,7 @@ struct TrialRecord {
     epochs_done: i64,
     source_idx: Option<i64>,
     test_accuracy: Option<f64>,
+    checkpoint_bytes: Option<i64>,
 }
 
 /// Reads a search row selected with [`SEARCH_COLUMNS`].
@@ -111,5 +113,6 @@ pub(crate) fn trial_row(row: &AnyRow) -> Result<TrialRow, StoreError> {
         epochs_done: r.epochs_done,
         source_index: r.source_idx,
         test_accuracy: r.test_accuracy,
+        checkpoint_bytes: r.checkpoint_bytes,
     })
 }

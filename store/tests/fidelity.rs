@@ -67,6 +67,11 @@ async fn asha_promotes_the_top_of_each_rung_and_stops_the_rest(store: Store) {
             .save_checkpoint(t.id, t.attempt, t.target_epochs, &[rung as u8])
             .await
             .expect("checkpoint");
+        assert_eq!(
+            store.trial(t.id).await.expect("trial").checkpoint_bytes,
+            Some(1),
+            "its size is reported"
+        );
         let reward = reward_of(t.index, rung);
         let rewards = at_rung.entry(rung).or_default();
         rewards.push(reward);
@@ -89,6 +94,10 @@ async fn asha_promotes_the_top_of_each_rung_and_stops_the_rest(store: Store) {
             let reason = row.result.and_then(|r| r.reason).unwrap_or_default();
             assert!(reason.starts_with("stopped early after rung"), "{reason}");
             assert_eq!(store.checkpoint(t.id).await.expect("read"), None, "pruned");
+            assert_eq!(
+                store.trial(t.id).await.expect("trial").checkpoint_bytes,
+                None
+            );
         }
         if goes {
             // Promotions come before new proposals.

@@ -402,7 +402,13 @@ impl Agent {
         };
         let resume = if trial.epochs_done > 0 {
             failpoint::hit("resume");
+            let started = std::time::Instant::now();
             let loaded = keep_alive(&store, trial, every, store.checkpoint(trial.id)).await;
+            info!(
+                epochs_done = trial.epochs_done,
+                ms = started.elapsed().as_secs_f64() * 1e3,
+                "checkpoint read"
+            );
             match loaded {
                 Ok(None) => {
                     warn!("the trial's checkpoint is gone; training from scratch");
@@ -607,12 +613,18 @@ impl Agent {
         if let Some(bytes) = checkpoint {
             failpoint::hit("checkpoint");
             let epoch_number = epoch.epoch as u32;
+            let started = std::time::Instant::now();
             match self
                 .store
                 .save_checkpoint(trial.id, trial.attempt, epoch_number, &bytes)
                 .await
             {
-                Ok(()) => {}
+                Ok(()) => info!(
+                    epoch = epoch_number,
+                    bytes = bytes.len(),
+                    ms = started.elapsed().as_secs_f64() * 1e3,
+                    "checkpoint stored"
+                ),
                 Err(e @ StoreError::LeaseLost { .. }) => stop.stop(
                     Interruption::LeaseLost,
                     &format!("saving a checkpoint: {e}"),

@@ -195,9 +195,15 @@ impl Measured {
         while let Some(report) = session.train_epoch(cancel) {
             let report = report.clone();
             let saved = if run.checkpoints {
-                checkpoint::to_bytes(&session)
+                let started = std::time::Instant::now();
+                let bytes = checkpoint::to_bytes(&session)
                     .map_err(|e| tracing::warn!(error = %e, "no checkpoint after this epoch"))
-                    .ok()
+                    .ok();
+                tracing::info!(
+                    serialise_ms = started.elapsed().as_secs_f64() * 1e3,
+                    "checkpoint serialised"
+                );
+                bytes
             } else {
                 None
             };
@@ -257,11 +263,16 @@ impl Measured {
         let Some(bytes) = resume else {
             return Ok(Session::start(self.network, data, config)?);
         };
+        let started = std::time::Instant::now();
         let architecture = self.network.architecture().clone();
         let mut network = self.network;
         match checkpoint::load(&mut network, bytes, config) {
             Ok(from) => {
-                tracing::info!(epoch = from.epoch, "resuming from the checkpoint");
+                tracing::info!(
+                    epoch = from.epoch,
+                    load_ms = started.elapsed().as_secs_f64() * 1e3,
+                    "resuming from the checkpoint"
+                );
                 Ok(Session::resume(network, data, config, from)?)
             }
             Err(e) => {
