@@ -331,7 +331,7 @@ async function searchPage(id) {
         best ? el("a", { class: "button secondary", href: `${API}/trials/${best.trial_id}/weights` }, "Download best model") : null, cancel),
       ...(s.error ? [el("p", { class: "error", role: "alert", id: "search-error", text: `This search failed: ${s.error}` })] : []),
       el("div", { class: "card" }, el("dl", { class: "facts" },
-        el("dt", { text: "progress" }), el("dd", {}, el("div", { class: "row" }, bar(s.progress.fraction, "search progress"), `${s.progress.trials_ended} of ${s.progress.max_trials} trials ended`)),
+        el("dt", { text: "progress" }), el("dd", {}, el("div", { class: "row" }, bar(s.progress.fraction, "search progress"), `${s.progress.trials_ended} of ${s.progress.max_trials} trials ended` + (s.spec.budget.max_epochs_total ? `, ${fmt.num(s.epochs_committed)} of ${fmt.num(s.spec.budget.max_epochs_total)} epochs queued` : ""))),
         el("dt", { text: "trials" }), el("dd", { text: Object.entries(s.trial_counts).map(([k, v]) => `${v} ${k}`).join(", ") || "–" }),
         el("dt", { text: "best" }), el("dd", {}, best ? el("a", { href: "/trials/" + best.trial_id }, `trial ${best.trial_id}: ${fmt.pct(best.accuracy)} at ${fmt.ms(best.latency_ms)}, reward ${fmt.r(best.reward)}`) : "–"),
         el("dt", { text: "dataset" }), el("dd", { text: s.spec.dataset }),
@@ -485,7 +485,7 @@ async function newSearchPage() {
     el("fieldset", {}, el("legend", { text: "What" }),
       field("name", "Name", inp("name", { value: "my search", required: true })),
       field("dataset", "Dataset", sel("dataset", catalogue.datasets.map(d => d.name), "fashion-mnist")),
-      field("space", "Search space", sel("space", Object.keys(spaces.presets), "micro"), "blocks, channels and depths to choose from"),
+      field("space", "Search space", sel("space", Object.keys(spaces.presets), "small"), "blocks, channels and depths to choose from"),
       field("baselines", "Zoo baselines (comma-separated, optional)", inp("baselines", { value: "", placeholder: "lenet5, fashion_cnn" }), "trained first, for comparison; see the Zoo page")),
     el("fieldset", {}, el("legend", { text: "Strategy" }),
       field("strategy.kind", "Strategy", sel("strategy.kind", ["evolution", "random"], "evolution")),
@@ -500,7 +500,15 @@ async function newSearchPage() {
       field("budget.max_train_samples", "Training images per trial (empty: all)", inp("budget.max_train_samples", { type: "number", min: 1, value: 10000 })),
       field("budget.max_seconds", "Wall time (s, empty: none)", inp("budget.max_seconds", { type: "number", min: 1, step: "any" })),
       field("budget.parallelism", "Trials at once", inp("budget.parallelism", { type: "number", min: 1, value: 2 })),
-      field("seed", "Seed", inp("seed", { type: "number", min: 0, value: 0 }))));
+      field("budget.max_epochs_total", "Compute: epochs in all (empty: no limit)", inp("budget.max_epochs_total", { type: "number", min: 1 }), "over every trial and rung"),
+      field("seed", "Seed", inp("seed", { type: "number", min: 0, value: 0 }))),
+    el("fieldset", {}, el("legend", { text: "Early stopping and final models" }),
+      field("scheduler.kind", "Scheduler", sel("scheduler.kind", ["asha", "none"], "asha"), "asha: promising trials train longer, the rest stop early"),
+      field("scheduler.min_epochs", "First rung (epochs)", inp("scheduler.min_epochs", { type: "number", min: 1, value: 1 })),
+      field("scheduler.max_epochs", "Last rung (epochs)", inp("scheduler.max_epochs", { type: "number", min: 1, value: 9 })),
+      field("scheduler.eta", "Reduction factor (eta)", inp("scheduler.eta", { type: "number", min: 2, value: 3 }), "about 1 in eta trials goes on at each rung"),
+      field("final.top_k", "Final models (empty: none)", inp("final.top_k", { type: "number", min: 1, value: "" }), "the best architectures, retrained and tested once at the end"),
+      field("final.epochs", "Final training epochs", inp("final.epochs", { type: "number", min: 1, value: 30 }))));
   const preview = el("pre", { id: "preview" });
   const submit = el("button", { type: "submit", form: "spec-form", id: "submit" }, "Start search");
   const status = el("p", { class: "error", role: "status" });
@@ -515,9 +523,23 @@ async function newSearchPage() {
     if (baselines.length) s.baselines = baselines;
     if (v("budget.max_train_samples") !== "") s.budget.max_train_samples = num("budget.max_train_samples");
     if (v("budget.max_seconds") !== "") s.budget.max_seconds = num("budget.max_seconds");
+    if (v("budget.max_epochs_total") !== "") s.budget.max_epochs_total = num("budget.max_epochs_total");
+    if (v("scheduler.kind") === "asha") {
+      s.scheduler = { kind: "asha", min_epochs: num("scheduler.min_epochs"), max_epochs: num("scheduler.max_epochs"), eta: num("scheduler.eta") };
+      delete s.budget.epochs;
+    }
+    if (v("final.top_k") !== "") s.final = { top_k: num("final.top_k"), epochs: num("final.epochs") };
     return s;
   }
-  const update = () => { preview.textContent = JSON.stringify(spec(), null, 2); for (const n of ["strategy.population", "strategy.sample"]) form.querySelector(`[data-field="${n}"]`).hidden = form.elements["strategy.kind"].value !== "evolution"; };
+  const update = () => {
+    preview.textContent = JSON.stringify(spec(), null, 2);
+    const hide = (names, hidden) => { for (const n of names) form.querySelector(`[data-field="${n}"]`).hidden = hidden; };
+    hide(["strategy.population", "strategy.sample"], form.elements["strategy.kind"].value !== "evolution");
+    const asha = form.elements["scheduler.kind"].value === "asha";
+    hide(["scheduler.min_epochs", "scheduler.max_epochs", "scheduler.eta"], !asha);
+    hide(["budget.epochs"], asha);
+    hide(["final.epochs"], form.elements["final.top_k"].value.trim() === "");
+  };
   form.addEventListener("input", update);
   form.addEventListener("submit", async e => {
     e.preventDefault();

@@ -120,6 +120,12 @@ async fn a_search_from_the_form_to_cancel_in_a_real_browser() {
         .click()
         .await
         .expect("select");
+    c.find(Locator::Css("#f-space option[value='micro']"))
+        .await
+        .expect("micro")
+        .click()
+        .await
+        .expect("select");
     c.find(Locator::Css("#f-strategy-kind option[value='random']"))
         .await
         .expect("random")
@@ -140,6 +146,10 @@ async fn a_search_from_the_form_to_cancel_in_a_real_browser() {
         .expect("text");
     assert!(preview.contains("\"max_trials\": 200"), "{preview}");
     assert!(preview.contains("\"lenet5\""), "{preview}");
+    assert!(
+        preview.contains("\"kind\": \"asha\""),
+        "ASHA by default: {preview}"
+    );
     shot(&c, "new-search").await;
     c.find(Locator::Id("submit"))
         .await

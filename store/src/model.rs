@@ -292,6 +292,9 @@ pub struct SearchRow {
     pub finished_at: Option<i64>,
     /// Why it failed (status `failed`).
     pub error: Option<String>,
+    /// Epochs of training queued so far (its units of work), against
+    /// `budget.max_epochs_total`.
+    pub epochs_committed: i64,
 }
 
 /// Something that happened, for live views and waking workers.

@@ -11,7 +11,7 @@ use crate::{Lineage, SearchRow, SearchStatus, StoreError, TrialPhase, TrialRow, 
 
 /// The columns [`SearchRecord`] reads.
 pub(crate) const SEARCH_COLUMNS: &str =
-    "id, name, status, spec, proposed, created_at, finished_at, error";
+    "id, name, status, spec, proposed, created_at, finished_at, error, epochs_committed";
 
 /// The columns [`TrialRecord`] reads.
 pub(crate) const TRIAL_COLUMNS: &str =
@@ -30,6 +30,7 @@ struct SearchRecord {
     created_at: i64,
     finished_at: Option<i64>,
     error: Option<String>,
+    epochs_committed: i64,
 }
 
 /// A `trials` row as stored.
@@ -70,6 +71,7 @@ pub(crate) fn search_row(row: &AnyRow) -> Result<SearchRow, StoreError> {
         created_at: r.created_at,
         finished_at: r.finished_at,
         error: r.error,
+        epochs_committed: r.epochs_committed,
     })
 }
 

@@ -29,6 +29,8 @@ pub struct SearchView {
     pub spec: SearchSpec,
     /// Trials created so far.
     pub trials_proposed: i64,
+    /// Epochs of training queued so far, against `budget.max_epochs_total`.
+    pub epochs_committed: i64,
     /// Created, Unix ms.
     pub created_at_ms: i64,
     /// Ended, Unix ms.
@@ -47,6 +49,7 @@ impl TryFrom<&SearchRow> for SearchView {
             spec: serde_json::from_str(&s.spec)
                 .map_err(|e| ApiError::internal(format!("stored spec of search {}: {e}", s.id)))?,
             trials_proposed: s.proposed,
+            epochs_committed: s.epochs_committed,
             created_at_ms: s.created_at,
             finished_at_ms: s.finished_at,
         })
@@ -60,7 +63,9 @@ pub struct SearchProgress {
     pub trials_ended: i64,
     /// The budget's `max_trials`.
     pub max_trials: i64,
-    /// `trials_ended / max_trials`, 0 to 1.
+    /// How much of the budget is spent, 0 to 1: `trials_ended / max_trials`,
+    /// or with a compute budget the larger of that and
+    /// `epochs_committed / max_epochs_total`; 1 once the search has finished.
     pub fraction: f64,
 }
 

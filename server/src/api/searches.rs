@@ -143,10 +143,19 @@ fn progress(
         .map(|(_, n)| n)
         .sum();
     let max_trials = i64::from(search.spec.budget.max_trials);
+    let by_trials = ended as f64 / max_trials.max(1) as f64;
+    let by_compute = search.spec.budget.max_epochs_total.map_or(0.0, |total| {
+        search.epochs_committed as f64 / total.max(1) as f64
+    });
+    let fraction = if search.status == SearchStatus::Finished {
+        1.0
+    } else {
+        by_trials.max(by_compute).min(1.0)
+    };
     SearchProgress {
         trials_ended: ended,
         max_trials,
-        fraction: (ended as f64 / max_trials.max(1) as f64).min(1.0),
+        fraction,
     }
 }
 
