@@ -397,4 +397,36 @@ mod tests {
             assert!(p.change.is_some());
         }
     }
+
+    /// Under a multi-fidelity scheduler the parent is the best-informed
+    /// member: a higher rung beats a higher reward from a lower rung.
+    #[test]
+    fn evolution_prefers_the_highest_rung_then_the_reward() {
+        let space = SearchSpace::preset("mobile").expect("mobile");
+        let strategy = Strategy::Evolution {
+            population: 4,
+            sample: 4,
+        };
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        let first = propose(&strategy, &space, INPUT, 10, &[], 4, &mut rng).expect("ok");
+        let outcomes = [
+            (0.95, 0), // lucky after one epoch
+            (0.80, 2), // proven over the most epochs, lower reward
+            (0.70, 2),
+            (0.90, 1),
+        ];
+        let history: Vec<HistoryEntry> = first
+            .into_iter()
+            .zip(outcomes)
+            .map(|(p, (fitness, rung))| {
+                HistoryEntry::new(p.architecture, Outcome::Succeeded { fitness, rung })
+            })
+            .collect();
+        let next = propose(&strategy, &space, INPUT, 10, &history, 3, &mut rng).expect("ok");
+        assert!(
+            next.iter().all(|p| p.parent == Some(1)),
+            "{:?}",
+            next.iter().map(|p| p.parent).collect::<Vec<_>>()
+        );
+    }
 }
