@@ -60,9 +60,11 @@ fn start(dir: &std::path::Path, port: u16) -> (Up, String) {
         .expect("starts nas");
     let stdout = child.stdout.take().expect("stdout");
     let mut first = String::new();
-    BufReader::new(stdout)
-        .read_line(&mut first)
-        .expect("reads the banner");
+    let mut reader = BufReader::new(stdout);
+    reader.read_line(&mut first).expect("reads the banner");
+    // Keep reading: a closed pipe would make the server's next line of
+    // output (the banner is several) fail and the server exit.
+    std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
     assert!(first.starts_with("nas is up: http://127.0.0.1:"), "{first}");
     (Up(child), format!("http://127.0.0.1:{port}"))
 }

@@ -233,6 +233,7 @@ impl Agent {
             if let Err(e) = self.store.rescue_expired().await {
                 warn!(error = %e, "rescue failed");
             }
+            let claiming = std::time::Instant::now();
             match self.store.claim(&self.config.worker).await {
                 Ok(Some(trial)) => {
                     failpoint::hit("after_claim");
@@ -241,6 +242,13 @@ impl Agent {
                         search_id = trial.search_id,
                         trial_id = trial.id,
                         attempt = trial.attempt
+                    );
+                    info!(
+                        parent: &span,
+                        claim_ms = claiming.elapsed().as_secs_f64() * 1e3,
+                        target_epochs = trial.target_epochs,
+                        epochs_done = trial.epochs_done,
+                        "claimed"
                     );
                     self.run_trial(trial, shutdown.clone())
                         .instrument(span)
@@ -605,7 +613,7 @@ impl Agent {
             val_accuracy: epoch.val_accuracy,
             seconds: epoch.seconds,
         };
-        info!(epoch = epoch.epoch, loss = epoch.train_loss, val = ?epoch.val_accuracy, "epoch");
+        info!(epoch = epoch.epoch, loss = epoch.train_loss, val = ?epoch.val_accuracy, seconds = epoch.seconds, "epoch");
         if let Err(e) = self.store.record_epoch(trial.id, trial.attempt, &m).await {
             stop.stop(Interruption::LeaseLost, &format!("recording an epoch: {e}"));
             return;
