@@ -151,6 +151,13 @@ async fn a_search_from_the_form_to_cancel_in_a_real_browser() {
         "ASHA by default: {preview}"
     );
     shot(&c, "new-search").await;
+    // This search trains every trial one epoch (the ASHA page has its own test).
+    c.find(Locator::Css("#f-scheduler-kind option[value='none']"))
+        .await
+        .expect("no scheduler")
+        .click()
+        .await
+        .expect("select");
     c.find(Locator::Id("submit"))
         .await
         .expect("submit")
@@ -204,7 +211,7 @@ async fn a_search_from_the_form_to_cancel_in_a_real_browser() {
         .expect("mark");
     assert_eq!(stayed, true, "the page was reloaded");
     c.wait()
-        .at_most(Duration::from_secs(30))
+        .at_most(Duration::from_secs(90))
         .for_element(Locator::Css("#leaderboard tbody tr:nth-child(3) a"))
         .await
         .expect("three trials");
