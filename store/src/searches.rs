@@ -179,11 +179,12 @@ impl Store {
         trial_row(&row.ok_or_else(|| StoreError::NotFound(format!("trial {id}")))?)
     }
 
-    /// How many of a search's candidate trials are in each state (final
-    /// models are listed on their own, by [`Store::final_models`]).
+    /// How many of a search's candidate trials (its budget's: not the zoo
+    /// baselines, not the final models, which [`Store::final_models`]
+    /// lists) are in each state.
     pub async fn trial_counts(&self, search_id: i64) -> Result<BTreeMap<String, i64>, StoreError> {
         let rows = sqlx::query(
-            "SELECT state, COUNT(*) AS n FROM trials WHERE search_id = $1 AND phase = 'search' GROUP BY state",
+            "SELECT state, COUNT(*) AS n FROM trials WHERE search_id = $1 AND phase = 'search' AND baseline IS NULL GROUP BY state",
         )
         .bind(search_id)
         .fetch_all(self.pool())
