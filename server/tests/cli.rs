@@ -321,3 +321,22 @@ fn serve_refuses_a_public_address_without_authentication() {
         "{err}"
     );
 }
+
+#[test]
+fn every_example_spec_is_valid() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).expect("examples folder") {
+        let path = entry.expect("entry").path();
+        let text = std::fs::read_to_string(&path).expect("read");
+        let value: serde_json::Value = serde_json::from_str(&text).expect("json");
+        if value.get("dataset").is_some() {
+            let spec: search::SearchSpec =
+                serde_json::from_value(value).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            spec.check()
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            checked += 1;
+        }
+    }
+    assert!(checked >= 2, "the example specs in {}", dir.display());
+}
