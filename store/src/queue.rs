@@ -371,19 +371,8 @@ impl Store {
         attempt: i64,
         bytes: &[u8],
     ) -> Result<(), StoreError> {
-        let now = self.db_now_ms().await?;
-        let mut tx = self.write_tx().await?;
-        if self
-            .hold(&mut tx, trial, Some(attempt), None)
-            .await?
-            .is_none()
-        {
-            tx.rollback().await?;
-            return Err(StoreError::LeaseLost { trial, attempt });
-        }
-        write_artifact(&mut tx, trial, WEIGHTS, bytes, now).await?;
-        tx.commit().await?;
-        Ok(())
+        self.save_artifact(trial, attempt, WEIGHTS, bytes, None)
+            .await
     }
 
     /// Stores the checkpoint of `(trial, attempt)` after `epoch` epochs
@@ -397,6 +386,21 @@ impl Store {
         epoch: u32,
         bytes: &[u8],
     ) -> Result<(), StoreError> {
+        self.save_artifact(trial, attempt, CHECKPOINT, bytes, Some(epoch))
+            .await
+    }
+
+    /// Stores an artifact of `kind` for `(trial, attempt)` in its own
+    /// transaction, fenced by the lease; a checkpoint also records the
+    /// epochs it holds.
+    async fn save_artifact(
+        &self,
+        trial: i64,
+        attempt: i64,
+        kind: &str,
+        bytes: &[u8],
+        epochs_done: Option<u32>,
+    ) -> Result<(), StoreError> {
         let now = self.db_now_ms().await?;
         let mut tx = self.write_tx().await?;
         if self
@@ -407,12 +411,14 @@ impl Store {
             tx.rollback().await?;
             return Err(StoreError::LeaseLost { trial, attempt });
         }
-        write_artifact(&mut tx, trial, CHECKPOINT, bytes, now).await?;
-        sqlx::query("UPDATE trials SET epochs_done = $1 WHERE id = $2")
-            .bind(i64::from(epoch))
-            .bind(trial)
-            .execute(&mut *tx)
-            .await?;
+        write_artifact(&mut tx, trial, kind, bytes, now).await?;
+        if let Some(epoch) = epochs_done {
+            sqlx::query("UPDATE trials SET epochs_done = $1 WHERE id = $2")
+                .bind(i64::from(epoch))
+                .bind(trial)
+                .execute(&mut *tx)
+                .await?;
+        }
         tx.commit().await?;
         Ok(())
     }

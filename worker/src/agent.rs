@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::{info, warn, Instrument};
 
-use crate::data::{open_dataset, DataError, Dataset};
+use crate::data::{open_dataset, DataError, Dataset, Split};
 use crate::failpoint;
 use crate::latency::LatencyConfig;
 use crate::pipeline::{self, ScoredOn, TrialOutcome, TrialPlan};
@@ -282,15 +282,7 @@ impl Agent {
             self.datasets.push(hit);
             return Ok(data);
         }
-        let info = spec.dataset_info().map_err(AttemptFailure::permanent)?;
-        failpoint::hit("dataset");
-        let dir = self.config.data_dir.clone();
-        let split = tokio::task::spawn_blocking(move || open_dataset(info, &dir))
-            .await
-            .map_err(|e| AttemptFailure::retryable(format!("loading {}: {e}", info.name)))?
-            .map_err(|e: DataError| {
-                AttemptFailure::infrastructure(format!("dataset {}: {e}", info.name))
-            })?;
+        let split = self.load_split(spec).await?;
         let (train, validation) = split.train.split_validation(fraction, seed);
         let data = Arc::new(SearchData { train, validation });
         // One split per dataset, and few datasets: the oldest go first.
@@ -446,19 +438,26 @@ impl Agent {
         self.conclude(trial, stop.reason(), joined).await
     }
 
-    /// Loads a final model's images: the whole training split and the test
-    /// split (not cached: final models are few, and the search's cache
-    /// holds no test set).
-    async fn final_dataset(&self, spec: &SearchSpec) -> Result<Arc<FinalData>, AttemptFailure> {
+    /// Loads the spec's dataset (downloading it on first use) off the
+    /// async runtime. An unknown dataset is permanent; a load that fails
+    /// is an infrastructure failure (the trial is handed back).
+    async fn load_split(&self, spec: &SearchSpec) -> Result<Split, AttemptFailure> {
         let info = spec.dataset_info().map_err(AttemptFailure::permanent)?;
         failpoint::hit("dataset");
         let dir = self.config.data_dir.clone();
-        let split = tokio::task::spawn_blocking(move || open_dataset(info, &dir))
+        tokio::task::spawn_blocking(move || open_dataset(info, &dir))
             .await
             .map_err(|e| AttemptFailure::retryable(format!("loading {}: {e}", info.name)))?
             .map_err(|e: DataError| {
                 AttemptFailure::infrastructure(format!("dataset {}: {e}", info.name))
-            })?;
+            })
+    }
+
+    /// Loads a final model's images: the whole training split and the test
+    /// split (not cached: final models are few, and the search's cache
+    /// holds no test set).
+    async fn final_dataset(&self, spec: &SearchSpec) -> Result<Arc<FinalData>, AttemptFailure> {
+        let split = self.load_split(spec).await?;
         Ok(Arc::new(FinalData {
             train: split.train,
             test: split.test,
