@@ -28,8 +28,8 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates curl \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --create-home --home-dir /home/nas nas \
- && mkdir -p /data \
- && chown nas:nas /data
+ && mkdir -p /data /run/nas-lock \
+ && chown nas:nas /data /run/nas-lock
 COPY --from=builder /usr/local/bin/nas /usr/local/bin/nas
 USER nas
 WORKDIR /home/nas

@@ -462,13 +462,15 @@ async function workersPage() {
   document.title = "Workers · nas";
   const body = el("tbody");
   show(el("h1", { text: "Workers" }), el("div", { class: "scroll" }, el("table", { id: "workers" },
-    el("thead", {}, el("tr", {}, ["worker", "alive", "labels", "threads", "device", "current trial", "last seen"].map(h => el("th", { text: h })))), body)));
+    el("thead", {}, el("tr", {}, ["worker", "alive", "labels", "threads", "device", "ISA", "memory", "current trial", "last seen"].map(h => el("th", { text: h })))), body)));
   async function render() {
     const list = await api("/workers");
     body.replaceChildren(...list.workers.map(w => el("tr", {}, el("td", { text: w.id }), el("td", {}, el("span", { class: "badge " + (w.alive ? "succeeded" : "pending"), text: w.alive ? "alive" : "gone" })),
       el("td", { text: w.labels.join(", ") || "–" }), el("td", { text: w.threads }), el("td", { text: w.device }),
+      el("td", { text: w.profile ? w.profile.isa.join(" ") || "–" : "–" }),
+      el("td", { text: w.profile && w.profile.memory_mib ? `${(w.profile.memory_mib / 1024).toFixed(1)} GiB` : "–" }),
       el("td", {}, w.current_trial ? el("a", { href: "/trials/" + w.current_trial, text: w.current_trial }) : "idle"), el("td", { class: "muted", text: fmt.when(w.last_seen) }))));
-    if (!list.workers.length) body.append(el("tr", {}, el("td", { colspan: 7, class: "muted", text: "No workers have registered. Start one with `nas worker` or `nas up`." })));
+    if (!list.workers.length) body.append(el("tr", {}, el("td", { colspan: 9, class: "muted", text: "No workers have registered. Start one with `nas worker` or `nas up`." })));
   }
   await render();
   live("", render);

@@ -21,7 +21,7 @@ pub enum LatencyMode {
 
 /// A latency target for the reward.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LatencyObjective {
     /// Target batch-1 latency `T` in milliseconds.
@@ -39,6 +39,11 @@ pub struct LatencyObjective {
     /// training.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_ms: Option<f64>,
+    /// The device class the target means, as worker labels (e.g.
+    /// `["avx512"]`): only workers with every one of them run, and so
+    /// measure, the search's trials. Empty (the default): any worker.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub device: Vec<String>,
 }
 
 impl LatencyObjective {
@@ -61,7 +66,7 @@ pub const MIN_EXPONENT: f64 = -2.0;
 
 /// What a search maximises.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Objective {
     /// The latency target; plain accuracy when absent.
@@ -148,6 +153,7 @@ impl Objective {
     /// Whether a measured latency is over the hard limit (reject untrained).
     pub fn rejects(&self, latency_ms: f64) -> bool {
         self.latency
+            .as_ref()
             .and_then(|l| l.max_ms)
             .is_some_and(|max| latency_ms > max)
     }
@@ -304,6 +310,7 @@ mod tests {
                 alpha: None,
                 beta: None,
                 max_ms: None,
+                device: Vec::new(),
             }),
         }
     }

@@ -28,6 +28,43 @@ pub struct LatencyMs {
     pub p50: f64,
     /// 90th percentile, milliseconds.
     pub p90: f64,
+    /// Fastest run, milliseconds (absent in results written before the
+    /// measurement protocol reported it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min: Option<f64>,
+    /// Lower end of the median's 95% confidence interval, milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ci_low: Option<f64>,
+    /// Upper end of the median's 95% confidence interval, milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ci_high: Option<f64>,
+    /// Timed runs behind the figures.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runs: Option<u32>,
+    /// The interval stayed wider than ±5% after every attempt: the figure
+    /// is less trustworthy than the others.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub unstable: bool,
+    /// Wall time the measurement took (warm-up, attempts and waiting for a
+    /// quiet host), seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seconds: Option<f64>,
+}
+
+impl LatencyMs {
+    /// Figures with only a median and 90th percentile (tests, old rows).
+    pub fn of(p50: f64, p90: f64) -> Self {
+        Self {
+            p50,
+            p90,
+            min: None,
+            ci_low: None,
+            ci_high: None,
+            runs: None,
+            unstable: false,
+            seconds: None,
+        }
+    }
 }
 
 /// The result of a trial that ended with a measurement: a trained network
@@ -67,6 +104,10 @@ pub struct TrialResult {
     /// Epochs trained.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub epochs: Option<u32>,
+    /// Time this trial's batches waited while other agents of its host
+    /// measured latency, seconds (the price of measuring on a quiet host).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused_seconds: Option<f64>,
     /// Why the trial was not trained (rejected trials), e.g. `over the hard latency limit`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
@@ -104,6 +145,7 @@ impl TrialResult {
             train_seconds: None,
             images_per_second: None,
             epochs: None,
+            paused_seconds: None,
             reason: None,
             synthetic: false,
         }
@@ -112,10 +154,7 @@ impl TrialResult {
     /// Made-up figures for load tests and benchmarks of the queue and the
     /// API (`nas bench seed`): marked [`synthetic`](Self::synthetic).
     pub fn synthetic(accuracy: f64, latency_p50_ms: f64, reward: f64) -> Self {
-        let latency = LatencyMs {
-            p50: latency_p50_ms,
-            p90: latency_p50_ms * 1.1,
-        };
+        let latency = LatencyMs::of(latency_p50_ms, latency_p50_ms * 1.1);
         Self {
             val_accuracy: Some(accuracy),
             reward: Some(reward),

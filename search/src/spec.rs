@@ -404,18 +404,9 @@ impl SearchSpec {
         self.check_budget()?;
         self.check_training()?;
         check_range("max_attempts", self.max_attempts, 1, bounds::MAX_ATTEMPTS)?;
-        if self.labels.len() > bounds::MAX_LABELS {
-            let most = bounds::MAX_LABELS;
-            return Err(SpecError::field("labels", format!("at most {most} labels")));
-        }
-        for (i, label) in self.labels.iter().enumerate() {
-            check_text(&format!("labels[{i}]"), label, bounds::MAX_LABEL_CHARS)?;
-            if label.contains(',') {
-                return Err(SpecError::field(
-                    &format!("labels[{i}]"),
-                    format!("label `{label}` must not contain commas"),
-                ));
-            }
+        check_labels("labels", &self.labels)?;
+        if let Some(latency) = &self.objective.latency {
+            check_labels("objective.latency.device", &latency.device)?;
         }
         self.check_space(dataset, limits)?;
         for (i, (name, arch)) in self.baseline_architectures()?.iter().enumerate() {
@@ -547,13 +538,35 @@ impl SearchSpec {
             .collect()
     }
 
-    /// The required labels as stored: sorted, comma-joined.
+    /// The required labels as stored, sorted and comma-joined: the spec's
+    /// `labels` and the latency target's `device` class.
     pub fn label_key(&self) -> String {
         let mut labels = self.labels.clone();
+        if let Some(latency) = &self.objective.latency {
+            labels.extend(latency.device.iter().cloned());
+        }
         labels.sort();
         labels.dedup();
         labels.join(",")
     }
+}
+
+/// Worker labels at `field`: bounded in number and length, no commas.
+fn check_labels(field: &str, labels: &[String]) -> Result<(), SpecError> {
+    if labels.len() > bounds::MAX_LABELS {
+        let most = bounds::MAX_LABELS;
+        return Err(SpecError::field(field, format!("at most {most} labels")));
+    }
+    for (i, label) in labels.iter().enumerate() {
+        check_text(&format!("{field}[{i}]"), label, bounds::MAX_LABEL_CHARS)?;
+        if label.contains(',') {
+            return Err(SpecError::field(
+                &format!("{field}[{i}]"),
+                format!("label `{label}` must not contain commas"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -564,6 +577,21 @@ mod tests {
         let spec: SearchSpec = serde_json::from_str(json).map_err(|e| e.to_string())?;
         spec.check().map_err(|e| e.to_string())?;
         Ok(spec)
+    }
+
+    #[test]
+    fn the_latency_device_class_joins_the_required_labels() {
+        let s = spec(
+            r#"{"name": "d", "dataset": "mnist", "labels": ["gpu-free"],
+                "objective": {"latency": {"target_ms": 1.0, "device": ["avx512f", "gpu-free"]}}}"#,
+        )
+        .expect("valid");
+        assert_eq!(s.label_key(), "avx512f,gpu-free");
+        let e = spec(
+            r#"{"name": "d", "dataset": "mnist", "objective": {"latency": {"target_ms": 1.0, "device": [""]}}}"#,
+        )
+        .expect_err("an empty label");
+        assert!(e.contains("objective.latency.device[0]"), "{e}");
     }
 
     #[test]

@@ -654,7 +654,7 @@ fn conv_costs(
     let (c, h, w) = expect_map(path, "conv", input)?;
     check_size(path, "filters", conv.filters)?;
     check_size(path, "groups", conv.groups)?;
-    if c % conv.groups != 0 || conv.filters % conv.groups != 0 {
+    if !c.is_multiple_of(conv.groups) || !conv.filters.is_multiple_of(conv.groups) {
         return err(
             path,
             format!(

@@ -285,12 +285,36 @@ pub struct LatencyArgs {
     /// Inference threads.
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
-    /// Timed runs.
-    #[arg(long, default_value_t = 50)]
-    pub runs: usize,
-    /// Untimed warm-up runs.
-    #[arg(long, default_value_t = 10)]
-    pub warmup: usize,
+    /// The measurement protocol: `thorough` (final models), `trial` (what
+    /// workers use for search trials) or `quick` (a few runs, no settling).
+    #[arg(long, value_enum, default_value_t = LatencyProtocol::Thorough)]
+    pub protocol: LatencyProtocol,
+    /// Measure this many times (1-100), to see how repeatable the figure is.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=100))]
+    pub repeat: u16,
+}
+
+/// A named latency protocol (see `worker::latency`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LatencyProtocol {
+    /// Longer warm-up, at least 1 s and 200 runs, a ±1% target interval.
+    Thorough,
+    /// At least 0.2 s and 50 runs, a ±2% target interval.
+    Trial,
+    /// A few runs, no settling: a number, not a trustworthy one.
+    Quick,
+}
+
+impl LatencyProtocol {
+    /// Its settings.
+    pub fn config(self) -> worker::latency::LatencyConfig {
+        use worker::latency::LatencyConfig;
+        match self {
+            Self::Thorough => LatencyConfig::thorough(),
+            Self::Trial => LatencyConfig::default(),
+            Self::Quick => LatencyConfig::quick(),
+        }
+    }
 }
 
 /// Flags of `nas bench`.

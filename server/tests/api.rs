@@ -276,6 +276,11 @@ async fn api_contract(url: String) {
             "labels[0]",
             "at most 64",
         ),
+        (
+            json!({"objective": {"latency": {"target_ms": 1.0, "device": ["avx2", "a,b"]}}}),
+            "objective.latency.device[1]",
+            "commas",
+        ),
     ];
     for (patch, field, says) in cases {
         let mut spec = json!({"name": "bomb", "dataset": "mnist"});
@@ -394,6 +399,7 @@ async fn events_arrive_within_a_second(url: String) {
         labels: vec![],
         threads: 1,
         device: "test".into(),
+        profile: None,
     };
     live.store.register_worker(&worker).await.expect("register");
     // The other search's trial is older: claimed first, and filtered out.

@@ -47,6 +47,7 @@ struct Service {
     command: Vec<String>,
     environment: BTreeMap<String, String>,
     ports: Vec<String>,
+    volumes: Vec<String>,
 }
 
 fn service(doc: &Yaml, name: &str, vars: &BTreeMap<&str, &str>) -> Service {
@@ -73,6 +74,7 @@ fn service(doc: &Yaml, name: &str, vars: &BTreeMap<&str, &str>) -> Service {
         command: strings(&s["command"]),
         environment,
         ports: strings(&s["ports"]),
+        volumes: strings(&s["volumes"]),
     }
 }
 
@@ -109,6 +111,21 @@ fn compose_services_run_real_subcommands_on_one_database_and_port() {
         url(&server),
         url(&worker),
         "server and workers share the database"
+    );
+    // The worker replicas of a host share one latency lock on a volume, so
+    // none trains while another measures.
+    let lock = worker
+        .environment
+        .get("NAS_LATENCY_LOCK")
+        .expect("NAS_LATENCY_LOCK");
+    let lock_dir = std::path::Path::new(lock).parent().expect("lock folder");
+    assert!(
+        worker
+            .volumes
+            .iter()
+            .any(|v| v.split(':').nth(1).map(std::path::Path::new) == Some(lock_dir)),
+        "the latency lock {lock} is not on a shared volume: {:?}",
+        worker.volumes
     );
     let bind = server.environment.get("NAS_BIND").expect("NAS_BIND");
     let bind_port = bind.rsplit(':').next().expect("port");

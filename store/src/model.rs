@@ -141,6 +141,29 @@ pub struct WorkerInfo {
     pub threads: u32,
     /// Device fingerprint.
     pub device: String,
+    /// The hardware its latency figures come from (absent for workers that
+    /// do not measure, e.g. benchmarks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<DeviceProfile>,
+}
+
+/// The hardware a worker measures latency on, as it registers it: what a
+/// latency figure from that worker means.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct DeviceProfile {
+    /// CPU model as the OS reports it.
+    pub cpu: String,
+    /// Logical CPUs of the machine.
+    pub logical_cpus: u32,
+    /// Instruction-set extensions that matter to the kernels (e.g. `avx2`,
+    /// `fma`, `avx512f`; `neon` on ARM).
+    pub isa: Vec<String>,
+    /// Memory of the machine (or its cgroup limit), MiB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_mib: Option<u64>,
+    /// Threads a latency measurement uses.
+    pub latency_threads: u32,
 }
 
 /// A trial handed to a worker by `claim`.

@@ -31,6 +31,8 @@ pub struct WorkerRow {
     pub threads: i64,
     /// Device fingerprint.
     pub device: String,
+    /// The hardware it measures latency on, as registered.
+    pub profile: Option<crate::model::DeviceProfile>,
     /// Registered, Unix ms.
     pub started_at: i64,
     /// Last claim, poll or heartbeat, Unix ms.
@@ -68,6 +70,7 @@ struct WorkerRecord {
     started_at: i64,
     last_seen: i64,
     current_trial: Option<i64>,
+    device_profile: String,
 }
 
 impl Store {
@@ -106,7 +109,7 @@ impl Store {
     pub async fn workers(&self) -> Result<Vec<WorkerRow>, StoreError> {
         let alive_since = now_ms() - self.config().lease.as_millis() as i64;
         let rows = sqlx::query(
-            "SELECT id, host, labels, threads, device, started_at, last_seen, current_trial \
+            "SELECT id, host, labels, threads, device, started_at, last_seen, current_trial, device_profile \
              FROM workers ORDER BY last_seen DESC, id LIMIT 1000",
         )
         .fetch_all(self.pool())
@@ -126,6 +129,8 @@ impl Store {
                         .collect(),
                     threads: w.threads,
                     device: w.device,
+                    // Written by this crate; a row it cannot read shows none.
+                    profile: serde_json::from_str(&w.device_profile).ok(),
                     started_at: w.started_at,
                     last_seen: w.last_seen,
                     current_trial: w.current_trial,

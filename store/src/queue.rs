@@ -117,8 +117,8 @@ impl Store {
         let mut labels = w.labels.clone();
         labels.sort();
         sqlx::query(
-            "INSERT INTO workers (id, host, labels, threads, device, started_at, last_seen) VALUES ($1, $2, $3, $4, $5, $6, $7) \
-             ON CONFLICT (id) DO UPDATE SET host = $2, labels = $3, threads = $4, device = $5, started_at = $6, last_seen = $7, current_trial = NULL",
+            "INSERT INTO workers (id, host, labels, threads, device, started_at, last_seen, device_profile) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+             ON CONFLICT (id) DO UPDATE SET host = $2, labels = $3, threads = $4, device = $5, started_at = $6, last_seen = $7, current_trial = NULL, device_profile = $8",
         )
         .bind(&w.id)
         .bind(&w.host)
@@ -127,6 +127,12 @@ impl Store {
         .bind(&w.device)
         .bind(now)
         .bind(now)
+        .bind(
+            w.profile
+                .as_ref()
+                .map(|p| serde_json::to_string(p).unwrap_or_default())
+                .unwrap_or_default(),
+        )
         .execute(self.pool())
         .await?;
         Ok(())

@@ -209,7 +209,7 @@ async fn two_processes_share_a_search(url: String) {
     let w = worker("w", &[]);
     let mut turn = 0usize;
     loop {
-        let store = if turn % 2 == 0 { &a } else { &b };
+        let store = if turn.is_multiple_of(2) { &a } else { &b };
         let Some(t) = store.claim(&w).await.expect("claim") else {
             break;
         };

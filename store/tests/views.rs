@@ -160,11 +160,26 @@ async fn searches_page_by_status_and_workers_and_totals_show(store: Store) {
         [ids[3]]
     );
 
-    let w = worker("busy", &["cpu"]);
+    let profile = store::DeviceProfile {
+        cpu: "Test CPU".into(),
+        logical_cpus: 2,
+        isa: vec!["avx2".into(), "fma".into()],
+        memory_mib: Some(24_000),
+        latency_threads: 1,
+    };
+    let w = store::WorkerInfo {
+        profile: Some(profile.clone()),
+        ..worker("busy", &["cpu"])
+    };
     store.register_worker(&w).await.expect("register");
     let t = store.claim(&w).await.expect("claim").expect("a trial");
     let workers = store.workers().await.expect("workers");
     assert_eq!(workers.len(), 1);
+    assert_eq!(
+        workers[0].profile.as_ref(),
+        Some(&profile),
+        "the device profile is kept"
+    );
     assert_eq!(
         (
             workers[0].current_trial,

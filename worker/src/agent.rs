@@ -19,7 +19,7 @@ use tracing::{info, warn, Instrument};
 
 use crate::data::{open_dataset, DataError, Dataset, Split};
 use crate::failpoint;
-use crate::latency::LatencyConfig;
+use crate::latency::{HostGate, LatencyConfig};
 use crate::pipeline::{self, ScoredOn, TrialOutcome, TrialPlan};
 use crate::train::{EpochReport, TrainConfig, TrainData};
 
@@ -36,8 +36,14 @@ pub struct AgentConfig {
     pub heartbeat: Duration,
     /// Longest wait between claim attempts when idle.
     pub poll: Duration,
-    /// Latency measurement settings.
+    /// Latency measurement settings for search trials.
     pub latency: LatencyConfig,
+    /// Latency measurement settings for final models (longer, tighter).
+    pub final_latency: LatencyConfig,
+    /// The host's latency gate: measurements wait for a quiet host, and
+    /// batches wait out other agents' measurements (`None`: no
+    /// coordination).
+    pub gate: Option<Arc<HostGate>>,
     /// Memory one trial may use, bytes (`None`: unchecked).
     pub max_memory: Option<u64>,
 }
@@ -477,7 +483,7 @@ impl Agent {
     ) -> Result<TrialPlan, AttemptFailure> {
         let seed = spec.seed ^ (trial.index as u64).wrapping_mul(0x2545_F491_4F6C_DD1D);
         let threads = self.config.threads;
-        let (train, scored_on) = match trial.phase {
+        let (train, scored_on, latency) = match trial.phase {
             TrialPhase::Search => {
                 let target = match trial.target_epochs {
                     0 => spec.first_rung_epochs(),
@@ -488,7 +494,7 @@ impl Agent {
                     stop_at_epoch: Some(target as usize),
                     ..TrainConfig::from_recipe(&spec.training, spec.planned_epochs(), seed, threads)
                 };
-                (config, ScoredOn::Validation)
+                (config, ScoredOn::Validation, self.config.latency)
             }
             TrialPhase::Final => {
                 let settings: FinalTraining = trial
@@ -503,19 +509,20 @@ impl Agent {
                     .unwrap_or_default();
                 let recipe = settings.recipe(&spec.training);
                 let config = TrainConfig::from_recipe(recipe, settings.epochs, seed, threads);
-                (config, ScoredOn::Test)
+                (config, ScoredOn::Test, self.config.final_latency)
             }
         };
         Ok(TrialPlan {
             architecture,
             seed,
-            latency: self.config.latency,
+            latency,
             train,
-            objective: spec.objective,
+            objective: spec.objective.clone(),
             max_memory: self.config.max_memory,
             resume,
             checkpoints: true,
             scored_on,
+            gate: self.config.gate.clone(),
         })
     }
 

@@ -10,12 +10,13 @@
 //! between stages.
 
 use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 
 use search::limits::{bytes_text, Footprint};
 use search::{Architecture, LatencyMs, Objective, Report, TrialResult};
 use thiserror::Error;
 
-use crate::latency::{self, Latency, LatencyConfig};
+use crate::latency::{self, HostGate, Latency, LatencyConfig};
 use crate::net::{Network, NetworkError};
 use crate::train::checkpoint::{self, CheckpointError};
 use crate::train::{EpochReport, Session, TrainConfig, TrainData, TrainError, TrainStatus};
@@ -74,11 +75,25 @@ impl Candidate {
     }
 
     /// Measures its batch-1 inference latency (weights do not change the work
-    /// done, so this runs before training).
-    pub fn measure(mut self, config: LatencyConfig) -> Result<Measured, TrialError> {
-        let latency = latency::measure(&mut self.network, config)?;
+    /// done, so this runs before training); with a `gate`, the other agents
+    /// of the host pause meanwhile.
+    pub fn measure(
+        mut self,
+        config: LatencyConfig,
+        gate: Option<&HostGate>,
+    ) -> Result<Measured, TrialError> {
+        let latency = latency::measure(&mut self.network, config, gate)?;
         tracing::info!(
             p50_ms = latency.p50,
+            ci_low = latency.ci_low,
+            ci_high = latency.ci_high,
+            runs = latency.runs,
+            outliers = latency.outliers,
+            attempts = latency.attempts,
+            unstable = latency.unstable,
+            cpus = ?latency.cpus,
+            quiet_wait_ms = latency.quiet_wait_ms,
+            seconds = latency.seconds_spent,
             params = self.report().params,
             "latency measured"
         );
@@ -121,6 +136,8 @@ pub struct TrainingRun<'a> {
     pub checkpoints: bool,
     /// The split the result is scored on.
     pub scored_on: ScoredOn,
+    /// The host's latency gate: each batch waits out measurements.
+    pub gate: Option<Arc<HostGate>>,
 }
 
 /// How a trial ended.
@@ -161,10 +178,17 @@ impl Measured {
     /// The result of the candidate as measured, before any training.
     pub fn measured_result(&self) -> TrialResult {
         let report = self.network.report();
+        let l = &self.latency;
         TrialResult::measured(
             LatencyMs {
-                p50: self.latency.p50,
-                p90: self.latency.p90,
+                p50: l.p50,
+                p90: l.p90,
+                min: Some(l.min),
+                ci_low: Some(l.ci_low),
+                ci_high: Some(l.ci_high),
+                runs: u32::try_from(l.runs).ok(),
+                unstable: l.unstable,
+                seconds: Some(l.seconds_spent),
             },
             report.params,
             report.macs,
@@ -191,7 +215,10 @@ impl Measured {
         mut on_epoch: impl FnMut(&EpochReport, Option<Vec<u8>>) + Send,
     ) -> Result<TrialOutcome, TrialError> {
         let mut result = self.measured_result();
-        let mut session = self.session(data, config, run.resume)?;
+        let paused_before = run.gate.as_ref().map(|g| g.paused());
+        let mut session = self
+            .session(data, config, run.resume)?
+            .with_gate(run.gate.clone());
         while let Some(report) = session.train_epoch(cancel) {
             let report = report.clone();
             let saved = if run.checkpoints {
@@ -225,6 +252,11 @@ impl Measured {
                 result.train_seconds = Some(trained.train_seconds);
                 result.images_per_second = Some(trained.images_per_second);
                 result.epochs = Some(epochs_done as u32);
+                result.paused_seconds = run
+                    .gate
+                    .as_ref()
+                    .zip(paused_before)
+                    .map(|(g, before)| g.paused().saturating_sub(before).as_secs_f64());
                 let accuracy = match run.scored_on {
                     ScoredOn::Validation => result.accuracy(),
                     ScoredOn::Test => trained.test_accuracy.unwrap_or(0.0),
@@ -311,6 +343,9 @@ pub struct TrialPlan {
     pub checkpoints: bool,
     /// The split the result is scored on.
     pub scored_on: ScoredOn,
+    /// The host's latency gate (measure on a quiet host, pause batches
+    /// while another agent measures).
+    pub gate: Option<Arc<HostGate>>,
 }
 
 /// Runs one trial start to end: build, measure, reject or train, summarise.
@@ -334,7 +369,7 @@ pub fn run(
     }
     let candidate = Candidate::build(&plan.architecture, plan.seed)?;
     crate::failpoint::hit("latency");
-    let measured = candidate.measure(plan.latency)?;
+    let measured = candidate.measure(plan.latency, plan.gate.as_deref())?;
     if measured.rejected_by(&plan.objective) {
         let mut result = measured.measured_result();
         result.reason = Some(REJECTED_REASON.into());
@@ -344,6 +379,7 @@ pub fn run(
         resume: plan.resume.as_deref(),
         checkpoints: plan.checkpoints,
         scored_on: plan.scored_on,
+        gate: plan.gate.clone(),
     };
     measured.train(data, &plan.train, &plan.objective, &run, cancel, on_epoch)
 }

@@ -3,6 +3,7 @@
 //! own worker id.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use store::{Store, StoreError, WorkerInfo};
@@ -11,7 +12,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::agent::{Agent, AgentConfig};
-use crate::latency::{Device, LatencyConfig};
+use crate::latency::{gate, Device, HostGate, LatencyConfig};
 use crate::memory::available_memory;
 
 /// Why a pool could not be set up or did not stop cleanly.
@@ -46,6 +47,9 @@ pub struct AgentPool {
     /// Memory the whole pool may use, bytes; each agent gets an equal share
     /// (default: [`available_memory`]).
     pub max_memory: Option<u64>,
+    /// The host's latency lock file, shared by every agent of the machine
+    /// (default [`HostGate::default_path`]; `None`: no coordination).
+    pub latency_lock: Option<PathBuf>,
 }
 
 /// The agents a pool started; [`AgentPool::join`] waits for them.
@@ -77,13 +81,17 @@ impl AgentPool {
             heartbeat: Duration::from_secs(5),
             poll: Duration::from_secs(2),
             max_memory: available_memory(),
+            latency_lock: Some(HostGate::default_path()),
         })
     }
 
     /// Starts the agents on the current runtime; they run until `stop` turns true.
     pub fn spawn(&self, store: &Store, stop: &watch::Receiver<bool>) -> Agents {
         let host = host_name();
-        let device = Device::current(self.threads).fingerprint();
+        let latency = LatencyConfig::default();
+        let measuring = Device::current(latency.threads);
+        let device = measuring.fingerprint();
+        let profile = measuring.profile();
         (0..self.concurrency)
             .map(|k| {
                 let config = AgentConfig {
@@ -93,17 +101,26 @@ impl AgentPool {
                         labels: self.labels.clone(),
                         threads: self.threads as u32,
                         device: device.clone(),
+                        profile: Some(profile.clone()),
                     },
                     threads: self.threads,
                     data_dir: self.data_dir.clone(),
                     heartbeat: self.heartbeat,
                     poll: self.poll,
-                    latency: LatencyConfig::default(),
+                    latency,
+                    final_latency: LatencyConfig::thorough(),
+                    gate: self.open_gate(),
                     max_memory: self.max_memory.map(|m| m / self.concurrency as u64),
                 };
                 tokio::spawn(Agent::new(store.clone(), config).run(stop.clone()))
             })
             .collect()
+    }
+
+    /// One agent's handle on the host's latency gate; a lock file that
+    /// cannot be opened is logged and means no coordination.
+    pub fn open_gate(&self) -> Option<Arc<HostGate>> {
+        gate::open_or_warn(self.latency_lock.as_ref()?)
     }
 
     /// Waits for agents to hand their trials back and stop.

@@ -3,13 +3,14 @@
 //! workers, on SQLite and on PostgreSQL, and gives a ranked result.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use search::SearchSpec;
 use store::{testing, QueueConfig, SearchStatus, Store, TrialState, WorkerInfo};
 use tokio::sync::watch;
 use worker::agent::{Agent, AgentConfig};
-use worker::latency::LatencyConfig;
+use worker::latency::{HostGate, LatencyConfig};
 
 fn agent_config(id: &str) -> AgentConfig {
     AgentConfig {
@@ -19,16 +20,15 @@ fn agent_config(id: &str) -> AgentConfig {
             labels: vec!["cpu".into()],
             threads: 1,
             device: "test".into(),
+            profile: None,
         },
         threads: 1,
         data_dir: Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/datasets"),
         heartbeat: Duration::from_millis(200),
         poll: Duration::from_millis(100),
-        latency: LatencyConfig {
-            warmup: 1,
-            runs: 5,
-            threads: 1,
-        },
+        latency: LatencyConfig::quick(),
+        final_latency: LatencyConfig::quick(),
+        gate: None,
         max_memory: None,
     }
 }
@@ -49,9 +49,21 @@ async fn small_search(url: String) {
     let spec: SearchSpec = serde_json::from_str(SPEC).expect("spec");
     let id = store.create_search(&spec).await.expect("create");
     let (stop, stopped) = watch::channel(false);
+    // Both agents measure with the trial protocol behind one host gate, as
+    // `nas up --workers 2` does.
+    let lock = std::env::temp_dir()
+        .join(format!("nas-agent-test-{}-{id}", std::process::id()))
+        .join("latency.lock");
     let agents: Vec<_> = ["w1", "w2"]
         .into_iter()
-        .map(|w| tokio::spawn(Agent::new(store.clone(), agent_config(w)).run(stopped.clone())))
+        .map(|w| {
+            let config = AgentConfig {
+                latency: LatencyConfig::default(),
+                gate: Some(Arc::new(HostGate::open(&lock).expect("gate"))),
+                ..agent_config(w)
+            };
+            tokio::spawn(Agent::new(store.clone(), config).run(stopped.clone()))
+        })
         .collect();
     let start = Instant::now();
     while store.search(id).await.expect("search").status == SearchStatus::Running {
@@ -71,7 +83,14 @@ async fn small_search(url: String) {
     for t in &trials {
         assert_eq!((t.state, t.attempt), (TrialState::Succeeded, 1), "{t:?}");
         let result = t.result.as_ref().expect("a result");
-        assert!(result.latency_ms.p50 > 0.0, "{result:?}");
+        let l = result.latency_ms;
+        assert!(l.p50 > 0.0, "{result:?}");
+        assert!(
+            l.ci_low.is_some_and(|low| low <= l.p50) && l.ci_high.is_some_and(|high| high >= l.p50),
+            "the median comes with its interval: {l:?}"
+        );
+        assert!(l.runs.is_some_and(|r| r >= 50), "{l:?}");
+        assert!(result.paused_seconds.is_some(), "{result:?}");
         assert_eq!(result.epochs, Some(2), "{result:?}");
         assert!(result.val_accuracy.is_some_and(|a| a > 0.0), "{result:?}");
         assert_eq!(result.reward, t.reward, "{result:?}");

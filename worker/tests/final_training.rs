@@ -64,16 +64,15 @@ fn agent_config(data_dir: PathBuf) -> AgentConfig {
             labels: vec!["cpu".into()],
             threads: 1,
             device: "test".into(),
+            profile: None,
         },
         threads: 1,
         data_dir,
         heartbeat: Duration::from_millis(200),
         poll: Duration::from_millis(100),
-        latency: LatencyConfig {
-            warmup: 1,
-            runs: 3,
-            threads: 1,
-        },
+        latency: LatencyConfig::quick(),
+        final_latency: LatencyConfig::quick(),
+        gate: None,
         max_memory: None,
     }
 }

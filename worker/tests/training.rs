@@ -307,16 +307,19 @@ fn saved_weights_load_into_the_same_logits_and_refuse_other_networks() {
 #[test]
 fn latency_is_measured_before_training() {
     let mut net = Network::new(&two_conv(), 1).expect("net");
-    let l = worker::latency::measure(
-        &mut net,
-        worker::latency::LatencyConfig {
-            warmup: 2,
-            runs: 11,
-            threads: 1,
-        },
-    )
-    .expect("measures");
+    let config = worker::latency::LatencyConfig {
+        min_runs: 11,
+        max_runs: 11,
+        max_time_ms: 60_000.0,
+        ..worker::latency::LatencyConfig::quick()
+    };
+    let l = worker::latency::measure(&mut net, config, None).expect("measures");
     assert!(l.min > 0.0 && l.min <= l.p50 && l.p50 <= l.p90, "{l:?}");
-    assert_eq!((l.runs, l.device.threads), (11, 1));
+    assert!(l.ci_low <= l.p50 && l.p50 <= l.ci_high, "{l:?}");
+    assert_eq!((l.runs, l.device.threads, l.attempts), (11, 1, 1));
     assert!(!l.device.cpu.is_empty() && l.device.logical_cpus >= 1);
+    if cfg!(target_os = "linux") {
+        assert!(l.pinned, "the measuring thread is pinned");
+        assert_eq!(l.cpus.len(), 1, "a pinned thread stays on one CPU: {l:?}");
+    }
 }

@@ -24,7 +24,7 @@ pub fn seed(args: &SeedBenchArgs) -> anyhow::Result<String> {
             "objective": {"latency": {"target_ms": 2.0}},
             "budget": {"max_trials": args.trials, "parallelism": args.trials.min(search::spec::bounds::MAX_PARALLELISM)}
         }))?;
-        let objective = spec.objective;
+        let objective = spec.objective.clone();
         let id = store.create_search(&spec).await?;
         let worker = WorkerInfo {
             id: "seed".into(),
@@ -32,6 +32,7 @@ pub fn seed(args: &SeedBenchArgs) -> anyhow::Result<String> {
             labels: vec![],
             threads: 1,
             device: "synthetic".into(),
+        profile: None,
         };
         store.register_worker(&worker).await?;
         let mut rng = rand::rngs::StdRng::seed_from_u64(u64::from(args.trials));

@@ -32,6 +32,7 @@ async fn one_run(store: &Store, workers: usize, trials: u32) -> anyhow::Result<(
                 labels: vec![],
                 threads: 1,
                 device: "-".into(),
+                profile: None,
             };
             store.register_worker(&w).await?;
             while let Some(t) = store.claim(&w).await? {

@@ -55,11 +55,12 @@ pub fn latency(args: &SpaceLatencyArgs) -> anyhow::Result<String> {
         threads: args.threads,
         ..Default::default()
     };
+    let gate = worker::latency::gate::open_or_warn(&worker::latency::HostGate::default_path());
     let mut rows = Vec::with_capacity(usize::from(args.samples));
     for _ in 0..args.samples {
         let arch = sample_space(&space, args.input, args.classes, &mut rng)?;
         let mut net = worker::net::Network::new(&arch, 0)?;
-        let measured = worker::latency::measure(&mut net, config)?;
+        let measured = worker::latency::measure(&mut net, config, gate.as_deref())?;
         rows.push((measured.p50, net.param_count()));
     }
     let mut latencies: Vec<f64> = rows.iter().map(|r| r.0).collect();

@@ -6,7 +6,7 @@ use anyhow::{bail, Context};
 use search::{Architecture, TrialResult};
 use serde_json::json;
 use worker::data::{default_data_dir, load_image_folder, open_dataset, Split};
-use worker::latency::{self, LatencyConfig};
+use worker::latency::{self, gate, HostGate, LatencyConfig};
 use worker::net::Network;
 use worker::pipeline::{Candidate, TrainingRun, TrialOutcome};
 use worker::train::{self, AugmentationConfig, OptimizerKind, Schedule, TrainConfig, TrainData};
@@ -140,10 +140,14 @@ pub fn train(args: &TrainArgs) -> anyhow::Result<String> {
         thousands(split.test.len() as u64),
         config.threads,
     );
-    let measured = candidate.measure(LatencyConfig {
-        threads: args.latency_threads,
-        ..LatencyConfig::default()
-    })?;
+    let gate = host_gate();
+    let measured = candidate.measure(
+        LatencyConfig {
+            threads: args.latency_threads,
+            ..LatencyConfig::default()
+        },
+        gate.as_deref(),
+    )?;
     let data = TrainData {
         train: &train_set,
         validation: (!val_set.is_empty()).then_some(&val_set),
@@ -152,7 +156,10 @@ pub fn train(args: &TrainArgs) -> anyhow::Result<String> {
     let epochs = config.epochs;
     let objective = search::Objective::default();
     let cancel = AtomicBool::new(false);
-    let run = TrainingRun::default();
+    let run = TrainingRun {
+        gate,
+        ..TrainingRun::default()
+    };
     let outcome = measured.train(data, &config, &objective, &run, &cancel, |e, _| {
         println!(
             "epoch {}/{epochs}  loss {:.4}  train {}  val {}  {:.1}s  {} img/s",
@@ -178,6 +185,13 @@ pub fn train(args: &TrainArgs) -> anyhow::Result<String> {
         TrialOutcome::Cancelled => bail!("training was cancelled"),
     };
     Ok(format!("{}\n", serde_json::to_string(&summary)?))
+}
+
+/// This process's handle on the host's latency gate (see
+/// `worker::latency::gate`): measurements wait for a quiet host, and
+/// training batches wait out the host's measurements.
+fn host_gate() -> Option<std::sync::Arc<HostGate>> {
+    gate::open_or_warn(&HostGate::default_path())
 }
 
 /// The last line `nas train` prints: how training ended, and the trial result.
@@ -207,16 +221,23 @@ pub fn latency(args: &LatencyArgs) -> anyhow::Result<String> {
     let arch = architecture(&args.model, args.width, args.input, args.classes)?;
     let mut net = Network::new(&arch, 0)?;
     let config = LatencyConfig {
-        warmup: args.warmup,
-        runs: args.runs,
         threads: args.threads,
+        ..args.protocol.config()
     };
-    let l = latency::measure(&mut net, config)?;
-    let summary = json!({
-        "latency_ms": { "p50": l.p50, "p90": l.p90, "min": l.min },
-        "runs": l.runs,
-        "device": l.device,
-    });
+    let gate = host_gate();
+    let measurements = (0..args.repeat)
+        .map(|_| latency::measure(&mut net, config, gate.as_deref()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let p50s: Vec<f64> = measurements.iter().map(|l| l.p50).collect();
+    let max = p50s.iter().copied().fold(f64::MIN, f64::max);
+    let min = p50s.iter().copied().fold(f64::MAX, f64::min);
+    let summary = match measurements.as_slice() {
+        [one] => json!(one),
+        many => json!({
+            "measurements": many,
+            "p50_max_over_min": max / min,
+        }),
+    };
     Ok(format!("{summary}\n"))
 }
 
@@ -234,9 +255,9 @@ pub fn bench(args: &BenchArgs) -> anyhow::Result<String> {
         &mut net,
         LatencyConfig {
             threads: args.latency_threads,
-            warmup: 20,
-            runs: 200,
+            ..LatencyConfig::thorough()
         },
+        host_gate().as_deref(),
     )?;
     let stats = split.train.channel_stats();
     let batch = args.batch_size.max(1);

@@ -39,6 +39,7 @@ pub fn worker(id: &str, labels: &[&str]) -> WorkerInfo {
         labels: labels.iter().map(|s| (*s).to_owned()).collect(),
         threads: 1,
         device: "test cpu".into(),
+        profile: None,
     }
 }
 

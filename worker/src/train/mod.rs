@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::data::{fill_batch, Augmentation, ChannelStats, Dataset};
+use crate::latency::gate::{self, in_turn, HostGate};
 use crate::net::{Mode, Network};
 use crate::ops::to_vec;
 
@@ -342,6 +343,17 @@ fn argmax(row: &[f32]) -> usize {
 
 /// Accuracy of `net` on `data` in eval mode, in batches of `batch_size`.
 pub fn evaluate(net: &mut Network, data: &Dataset, stats: &ChannelStats, batch_size: usize) -> f64 {
+    evaluate_gated(net, data, stats, batch_size, None)
+}
+
+/// [`evaluate`], each batch in a turn of the host's latency `gate`.
+fn evaluate_gated(
+    net: &mut Network,
+    data: &Dataset,
+    stats: &ChannelStats,
+    batch_size: usize,
+    gate: Option<&HostGate>,
+) -> f64 {
     if data.is_empty() {
         return 0.0;
     }
@@ -361,7 +373,8 @@ pub fn evaluate(net: &mut Network, data: &Dataset, stats: &ChannelStats, batch_s
             &mut images,
             &mut labels,
         );
-        let logits = net.predict(&params, std::mem::take(&mut images), chunk.len());
+        let batch = std::mem::take(&mut images);
+        let logits = in_turn(gate, || net.predict(&params, batch, chunk.len()));
         correct += count_correct(&logits, &labels, classes);
     }
     correct as f64 / data.len() as f64
@@ -477,6 +490,8 @@ pub struct Session<'d> {
     result: TrainResult,
     ended: bool,
     last: Option<EpochReport>,
+    /// The host's latency gate: every batch waits out measurements.
+    gate: Option<std::sync::Arc<HostGate>>,
 }
 
 impl std::fmt::Debug for Session<'_> {
@@ -556,7 +571,15 @@ impl<'d> Session<'d> {
             },
             ended: false,
             last: None,
+            gate: None,
         })
+    }
+
+    /// Makes every training and validation batch wait while another agent
+    /// of the host measures latency (see [`crate::latency::gate`]).
+    pub fn with_gate(mut self, gate: Option<std::sync::Arc<HostGate>>) -> Self {
+        self.gate = gate;
+        self
     }
 
     /// Epochs trained so far, counting those before a resume.
@@ -616,10 +639,12 @@ impl<'d> Session<'d> {
             }
             Some(EpochEnd::OutOfTime) | None => {}
         }
-        let val_accuracy = self
-            .data
-            .validation
-            .map(|v| pool.install(|| evaluate(&mut self.trainer.net, v, &self.stats, 256)));
+        let gate = self.gate.clone();
+        let val_accuracy = self.data.validation.map(|v| {
+            pool.install(|| {
+                evaluate_gated(&mut self.trainer.net, v, &self.stats, 256, gate.as_deref())
+            })
+        });
         self.epoch = epoch;
         self.result.val_accuracy = val_accuracy;
         let report = EpochReport {
@@ -662,11 +687,13 @@ impl<'d> Session<'d> {
             learning_rate: config.learning_rate,
             ..EpochTally::default()
         };
+        let gate = self.gate.clone();
         for chunk in order.chunks(config.batch_size) {
             if cancel.load(Ordering::Relaxed) {
                 tally.end = Some(EpochEnd::Cancelled);
                 break;
             }
+            let turn = gate::turn(gate.as_deref());
             let t = Instant::now();
             fill_batch(
                 self.data.train,
@@ -687,6 +714,7 @@ impl<'d> Session<'d> {
             let outcome = self
                 .trainer
                 .step(images, &self.labels, tally.learning_rate as f32);
+            drop(turn);
             tally.train_seconds += t.elapsed().as_secs_f64();
             self.step += 1;
             if !outcome.loss.is_finite() {
