@@ -407,6 +407,15 @@ async function searchPage(id) {
   live("?search=" + id, refresh);
 }
 
+/** A latency figure with what the protocol says of it: its interval, runs and stability. */
+function latencyText(l) {
+  let text = `p50 ${fmt.ms(l.p50)}, p90 ${fmt.ms(l.p90)}`;
+  if (l.ci_low != null && l.ci_high != null) text += ` · 95% interval of the median ${fmt.ms(l.ci_low)}–${fmt.ms(l.ci_high)}`;
+  if (l.runs) text += ` · ${fmt.num(l.runs)} runs`;
+  if (l.unstable) text += " · unstable (interval wider than ±5% after every attempt)";
+  return text;
+}
+
 async function trialPage(id) {
   const t = await api("/trials/" + id);
   document.title = `Trial ${id} · nas`;
@@ -420,10 +429,10 @@ async function trialPage(id) {
     ...(r.reason ? [["note", r.reason]] : []),
     ...(t.checkpoint_bytes ? [["checkpoint", `${fmt.num(t.checkpoint_bytes)} bytes (kept until the trial ends)`]] : []),
     ["reward", fmt.r(t.reward)],
-    ["latency", r.latency_ms ? `p50 ${fmt.ms(r.latency_ms.p50)}, p90 ${fmt.ms(r.latency_ms.p90)}` : "–"],
+    ["latency", r.latency_ms ? latencyText(r.latency_ms) : "–"],
     ["device", r.device || "–"],
     ["params / MACs", `${fmt.num(r.params)} / ${fmt.num(r.macs)}`],
-    ["training", r.train_seconds ? `${r.train_seconds.toFixed(1)} s, ${fmt.num(Math.round(r.images_per_second))} images/s` : "–"],
+    ["training", r.train_seconds ? `${r.train_seconds.toFixed(1)} s, ${fmt.num(Math.round(r.images_per_second))} images/s` + (r.paused_seconds ? ` (paused ${r.paused_seconds.toFixed(1)} s while other agents measured latency)` : "") : "–"],
     ["parent", t.index < 0 ? "– (reference-zoo baseline)" : t.parent_trial_id ? el("span", {}, el("a", { href: "/trials/" + t.parent_trial_id, text: `trial ${t.parent_trial_id} (#${t.parent_index})` }), t.mutation ? ` · changed: ${t.mutation}` : "") : "– (sampled)"],
     ["attempts", String(t.attempt)],
   ];

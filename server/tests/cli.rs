@@ -224,17 +224,30 @@ fn latency_alone_for_a_zoo_entry() {
         "0.25",
         "--input",
         "32x32x3",
-        "--runs",
-        "5",
-        "--warmup",
-        "1",
+        "--protocol",
+        "quick",
+        "--repeat",
+        "3",
     ]));
     let v: serde_json::Value = serde_json::from_str(out.trim()).expect("json");
+    let measurements = v["measurements"].as_array().expect("measurements");
+    assert_eq!(measurements.len(), 3, "{v}");
+    for m in measurements {
+        let p50 = m["p50"].as_f64().expect("p50");
+        assert!(p50 > 0.0, "{m}");
+        assert!(
+            m["ci_low"].as_f64() <= Some(p50) && m["ci_high"].as_f64() >= Some(p50),
+            "{m}"
+        );
+        assert!(m["runs"].as_u64().is_some_and(|r| r >= 3), "{m}");
+        assert_eq!(m["device"]["threads"], 1);
+    }
     assert!(
-        v["latency_ms"]["p50"].as_f64().is_some_and(|p| p > 0.0),
+        v["p50_max_over_min"].as_f64().is_some_and(|r| r >= 1.0),
         "{v}"
     );
-    assert_eq!(v["device"]["threads"], 1);
+    let one = nas(&["latency", "--zoo", "lenet5", "--repeat", "0"]);
+    assert!(!one.status.success(), "--repeat is bounded");
 }
 
 #[test]
