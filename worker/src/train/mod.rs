@@ -747,8 +747,11 @@ impl<'d> Session<'d> {
         if self.result.status == TrainStatus::Completed {
             if let Some(test) = self.data.test {
                 let (net, stats) = (&mut self.trainer.net, &self.stats);
-                self.result.test_accuracy =
-                    Some(self.pool.install(|| evaluate(net, test, stats, 256)));
+                let gate = self.gate.as_deref();
+                self.result.test_accuracy = Some(
+                    self.pool
+                        .install(|| evaluate_gated(net, test, stats, 256, gate)),
+                );
             }
         }
         self.result.images_per_second =
