@@ -122,14 +122,24 @@ fn space_sample_is_deterministic_per_seed() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown search space preset"));
 }
 
+/// Every JSON file in `examples/`, parsed.
+fn example_files() -> Vec<(PathBuf, serde_json::Value)> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    std::fs::read_dir(&dir)
+        .expect("examples folder")
+        .map(|entry| {
+            let path = entry.expect("entry").path();
+            let text = std::fs::read_to_string(&path).expect("read");
+            let value = serde_json::from_str(&text).expect("json");
+            (path, value)
+        })
+        .collect()
+}
+
 #[test]
 fn every_example_architecture_checks() {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples");
     let mut checked = 0;
-    for entry in std::fs::read_dir(&dir).expect("examples folder") {
-        let path = entry.expect("entry").path();
-        let text = std::fs::read_to_string(&path).expect("read");
-        let value: serde_json::Value = serde_json::from_str(&text).expect("json");
+    for (path, value) in example_files() {
         if value.get("layers").is_some() {
             stdout(&nas(&["arch", "check", path.to_str().expect("utf-8 path")]));
             checked += 1;
@@ -138,7 +148,7 @@ fn every_example_architecture_checks() {
     assert!(
         checked > 0,
         "no example architectures found in {}",
-        dir.display()
+        "examples/"
     );
 }
 
@@ -337,12 +347,8 @@ fn serve_refuses_a_public_address_without_authentication() {
 
 #[test]
 fn every_example_spec_is_valid() {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples");
     let mut checked = 0;
-    for entry in std::fs::read_dir(&dir).expect("examples folder") {
-        let path = entry.expect("entry").path();
-        let text = std::fs::read_to_string(&path).expect("read");
-        let value: serde_json::Value = serde_json::from_str(&text).expect("json");
+    for (path, value) in example_files() {
         if value.get("dataset").is_some() {
             let spec: search::SearchSpec =
                 serde_json::from_value(value).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
@@ -351,5 +357,5 @@ fn every_example_spec_is_valid() {
             checked += 1;
         }
     }
-    assert!(checked >= 2, "the example specs in {}", dir.display());
+    assert!(checked >= 2, "the example specs in examples/");
 }
