@@ -409,10 +409,12 @@ async function searchPage(id) {
 
 /** A latency figure with what the protocol says of it: its interval, runs and stability. */
 function latencyText(l) {
+  if (l.predicted) return `${fmt.ms(l.p50)} predicted by this device's latency predictor (refused without being built or measured)`;
   let text = `p50 ${fmt.ms(l.p50)}, p90 ${fmt.ms(l.p90)}`;
   if (l.ci_low != null && l.ci_high != null) text += ` · 95% interval of the median ${fmt.ms(l.ci_low)}–${fmt.ms(l.ci_high)}`;
   if (l.runs) text += ` · ${fmt.num(l.runs)} runs`;
   if (l.unstable) text += " · unstable (interval wider than ±5% after every attempt)";
+  if (l.reference_p50 != null) text += ` · ${fmt.ms(l.reference_p50)} on the reference device`;
   return text;
 }
 
@@ -471,15 +473,16 @@ async function workersPage() {
   document.title = "Workers · nas";
   const body = el("tbody");
   show(el("h1", { text: "Workers" }), el("div", { class: "scroll" }, el("table", { id: "workers" },
-    el("thead", {}, el("tr", {}, ["worker", "alive", "labels", "threads", "device", "ISA", "memory", "current trial", "last seen"].map(h => el("th", { text: h })))), body)));
+    el("thead", {}, el("tr", {}, ["worker", "alive", "labels", "threads", "device", "ISA", "memory", "speed factor", "current trial", "last seen"].map(h => el("th", { text: h })))), body)));
   async function render() {
     const list = await api("/workers");
     body.replaceChildren(...list.workers.map(w => el("tr", {}, el("td", { text: w.id }), el("td", {}, el("span", { class: "badge " + (w.alive ? "succeeded" : "pending"), text: w.alive ? "alive" : "gone" })),
       el("td", { text: w.labels.join(", ") || "–" }), el("td", { text: w.threads }), el("td", { text: w.device }),
       el("td", { text: w.profile ? w.profile.isa.join(" ") || "–" : "–" }),
       el("td", { text: w.profile && w.profile.memory_mib ? `${(w.profile.memory_mib / 1024).toFixed(1)} GiB` : "–" }),
+      el("td", { class: "num", title: "latency here / on the reference device (reference networks, geometric mean)", text: w.profile && w.profile.speed_factor != null ? `${w.profile.speed_factor.toFixed(2)}×` : "–" }),
       el("td", {}, w.current_trial ? el("a", { href: "/trials/" + w.current_trial, text: w.current_trial }) : "idle"), el("td", { class: "muted", text: fmt.when(w.last_seen) }))));
-    if (!list.workers.length) body.append(el("tr", {}, el("td", { colspan: 9, class: "muted", text: "No workers have registered. Start one with `nas worker` or `nas up`." })));
+    if (!list.workers.length) body.append(el("tr", {}, el("td", { colspan: 10, class: "muted", text: "No workers have registered. Start one with `nas worker` or `nas up`." })));
   }
   await render();
   live("", render);

@@ -49,6 +49,14 @@ pub struct LatencyMs {
     /// quiet host), seconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seconds: Option<f64>,
+    /// The median normalised to the reference device: `p50` divided by the
+    /// measuring worker's speed factor (absent for uncalibrated workers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference_p50: Option<f64>,
+    /// The figures are the device's latency predictor's, not a measurement
+    /// (a candidate refused without being built).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub predicted: bool,
 }
 
 impl LatencyMs {
@@ -63,6 +71,8 @@ impl LatencyMs {
             runs: None,
             unstable: false,
             seconds: None,
+            reference_p50: None,
+            predicted: false,
         }
     }
 }
@@ -101,6 +111,10 @@ pub struct TrialResult {
     /// Training throughput, images per second.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub images_per_second: Option<f64>,
+    /// Threads the training ran on (a final model may get every core of
+    /// its worker process; see `worker::cores`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train_threads: Option<u32>,
     /// Epochs trained.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub epochs: Option<u32>,
@@ -144,6 +158,7 @@ impl TrialResult {
             reward: None,
             train_seconds: None,
             images_per_second: None,
+            train_threads: None,
             epochs: None,
             paused_seconds: None,
             reason: None,

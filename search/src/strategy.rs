@@ -176,13 +176,24 @@ pub fn propose<R: Rng + ?Sized>(
 ) -> Result<Vec<Proposal>, StrategyError> {
     let mut seen: HashSet<String> = history.iter().map(|e| e.hash.clone()).collect();
     propose_unseen(
-        strategy, space, input, classes, history, &mut seen, count, rng,
+        strategy, space, input, classes, history, &mut seen, count, rng, None,
     )
 }
+
+/// Draws of one proposal a screen may turn down; the last draw is kept
+/// whatever the screen says (the worker measures it, or refuses it).
+pub const MAX_SCREENED_DRAWS: usize = 8;
+
+/// Judges a candidate before it is queued (a worker's latency predictor,
+/// say): `false` asks the strategy for another draw, up to
+/// [`MAX_SCREENED_DRAWS`] per proposal.
+pub type Screen<'a> = &'a dyn Fn(&Architecture) -> bool;
 
 /// [`propose`] for callers that keep the set of canonical hashes already
 /// tried (`seen`, which must cover `history`) between calls, so a proposal
 /// costs nothing per past trial; the proposals' hashes are added to it.
+/// With a `screen`, a proposal it turns down is drawn again (see
+/// [`MAX_SCREENED_DRAWS`]).
 #[allow(clippy::too_many_arguments)]
 pub fn propose_unseen<R: Rng + ?Sized>(
     strategy: &Strategy,
@@ -193,32 +204,30 @@ pub fn propose_unseen<R: Rng + ?Sized>(
     seen: &mut HashSet<String>,
     count: usize,
     rng: &mut R,
+    screen: Option<Screen<'_>>,
 ) -> Result<Vec<Proposal>, StrategyError> {
     strategy.check()?;
     space.check().map_err(GenotypeError::from)?;
-    let mut proposals = Vec::with_capacity(count);
+    let mut proposals: Vec<Proposal> = Vec::with_capacity(count);
     for _ in 0..count {
-        let proposal = match strategy {
-            Strategy::Random => random_unseen(space, input, classes, seen, rng)?,
-            Strategy::Evolution { population, sample } => {
-                // Slots already filled (or being filled) towards the initial population.
-                let alive = history
-                    .iter()
-                    .filter(|e| matches!(e.outcome, Outcome::Pending | Outcome::Succeeded { .. }))
-                    .count()
-                    + proposals.len();
-                let members = population_members(history, *population);
-                if alive < *population || members.is_empty() {
-                    random_unseen(space, input, classes, seen, rng)?
-                } else {
-                    match evolve(space, history, &members, *sample, seen, rng)? {
-                        Some(p) => Some(p),
-                        // Every neighbour tried is known: fall back to a fresh sample.
-                        None => random_unseen(space, input, classes, seen, rng)?,
-                    }
-                }
-            }
+        let draw = Draw {
+            strategy,
+            space,
+            input,
+            classes,
+            history,
+            queued: proposals.len(),
         };
+        let mut proposal = draw.one(seen, rng)?;
+        if let Some(screen) = screen {
+            let mut draws = 1;
+            while draws < MAX_SCREENED_DRAWS
+                && proposal.as_ref().is_some_and(|p| !screen(&p.architecture))
+            {
+                proposal = draw.one(seen, rng)?;
+                draws += 1;
+            }
+        }
         let Some(proposal) = proposal else {
             break;
         };
@@ -226,6 +235,50 @@ pub fn propose_unseen<R: Rng + ?Sized>(
         proposals.push(proposal);
     }
     Ok(proposals)
+}
+
+/// What one proposal is drawn from.
+struct Draw<'a> {
+    strategy: &'a Strategy,
+    space: &'a SearchSpace,
+    input: InputShape,
+    classes: usize,
+    history: &'a [HistoryEntry],
+    /// Proposals already made in this call.
+    queued: usize,
+}
+
+impl Draw<'_> {
+    /// One new candidate (`None`: the strategy has nothing new to offer).
+    fn one<R: Rng + ?Sized>(
+        &self,
+        seen: &HashSet<String>,
+        rng: &mut R,
+    ) -> Result<Option<Proposal>, StrategyError> {
+        let (space, input, classes) = (self.space, self.input, self.classes);
+        match self.strategy {
+            Strategy::Random => random_unseen(space, input, classes, seen, rng),
+            Strategy::Evolution { population, sample } => {
+                // Slots already filled (or being filled) towards the initial population.
+                let alive = self
+                    .history
+                    .iter()
+                    .filter(|e| matches!(e.outcome, Outcome::Pending | Outcome::Succeeded { .. }))
+                    .count()
+                    + self.queued;
+                let members = population_members(self.history, *population);
+                if alive < *population || members.is_empty() {
+                    random_unseen(space, input, classes, seen, rng)
+                } else {
+                    match evolve(space, self.history, &members, *sample, seen, rng)? {
+                        Some(p) => Ok(Some(p)),
+                        // Every neighbour tried is known: fall back to a fresh sample.
+                        None => random_unseen(space, input, classes, seen, rng),
+                    }
+                }
+            }
+        }
+    }
 }
 
 fn random_unseen<R: Rng + ?Sized>(
@@ -320,6 +373,51 @@ mod tests {
     use rand_chacha::ChaCha8Rng;
 
     const INPUT: InputShape = InputShape::new(1, 28, 28);
+
+    #[test]
+    fn a_screen_draws_again_up_to_its_bound_and_keeps_what_it_accepts() {
+        let space = SearchSpace::preset("small").expect("preset");
+        let mut rng = ChaCha8Rng::seed_from_u64(4);
+        // Accept about half the networks (by their hash).
+        let half = |a: &Architecture| a.canonical_hash().as_bytes()[0].is_multiple_of(2);
+        let mut seen = HashSet::new();
+        let got = propose_unseen(
+            &Strategy::Random,
+            &space,
+            INPUT,
+            10,
+            &[],
+            &mut seen,
+            6,
+            &mut rng,
+            Some(&half as Screen<'_>),
+        )
+        .expect("ok");
+        assert_eq!(got.len(), 6);
+        assert!(got.iter().all(|p| half(&p.architecture)), "screened draws");
+        // A screen that accepts nothing costs MAX_SCREENED_DRAWS draws per
+        // proposal and still proposes.
+        let calls = std::cell::Cell::new(0);
+        let never = |_: &Architecture| {
+            calls.set(calls.get() + 1);
+            false
+        };
+        let mut seen = HashSet::new();
+        let got = propose_unseen(
+            &Strategy::Random,
+            &space,
+            INPUT,
+            10,
+            &[],
+            &mut seen,
+            3,
+            &mut rng,
+            Some(&never as Screen<'_>),
+        )
+        .expect("ok");
+        assert_eq!(got.len(), 3);
+        assert_eq!(calls.get(), 3 * (MAX_SCREENED_DRAWS - 1));
+    }
 
     #[test]
     fn strategy_json_and_checks() {

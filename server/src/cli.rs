@@ -45,6 +45,9 @@ pub enum Command {
     Train(TrainArgs),
     /// Measure the batch-1 inference latency of an architecture.
     Latency(LatencyArgs),
+    /// Measure this machine's speed factor against the reference device (the
+    /// reference networks' latency, as a worker does when it starts).
+    Calibrate(CalibrateArgs),
     /// Benchmarks: training throughput and latency, or queue overhead.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -149,6 +152,10 @@ pub struct SpaceLatencyArgs {
     /// The latency target to compare with, milliseconds.
     #[arg(long, default_value_t = 1.0)]
     pub target_ms: f64,
+    /// Fit the latency predictor on the first N networks measured and
+    /// report its error on the others (0: no predictor).
+    #[arg(long, default_value_t = 0)]
+    pub fit: u16,
 }
 
 /// Which search space: a preset or a JSON file.
@@ -294,6 +301,24 @@ pub struct LatencyArgs {
     pub repeat: u16,
 }
 
+/// Flags of `nas calibrate`.
+#[derive(Debug, Args)]
+pub struct CalibrateArgs {
+    /// Inference threads.
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+    /// The measurement protocol (workers calibrate with `trial`).
+    #[arg(long, value_enum, default_value_t = LatencyProtocol::Trial)]
+    pub protocol: LatencyProtocol,
+    /// Calibrate this many times (1-100) and report the median of each
+    /// network's p50.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=100))]
+    pub repeat: u16,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
 /// A named latency protocol (see `worker::latency`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LatencyProtocol {
@@ -361,14 +386,18 @@ pub struct WorkerArgs {
     /// Training threads per trial (default: all cores divided by the concurrency).
     #[arg(long, env = "NAS_WORKER_THREADS")]
     pub threads: Option<usize>,
-    /// Labels this worker offers, comma-separated (searches may require some).
-    #[arg(
-        long,
-        env = "NAS_WORKER_LABELS",
-        value_delimiter = ',',
-        default_value = "cpu"
-    )]
-    pub labels: Vec<String>,
+    /// Measure the reference networks when starting (a few seconds) and
+    /// register this machine's speed factor; `--calibrate false` skips it.
+    #[arg(long, env = "NAS_CALIBRATE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub calibrate: bool,
+    /// Final models always train on one agent's share of the cores (by
+    /// default a final model claimed while the other agents are idle takes
+    /// every core, and they wait for it).
+    #[arg(long, env = "NAS_WORKER_SHARED_FINALS")]
+    pub shared_finals: bool,
+    /// Labels this worker offers (searches may require some).
+    #[command(flatten)]
+    pub labels: WorkerLabels,
     /// Dataset folder (default: $NAS_DATA_DIR, else the user cache folder).
     #[arg(long, env = "NAS_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<std::path::PathBuf>,
@@ -498,6 +527,41 @@ pub enum QueueCommand {
     Submit(QueueSubmitArgs),
     /// A search's status, trial counts and best trials (all searches without an id).
     Status(QueueStatusArgs),
+    /// How many trials workers with these labels could claim now (with
+    /// `--demand`, plus those running: what an autoscaler scales on);
+    /// `--sql` prints the query instead.
+    Depth(QueueDepthArgs),
+}
+
+/// The labels workers offer: `--labels` / `NAS_WORKER_LABELS`.
+#[derive(Debug, Args, Clone)]
+pub struct WorkerLabels {
+    /// Labels, comma-separated (searches may require some).
+    #[arg(
+        long,
+        env = "NAS_WORKER_LABELS",
+        value_delimiter = ',',
+        default_value = "cpu"
+    )]
+    pub labels: Vec<String>,
+}
+
+/// Flags of `nas queue depth`.
+#[derive(Debug, Args)]
+pub struct QueueDepthArgs {
+    /// The labels the workers offer (as `nas worker --labels`).
+    #[command(flatten)]
+    pub labels: WorkerLabels,
+    /// Count running trials too: the workers needed (what the KEDA
+    /// ScaledObject scales on).
+    #[arg(long)]
+    pub demand: bool,
+    /// Print the SQL query (for KEDA's `postgresql` trigger) instead of running it.
+    #[arg(long)]
+    pub sql: bool,
+    /// The database: postgres://... or sqlite://FILE.
+    #[arg(long, env = "NAS_DATABASE_URL", default_value = "sqlite://nas.db")]
+    pub database_url: String,
 }
 
 /// Flags of `nas queue submit`.
@@ -622,6 +686,10 @@ pub struct UpArgs {
     /// Dataset folder (default: $NAS_DATA_DIR, else the user cache folder).
     #[arg(long, env = "NAS_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Measure the reference networks when starting (a few seconds) and
+    /// register this machine's speed factor; `--calibrate false` skips it.
+    #[arg(long, env = "NAS_CALIBRATE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub calibrate: bool,
 }
 
 /// How the client reaches a server.

@@ -38,6 +38,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Space(SpaceCommand::Latency(args)) => commands::space::latency(&args)?,
         Command::Train(args) => commands::train::train(&args)?,
         Command::Latency(args) => commands::train::latency(&args)?,
+        Command::Calibrate(args) => commands::calibrate::run(&args)?,
         Command::Bench(BenchCommand::Train(args)) => commands::train::bench(&args)?,
         Command::Bench(BenchCommand::Queue(args)) => commands::bench_queue::run(&args)?,
         Command::Bench(BenchCommand::Seed(args)) => commands::bench_api::seed(&args)?,
@@ -46,6 +47,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Worker(args) => commands::worker::run(&args)?,
         Command::Queue(QueueCommand::Submit(args)) => commands::queue::submit(&args)?,
         Command::Queue(QueueCommand::Status(args)) => commands::queue::status(&args)?,
+        Command::Queue(QueueCommand::Depth(args)) => commands::queue::depth(&args)?,
     };
     print!("{output}");
     Ok(())

@@ -18,6 +18,7 @@
 #![deny(missing_docs)]
 
 mod db;
+pub mod depth;
 pub mod finals;
 pub mod model;
 mod notify;
@@ -149,6 +150,17 @@ pub struct Store {
     pages: std::sync::Arc<ranking::cache::PageCache>,
     /// Search histories read by top-ups, per search.
     histories: std::sync::Arc<topup::HistoryCache>,
+    /// Judges the candidates a top-up proposes (see [`CandidateScreen`]).
+    screen: Option<std::sync::Arc<dyn CandidateScreen>>,
+}
+
+/// Judges a strategy's candidate before it is queued, for the top-ups this
+/// store runs: a worker's latency predictor, which asks for another draw
+/// when a candidate is predicted far from the search's latency target.
+pub trait CandidateScreen: Send + Sync + std::fmt::Debug {
+    /// Whether to queue `architecture` for a search with `objective`
+    /// (`false`: draw another, up to `search::strategy::MAX_SCREENED_DRAWS`).
+    fn keep(&self, architecture: &search::Architecture, objective: &search::Objective) -> bool;
 }
 
 /// Milliseconds since the Unix epoch.
@@ -188,6 +200,7 @@ impl Store {
             changes,
             pages: Default::default(),
             histories: Default::default(),
+            screen: None,
         })
     }
 
@@ -195,6 +208,12 @@ impl Store {
     /// (default [`ResourceLimits::default`](search::limits::ResourceLimits)).
     pub fn with_limits(mut self, limits: search::limits::ResourceLimits) -> Self {
         self.limits = limits;
+        self
+    }
+
+    /// This store with `screen` judging the candidates its top-ups propose.
+    pub fn with_screen(mut self, screen: std::sync::Arc<dyn CandidateScreen>) -> Self {
+        self.screen = Some(screen);
         self
     }
 

@@ -129,7 +129,7 @@ impl SearchStatus {
 }
 
 /// A worker as it registers.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WorkerInfo {
     /// Unique id (e.g. `host-pid-n`).
     pub id: String,
@@ -150,7 +150,7 @@ pub struct WorkerInfo {
 /// The hardware a worker measures latency on, as it registers it: what a
 /// latency figure from that worker means.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct DeviceProfile {
     /// CPU model as the OS reports it.
     pub cpu: String,
@@ -164,6 +164,11 @@ pub struct DeviceProfile {
     pub memory_mib: Option<u64>,
     /// Threads a latency measurement uses.
     pub latency_threads: u32,
+    /// How long this device takes to run the reference set, against the
+    /// reference device (geometric mean of the ratios; 2.0: twice as long),
+    /// measured when the worker started; absent if it did not calibrate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub speed_factor: Option<f64>,
 }
 
 /// A trial handed to a worker by `claim`.

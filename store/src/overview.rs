@@ -1,7 +1,6 @@
 //! Read-only views across searches: a paginated search list, the workers
 //! with their liveness, and the queue's totals for monitoring.
 
-use crate::sql_states::PENDING;
 use std::collections::BTreeMap;
 
 use sqlx::{FromRow, Row};
@@ -48,7 +47,9 @@ pub struct WorkerRow {
 pub struct QueueStats {
     /// Trials in each state, over every search.
     pub trials: BTreeMap<String, i64>,
-    /// Pending trials that are due now (not waiting out a retry backoff).
+    /// Trials waiting for a worker: pending and due (not waiting out a
+    /// retry backoff), or running with an expired lease, of running
+    /// searches (the `nas_trial_demand` view, over every label set).
     pub queue_depth: i64,
     /// Searches in each status.
     pub searches: BTreeMap<String, i64>,
@@ -162,13 +163,12 @@ impl Store {
                 .searches
                 .insert(row.try_get("status")?, row.try_get("n")?);
         }
-        stats.queue_depth = sqlx::query(&format!(
-            "SELECT COUNT(*) AS n FROM trials WHERE state = {PENDING} AND run_at <= $1"
-        ))
-        .bind(now)
-        .fetch_one(self.pool())
-        .await?
-        .try_get("n")?;
+        // The autoscaler's definition (see `crate::depth`), over every label set.
+        stats.queue_depth =
+            sqlx::query("SELECT COUNT(*) AS n FROM nas_trial_demand WHERE need = 'waiting'")
+                .fetch_one(self.pool())
+                .await?
+                .try_get("n")?;
         stats.workers_alive =
             sqlx::query("SELECT COUNT(*) AS n FROM workers WHERE last_seen >= $1")
                 .bind(now - self.config().lease.as_millis() as i64)

@@ -88,7 +88,7 @@ const MAX_WORKER_LABELS: usize = 10;
 
 /// Every subset of the worker's labels, each sorted and comma-joined (the
 /// empty set included), as trials store their requirements.
-fn label_subsets(labels: &[String]) -> Vec<String> {
+pub(crate) fn label_subsets(labels: &[String]) -> Vec<String> {
     let mut labels: Vec<&str> = labels
         .iter()
         .map(String::as_str)

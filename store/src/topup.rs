@@ -261,6 +261,10 @@ impl Store {
         // A fresh, reproducible stream per top-up.
         let mut rng =
             search::seeded_rng(spec.seed ^ (proposed as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let screen = self
+            .screen
+            .as_ref()
+            .map(|s| move |a: &search::Architecture| s.keep(a, &spec.objective));
         let proposals = match search::strategy::propose_unseen(
             &spec.strategy,
             &space,
@@ -270,6 +274,7 @@ impl Store {
             &mut history.seen,
             want,
             &mut rng,
+            screen.as_ref().map(|f| f as search::strategy::Screen<'_>),
         ) {
             Ok(proposals) => proposals,
             Err(e) => {

@@ -166,6 +166,7 @@ async fn searches_page_by_status_and_workers_and_totals_show(store: Store) {
         isa: vec!["avx2".into(), "fma".into()],
         memory_mib: Some(24_000),
         latency_threads: 1,
+        speed_factor: Some(1.25),
     };
     let w = store::WorkerInfo {
         profile: Some(profile.clone()),

@@ -17,8 +17,10 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::{info, warn, Instrument};
 
+use crate::cores::{CoreLease, CoreShare};
 use crate::data::{open_dataset, DataError, Dataset, Split};
 use crate::failpoint;
+use crate::latency::predict::Predictor;
 use crate::latency::{HostGate, LatencyConfig};
 use crate::pipeline::{self, ScoredOn, TrialOutcome, TrialPlan};
 use crate::train::{EpochReport, TrainConfig, TrainData};
@@ -46,6 +48,12 @@ pub struct AgentConfig {
     pub gate: Option<Arc<HostGate>>,
     /// Memory one trial may use, bytes (`None`: unchecked).
     pub max_memory: Option<u64>,
+    /// The cores this agent shares with the other agents of its process
+    /// (`None`: it always trains on `threads`).
+    pub cores: Option<Arc<CoreShare>>,
+    /// The device's latency predictor, shared by the agents of the process
+    /// (`None`: every candidate is built and measured).
+    pub predictor: Option<Arc<std::sync::Mutex<Predictor>>>,
 }
 
 /// Why a running trial was stopped before its end.
@@ -239,9 +247,18 @@ impl Agent {
             if let Err(e) = self.store.rescue_expired().await {
                 warn!(error = %e, "rescue failed");
             }
+            let turn = match &self.config.cores {
+                Some(cores) => match cores.claim_turn(&mut shutdown).await {
+                    Some(turn) => Some((cores.clone(), turn)),
+                    None => continue,
+                },
+                None => None,
+            };
             let claiming = std::time::Instant::now();
             match self.store.claim(&self.config.worker).await {
                 Ok(Some(trial)) => {
+                    let lease = turn
+                        .map(|(cores, turn)| cores.start(turn, trial.phase == TrialPhase::Final));
                     failpoint::hit("after_claim");
                     let span = tracing::info_span!(
                         "trial",
@@ -254,13 +271,16 @@ impl Agent {
                         claim_ms = claiming.elapsed().as_secs_f64() * 1e3,
                         target_epochs = trial.target_epochs,
                         epochs_done = trial.epochs_done,
+                        threads = lease.as_ref().map_or(self.config.threads, |l| l.threads()),
+                        every_core = lease.as_ref().is_some_and(|l| l.is_exclusive()),
                         "claimed"
                     );
-                    self.run_trial(trial, shutdown.clone())
+                    self.run_trial(trial, lease, shutdown.clone())
                         .instrument(span)
                         .await;
                 }
                 Ok(None) => {
+                    drop(turn);
                     tokio::select! {
                         _ = shutdown.changed() => {}
                         _ = events.recv() => {}
@@ -268,6 +288,7 @@ impl Agent {
                     }
                 }
                 Err(e) => {
+                    drop(turn);
                     warn!(error = %e, "claim failed; retrying");
                     tokio::time::sleep(self.config.poll).await;
                 }
@@ -301,10 +322,23 @@ impl Agent {
         Ok(data)
     }
 
-    /// Runs one claimed attempt and reports how it ended.
-    async fn run_trial(&mut self, trial: ClaimedTrial, shutdown: watch::Receiver<bool>) {
+    /// Runs one claimed attempt on the threads of its `lease` (this agent's
+    /// own without one) and reports how it ended. The cores are given back
+    /// before the report: the report may queue final models, and one
+    /// claimed at once must see this agent idle.
+    async fn run_trial(
+        &mut self,
+        trial: ClaimedTrial,
+        lease: Option<CoreLease>,
+        shutdown: watch::Receiver<bool>,
+    ) {
         let (id, attempt) = (trial.id, trial.attempt);
-        let reported = match self.attempt(&trial, shutdown).await {
+        let threads = lease
+            .as_ref()
+            .map_or(self.config.threads, CoreLease::threads);
+        let attempted = self.attempt(&trial, threads, shutdown).await;
+        drop(lease);
+        let reported = match attempted {
             Ok(Some(completion)) => {
                 self.backoff = None;
                 self.report(&trial, completion).await
@@ -391,6 +425,7 @@ impl Agent {
     async fn attempt(
         &mut self,
         trial: &ClaimedTrial,
+        threads: usize,
         shutdown: watch::Receiver<bool>,
     ) -> Result<Option<Completion>, AttemptFailure> {
         let spec: SearchSpec = serde_json::from_str(&trial.spec)
@@ -430,7 +465,7 @@ impl Agent {
         } else {
             None
         };
-        let plan = self.plan(&spec, trial, architecture, resume)?;
+        let plan = self.plan(&spec, trial, architecture, threads, resume)?;
         let target = plan.train.stop_at_epoch.unwrap_or(plan.train.epochs) as u32;
         let stop = Arc::new(StopSignal::default());
         let (epochs_tx, epochs_rx) = mpsc::unbounded_channel::<EpochDone>();
@@ -479,10 +514,10 @@ impl Agent {
         spec: &SearchSpec,
         trial: &ClaimedTrial,
         architecture: Architecture,
+        threads: usize,
         resume: Option<Vec<u8>>,
     ) -> Result<TrialPlan, AttemptFailure> {
         let seed = spec.seed ^ (trial.index as u64).wrapping_mul(0x2545_F491_4F6C_DD1D);
-        let threads = self.config.threads;
         let (train, scored_on, latency) = match trial.phase {
             TrialPhase::Search => {
                 let target = match trial.target_epochs {
@@ -523,6 +558,13 @@ impl Agent {
             checkpoints: true,
             scored_on,
             gate: self.config.gate.clone(),
+            speed_factor: self
+                .config
+                .worker
+                .profile
+                .as_ref()
+                .and_then(|p| p.speed_factor),
+            predictor: self.config.predictor.clone(),
         })
     }
 

@@ -13,11 +13,13 @@
 //! - [`pipeline`]: one trial start to end (build, latency, train, result),
 //!   used by the worker loop and `nas train`.
 //! - [`agent`]: the worker loop: claim, run, heartbeat, report; [`pool`]
-//!   runs several agents in one process.
+//!   runs several agents in one process, sharing its cores through
+//!   [`cores`].
 //! - [`weights`]: safetensors save and load.
 #![deny(missing_docs)]
 
 pub mod agent;
+pub mod cores;
 pub mod data;
 pub mod failpoint;
 pub mod latency;

@@ -10,12 +10,13 @@
 //! between stages.
 
 use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use search::limits::{bytes_text, Footprint};
 use search::{Architecture, LatencyMs, Objective, Report, TrialResult};
 use thiserror::Error;
 
+use crate::latency::predict::{Predictor, TRUSTED_OBSERVATIONS};
 use crate::latency::{self, HostGate, Latency, LatencyConfig};
 use crate::net::{Network, NetworkError};
 use crate::train::checkpoint::{self, CheckpointError};
@@ -101,6 +102,7 @@ impl Candidate {
             network: self.network,
             seed: self.seed,
             latency,
+            speed_factor: None,
         })
     }
 }
@@ -111,6 +113,9 @@ pub struct Measured {
     network: Network,
     seed: u64,
     latency: Latency,
+    /// The measuring device's speed factor against the reference device
+    /// (see [`crate::latency::calibrate`]), if calibrated.
+    speed_factor: Option<f64>,
 }
 
 /// Which split a trial's accuracy and reward come from.
@@ -169,10 +174,26 @@ pub enum TrialOutcome {
 /// Why a measured candidate is not trained.
 pub const REJECTED_REASON: &str = "over the hard latency limit";
 
+/// Why a candidate is refused without being built or measured.
+pub const PREDICTED_REJECTED_REASON: &str = "predicted far over the hard latency limit";
+
+/// A candidate is refused without being built when its predicted latency
+/// is more than this many times the hard limit: the predictor's error and
+/// this machine's swings stay well inside it (see the README), so nothing
+/// that would measure under the limit is refused.
+pub const PREDICTED_REFUSAL_MARGIN: f64 = 2.0;
+
 impl Measured {
     /// The measurement.
     pub fn latency(&self) -> &Latency {
         &self.latency
+    }
+
+    /// The same measurement, from a device with this speed factor: results
+    /// then carry the median normalised to the reference device.
+    pub fn with_speed_factor(mut self, speed_factor: Option<f64>) -> Self {
+        self.speed_factor = speed_factor;
+        self
     }
 
     /// The result of the candidate as measured, before any training.
@@ -189,6 +210,11 @@ impl Measured {
                 runs: u32::try_from(l.runs).ok(),
                 unstable: l.unstable,
                 seconds: Some(l.seconds_spent),
+                reference_p50: self
+                    .speed_factor
+                    .filter(|f| *f > 0.0 && f.is_finite())
+                    .map(|f| l.p50 / f),
+                predicted: false,
             },
             report.params,
             report.macs,
@@ -251,6 +277,7 @@ impl Measured {
                 result.test_accuracy = trained.test_accuracy;
                 result.train_seconds = Some(trained.train_seconds);
                 result.images_per_second = Some(trained.images_per_second);
+                result.train_threads = u32::try_from(config.threads).ok();
                 result.epochs = Some(epochs_done as u32);
                 result.paused_seconds = run
                     .gate
@@ -346,6 +373,52 @@ pub struct TrialPlan {
     /// The host's latency gate (measure on a quiet host, pause batches
     /// while another agent measures).
     pub gate: Option<Arc<HostGate>>,
+    /// This worker's speed factor against the reference device (results
+    /// then carry the normalised median), if calibrated.
+    pub speed_factor: Option<f64>,
+    /// This device's latency predictor: it refuses candidates predicted far
+    /// over the hard limit before they are built, and learns from every
+    /// measurement (`None`: measure everything).
+    pub predictor: Option<Arc<Mutex<Predictor>>>,
+}
+
+/// The refusal of a candidate predicted more than
+/// [`PREDICTED_REFUSAL_MARGIN`] times over the hard limit, if it is.
+fn refused_by_prediction(plan: &TrialPlan) -> Result<Option<TrialResult>, TrialError> {
+    let Some(predictor) = &plan.predictor else {
+        return Ok(None);
+    };
+    let predicted = {
+        let predictor = predictor
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if predictor.observations() < TRUSTED_OBSERVATIONS {
+            return Ok(None);
+        }
+        predictor.predict(&plan.architecture)
+    };
+    let Some(predicted) = predicted else {
+        return Ok(None);
+    };
+    if !plan.objective.rejects(predicted / PREDICTED_REFUSAL_MARGIN) {
+        return Ok(None);
+    }
+    let report = search::validate(&plan.architecture).map_err(NetworkError::from)?;
+    let mut result = TrialResult::measured(
+        LatencyMs {
+            predicted: true,
+            ..LatencyMs::of(predicted, predicted)
+        },
+        report.params,
+        report.macs,
+        latency::Device::current(plan.latency.threads).fingerprint(),
+    );
+    result.reason = Some(PREDICTED_REJECTED_REASON.into());
+    tracing::info!(
+        predicted_ms = predicted,
+        "refused untrained on its predicted latency"
+    );
+    Ok(Some(result))
 }
 
 /// Runs one trial start to end: build, measure, reject or train, summarise.
@@ -367,9 +440,21 @@ pub fn run(
             });
         }
     }
+    if let Some(result) = refused_by_prediction(plan)? {
+        return Ok(TrialOutcome::Rejected { result });
+    }
     let candidate = Candidate::build(&plan.architecture, plan.seed)?;
     crate::failpoint::hit("latency");
-    let measured = candidate.measure(plan.latency, plan.gate.as_deref())?;
+    let measured = candidate
+        .measure(plan.latency, plan.gate.as_deref())?
+        .with_speed_factor(plan.speed_factor);
+    if let Some(predictor) = &plan.predictor {
+        let mut predictor = predictor
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        predictor.observe(&plan.architecture, measured.latency().p50);
+        predictor.fit();
+    }
     if measured.rejected_by(&plan.objective) {
         let mut result = measured.measured_result();
         result.reason = Some(REJECTED_REASON.into());
@@ -382,4 +467,82 @@ pub fn run(
         gate: plan.gate.clone(),
     };
     measured.train(data, &plan.train, &plan.objective, &run, cancel, on_epoch)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(objective: &str, predictor: Option<Predictor>) -> TrialPlan {
+        let space = search::SearchSpace::preset("small").expect("preset");
+        let architecture = search::sample(
+            &space,
+            search::InputShape::new(1, 28, 28),
+            10,
+            &mut search::seeded_rng(1),
+        )
+        .expect("sample");
+        TrialPlan {
+            architecture,
+            seed: 0,
+            latency: LatencyConfig::quick(),
+            train: TrainConfig::default(),
+            objective: serde_json::from_str(objective).expect("objective"),
+            max_memory: None,
+            resume: None,
+            checkpoints: false,
+            scored_on: ScoredOn::Validation,
+            gate: None,
+            speed_factor: None,
+            predictor: predictor.map(|p| Arc::new(Mutex::new(p))),
+        }
+    }
+
+    /// A predictor that has seen enough networks, all at 1 ms.
+    fn one_ms_device() -> Predictor {
+        let space = search::SearchSpace::preset("small").expect("preset");
+        let mut rng = search::seeded_rng(2);
+        let mut predictor = Predictor::new();
+        for _ in 0..TRUSTED_OBSERVATIONS {
+            let a = search::sample(&space, search::InputShape::new(1, 28, 28), 10, &mut rng)
+                .expect("sample");
+            predictor.observe(&a, 1.0);
+        }
+        predictor.fit();
+        predictor
+    }
+
+    const HARD: &str = r#"{"latency": {"target_ms": 0.1, "mode": "hard", "max_ms": 0.2}}"#;
+
+    #[test]
+    fn a_candidate_predicted_far_over_the_hard_limit_is_refused_unbuilt() {
+        let refused = refused_by_prediction(&plan(HARD, Some(one_ms_device())))
+            .expect("predicts")
+            .expect("refused: 1 ms predicted, limit 0.2 ms");
+        assert!(refused.latency_ms.predicted);
+        assert!((refused.latency_ms.p50 - 1.0).abs() < 0.05, "{refused:?}");
+        assert_eq!(refused.reason.as_deref(), Some(PREDICTED_REJECTED_REASON));
+        assert!(refused.params > 0 && refused.macs > 0);
+    }
+
+    #[test]
+    fn within_the_margin_or_without_enough_evidence_it_is_measured() {
+        // 1 ms predicted against a 0.6 ms limit: within 2x, so measured.
+        let near = r#"{"latency": {"target_ms": 0.5, "mode": "hard", "max_ms": 0.6}}"#;
+        assert!(refused_by_prediction(&plan(near, Some(one_ms_device())))
+            .expect("ok")
+            .is_none());
+        assert!(refused_by_prediction(&plan(HARD, None))
+            .expect("ok")
+            .is_none());
+        let mut young = Predictor::new();
+        young.fit();
+        assert!(refused_by_prediction(&plan(HARD, Some(young)))
+            .expect("ok")
+            .is_none());
+        let soft = r#"{"latency": {"target_ms": 0.1, "mode": "soft"}}"#;
+        assert!(refused_by_prediction(&plan(soft, Some(one_ms_device())))
+            .expect("ok")
+            .is_none());
+    }
 }

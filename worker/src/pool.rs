@@ -3,15 +3,18 @@
 //! own worker id.
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use store::{Store, StoreError, WorkerInfo};
+use store::{DeviceProfile, Store, StoreError, WorkerInfo};
 use thiserror::Error;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::agent::{Agent, AgentConfig};
+use crate::cores::CoreShare;
+use crate::latency::calibrate::{calibrate, Calibration, CalibrationError};
+use crate::latency::predict::{Predictor, PredictorScreen};
 use crate::latency::{gate, Device, HostGate, LatencyConfig};
 use crate::memory::available_memory;
 
@@ -21,6 +24,9 @@ pub enum PoolError {
     /// A setting is out of range.
     #[error("{0}")]
     Config(&'static str),
+    /// The reference networks could not be measured.
+    #[error("calibration failed: {0}")]
+    Calibration(#[from] CalibrationError),
     /// An agent's task panicked.
     #[error("worker task panicked: {0}")]
     Panicked(String),
@@ -50,7 +56,21 @@ pub struct AgentPool {
     /// The host's latency lock file, shared by every agent of the machine
     /// (default [`HostGate::default_path`]; `None`: no coordination).
     pub latency_lock: Option<PathBuf>,
+    /// Whether a final model claimed while the other agents are idle trains
+    /// on every core of the pool (see [`crate::cores`]; default on).
+    pub exclusive_finals: bool,
+    /// This machine's speed factor against the reference device, registered
+    /// with every agent ([`AgentPool::calibrate`] measures it; `None`:
+    /// uncalibrated).
+    pub speed_factor: Option<f64>,
+    /// This machine's latency predictor, shared by the agents: seeded by
+    /// [`AgentPool::calibrate`], refined by every measured trial.
+    pub predictor: Arc<Mutex<Predictor>>,
 }
+
+/// Networks [`AgentPool::calibrate`] measures to seed the predictor, from
+/// each of these presets.
+const PREDICTOR_SEED: (&[&str], usize) = (&["small", "mobile"], 16);
 
 /// The agents a pool started; [`AgentPool::join`] waits for them.
 pub type Agents = Vec<JoinHandle<Result<(), StoreError>>>;
@@ -82,7 +102,26 @@ impl AgentPool {
             poll: Duration::from_secs(2),
             max_memory: available_memory(),
             latency_lock: Some(HostGate::default_path()),
+            exclusive_finals: true,
+            speed_factor: None,
+            predictor: Arc::new(Mutex::new(Predictor::new())),
         })
+    }
+
+    /// Measures the reference networks on this machine (on a quiet host,
+    /// through the latency gate) and keeps the speed factor for the agents
+    /// to register; blocks for a few seconds.
+    pub fn calibrate(&mut self) -> Result<Calibration, PoolError> {
+        let gate = self.open_gate();
+        let calibration = calibrate(LatencyConfig::default(), gate.as_deref())?;
+        self.speed_factor = Some(calibration.speed_factor);
+        let seed = seed_predictor(gate.as_deref())?;
+        tracing::info!(networks = seed.observations(), "latency predictor seeded");
+        *self
+            .predictor
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = seed;
+        Ok(calibration)
     }
 
     /// Starts the agents on the current runtime; they run until `stop` turns true.
@@ -91,7 +130,11 @@ impl AgentPool {
         let latency = LatencyConfig::default();
         let measuring = Device::current(latency.threads);
         let device = measuring.fingerprint();
-        let profile = measuring.profile();
+        let profile = DeviceProfile {
+            speed_factor: self.speed_factor,
+            ..measuring.profile()
+        };
+        let cores = CoreShare::new(self.concurrency, self.threads, self.exclusive_finals);
         (0..self.concurrency)
             .map(|k| {
                 let config = AgentConfig {
@@ -111,8 +154,12 @@ impl AgentPool {
                     final_latency: LatencyConfig::thorough(),
                     gate: self.open_gate(),
                     max_memory: self.max_memory.map(|m| m / self.concurrency as u64),
+                    cores: Some(cores.clone()),
+                    predictor: Some(self.predictor.clone()),
                 };
-                tokio::spawn(Agent::new(store.clone(), config).run(stop.clone()))
+                let screen = Arc::new(PredictorScreen(self.predictor.clone()));
+                let store = store.clone().with_screen(screen);
+                tokio::spawn(Agent::new(store, config).run(stop.clone()))
             })
             .collect()
     }
@@ -132,6 +179,39 @@ impl AgentPool {
         }
         Ok(())
     }
+}
+
+/// A predictor fitted to short measurements of networks sampled from the
+/// presets in [`PREDICTOR_SEED`] (about a second per ten networks).
+fn seed_predictor(gate: Option<&HostGate>) -> Result<Predictor, CalibrationError> {
+    let config = LatencyConfig {
+        warmup_min_ms: 20.0,
+        warmup_max_ms: 200.0,
+        min_runs: 20,
+        min_time_ms: 50.0,
+        max_time_ms: 300.0,
+        target_ci: 0.03,
+        accept_ci: 0.10,
+        attempts: 1,
+        ..LatencyConfig::default()
+    };
+    let mut predictor = Predictor::new();
+    let (presets, per_preset) = PREDICTOR_SEED;
+    for preset in presets {
+        let space = search::SearchSpace::preset(preset)
+            .map_err(|e| CalibrationError::Reference(format!("preset {preset}: {e}")))?;
+        let mut rng = search::seeded_rng(0x5eed);
+        for _ in 0..per_preset {
+            let architecture =
+                search::sample(&space, search::InputShape::new(1, 28, 28), 10, &mut rng)
+                    .map_err(|e| CalibrationError::Reference(format!("a {preset} sample: {e}")))?;
+            let mut network = crate::net::Network::new(&architecture, 1)?;
+            let latency = crate::latency::measure(&mut network, config, gate)?;
+            predictor.observe(&architecture, latency.p50);
+        }
+    }
+    predictor.fit();
+    Ok(predictor)
 }
 
 /// The machine's name, for worker ids.

@@ -30,6 +30,8 @@ fn agent_config(id: &str) -> AgentConfig {
         final_latency: LatencyConfig::quick(),
         gate: None,
         max_memory: None,
+        cores: None,
+        predictor: None,
     }
 }
 

@@ -3,7 +3,9 @@
 //! resuming from checkpoints, the best architecture is trained again from
 //! scratch and tested once, and the test set never steers the search: the
 //! same search with every test label changed makes exactly the same
-//! decisions, while its final model's test accuracy collapses.
+//! decisions, while its final model's test accuracy collapses. Two agents
+//! share the cores: search trials train on one thread each, and the final
+//! model, claimed while the other agent is idle, on both.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -13,6 +15,7 @@ use search::SearchSpec;
 use store::{testing, QueueConfig, SearchStatus, Store, TrialPhase, TrialState, WorkerInfo};
 use tokio::sync::watch;
 use worker::agent::{Agent, AgentConfig};
+use worker::cores::CoreShare;
 use worker::latency::LatencyConfig;
 
 const SPEC: &str = r#"{
@@ -74,6 +77,8 @@ fn agent_config(data_dir: PathBuf) -> AgentConfig {
         final_latency: LatencyConfig::quick(),
         gate: None,
         max_memory: None,
+        cores: None,
+        predictor: None,
     }
 }
 
@@ -89,7 +94,16 @@ async fn run(data_dir: PathBuf) -> (Decisions, f64) {
     let spec: SearchSpec = serde_json::from_str(SPEC).expect("spec");
     let id = store.create_search(&spec).await.expect("create");
     let (stop, stopped) = watch::channel(false);
-    let agent = tokio::spawn(Agent::new(store.clone(), agent_config(data_dir)).run(stopped));
+    let cores = CoreShare::new(2, 1, true);
+    let agents: Vec<_> = ["w0", "w1"]
+        .into_iter()
+        .map(|name| {
+            let mut config = agent_config(data_dir.clone());
+            config.worker.id = name.into();
+            config.cores = Some(cores.clone());
+            tokio::spawn(Agent::new(store.clone(), config).run(stopped.clone()))
+        })
+        .collect();
     let start = Instant::now();
     while store.search(id).await.expect("search").status != SearchStatus::Finished {
         assert!(
@@ -100,7 +114,9 @@ async fn run(data_dir: PathBuf) -> (Decisions, f64) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     stop.send(true).expect("stop");
-    agent.await.expect("task").expect("agent");
+    for agent in agents {
+        agent.await.expect("task").expect("agent");
+    }
     let mut decisions = Vec::new();
     for t in store.trials(id).await.expect("trials") {
         if t.phase == TrialPhase::Final {
@@ -111,6 +127,7 @@ async fn run(data_dir: PathBuf) -> (Decisions, f64) {
             result.test_accuracy, None,
             "a search trial never sees the test set"
         );
+        assert_eq!(result.train_threads, Some(1), "one agent's share");
         assert!(
             matches!(t.state, TrialState::Succeeded | TrialState::Stopped),
             "{t:#?}"
@@ -131,6 +148,11 @@ async fn run(data_dir: PathBuf) -> (Decisions, f64) {
     assert_eq!(model.state, TrialState::Succeeded, "{model:#?}");
     let result = model.result.as_ref().expect("result");
     assert_eq!(result.epochs, Some(2));
+    assert_eq!(
+        result.train_threads,
+        Some(2),
+        "the final model, the only work left, trains on both agents' cores"
+    );
     assert_eq!(
         result.val_accuracy, None,
         "trained on training + validation data"

@@ -75,7 +75,7 @@ pub async fn metrics(State(state): State<AppState>) -> ApiResult<Response> {
     }
     let _ = writeln!(
         out,
-        "# HELP nas_queue_depth Pending trials due now.\n# TYPE nas_queue_depth gauge\nnas_queue_depth {}",
+        "# HELP nas_queue_depth Trials waiting for a worker (pending and due, or with an expired lease).\n# TYPE nas_queue_depth gauge\nnas_queue_depth {}",
         stats.queue_depth
     );
     let _ = writeln!(

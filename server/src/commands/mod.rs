@@ -4,6 +4,7 @@ pub mod arch;
 pub mod bench_api;
 pub mod bench_queue;
 pub mod bench_search;
+pub mod calibrate;
 pub mod client;
 pub mod queue;
 pub mod serve;

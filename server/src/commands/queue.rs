@@ -1,12 +1,14 @@
-//! `nas queue submit` and `nas queue status`: the database directly, for
-//! operators and for running searches before the HTTP API is up.
+//! `nas queue submit`, `nas queue status` and `nas queue depth`: the
+//! database directly, for operators, autoscalers and for running searches
+//! before the HTTP API is up.
 
 use anyhow::Context;
 use search::SearchSpec;
+use store::depth::{depth_sql, Depth};
 use store::{QueueConfig, Store};
 
 use super::arch::read_input;
-use crate::cli::{QueueStatusArgs, QueueSubmitArgs};
+use crate::cli::{QueueDepthArgs, QueueStatusArgs, QueueSubmitArgs};
 use crate::table::{Align, Table};
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -75,5 +77,26 @@ pub fn status(args: &QueueStatusArgs) -> anyhow::Result<String> {
         };
         store.close().await;
         Ok(out)
+    })
+}
+
+/// Prints how many trials workers with `--labels` could claim now (with
+/// `--demand`, plus those running), or with `--sql` the query that counts
+/// them (the text KEDA's `postgresql` trigger runs).
+pub fn depth(args: &QueueDepthArgs) -> anyhow::Result<String> {
+    let depth = if args.demand {
+        Depth::Demand
+    } else {
+        Depth::Waiting
+    };
+    let sql = depth_sql(&args.labels.labels, depth)?;
+    if args.sql {
+        return Ok(format!("{sql}\n"));
+    }
+    runtime()?.block_on(async {
+        let store = Store::connect(&args.database_url, QueueConfig::default()).await?;
+        let count = store.queue_depth(&args.labels.labels, depth).await?;
+        store.close().await;
+        Ok(format!("{count}\n"))
     })
 }

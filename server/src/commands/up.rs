@@ -18,7 +18,8 @@ use worker::pool::AgentPool;
 /// Runs everything until a shutdown signal.
 pub fn run(args: &UpArgs) -> anyhow::Result<String> {
     let data_dir = args.data_dir.clone().unwrap_or_else(default_data_dir);
-    let pool = AgentPool::new(args.workers, None, &["cpu".to_owned()], data_dir)?;
+    let mut pool = AgentPool::new(args.workers, None, &["cpu".to_owned()], data_dir)?;
+    super::worker::calibrate(&mut pool, args.calibrate)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -40,6 +40,20 @@ pub async fn shutdown_signal() {
     }
 }
 
+/// With `enabled`, measures the reference networks and seeds the latency
+/// predictor before the pool's agents register (a few seconds).
+pub fn calibrate(pool: &mut AgentPool, enabled: bool) -> anyhow::Result<()> {
+    if enabled {
+        let calibration = pool.calibrate()?;
+        tracing::info!(
+            speed_factor = calibration.speed_factor,
+            seconds = calibration.seconds,
+            "calibrated against the reference device"
+        );
+    }
+    Ok(())
+}
+
 /// Runs `--concurrency` agents until a shutdown signal.
 pub fn run(args: &WorkerArgs) -> anyhow::Result<String> {
     let queue = QueueConfig {
@@ -49,10 +63,12 @@ pub fn run(args: &WorkerArgs) -> anyhow::Result<String> {
     let mut pool = AgentPool::new(
         args.concurrency,
         args.threads,
-        &args.labels,
+        &args.labels.labels,
         args.data_dir.clone().unwrap_or_else(default_data_dir),
     )?;
     pool.heartbeat = seconds("heartbeat-secs", args.heartbeat_secs)?;
+    calibrate(&mut pool, args.calibrate)?;
+    pool.exclusive_finals = !args.shared_finals;
     pool.poll = seconds("poll-secs", args.poll_secs)?;
     if let Some(mib) = args.max_memory_mib {
         pool.max_memory = Some(mib.saturating_mul(1 << 20));

@@ -50,6 +50,7 @@ impl Device {
             isa: isa_extensions(&info),
             memory_mib: crate::memory::available_memory().map(|b| b >> 20),
             latency_threads: u32::try_from(self.threads).unwrap_or(u32::MAX),
+            speed_factor: None,
         }
     }
 }

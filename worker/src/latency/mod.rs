@@ -11,9 +11,11 @@
 //! interval stays wider than [`LatencyConfig::accept_ci`] is repeated, up to
 //! `attempts` times, and flagged `unstable` if it never narrows.
 
+pub mod calibrate;
 mod cpu;
 mod device;
 pub mod gate;
+pub mod predict;
 pub mod stats;
 
 use std::collections::BTreeSet;
