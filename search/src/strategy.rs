@@ -378,21 +378,24 @@ mod tests {
     fn a_screen_draws_again_up_to_its_bound_and_keeps_what_it_accepts() {
         let space = SearchSpace::preset("small").expect("preset");
         let mut rng = ChaCha8Rng::seed_from_u64(4);
+        let mut screened = |count: usize, screen: Screen<'_>| {
+            let mut seen = HashSet::new();
+            propose_unseen(
+                &Strategy::Random,
+                &space,
+                INPUT,
+                10,
+                &[],
+                &mut seen,
+                count,
+                &mut rng,
+                Some(screen),
+            )
+            .expect("ok")
+        };
         // Accept about half the networks (by their hash).
         let half = |a: &Architecture| a.canonical_hash().as_bytes()[0].is_multiple_of(2);
-        let mut seen = HashSet::new();
-        let got = propose_unseen(
-            &Strategy::Random,
-            &space,
-            INPUT,
-            10,
-            &[],
-            &mut seen,
-            6,
-            &mut rng,
-            Some(&half as Screen<'_>),
-        )
-        .expect("ok");
+        let got = screened(6, &half);
         assert_eq!(got.len(), 6);
         assert!(got.iter().all(|p| half(&p.architecture)), "screened draws");
         // A screen that accepts nothing costs MAX_SCREENED_DRAWS draws per
@@ -402,20 +405,7 @@ mod tests {
             calls.set(calls.get() + 1);
             false
         };
-        let mut seen = HashSet::new();
-        let got = propose_unseen(
-            &Strategy::Random,
-            &space,
-            INPUT,
-            10,
-            &[],
-            &mut seen,
-            3,
-            &mut rng,
-            Some(&never as Screen<'_>),
-        )
-        .expect("ok");
-        assert_eq!(got.len(), 3);
+        assert_eq!(screened(3, &never).len(), 3);
         assert_eq!(calls.get(), 3 * (MAX_SCREENED_DRAWS - 1));
     }
 

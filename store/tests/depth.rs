@@ -25,6 +25,19 @@ fn labels(names: &[&str]) -> Vec<String> {
     names.iter().map(|s| (*s).to_owned()).collect()
 }
 
+/// `(waiting, demand)` for workers offering `labels`.
+async fn depths(store: &Store, labels: &[String]) -> (i64, i64) {
+    let waiting = store
+        .queue_depth(labels, Depth::Waiting)
+        .await
+        .expect("waiting");
+    let demand = store
+        .queue_depth(labels, Depth::Demand)
+        .await
+        .expect("demand");
+    (waiting, demand)
+}
+
 /// Claims until the queue is empty for `w`; the trials claimed.
 async fn drain(store: &Store, w: &WorkerInfo) -> BTreeSet<i64> {
     let mut claimed = BTreeSet::new();
@@ -58,13 +71,7 @@ async fn depth_counts_what_a_claim_can_take(store: Store) {
         .await
         .expect("create");
     store.cancel_search(cancelled).await.expect("cancel");
-    assert_eq!(
-        store
-            .queue_depth(&cpu, Depth::Waiting)
-            .await
-            .expect("depth"),
-        5
-    );
+    assert_eq!(depths(&store, &cpu).await, (5, 5));
 
     // One trial of each kind in the plain search: succeeded (topped up),
     // failed with a retry not yet due, running with an expired lease,
@@ -94,21 +101,8 @@ async fn depth_counts_what_a_claim_can_take(store: Store) {
     // Waiting for a cpu worker: 2 pending and due, and the expired lease (a
     // worker must run to rescue it). Not the retry (not due), the live
     // trial, the finished one, the gpu search's or the cancelled search's.
-    assert_eq!(
-        store
-            .queue_depth(&cpu, Depth::Waiting)
-            .await
-            .expect("depth"),
-        3
-    );
     // The autoscaler's demand adds the live trial: its worker stays.
-    assert_eq!(
-        store
-            .queue_depth(&cpu, Depth::Demand)
-            .await
-            .expect("demand"),
-        4
-    );
+    assert_eq!(depths(&store, &cpu).await, (3, 4));
     // A worker offering gpu too also sees the gpu search's two.
     assert_eq!(
         store
@@ -124,20 +118,7 @@ async fn depth_counts_what_a_claim_can_take(store: Store) {
     let first = drain(&store, &w).await;
     assert_eq!(first.len(), 2);
     assert!(!first.contains(&retried.id) && !first.contains(&expiring.id));
-    assert_eq!(
-        store
-            .queue_depth(&cpu, Depth::Waiting)
-            .await
-            .expect("depth"),
-        0
-    );
-    assert_eq!(
-        store
-            .queue_depth(&cpu, Depth::Demand)
-            .await
-            .expect("demand"),
-        3
-    );
+    assert_eq!(depths(&store, &cpu).await, (0, 3));
 
     // Once the backoffs are over, the retry and the rescued trial are due:
     // counted, then claimed, and nothing else (the running trials'
@@ -150,29 +131,10 @@ async fn depth_counts_what_a_claim_can_take(store: Store) {
             store::Heartbeat::Continue
         );
     }
-    assert_eq!(
-        store
-            .queue_depth(&cpu, Depth::Waiting)
-            .await
-            .expect("depth"),
-        2
-    );
+    assert_eq!(depths(&store, &cpu).await, (2, 5));
     let second = drain(&store, &w).await;
     assert_eq!(second, BTreeSet::from([retried.id, expiring.id]));
-    assert_eq!(
-        store
-            .queue_depth(&cpu, Depth::Waiting)
-            .await
-            .expect("depth"),
-        0
-    );
-    assert_eq!(
-        store
-            .queue_depth(&cpu, Depth::Demand)
-            .await
-            .expect("demand"),
-        5
-    );
+    assert_eq!(depths(&store, &cpu).await, (0, 5));
 }
 
 async fn bad_labels_are_refused(store: Store) {

@@ -182,7 +182,7 @@ impl AgentPool {
 }
 
 /// A predictor fitted to short measurements of networks sampled from the
-/// presets in [`PREDICTOR_SEED`] (about a second per ten networks).
+/// presets in [`PREDICTOR_SEED`] (about 5 s for the 32 on the reference device).
 fn seed_predictor(gate: Option<&HostGate>) -> Result<Predictor, CalibrationError> {
     let config = LatencyConfig {
         warmup_min_ms: 20.0,
