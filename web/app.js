@@ -328,7 +328,8 @@ async function searchPage(id) {
     header.replaceChildren(
       el("div", { class: "row" }, el("h1", { text: `${s.name}` }), badge(s.status), s.status === "running" ? el("span", { class: "live", text: "live" }) : null, el("span", { class: "spacer" }),
         el("a", { class: "button secondary", href: `${API}/searches/${s.id}/leaderboard?format=csv&limit=1000&sort=${state.sort}`, download: `search-${s.id}.csv` }, "Export CSV"),
-        best ? el("a", { class: "button secondary", href: `${API}/trials/${best.trial_id}/weights` }, "Download best model") : null, cancel),
+        best ? el("a", { class: "button secondary", id: "download-best-onnx", href: `${API}/trials/${best.trial_id}/model.onnx`, title: "The best trial's trained model as ONNX, for onnxruntime and other runtimes" }, "Download best model (ONNX)") : null,
+        best ? el("a", { class: "button secondary", href: `${API}/trials/${best.trial_id}/weights`, title: "Weights for nas train --arch" }, "safetensors") : null, cancel),
       ...(s.error ? [el("p", { class: "error", role: "alert", id: "search-error", text: `This search failed: ${s.error}` })] : []),
       el("div", { class: "card" }, el("dl", { class: "facts" },
         el("dt", { text: "progress" }), el("dd", {}, el("div", { class: "row" }, bar(s.progress.fraction, "search progress"), `${s.progress.trials_ended} of ${s.progress.max_trials} trials ended` + (s.spec.budget.max_epochs_total ? `, ${fmt.num(s.epochs_committed)} of ${fmt.num(s.spec.budget.max_epochs_total)} epochs queued` : ""))),
@@ -363,7 +364,7 @@ async function searchPage(id) {
           el("td", { class: "num", text: fmt.pct(m.test_accuracy) }), el("td", { class: "num", text: r.latency_ms ? fmt.ms(r.latency_ms.p50) : "–" }),
           el("td", { class: "num", text: fmt.short(r.params) }), el("td", { class: "num", text: fmt.short(r.macs) }),
           el("td", { class: "num", text: r.epochs || (p.epochs ? `${p.epoch}/${p.epochs}` : "–") }), el("td", {}, badge(m.state)),
-          el("td", {}, m.state === "succeeded" ? el("a", { class: "button secondary", href: `${API}/trials/${m.id}/weights` }, "Weights") : null)); })))));
+          el("td", {}, m.state === "succeeded" ? el("span", { class: "row" }, el("a", { class: "button secondary", href: `${API}/trials/${m.id}/model.onnx` }, "ONNX"), el("a", { class: "button secondary", href: `${API}/trials/${m.id}/weights` }, "Weights")) : null)); })))));
   }
   async function loadCharts() {
     const pareto = await api(`/searches/${id}/pareto?max_points=2000`);
@@ -441,6 +442,7 @@ async function trialPage(id) {
   show(
     el("div", { class: "row" }, el("h1", { text: t.index < 0 ? `Trial ${t.id}: zoo baseline ${t.baseline}` : `Trial ${t.id} (#${t.index})` }), badge(t.state), el("span", { class: "spacer" }),
       el("a", { class: "button secondary", href: `${API}/trials/${id}/architecture`, download: `trial-${id}.json` }, "Architecture JSON"),
+      t.state === "succeeded" ? el("a", { class: "button secondary", id: "download-onnx", href: `${API}/trials/${id}/model.onnx` }, "ONNX model") : null,
       ["succeeded", "stopped"].includes(t.state) ? el("a", { class: "button secondary", href: `${API}/trials/${id}/weights` }, "Weights") : null),
     el("div", { class: "grid" },
       el("div", { class: "card" }, el("dl", { class: "facts" }, facts.map(([k, v]) => [el("dt", { text: k }), el("dd", {}, v)]))),

@@ -104,6 +104,22 @@ pub struct ZooShowArgs {
 pub enum ArchCommand {
     /// Validate an architecture and print its layers, shapes, params and MACs.
     Check(ArchCheckArgs),
+    /// Convert an architecture and its trained weights (`nas export`,
+    /// `nas train --save`) into an ONNX model, offline.
+    Onnx(ArchOnnxArgs),
+}
+
+/// Flags of `nas arch onnx`.
+#[derive(Debug, Args)]
+pub struct ArchOnnxArgs {
+    /// The architecture JSON file.
+    pub file: PathBuf,
+    /// Its trained weights (safetensors).
+    #[arg(long)]
+    pub weights: PathBuf,
+    /// The ONNX file to write.
+    #[arg(long, default_value = "model.onnx")]
+    pub out: PathBuf,
 }
 
 /// Flags of `nas arch check`.
@@ -490,9 +506,13 @@ pub struct SearchBenchArgs {
     /// Dataset folder (default: $NAS_DATA_DIR, else the user cache folder).
     #[arg(long, env = "NAS_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<std::path::PathBuf>,
-    /// Write every run (with its best-so-far curve over compute) as JSON here.
+    /// Write every run (with its best-so-far curve over compute) as JSON
+    /// here, after each run.
     #[arg(long)]
     pub out: Option<std::path::PathBuf>,
+    /// Keep the runs already in `--out` and run only the missing ones.
+    #[arg(long, requires = "out")]
+    pub resume: bool,
 }
 
 /// Flags of `nas bench seed`.
@@ -805,12 +825,26 @@ pub struct CancelArgs {
     pub server: ServerArgs,
 }
 
+/// What `nas export` downloads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExportFormat {
+    /// The architecture JSON and the weights, what `nas train --arch` loads.
+    Safetensors,
+    /// One ONNX model (opset 17) for any ONNX runtime.
+    Onnx,
+}
+
 /// Flags of `nas export`.
 #[derive(Debug, Args)]
 pub struct ExportArgs {
     /// The trial id (see `nas leaderboard`).
     pub trial: i64,
-    /// Folder to write `trial-ID.json` and `trial-ID.safetensors` into (created if missing).
+    /// What to download.
+    #[arg(long, value_enum, default_value = "safetensors")]
+    pub format: ExportFormat,
+    /// Folder to write into (created if missing): `trial-ID.json` and
+    /// `trial-ID.safetensors`, or `trial-ID.onnx`. With `--format onnx`, a
+    /// path ending in `.onnx` names the file itself.
     #[arg(long, default_value = ".")]
     pub out: PathBuf,
     /// The server.

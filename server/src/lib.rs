@@ -33,6 +33,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Zoo(ZooCommand::List(args)) => commands::zoo::list(&args)?,
         Command::Zoo(ZooCommand::Show(args)) => commands::zoo::show(&args)?,
         Command::Arch(ArchCommand::Check(args)) => commands::arch::check(&args)?,
+        Command::Arch(ArchCommand::Onnx(args)) => commands::arch::onnx(&args)?,
         Command::Space(SpaceCommand::Sample(args)) => commands::space::sample(&args)?,
         Command::Space(SpaceCommand::Show(args)) => commands::space::show(&args)?,
         Command::Space(SpaceCommand::Latency(args)) => commands::space::latency(&args)?,

@@ -62,6 +62,20 @@ async fn api_contract(url: String) {
         (404, "not_found"),
         "not trained yet: {body}"
     );
+    let (status, body) = call("GET", format!("{base}/trials/{first}/model.onnx"), None).await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (409, "not_exportable"),
+        "not trained yet: {body}"
+    );
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("is pending")),
+        "{body}"
+    );
+    let (status, body) = call("GET", format!("{base}/trials/987654/model.onnx"), None).await;
+    assert_eq!((status, error_code(&body)), (404, "not_found"), "{body}");
     let (_, zoo) = call("GET", format!("{base}/zoo"), None).await;
     let lenet = zoo["zoo"]
         .as_array()
@@ -560,6 +574,18 @@ async fn a_search_trains_to_its_leaderboard(url: String) {
     assert!(weights
         .header
         .is_some_and(|d| d.contains(&format!("trial-{best}.safetensors"))));
+    let model = request(
+        "GET",
+        format!("{base}/trials/{best}/model.onnx"),
+        None,
+        None,
+        Some("content-disposition"),
+    )
+    .await;
+    assert_eq!(model.status, 200, "{}", model.text);
+    assert!(model
+        .header
+        .is_some_and(|d| d.contains(&format!("trial-{best}.onnx"))));
 
     let (_, workers) = get(format!("{base}/workers")).await;
     let workers = workers["workers"].as_array().cloned().unwrap_or_default();
@@ -704,6 +730,7 @@ async fn the_openapi_document_lists_every_route_and_schema() {
         ("get", "/api/v1/trials/{id}"),
         ("get", "/api/v1/trials/{id}/architecture"),
         ("get", "/api/v1/trials/{id}/weights"),
+        ("get", "/api/v1/trials/{id}/model.onnx"),
         ("get", "/api/v1/zoo"),
         ("get", "/api/v1/zoo/{name}"),
         ("get", "/api/v1/spaces"),

@@ -221,7 +221,47 @@ fn train_prints_epochs_then_a_json_summary_and_saves_weights() {
     assert!(std::fs::metadata(&weights)
         .map(|m| m.len() > 61_706 * 4)
         .unwrap_or(false));
-    std::fs::remove_file(&weights).ok();
+
+    // The saved weights convert to ONNX offline, taking raw pixels (the
+    // weights record the normalisation they were trained with).
+    let arch = search::zoo::build("lenet5", search::InputShape::new(1, 28, 28), 10, 1.0)
+        .expect("zoo builds");
+    let arch_file = weights.with_extension("json");
+    let model = weights.with_extension("onnx");
+    std::fs::write(&arch_file, arch.to_json_pretty()).expect("writes the architecture");
+    let out = stdout(&nas(&[
+        "arch",
+        "onnx",
+        &arch_file.display().to_string(),
+        "--weights",
+        &weights.display().to_string(),
+        "--out",
+        &model.display().to_string(),
+    ]));
+    assert!(out.contains("input `pixels`"), "{out}");
+    assert!(std::fs::metadata(&model)
+        .map(|m| m.len() > 61_706 * 4)
+        .unwrap_or(false));
+    let wrong = search::zoo::build("lenet5", search::InputShape::new(1, 28, 28), 10, 0.5)
+        .expect("zoo builds");
+    std::fs::write(&arch_file, wrong.to_json_pretty()).expect("writes the architecture");
+    let refused = nas(&[
+        "arch",
+        "onnx",
+        &arch_file.display().to_string(),
+        "--weights",
+        &weights.display().to_string(),
+        "--out",
+        &model.display().to_string(),
+    ]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && stderr.contains("weights are for architecture"),
+        "weights of another network are refused: {stderr}"
+    );
+    for file in [&weights, &arch_file, &model] {
+        std::fs::remove_file(file).ok();
+    }
 }
 
 #[test]

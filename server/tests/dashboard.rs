@@ -393,6 +393,14 @@ async fn a_multi_fidelity_search_and_its_final_model_in_a_real_browser() {
     let row = texts(&c, "#final-table tbody td").await;
     assert!(row[2].ends_with('%'), "test accuracy shown: {row:?}");
     assert!(row[1].starts_with('#'), "its source trial: {row:?}");
+    let onnx = c
+        .find(Locator::Css("#final-table tbody a[href$='/model.onnx']"))
+        .await
+        .expect("the final model downloads as ONNX")
+        .text()
+        .await
+        .expect("text");
+    assert_eq!(onnx, "ONNX");
     shot(&c, "search-final").await;
     c.close().await.expect("close");
 }

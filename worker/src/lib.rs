@@ -16,6 +16,7 @@
 //!   runs several agents in one process, sharing its cores through
 //!   [`cores`].
 //! - [`weights`]: safetensors save and load.
+//! - [`onnx`]: ONNX export of a trained network.
 #![deny(missing_docs)]
 
 pub mod agent;
@@ -25,6 +26,7 @@ pub mod failpoint;
 pub mod latency;
 pub mod memory;
 pub mod net;
+pub mod onnx;
 pub mod ops;
 pub mod pipeline;
 pub mod pool;

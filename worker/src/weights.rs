@@ -1,7 +1,9 @@
 //! Trained weights as safetensors: every parameter under its dotted name and
 //! shape, batch norm statistics as `<layer>.bn.running_mean` / `running_var`,
 //! and the architecture's canonical hash in the metadata so weights are
-//! never loaded into a different network.
+//! never loaded into a different network; the pixel normalisation the
+//! weights were trained with travels in the metadata too (what an ONNX
+//! export applies to raw pixels).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -9,10 +11,14 @@ use std::path::{Path, PathBuf};
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use thiserror::Error;
 
+use crate::data::ChannelStats;
 use crate::net::Network;
 
 /// Metadata key holding the architecture's canonical hash.
 const HASH_KEY: &str = "nas.architecture_sha256";
+/// Metadata key holding the pixel normalisation the weights were trained
+/// with (`{"mean": [...], "std": [...]}`), when known.
+const NORMALIZATION_KEY: &str = "nas.input_normalization";
 /// Metadata key naming the format.
 const FORMAT_KEY: &str = "format";
 /// The format's name and version.
@@ -88,10 +94,16 @@ pub fn to_bytes(net: &Network) -> Result<Vec<u8>, WeightsError> {
             file: PathBuf::from("<memory>"),
             message: e.to_string(),
         })?;
-    let metadata = HashMap::from([
+    let mut metadata = HashMap::from([
         (FORMAT_KEY.to_owned(), FORMAT.to_owned()),
         (HASH_KEY.to_owned(), net.architecture().canonical_hash()),
     ]);
+    if let Some(stats) = net.input_normalization() {
+        // Plain numbers: serialising cannot fail.
+        if let Ok(json) = serde_json::to_string(stats) {
+            metadata.insert(NORMALIZATION_KEY.to_owned(), json);
+        }
+    }
     safetensors::serialize(views, Some(metadata)).map_err(|e| WeightsError::Format {
         file: PathBuf::from("<memory>"),
         message: e.to_string(),
@@ -133,6 +145,27 @@ pub fn load_bytes(net: &mut Network, bytes: &[u8], file: &Path) -> Result<(), We
             )))
         }
     }
+    let normalization = match metadata
+        .metadata()
+        .as_ref()
+        .and_then(|m| m.get(NORMALIZATION_KEY))
+    {
+        Some(json) => Some(
+            serde_json::from_str::<ChannelStats>(json)
+                .ok()
+                .filter(|s| {
+                    let channels = net.architecture().input.channels;
+                    s.mean.len() == channels && s.std.len() == channels
+                })
+                .ok_or_else(|| {
+                    mismatch(format!(
+                        "`{NORMALIZATION_KEY}` is not a normalisation of {} channel(s)",
+                        net.architecture().input.channels
+                    ))
+                })?,
+        ),
+        None => None,
+    };
     let file_tensors = SafeTensors::deserialize(bytes).map_err(format)?;
     let mut loaded: Vec<(String, Vec<f32>)> = Vec::new();
     for (name, shape, _) in tensors(net) {
@@ -168,6 +201,7 @@ pub fn load_bytes(net: &mut Network, bytes: &[u8], file: &Path) -> Result<(), We
         stats.mean = next(name)?;
         stats.var = next(name)?;
     }
+    net.set_input_normalization(normalization);
     Ok(())
 }
 

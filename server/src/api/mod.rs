@@ -112,6 +112,7 @@ pub fn router(state: AppState) -> Router {
         .route("/trials/{id}", get(trials::get_trial))
         .route("/trials/{id}/architecture", get(trials::get_architecture))
         .route("/trials/{id}/weights", get(trials::get_weights))
+        .route("/trials/{id}/model.onnx", get(trials::get_onnx))
         .route("/zoo", get(catalog::zoo))
         .route("/zoo/{name}", get(catalog::zoo_entry))
         .route("/spaces", get(catalog::spaces))

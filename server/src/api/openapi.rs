@@ -18,7 +18,7 @@ use super::{catalog, dto, events, finals, ops, searches, trials};
         searches::create_search, searches::list_searches, searches::get_search, searches::cancel_search,
         searches::list_trials, searches::leaderboard, searches::pareto,
         finals::request_final, finals::final_models,
-        trials::get_trial, trials::get_architecture, trials::get_weights,
+        trials::get_trial, trials::get_architecture, trials::get_weights, trials::get_onnx,
         catalog::zoo, catalog::zoo_entry, catalog::spaces, catalog::datasets,
         ops::healthz, ops::readyz, ops::workers, ops::metrics, events::events, openapi_json,
     ),

@@ -1,4 +1,4 @@
-//! `nas arch check FILE`.
+//! `nas arch check FILE` and `nas arch onnx FILE --weights W`.
 
 use std::io::Read;
 use std::path::Path;
@@ -7,7 +7,7 @@ use anyhow::Context;
 use search::{validate, Architecture};
 
 use super::{json_text, render_report};
-use crate::cli::ArchCheckArgs;
+use crate::cli::{ArchCheckArgs, ArchOnnxArgs};
 
 /// Reads a file, or standard input for `-`.
 pub fn read_input(path: &Path) -> anyhow::Result<String> {
@@ -31,4 +31,37 @@ pub fn check(args: &ArchCheckArgs) -> anyhow::Result<String> {
         return json_text(&report);
     }
     Ok(render_report(&arch, &report))
+}
+
+/// `nas arch onnx FILE --weights W [--out model.onnx]`: the trained network
+/// as an ONNX model.
+pub fn onnx(args: &ArchOnnxArgs) -> anyhow::Result<String> {
+    let text = read_input(&args.file)?;
+    let arch = Architecture::from_json(&text).with_context(|| args.file.display().to_string())?;
+    let mut net = worker::net::Network::new(&arch, 0)
+        .with_context(|| format!("{}: invalid architecture", args.file.display()))?;
+    worker::weights::load(&mut net, &args.weights)?;
+    let model = worker::onnx::to_onnx(&net, &[])?;
+    std::fs::write(&args.out, &model).with_context(|| format!("writing {}", args.out.display()))?;
+    let input = match net.input_normalization() {
+        Some(_) => format!(
+            "`{}` (raw pixels 0-255, N x {} x {} x {})",
+            worker::onnx::PIXELS,
+            arch.input.channels,
+            arch.input.height,
+            arch.input.width
+        ),
+        None => format!(
+            "`{}` (normalised pixels: these weights do not record their normalisation)",
+            worker::onnx::NORMALISED
+        ),
+    };
+    Ok(format!(
+        "{}: ONNX opset {}, {} bytes; input {input}, output `{}` ({} classes)\n",
+        args.out.display(),
+        worker::onnx::OPSET,
+        model.len(),
+        worker::onnx::LOGITS,
+        arch.classes
+    ))
 }

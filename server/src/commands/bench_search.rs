@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use search::SearchSpec;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use store::{QueueConfig, SearchStatus, Store, TrialPhase};
 use tokio::sync::watch;
 use worker::pool::AgentPool;
@@ -20,14 +20,14 @@ use crate::cli::SearchBenchArgs;
 use crate::table::{Align, Table};
 
 /// One point of a best-so-far curve: compute spent, best reward by then.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Step {
     epochs: i64,
     best_reward: f64,
 }
 
 /// One search of the benchmark.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Run {
     strategy: String,
     seed: u64,
@@ -186,14 +186,31 @@ fn mean_and_spread(values: &[f64]) -> String {
     format!("{mean:.4} ± {sd:.4}")
 }
 
-/// Runs every strategy with every seed, one search at a time.
+/// Runs every strategy with every seed, one search at a time, writing the
+/// runs file after each (with `--resume`, runs already in it are kept).
 pub fn run(args: &SearchBenchArgs) -> anyhow::Result<String> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let mut runs = Vec::new();
-    for strategy in &args.strategies {
-        for seed in 0..u64::from(args.seeds) {
+    let mut runs = match &args.out {
+        Some(out) if args.resume && out.exists() => {
+            let text = std::fs::read_to_string(out)
+                .with_context(|| format!("reading {}", out.display()))?;
+            serde_json::from_str::<Vec<Run>>(&text)
+                .with_context(|| format!("{} is not a runs file", out.display()))?
+        }
+        _ => Vec::new(),
+    };
+    // Seed by seed, every strategy within a seed: a benchmark cut short
+    // still compares the strategies on the seeds it finished.
+    for seed in 0..u64::from(args.seeds) {
+        for strategy in &args.strategies {
+            if runs
+                .iter()
+                .any(|r| &r.strategy == strategy && r.seed == seed)
+            {
+                continue;
+            }
             let run = runtime.block_on(one_run(args, strategy, seed))?;
             eprintln!(
                 "{strategy} seed {seed}: {} trials, {} epochs, best val reward {:.4} (acc {:.4}), final test {:?} at {:?} ms, {:.0} s + {:.0} s",
@@ -201,11 +218,11 @@ pub fn run(args: &SearchBenchArgs) -> anyhow::Result<String> {
                 run.final_test_accuracy, run.final_latency_ms, run.search_seconds, run.final_seconds
             );
             runs.push(run);
+            if let Some(out) = &args.out {
+                std::fs::write(out, serde_json::to_string_pretty(&runs)?)
+                    .with_context(|| format!("writing {}", out.display()))?;
+            }
         }
-    }
-    if let Some(out) = &args.out {
-        std::fs::write(out, serde_json::to_string_pretty(&runs)?)
-            .with_context(|| format!("writing {}", out.display()))?;
     }
     let mut table = Table::new(&[
         ("strategy", Align::Left),

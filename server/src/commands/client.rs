@@ -10,8 +10,8 @@ use serde::de::DeserializeOwned;
 use super::arch::read_input;
 use crate::api::dto::{ErrorBody, Leaderboard, SearchDetail, SearchList, SearchView, TrialList};
 use crate::cli::{
-    CancelArgs, ExportArgs, FinalArgs, LeaderboardArgs, OutputFormat, SearchesArgs, ServerArgs,
-    ShowArgs, SubmitArgs,
+    CancelArgs, ExportArgs, ExportFormat, FinalArgs, LeaderboardArgs, OutputFormat, SearchesArgs,
+    ServerArgs, ShowArgs, SubmitArgs,
 };
 use crate::table::{thousands, Align, Table};
 
@@ -407,10 +407,29 @@ pub fn cancel(args: &CancelArgs) -> anyhow::Result<String> {
     Ok(format!("search {} cancelled\n", search.id))
 }
 
-/// `nas export`: the architecture JSON and the weights into `--out`.
+/// `nas export`: the architecture JSON and the weights, or the ONNX model,
+/// into `--out`.
 pub fn export(args: &ExportArgs) -> anyhow::Result<String> {
     let client = Client::new(&args.server);
     let id = args.trial;
+    if args.format == ExportFormat::Onnx {
+        let model = client.get_bytes(&format!("/trials/{id}/model.onnx"))?;
+        let path = if args.out.extension().is_some_and(|e| e == "onnx") {
+            args.out.clone()
+        } else {
+            args.out.join(format!("trial-{id}.onnx"))
+        };
+        if let Some(folder) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(folder)
+                .with_context(|| format!("creating {}", folder.display()))?;
+        }
+        std::fs::write(&path, &model).with_context(|| format!("writing {}", path.display()))?;
+        return Ok(format!(
+            "{}\nONNX model (opset 17), {} bytes; its metadata `nas.input` says what the input takes\n",
+            path.display(),
+            model.len()
+        ));
+    }
     let architecture = client.get_bytes(&format!("/trials/{id}/architecture"))?;
     let weights = client.get_bytes(&format!("/trials/{id}/weights"))?;
     std::fs::create_dir_all(&args.out)

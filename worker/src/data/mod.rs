@@ -181,7 +181,7 @@ impl Dataset {
 }
 
 /// Per-channel normalisation: `x' = (x / 255 - mean) / std`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ChannelStats {
     /// Mean per channel, of pixels in [0, 1].
     pub mean: Vec<f32>,

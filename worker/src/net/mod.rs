@@ -6,13 +6,14 @@
 //! so the pass records its backward operations on the input's tape.
 
 mod forward;
-mod plan;
+pub(crate) mod plan;
 
 use dfdx::prelude::*;
 use rand::SeedableRng;
 use search::Architecture;
 use thiserror::Error;
 
+use crate::data::ChannelStats;
 use crate::ops::{Flat, Map, Param, RunningStats};
 
 pub use forward::Mode;
@@ -48,6 +49,9 @@ pub struct Network {
     pub params: Vec<Parameter>,
     /// Batch norm running statistics, by layer path.
     pub stats: Vec<(String, RunningStats<f32>)>,
+    /// The per-channel normalisation of the pixels it was trained on, once
+    /// trained (saved with the weights; exported models apply it).
+    input_normalization: Option<ChannelStats>,
     device: Cpu,
 }
 
@@ -72,6 +76,7 @@ impl Network {
             nodes: compiled.nodes,
             params: compiled.params,
             stats: compiled.stats,
+            input_normalization: None,
             // Dropout masks come from the device's generator.
             device: Cpu::seed_from_u64(seed ^ 0x5eed),
         })
@@ -80,6 +85,21 @@ impl Network {
     /// The architecture this network was built from.
     pub fn architecture(&self) -> &Architecture {
         &self.architecture
+    }
+
+    /// The pixel normalisation its weights were trained with, if known.
+    pub fn input_normalization(&self) -> Option<&ChannelStats> {
+        self.input_normalization.as_ref()
+    }
+
+    /// Records the pixel normalisation its weights were trained with.
+    pub fn set_input_normalization(&mut self, stats: Option<ChannelStats>) {
+        self.input_normalization = stats;
+    }
+
+    /// The compiled layers (what the forward pass and the exporter walk).
+    pub(crate) fn nodes(&self) -> &[plan::Node] {
+        &self.nodes
     }
 
     /// Its validation report: per-layer shapes, parameters and MACs.

@@ -26,7 +26,7 @@ mod norm;
 mod pool;
 
 pub use conv::{conv2d, Conv2dSpec};
-pub use norm::{batch_norm2d, lrn, BatchNormMode, LrnSpec, RunningStats};
+pub use norm::{batch_norm2d, lrn, BatchNormMode, LrnSpec, RunningStats, BATCH_NORM_EPSILON};
 pub use pool::{avg_pool2d, max_pool2d, Pool2dSpec};
 
 /// The float types our ops run in: `f32` for training, `f64` for gradient checks.

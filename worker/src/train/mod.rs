@@ -756,6 +756,9 @@ impl<'d> Session<'d> {
         }
         self.result.images_per_second =
             self.result.images as f64 / self.result.train_seconds.max(1e-9);
+        self.trainer
+            .net
+            .set_input_normalization(Some(self.stats.clone()));
         (self.trainer.net, self.result)
     }
 }
