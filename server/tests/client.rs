@@ -154,6 +154,27 @@ fn the_client_drives_a_search_on_nas_up() {
         &server,
         &["arch", "check", &arch.display().to_string()],
     ));
+    let model = dir.join("model.onnx");
+    let said = ok(&nas(
+        &server,
+        &[
+            "export",
+            &trial.to_string(),
+            "--format",
+            "onnx",
+            "--out",
+            &model.display().to_string(),
+        ],
+    ));
+    assert!(said.contains("ONNX model (opset 17)"), "{said}");
+    assert!(model.metadata().is_ok_and(|m| m.len() > 100));
+    let missing = nas(&server, &["export", "987654", "--format", "onnx"]);
+    assert!(
+        !missing.status.success()
+            && String::from_utf8_lossy(&missing.stderr).contains("404 not_found"),
+        "{}",
+        String::from_utf8_lossy(&missing.stderr)
+    );
 
     let refused = nas(&server, &["cancel", &id.to_string()]);
     assert!(!refused.status.success());

@@ -357,6 +357,28 @@ async fn a_multi_fidelity_search_and_its_final_model_in_a_real_browser() {
         assert!(Instant::now() < deadline, "the search did not finish");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    // A model stopped early is an under-trained proxy: not exportable.
+    let stopped = live
+        .store
+        .trials(id)
+        .await
+        .expect("trials")
+        .into_iter()
+        .find(|t| t.state == store::TrialState::Stopped)
+        .expect("a trial stopped early");
+    let (status, body) =
+        common::get(format!("{}/trials/{}/model.onnx", live.base, stopped.id)).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (409, Some("not_exportable")),
+        "{body}"
+    );
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("is stopped")),
+        "{body}"
+    );
     let (_driver, c) = browser().await;
     c.goto(&format!("{root}/searches/{id}"))
         .await
