@@ -228,16 +228,24 @@ fn train_prints_epochs_then_a_json_summary_and_saves_weights() {
         .expect("zoo builds");
     let arch_file = weights.with_extension("json");
     let model = weights.with_extension("onnx");
+    let (arch_arg, weights_arg, model_arg) = (
+        arch_file.display().to_string(),
+        weights.display().to_string(),
+        model.display().to_string(),
+    );
+    let convert = || {
+        nas(&[
+            "arch",
+            "onnx",
+            &arch_arg,
+            "--weights",
+            &weights_arg,
+            "--out",
+            &model_arg,
+        ])
+    };
     std::fs::write(&arch_file, arch.to_json_pretty()).expect("writes the architecture");
-    let out = stdout(&nas(&[
-        "arch",
-        "onnx",
-        &arch_file.display().to_string(),
-        "--weights",
-        &weights.display().to_string(),
-        "--out",
-        &model.display().to_string(),
-    ]));
+    let out = stdout(&convert());
     assert!(out.contains("input `pixels`"), "{out}");
     assert!(std::fs::metadata(&model)
         .map(|m| m.len() > 61_706 * 4)
@@ -245,15 +253,7 @@ fn train_prints_epochs_then_a_json_summary_and_saves_weights() {
     let wrong = search::zoo::build("lenet5", search::InputShape::new(1, 28, 28), 10, 0.5)
         .expect("zoo builds");
     std::fs::write(&arch_file, wrong.to_json_pretty()).expect("writes the architecture");
-    let refused = nas(&[
-        "arch",
-        "onnx",
-        &arch_file.display().to_string(),
-        "--weights",
-        &weights.display().to_string(),
-        "--out",
-        &model.display().to_string(),
-    ]);
+    let refused = convert();
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(
         !refused.status.success() && stderr.contains("weights are for architecture"),

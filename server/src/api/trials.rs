@@ -70,15 +70,20 @@ pub async fn get_weights(
         .weights(id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("weights of trial {id}")))?;
-    let disposition = format!("attachment; filename=\"trial-{id}.safetensors\"");
-    Ok((
+    Ok(download(format!("trial-{id}.safetensors"), bytes))
+}
+
+/// A binary download saved as `filename`.
+fn download(filename: String, bytes: Vec<u8>) -> Response {
+    let disposition = format!("attachment; filename=\"{filename}\"");
+    (
         [
             (header::CONTENT_TYPE, "application/octet-stream".to_owned()),
             (header::CONTENT_DISPOSITION, disposition),
         ],
         bytes,
     )
-        .into_response())
+        .into_response()
 }
 
 /// `GET /trials/{id}/model.onnx`: a succeeded trial's trained network as an
@@ -124,15 +129,7 @@ pub async fn get_onnx(State(state): State<AppState>, TrialId(id): TrialId) -> Ap
     let exported = tokio::task::spawn_blocking(move || export_onnx(id, &arch, &weights, &metadata))
         .await
         .map_err(ApiError::internal)??;
-    let disposition = format!("attachment; filename=\"trial-{id}.onnx\"");
-    Ok((
-        [
-            (header::CONTENT_TYPE, "application/octet-stream".to_owned()),
-            (header::CONTENT_DISPOSITION, disposition),
-        ],
-        exported,
-    )
-        .into_response())
+    Ok(download(format!("trial-{id}.onnx"), exported))
 }
 
 /// Builds trial `id`'s network, loads its weights and exports it.

@@ -40,13 +40,7 @@ pub fn fill_batch<R: Rng + ?Sized>(
     out.resize(indices.len() * size, 0.0);
     labels.clear();
     // Per-channel affine map of a byte: x / 255 -> (x - mean) / std.
-    let scale: Vec<f32> = stats.std.iter().map(|s| 1.0 / (255.0 * s)).collect();
-    let shift: Vec<f32> = stats
-        .mean
-        .iter()
-        .zip(&stats.std)
-        .map(|(m, s)| -m / s)
-        .collect();
+    let (scale, shift) = stats.pixel_affine();
     for (slot, &index) in indices.iter().enumerate() {
         labels.push(usize::from(data.labels[index]));
         let image = data.image(index);

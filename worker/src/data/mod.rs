@@ -189,6 +189,22 @@ pub struct ChannelStats {
     pub std: Vec<f32>,
 }
 
+impl ChannelStats {
+    /// The per-channel affine map of a raw pixel byte value `p` that this
+    /// normalisation is: `p * scale + shift`, returned as `(scale, shift)`.
+    /// Training batches and exported models both apply exactly this.
+    pub fn pixel_affine(&self) -> (Vec<f32>, Vec<f32>) {
+        let scale = self.std.iter().map(|s| 1.0 / (255.0 * s)).collect();
+        let shift = self
+            .mean
+            .iter()
+            .zip(&self.std)
+            .map(|(m, s)| -m / s)
+            .collect();
+        (scale, shift)
+    }
+}
+
 /// A dataset's training and test parts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Split {

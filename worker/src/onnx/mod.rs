@@ -89,13 +89,7 @@ fn model(net: &Network, extra: &[(String, String)]) -> Result<ModelProto, Export
     if let Some(stats) = net.input_normalization() {
         // (x / 255 - mean) / std, as the engine's batches are made.
         let channels = input.channels;
-        let scale: Vec<f32> = stats.std.iter().map(|s| 1.0 / (255.0 * s)).collect();
-        let shift: Vec<f32> = stats
-            .mean
-            .iter()
-            .zip(&stats.std)
-            .map(|(m, s)| -m / s)
-            .collect();
+        let (scale, shift) = stats.pixel_affine();
         let scale = graph.constant("normalise.scale", &[1, channels, 1, 1], &scale);
         let shift = graph.constant("normalise.shift", &[1, channels, 1, 1], &shift);
         let scaled = graph.op("Mul", "normalise", vec![x, scale], vec![]);
