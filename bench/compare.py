@@ -1,17 +1,31 @@
 #!/usr/bin/env python3
-"""One command, both engines, the ratio: runs `nas bench` and the PyTorch
-reference on the same architectures, data, batch and threads, and prints a
-Markdown table.
+"""One command, both engines, the ratios: runs `nas bench train` and the
+PyTorch reference (`bench/torch_reference.py`) on the same architectures,
+data, batch and threads, alternating engine by engine, and prints a Markdown
+table of medians: training images/second, batch-1 latency and peak resident
+memory during training, with nas/PyTorch ratios and their geometric means.
 
-    cargo build --release && python3 bench/compare.py [--threads 2] [--steps 50]
+    cargo build --release -p server
+    python3 bench/compare.py                  # two-conv and fashion_cnn
+    python3 bench/compare.py --suite          # the suite in bench/suite/
+    python3 bench/compare.py --suite --only mobile --repeats 1
+
+Ratios: training throughput above 1 means nas is faster; latency and memory
+below 1 mean nas is faster or smaller.
 """
 import argparse
 import json
+import math
+import os
 import platform
 import subprocess
 import sys
 
-NETS = [("two-conv (a)", ["--arch", "bench/two_conv.json"]), ("fashion_cnn (b)", ["--zoo", "fashion_cnn"])]
+QUICK = [
+    {"name": "two-conv", "arch": "bench/two_conv.json", "dataset": "fashion-mnist"},
+    {"name": "fashion_cnn", "zoo": "fashion_cnn", "dataset": "fashion-mnist"},
+]
+SUITE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "suite")
 
 
 def run(cmd):
@@ -19,40 +33,99 @@ def run(cmd):
     return json.loads(out.strip().splitlines()[-1])
 
 
-def median_of(runs):
-    """The first run with the median throughput and median latency filled in."""
-    def median(values):
-        values = sorted(values)
-        return values[len(values) // 2]
-    out = dict(runs[0])
-    out["train_images_per_second"] = median([r["train_images_per_second"] for r in runs])
-    out["latency_ms"] = {"p50": median([r["latency_ms"]["p50"] for r in runs])}
-    return out
+def median(values):
+    values = sorted(v for v in values if v is not None)
+    if not values:
+        return None
+    mid = len(values) // 2
+    return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
+
+
+def summary_of(runs):
+    """Medians over repeated runs of one engine on one network."""
+    return {
+        "engine": runs[0]["engine"],
+        "params": runs[0].get("params"),
+        "train_images_per_second": median([r["train_images_per_second"] for r in runs]),
+        "latency_ms_p50": median([r["latency_ms"]["p50"] for r in runs]),
+        "peak_rss_mib": median([r.get("rss_mib", {}).get("peak_training") for r in runs]),
+        "runs": len(runs),
+    }
+
+
+def geomean(values):
+    values = [v for v in values if v]
+    return math.exp(sum(math.log(v) for v in values) / len(values)) if values else None
+
+
+def suite_networks(only):
+    with open(os.path.join(SUITE_DIR, "suite.json")) as f:
+        nets = json.load(f)["networks"]
+    for net in nets:
+        net["arch"] = os.path.join(SUITE_DIR, net["file"])
+    return [n for n in nets if not only or any(o in n["name"] for o in only)]
+
+
+def model_flags(net):
+    return ["--arch", net["arch"]] if "arch" in net else ["--zoo", net["zoo"]]
+
+
+def fmt(v, spec, unit=""):
+    return "-" if v is None else f"{v:{spec}}{unit}"
 
 
 def main():
-    p = argparse.ArgumentParser()
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--suite", action="store_true", help="run the networks of bench/suite/suite.json")
+    p.add_argument("--only", action="append", help="only suite networks whose name contains this (repeatable)")
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--steps", type=int, default=50)
+    p.add_argument("--steps", type=int, default=30)
     p.add_argument("--data-dir", default="../shared/datasets")
     p.add_argument("--nas", default="target/release/nas")
+    p.add_argument("--python", default=sys.executable, help="the Python with torch installed")
     p.add_argument("--repeats", type=int, default=3, help="alternating runs per engine; medians are reported")
+    p.add_argument("--json-out", help="also write every measurement and ratio to this file")
     args = p.parse_args()
-    common = ["--threads", str(args.threads), "--steps", str(args.steps), "--data-dir", args.data_dir]
-    print(f"| network | engine | train img/s (batch 64, {args.threads} threads) | batch-1 latency p50 (1 thread) |")
-    print("|---|---|---:|---:|")
-    for name, model in NETS:
+    nets = suite_networks(args.only) if args.suite else QUICK
+    here = os.path.dirname(os.path.abspath(__file__))
+    rows = []
+    print(f"| network | params | train img/s nas | PyTorch | **ratio** | batch-1 p50 nas | PyTorch | **ratio** "
+          f"| peak RSS nas | PyTorch | **ratio** |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for net in nets:
+        common = ["--threads", str(args.threads), "--steps", str(args.steps), "--data-dir", args.data_dir,
+                  "--dataset", net.get("dataset", "fashion-mnist")]
         ours_runs, ref_runs = [], []
         for _ in range(args.repeats):
-            ours_runs.append(run([args.nas, "bench", "train", *model, *common]))
-            ref_runs.append(run([sys.executable, "bench/torch_reference.py", *model, *common, "--nas", args.nas]))
-        ours, ref = median_of(ours_runs), median_of(ref_runs)
-        for r in (ours, ref):
-            print(f"| {name} | {r['engine']} | {r['train_images_per_second']:,.0f} | {r['latency_ms']['p50']:.3f} ms |")
-        speed = ours["train_images_per_second"] / ref["train_images_per_second"]
-        lat = ours["latency_ms"]["p50"] / ref["latency_ms"]["p50"]
-        print(f"| {name} | **ratio nas/PyTorch** | **{speed:.2f}x** | **{lat:.2f}x** |")
-    print(f"\nmedians of {args.repeats} alternating runs; machine: {ours.get('device', platform.processor())}")
+            ours_runs.append(run([args.nas, "bench", "train", *model_flags(net), *common]))
+            ref_runs.append(run([args.python, os.path.join(here, "torch_reference.py"), *model_flags(net), *common,
+                                 "--nas", args.nas]))
+        ours, ref = summary_of(ours_runs), summary_of(ref_runs)
+        ratio = lambda key: ours[key] / ref[key] if ours[key] and ref[key] else None  # noqa: E731
+        row = {"network": net["name"], "nas": ours, "pytorch": ref,
+               "train_ratio": ratio("train_images_per_second"), "latency_ratio": ratio("latency_ms_p50"),
+               "memory_ratio": ratio("peak_rss_mib")}
+        rows.append(row)
+        print(f"| {net['name']} | {ours['params']:,} "
+              f"| {ours['train_images_per_second']:,.0f} | {ref['train_images_per_second']:,.0f} "
+              f"| **{fmt(row['train_ratio'], '.2f', 'x')}** "
+              f"| {ours['latency_ms_p50']:.3f} ms | {ref['latency_ms_p50']:.3f} ms "
+              f"| **{fmt(row['latency_ratio'], '.2f', 'x')}** "
+              f"| {fmt(ours['peak_rss_mib'], ',.0f', ' MiB')} | {fmt(ref['peak_rss_mib'], ',.0f', ' MiB')} "
+              f"| **{fmt(row['memory_ratio'], '.2f', 'x')}** |", flush=True)
+    means = {key: geomean([r[key] for r in rows]) for key in ("train_ratio", "latency_ratio", "memory_ratio")}
+    print(f"| **geometric mean** | | | | **{fmt(means['train_ratio'], '.2f', 'x')}** | | "
+          f"| **{fmt(means['latency_ratio'], '.2f', 'x')}** | | | **{fmt(means['memory_ratio'], '.2f', 'x')}** |")
+    slowest = min(rows, key=lambda r: r["train_ratio"] or math.inf)
+    device = ours_runs[-1].get("device", platform.processor())
+    print(f"\nmedians of {args.repeats} alternating runs; batch 64, Adam, {args.steps} timed steps, "
+          f"{args.threads} training threads, latency on 1 thread; slowest training ratio: "
+          f"{slowest['network']} {fmt(slowest['train_ratio'], '.2f', 'x')}; machine: {device}; "
+          f"{ref['engine']}")
+    if args.json_out:
+        with open(args.json_out, "w") as f:
+            json.dump({"machine": device, "threads": args.threads, "steps": args.steps, "repeats": args.repeats,
+                       "geometric_means": means, "networks": rows}, f, indent=1)
 
 
 if __name__ == "__main__":

@@ -367,7 +367,8 @@ pub struct BenchArgs {
     /// Width multiplier for `--zoo`.
     #[arg(long, default_value_t = 1.0)]
     pub width: f64,
-    /// Dataset whose first images feed the steps.
+    /// Dataset whose first images feed the steps, or `synthetic` (seeded
+    /// random images of the architecture's input shape; any shape, no files).
     #[arg(long, default_value = "fashion-mnist")]
     pub dataset: String,
     /// Folder holding `<dataset>/`.
@@ -388,6 +389,9 @@ pub struct BenchArgs {
     /// Threads for the batch-1 latency.
     #[arg(long, default_value_t = 1)]
     pub latency_threads: usize,
+    /// Skip the batch-1 latency (to profile the training step alone).
+    #[arg(long)]
+    pub no_latency: bool,
 }
 
 /// Flags of `nas worker`.

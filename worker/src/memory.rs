@@ -11,17 +11,40 @@ fn number_in(file: &Path) -> Option<u64> {
     text.split_whitespace().next()?.parse().ok()
 }
 
-/// `MemTotal` of `/proc/meminfo`, bytes.
-fn machine_memory() -> Option<u64> {
-    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+/// The `key:` line of a `/proc` status file (`1234 kB`), bytes.
+fn kib_field(file: &str, key: &str) -> Option<u64> {
+    let info = std::fs::read_to_string(file).ok()?;
     let kib: u64 = info
         .lines()
-        .find(|l| l.starts_with("MemTotal:"))?
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))?
         .split_whitespace()
-        .nth(1)?
+        .next()?
         .parse()
         .ok()?;
     Some(kib * 1024)
+}
+
+/// `MemTotal` of `/proc/meminfo`, bytes.
+fn machine_memory() -> Option<u64> {
+    kib_field("/proc/meminfo", "MemTotal")
+}
+
+/// This process's resident memory now (`VmRSS`), bytes; Linux only.
+pub fn resident_now() -> Option<u64> {
+    kib_field("/proc/self/status", "VmRSS")
+}
+
+/// This process's peak resident memory (`VmHWM`) since it started or since
+/// the last [`reset_resident_peak`], bytes; Linux only.
+pub fn resident_peak() -> Option<u64> {
+    kib_field("/proc/self/status", "VmHWM")
+}
+
+/// Starts a new peak for [`resident_peak`] (writes `5` to
+/// `/proc/self/clear_refs`), so a benchmark can report the peak of one phase.
+/// Returns whether the kernel accepted it.
+pub fn reset_resident_peak() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
 }
 
 /// The memory this process may use, bytes: the cgroup v2 or v1 limit when
@@ -45,5 +68,16 @@ mod tests {
     fn this_machine_reports_some_memory() {
         let bytes = available_memory().expect("readable on Linux");
         assert!(bytes > 64 << 20, "{bytes}");
+    }
+
+    #[test]
+    fn the_peak_follows_a_large_allocation_and_resets() {
+        assert!(reset_resident_peak(), "clear_refs is writable on Linux");
+        let before = resident_peak().expect("VmHWM");
+        let block = vec![1u8; 64 << 20];
+        std::hint::black_box(&block);
+        let during = resident_peak().expect("VmHWM");
+        assert!(during >= before + (60 << 20), "{before} -> {during}");
+        assert!(resident_now().expect("VmRSS") <= during);
     }
 }

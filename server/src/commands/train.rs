@@ -241,40 +241,97 @@ pub fn latency(args: &LatencyArgs) -> anyhow::Result<String> {
     Ok(format!("{summary}\n"))
 }
 
+/// `--dataset synthetic`: random images for architectures no local dataset fits.
+const SYNTHETIC: &str = "synthetic";
+
+/// `count` seeded random images of the architecture's input shape, with
+/// random labels: for speed and memory benchmarks only (the pixel values do
+/// not change the work a step does).
+fn synthetic_images(arch: &Architecture, count: usize) -> worker::data::Dataset {
+    use rand::Rng;
+    let mut rng = search::seeded_rng(7);
+    let size = arch.input.channels * arch.input.height * arch.input.width;
+    let classes = arch.classes.clamp(1, 256);
+    worker::data::Dataset {
+        shape: arch.input,
+        classes: arch.classes,
+        pixels: (0..count * size).map(|_| rng.gen::<u8>()).collect(),
+        labels: (0..count)
+            .map(|_| rng.gen_range(0..classes) as u8)
+            .collect(),
+    }
+}
+
+/// The median of some durations (0 for none): robust to the odd step a
+/// noisy machine slows down.
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    match sorted.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => sorted[n / 2],
+        n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
+    }
+}
+
+fn mebibytes(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
+
 /// Times `--steps` Adam steps at `--batch-size` on the dataset's first images
-/// (after `--warmup` untimed ones) and the batch-1 latency; prints one JSON line.
+/// (after `--warmup` untimed ones) and the batch-1 latency; prints one JSON
+/// line. Throughput is the batch over the median step time (robust to a
+/// noisy machine); `train_images_per_second_overall` is over the total.
 pub fn bench(args: &BenchArgs) -> anyhow::Result<String> {
-    let (split, dataset_name, arch) = dataset_and_architecture(
-        &args.model,
-        args.width,
-        &args.dataset,
-        args.data_dir.as_deref(),
-    )?;
+    let (train_set, dataset_name, arch) = if args.dataset == SYNTHETIC {
+        let arch = architecture(
+            &args.model,
+            args.width,
+            search::InputShape::new(1, 28, 28),
+            10,
+        )?;
+        let images = (args.steps + args.warmup) * args.batch_size.max(1);
+        (synthetic_images(&arch, images), SYNTHETIC.to_owned(), arch)
+    } else {
+        let (split, name, arch) = dataset_and_architecture(
+            &args.model,
+            args.width,
+            &args.dataset,
+            args.data_dir.as_deref(),
+        )?;
+        (split.train, name, arch)
+    };
     let mut net = Network::new(&arch, 0)?;
-    let latency = latency::measure(
-        &mut net,
-        LatencyConfig {
-            threads: args.latency_threads,
-            ..LatencyConfig::thorough()
-        },
-        host_gate().as_deref(),
-    )?;
-    let stats = split.train.channel_stats();
+    let latency = if args.no_latency {
+        None
+    } else {
+        Some(latency::measure(
+            &mut net,
+            LatencyConfig {
+                threads: args.latency_threads,
+                ..LatencyConfig::thorough()
+            },
+            host_gate().as_deref(),
+        )?)
+    };
+    let stats = train_set.channel_stats();
     let batch = args.batch_size.max(1);
-    if split.train.len() < batch {
+    if train_set.len() < batch {
         bail!("{} has fewer than {batch} training images", dataset_name);
     }
     let pool = train::thread_pool(args.threads)?;
     let mut trainer = train::Trainer::new(net, OptimizerKind::adam());
     let mut rng = search::seeded_rng(0);
+    let resident_before = worker::memory::resident_now();
+    let peak_is_training_only = worker::memory::reset_resident_peak();
     let seconds = pool.install(|| {
         let (mut images, mut labels) = (Vec::new(), Vec::new());
-        let mut timed = 0.0;
+        let mut timed = Vec::with_capacity(args.steps);
         for step in 0..args.steps + args.warmup {
-            let start = (step * batch) % (split.train.len() - batch + 1);
+            let start = (step * batch) % (train_set.len() - batch + 1);
             let indices: Vec<usize> = (start..start + batch).collect();
             worker::data::fill_batch(
-                &split.train,
+                &train_set,
                 &indices,
                 &stats,
                 Default::default(),
@@ -285,11 +342,13 @@ pub fn bench(args: &BenchArgs) -> anyhow::Result<String> {
             let t = std::time::Instant::now();
             trainer.step(std::mem::take(&mut images), &labels, 1e-3);
             if step >= args.warmup {
-                timed += t.elapsed().as_secs_f64();
+                timed.push(t.elapsed().as_secs_f64());
             }
         }
         timed
     });
+    let total: f64 = seconds.iter().sum();
+    let median_step = median(&seconds);
     let summary = json!({
         "engine": "nas (dfdx 0.13 + own ops)",
         "architecture": arch.name,
@@ -297,10 +356,17 @@ pub fn bench(args: &BenchArgs) -> anyhow::Result<String> {
         "batch_size": batch,
         "threads": args.threads,
         "steps": args.steps,
-        "train_images_per_second": (args.steps * batch) as f64 / seconds.max(1e-9),
-        "latency_ms": { "p50": latency.p50, "p90": latency.p90 },
+        "train_images_per_second": batch as f64 / median_step.max(1e-9),
+        "train_images_per_second_overall": (args.steps * batch) as f64 / total.max(1e-9),
+        "latency_ms": latency.as_ref().map(|l| json!({ "p50": l.p50, "p90": l.p90 })),
         "latency_threads": args.latency_threads,
-        "device": latency.device.fingerprint(),
+        "device": worker::latency::Device::current(args.latency_threads).fingerprint(),
+        "dataset": dataset_name,
+        "rss_mib": {
+            "before_training": resident_before.map(mebibytes),
+            "peak_training": worker::memory::resident_peak().map(mebibytes),
+            "peak_is_training_only": peak_is_training_only,
+        },
     });
     Ok(format!("{summary}\n"))
 }

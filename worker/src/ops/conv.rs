@@ -1,10 +1,12 @@
-//! 2-D convolution as im2col + GEMM, one image per task, parallel over the batch.
+//! 2-D convolution as im2col + GEMM, one image per task, parallel over the
+//! batch; depthwise convolutions take the direct kernels of [`super::depthwise`].
 
 use dfdx::prelude::*;
 use rayon::prelude::*;
 
+use super::depthwise;
 use super::gemm::{matmul, MatRef};
-use super::{restore_grad, take_grad, to_vec, Map, Param, Real};
+use super::{release_grad, simd, take_grad, to_vec, with_scratch, Map, Param, Real};
 
 /// The geometry of a convolution. Weights are `out x in/groups x kh x kw`,
 /// stored flat; the bias (if any) has `out` elements.
@@ -71,16 +73,16 @@ impl Conv2dSpec {
 
 /// Everything the per-image kernels need, with the input size resolved.
 #[derive(Clone, Copy)]
-struct Geometry {
-    spec: Conv2dSpec,
-    h: usize,
-    w: usize,
-    oh: usize,
-    ow: usize,
+pub(super) struct Geometry {
+    pub(super) spec: Conv2dSpec,
+    pub(super) h: usize,
+    pub(super) w: usize,
+    pub(super) oh: usize,
+    pub(super) ow: usize,
     /// Input channels per group.
-    cg: usize,
+    pub(super) cg: usize,
     /// Output channels per group.
-    og: usize,
+    pub(super) og: usize,
     /// Rows of the im2col matrix: `cg * kh * kw`.
     kdim: usize,
 }
@@ -105,17 +107,17 @@ impl Geometry {
         }
     }
 
-    fn in_len(&self) -> usize {
+    pub(super) fn in_len(&self) -> usize {
         self.spec.in_channels * self.h * self.w
     }
 
-    fn out_len(&self) -> usize {
+    pub(super) fn out_len(&self) -> usize {
         self.spec.out_channels * self.oh * self.ow
     }
 
     /// The output columns `lo..hi` whose input column `ox * stride + offset`
     /// lies inside the image.
-    fn valid_columns(&self, offset: isize) -> (usize, usize) {
+    pub(super) fn valid_columns(&self, offset: isize) -> (usize, usize) {
         let (sw, w) = (self.spec.stride.1 as isize, self.w as isize);
         let lo = if offset >= 0 {
             0
@@ -130,9 +132,11 @@ impl Geometry {
         (lo.min(hi) as usize, hi as usize)
     }
 
-    /// Calls `f(row, oy, iy, offset, lo, hi)` for every im2col row and output
-    /// line of group `group` whose input line `iy` is inside the image.
-    fn for_each_window_line(&self, mut f: impl FnMut(usize, usize, Option<usize>, isize)) {
+    /// Calls `f(im2col row, output row, input channel, input row, column
+    /// offset)` for every im2col row and output row of one group; the input
+    /// row is `None` where the window lies in the padding.
+    #[inline(always)]
+    fn for_each_window_line(&self, mut f: impl FnMut(usize, usize, usize, Option<usize>, isize)) {
         let s = &self.spec;
         let (kh, kw) = s.kernel;
         for ci in 0..self.cg {
@@ -144,24 +148,76 @@ impl Geometry {
                         let iy =
                             (oy * s.stride.0 + ki * s.dilation.0) as isize - s.padding[0] as isize;
                         let inside = (0..self.h as isize).contains(&iy);
-                        f(
-                            row * self.oh + oy,
-                            ci,
-                            inside.then_some(iy as usize),
-                            offset,
-                        );
+                        f(row, oy, ci, inside.then_some(iy as usize), offset);
                     }
                 }
             }
         }
     }
 
-    /// Fills `col` (`kdim x oh*ow`) from one group of one image.
-    fn im2col<E: Real>(&self, image: &[E], group: usize, col: &mut [E]) {
+    /// Whether an im2col row can be copied as one shifted plane: stride 1
+    /// across and as many output as input columns ("same" padding), so an
+    /// input row and an output row are equally long and a kernel tap is one
+    /// contiguous shift of the whole plane, its wrapped border columns zeroed.
+    fn rows_are_plane_shifts(&self) -> bool {
+        self.spec.stride.1 == 1 && self.ow == self.w
+    }
+
+    /// For the im2col row of kernel tap `(ki, kj)`: the output rows
+    /// `oy_lo..oy_hi` whose input row is inside the image, the output
+    /// columns `lo..hi` whose input column is, and the input index offset
+    /// of output element 0 (valid only with [`Geometry::rows_are_plane_shifts`]).
+    fn plane_shift(&self, ki: usize, kj: usize) -> (usize, usize, usize, usize, isize) {
+        let s = &self.spec;
+        let dy = (ki * s.dilation.0) as isize - s.padding[0] as isize;
+        let sh = s.stride.0 as isize;
+        let first = if dy >= 0 { 0 } else { (-dy + sh - 1) / sh };
+        let last = if self.h as isize - 1 - dy < 0 {
+            0
+        } else {
+            ((self.h as isize - 1 - dy) / sh + 1).min(self.oh as isize)
+        };
+        let offset = (kj * s.dilation.1) as isize - s.padding[2] as isize;
+        let (lo, hi) = self.valid_columns(offset);
+        let (oy_lo, oy_hi) = (first.min(last) as usize, last.max(0) as usize);
+        (oy_lo, oy_hi, lo, hi, dy * self.w as isize + offset)
+    }
+
+    /// Fills one image's block of an im2col matrix whose rows are `stride`
+    /// apart: row `r` of group `group` of `image` goes to
+    /// `col[r * stride..][..oh * ow]`.
+    fn im2col<E: Real>(&self, image: &[E], group: usize, col: &mut [E], stride: usize) {
         let (hw, ow, sw) = (self.h * self.w, self.ow, self.spec.stride.1);
         let planes = &image[group * self.cg * hw..(group + 1) * self.cg * hw];
-        self.for_each_window_line(|line, ci, iy, offset| {
-            let dst = &mut col[line * ow..(line + 1) * ow];
+        if self.rows_are_plane_shifts() && self.spec.stride.0 == 1 {
+            let (kh, kw) = self.spec.kernel;
+            for ki in 0..kh {
+                for kj in 0..kw {
+                    let (oy_lo, oy_hi, lo, hi, shift) = self.plane_shift(ki, kj);
+                    for (ci, plane) in planes.chunks_exact(hw.max(1)).enumerate() {
+                        let row = (ci * kh + ki) * kw + kj;
+                        let dst = &mut col[row * stride..][..self.oh * ow];
+                        if oy_lo >= oy_hi || lo >= hi {
+                            dst.fill(E::zero());
+                            continue;
+                        }
+                        let (start, end) = (oy_lo * ow + lo, (oy_hi - 1) * ow + hi);
+                        dst[..start].fill(E::zero());
+                        dst[end..].fill(E::zero());
+                        let from = (start as isize + shift) as usize;
+                        dst[start..end].copy_from_slice(&plane[from..from + end - start]);
+                        for oy in oy_lo..oy_hi {
+                            let line = &mut dst[oy * ow..(oy + 1) * ow];
+                            line[..lo].fill(E::zero());
+                            line[hi..].fill(E::zero());
+                        }
+                    }
+                }
+            }
+            return;
+        }
+        self.for_each_window_line(|row, oy, ci, iy, offset| {
+            let dst = &mut col[row * stride + oy * ow..][..ow];
             let Some(iy) = iy else {
                 dst.fill(E::zero());
                 return;
@@ -181,51 +237,119 @@ impl Geometry {
         });
     }
 
-    /// Adds `col` (`kdim x oh*ow`) back into one group of one image's gradient.
-    fn col2im<E: Real>(&self, col: &[E], group: usize, image: &mut [E]) {
+    /// Adds one image's block of an im2col-shaped gradient (rows `stride`
+    /// apart, as [`Geometry::im2col`] lays them out) back into group
+    /// `group` of that image's gradient. The block's cells that fall in the
+    /// padding are zeroed on the way (they are not needed after this).
+    fn col2im<E: Real>(&self, col: &mut [E], group: usize, image: &mut [E], stride: usize) {
         let (hw, ow, sw) = (self.h * self.w, self.ow, self.spec.stride.1);
         let planes = &mut image[group * self.cg * hw..(group + 1) * self.cg * hw];
-        self.for_each_window_line(|line, ci, iy, offset| {
+        if self.rows_are_plane_shifts() && self.spec.stride.0 == 1 {
+            let (kh, kw) = self.spec.kernel;
+            for ki in 0..kh {
+                for kj in 0..kw {
+                    let (oy_lo, oy_hi, lo, hi, shift) = self.plane_shift(ki, kj);
+                    for (ci, plane) in planes.chunks_exact_mut(hw.max(1)).enumerate() {
+                        let row = (ci * kh + ki) * kw + kj;
+                        let src = &mut col[row * stride..][..self.oh * ow];
+                        if oy_lo >= oy_hi || lo >= hi {
+                            continue;
+                        }
+                        for oy in oy_lo..oy_hi {
+                            let line = &mut src[oy * ow..(oy + 1) * ow];
+                            line[..lo].fill(E::zero());
+                            line[hi..].fill(E::zero());
+                        }
+                        let (start, end) = (oy_lo * ow + lo, (oy_hi - 1) * ow + hi);
+                        let to = (start as isize + shift) as usize;
+                        for (d, &v) in plane[to..to + end - start].iter_mut().zip(&src[start..end])
+                        {
+                            *d += v;
+                        }
+                    }
+                }
+            }
+            return;
+        }
+        self.for_each_window_line(|row, oy, ci, iy, offset| {
             let Some(iy) = iy else { return };
-            let src = &col[line * ow..(line + 1) * ow];
+            let src = &col[row * stride + oy * ow..][..ow];
             let dst = &mut planes[ci * hw + iy * self.w..ci * hw + (iy + 1) * self.w];
             let (lo, hi) = self.valid_columns(offset);
-            for (ox, &v) in src[lo..hi].iter().enumerate() {
-                let ix = ((ox + lo) * sw) as isize + offset;
-                dst[ix as usize] += v;
+            if sw == 1 {
+                let start = (lo as isize + offset) as usize;
+                for (d, &v) in dst[start..start + hi - lo].iter_mut().zip(&src[lo..hi]) {
+                    *d += v;
+                }
+            } else {
+                for (ox, &v) in src[lo..hi].iter().enumerate() {
+                    dst[(((ox + lo) * sw) as isize + offset) as usize] += v;
+                }
             }
         });
     }
 
-    /// An im2col buffer (empty for pointwise convolutions, which need none).
-    fn scratch<E: Real>(&self) -> Vec<E> {
-        let len = if self.spec.is_pointwise() {
-            0
-        } else {
-            self.kdim * self.oh * self.ow
-        };
-        vec![E::zero(); len]
-    }
-
-    /// Group `group` of one image as its `kdim x oh*ow` im2col matrix: the
-    /// image itself for a pointwise convolution, else filled into `col`.
-    fn columns<'a, E: Real>(
+    /// Group `group` of a run of images (`images.len() / in_len` of them)
+    /// as one `kdim x images * oh * ow` im2col matrix: the image itself for a
+    /// pointwise convolution of one image, else filled into `col`.
+    fn run_columns<'a, E: Real>(
         &self,
-        image: &'a [E],
+        images: &'a [E],
         group: usize,
         col: &'a mut [E],
     ) -> MatRef<'a, E> {
-        if self.spec.is_pointwise() {
-            let hw = self.h * self.w;
-            MatRef::rows(
-                &image[group * self.cg * hw..(group + 1) * self.cg * hw],
+        let count = images.len() / self.in_len().max(1);
+        let (ohw, hw) = (self.oh * self.ow, self.h * self.w);
+        if self.spec.is_pointwise() && count == 1 {
+            return MatRef::rows(
+                &images[group * self.cg * hw..(group + 1) * self.cg * hw],
                 self.cg,
                 hw,
-            )
-        } else {
-            self.im2col(image, group, col);
-            MatRef::rows(col, self.kdim, self.oh * self.ow)
+            );
         }
+        let width = count * ohw;
+        for (j, image) in images.chunks_exact(self.in_len().max(1)).enumerate() {
+            simd(|| self.im2col(image, group, &mut col[j * ohw..], width));
+        }
+        MatRef::rows(&col[..self.kdim * width], self.kdim, width)
+    }
+
+    /// Group `group` of a run of output gradients as one
+    /// `og x images * oh * ow` matrix: a view of the gradient itself for one
+    /// image, else gathered into `buf`.
+    fn run_grads<'a, E: Real>(
+        &self,
+        grads: &'a [E],
+        group: usize,
+        buf: &'a mut [E],
+    ) -> MatRef<'a, E> {
+        let count = grads.len() / self.out_len().max(1);
+        let ohw = self.oh * self.ow;
+        let block = self.og * ohw;
+        if count == 1 {
+            return MatRef::rows(&grads[group * block..(group + 1) * block], self.og, ohw);
+        }
+        let width = count * ohw;
+        for (j, image) in grads.chunks_exact(self.out_len().max(1)).enumerate() {
+            for o in 0..self.og {
+                buf[o * width + j * ohw..][..ohw]
+                    .copy_from_slice(&image[group * block + o * ohw..][..ohw]);
+            }
+        }
+        MatRef::rows(&buf[..self.og * width], self.og, width)
+    }
+
+    /// Scratch elements one run of `count` images needs: its im2col matrix
+    /// and one group's gathered outputs or gradients.
+    fn run_scratch(&self, count: usize) -> (usize, usize) {
+        let width = count * self.oh * self.ow;
+        let cols = if self.spec.is_pointwise() && count == 1 {
+            0
+        } else {
+            self.kdim * width
+        };
+        let outputs = if count == 1 { 0 } else { self.og * width };
+        (cols, outputs)
     }
 
     /// Group `group`'s weights as a `og x kdim` matrix.
@@ -233,16 +357,39 @@ impl Geometry {
         let len = self.og * self.kdim;
         MatRef::rows(&weights[group * len..(group + 1) * len], self.og, self.kdim)
     }
+
+    /// How to cut a batch of `n` images into runs that share one GEMM.
+    fn runs(&self, n: usize) -> Runs {
+        let wanted = TARGET_COLUMNS.div_ceil((self.oh * self.ow).max(1));
+        // At least two runs for two or more images, so two cores share the work.
+        let images = wanted.clamp(1, n.div_ceil(2).max(1));
+        let threads = rayon::current_num_threads();
+        Runs {
+            images,
+            gemm_threads: if n.div_ceil(images) < threads {
+                threads
+            } else {
+                1
+            },
+        }
+    }
 }
 
-/// Threads gemm may use inside one image: all of them for a single image
-/// (batch-1 inference), none when images already run in parallel.
-fn gemm_threads(batch: usize) -> usize {
-    if batch == 1 {
-        rayon::current_num_threads()
-    } else {
-        1
-    }
+/// A GEMM narrower than this many columns leaves gemm's microkernels
+/// partly empty (a 7 x 7 map is 49 columns), so images are batched into one
+/// product until it is at least this wide.
+const TARGET_COLUMNS: usize = 1024;
+
+/// A batch cut into runs of `images` images, each run one GEMM per group
+/// (its im2col matrices side by side). The run length depends only on the
+/// batch and the map size, never on the thread count, so sums are added in
+/// the same order everywhere and a checkpointed run resumes identically on
+/// another worker; `gemm_threads` (all threads when there are fewer runs
+/// than threads, as at batch 1) only splits the product's output blocks.
+#[derive(Clone, Copy)]
+struct Runs {
+    images: usize,
+    gemm_threads: usize,
 }
 
 /// `y = conv(x, weight) + bias` for `x: N x C x H x W`.
@@ -267,26 +414,11 @@ pub fn conv2d<E: Real, T: Tape<E, Cpu>>(
     let xs = to_vec(&x);
     let ws = weight.values.clone();
     let bs = bias.map(|b| b.values.clone());
-    let mut ys = vec![E::zero(); n * geo.out_len()];
-    let threads = gemm_threads(n);
-    let ohw = geo.oh * geo.ow;
-    ys.par_chunks_mut(geo.out_len().max(1))
-        .zip(xs.par_chunks(geo.in_len().max(1)))
-        .for_each_init(
-            || geo.scratch(),
-            |col, (y, image)| {
-                for g in 0..spec.groups {
-                    let cols = geo.columns(image, g, col);
-                    let out = &mut y[g * geo.og * ohw..(g + 1) * geo.og * ohw];
-                    matmul(out, false, geo.weights(&ws, g), cols, threads);
-                }
-                if let Some(b) = &bs {
-                    for (plane, &bias) in y.chunks_mut(ohw.max(1)).zip(b.iter()) {
-                        plane.iter_mut().for_each(|v| *v += bias);
-                    }
-                }
-            },
-        );
+    let ys = if geo.is_depthwise() {
+        depthwise::forward(&geo, n, &xs, &ws, bs.as_deref().map(Vec::as_slice))
+    } else {
+        im2col_forward(&geo, n, &xs, &ws, bs.as_deref().map(Vec::as_slice))
+    };
     let y = x
         .device()
         .tensor_from_vec(ys, (n, spec.out_channels, geo.oh, geo.ow));
@@ -299,61 +431,104 @@ pub fn conv2d<E: Real, T: Tape<E, Cpu>>(
         );
         tape.add_backward_op(move |grads| {
             let dy = take_grad!(grads, &yg);
-            let (dw, db) = weight_grads(&geo, n, &xs, &dy);
+            let (dw, db) = if geo.is_depthwise() {
+                depthwise::weight_grads(&geo, n, &xs, &dy)
+            } else {
+                weight_grads(&geo, n, &xs, &dy)
+            };
             add_into(grads.get_or_alloc_mut(&wg)?, &dw);
             if let Some(bg) = &bg {
                 add_into(grads.get_or_alloc_mut(bg)?, &db);
             }
             if input_grad {
-                input_grads(&geo, &ws, &dy, grads.get_or_alloc_mut(&xg)?);
+                let dx = grads.get_or_alloc_mut(&xg)?;
+                if geo.is_depthwise() {
+                    depthwise::input_grads(&geo, &ws, &dy, dx);
+                } else {
+                    input_grads(&geo, &ws, &dy, dx);
+                }
             }
-            restore_grad!(grads, &yg, dy)
+            release_grad(dy)
         });
     }
     y.put_tape(tape)
+}
+
+/// The forward pass as im2col + GEMM, one product per run of images.
+fn im2col_forward<E: Real>(
+    geo: &Geometry,
+    n: usize,
+    xs: &[E],
+    ws: &[E],
+    bs: Option<&[E]>,
+) -> Vec<E> {
+    let (spec, runs, ohw) = (geo.spec, geo.runs(n), geo.oh * geo.ow);
+    let mut ys = vec![E::zero(); n * geo.out_len()];
+    ys.par_chunks_mut((runs.images * geo.out_len()).max(1))
+        .zip(xs.par_chunks((runs.images * geo.in_len()).max(1)))
+        .for_each(|(y, images)| {
+            let count = images.len() / geo.in_len().max(1);
+            let (cols_len, out_len) = geo.run_scratch(count);
+            with_scratch(cols_len + out_len, |scratch: &mut [E]| {
+                let (col, product) = scratch.split_at_mut(cols_len);
+                for g in 0..spec.groups {
+                    let cols = geo.run_columns(images, g, col);
+                    let block = geo.og * ohw;
+                    if count == 1 {
+                        let out = &mut y[g * block..(g + 1) * block];
+                        matmul(out, false, geo.weights(ws, g), cols, runs.gemm_threads);
+                        continue;
+                    }
+                    matmul(product, false, geo.weights(ws, g), cols, runs.gemm_threads);
+                    let width = count * ohw;
+                    for (j, image) in y.chunks_exact_mut(geo.out_len().max(1)).enumerate() {
+                        for o in 0..geo.og {
+                            image[g * block + o * ohw..][..ohw]
+                                .copy_from_slice(&product[o * width + j * ohw..][..ohw]);
+                        }
+                    }
+                }
+            });
+            if let Some(b) = bs {
+                for (plane, &bias) in y.chunks_mut(ohw.max(1)).zip(b.iter().cycle()) {
+                    plane.iter_mut().for_each(|v| *v += bias);
+                }
+            }
+        });
+    ys
 }
 
 fn add_into<E: Real>(dst: &mut [E], src: &[E]) {
     dst.iter_mut().zip(src).for_each(|(d, &s)| *d += s);
 }
 
-/// Images per partial sum of the weight gradients: fixed, not per thread,
-/// so the sum's order (and so its rounding) is the same on any number of
-/// threads and a checkpointed run resumes identically on another worker.
-const IMAGES_PER_PARTIAL: usize = 8;
-
-/// Weight and bias gradients summed over the batch: runs of
-/// [`IMAGES_PER_PARTIAL`] images are summed in parallel with their own
-/// accumulators, then the runs are added in order.
+/// Weight and bias gradients summed over the batch: each run of images
+/// (see [`Runs`]) gets its own accumulators in parallel, then the runs are
+/// added in order.
 fn weight_grads<E: Real>(geo: &Geometry, n: usize, xs: &[E], dy: &[E]) -> (Vec<E>, Vec<E>) {
-    let spec = geo.spec;
-    let ohw = geo.oh * geo.ow;
-    let per_thread = IMAGES_PER_PARTIAL;
-    let threads = gemm_threads(n);
-    let partial: Vec<(Vec<E>, Vec<E>)> = (0..n)
-        .collect::<Vec<_>>()
-        .par_chunks(per_thread)
-        .map(|images| {
+    let (spec, runs, ohw) = (geo.spec, geo.runs(n), geo.oh * geo.ow);
+    let starts: Vec<usize> = (0..n).step_by(runs.images.max(1)).collect();
+    let partial: Vec<(Vec<E>, Vec<E>)> = starts
+        .par_iter()
+        .map(|&start| {
+            let count = runs.images.min(n - start);
+            let images = &xs[start * geo.in_len()..(start + count) * geo.in_len()];
+            let grads = &dy[start * geo.out_len()..(start + count) * geo.out_len()];
             let mut dw = vec![E::zero(); spec.weight_len()];
-            let mut db = vec![E::zero(); spec.out_channels];
-            let mut col = geo.scratch();
-            for &i in images {
-                let image = &xs[i * geo.in_len()..(i + 1) * geo.in_len()];
-                let grad = &dy[i * geo.out_len()..(i + 1) * geo.out_len()];
+            let (cols_len, out_len) = geo.run_scratch(count);
+            with_scratch(cols_len + out_len, |scratch: &mut [E]| {
+                let (col, gathered) = scratch.split_at_mut(cols_len);
                 for g in 0..spec.groups {
-                    let cols = geo.columns(image, g, &mut col);
-                    let dy_g =
-                        MatRef::rows(&grad[g * geo.og * ohw..(g + 1) * geo.og * ohw], geo.og, ohw);
+                    let cols = geo.run_columns(images, g, col);
+                    let dy_g = geo.run_grads(grads, g, gathered);
                     let len = geo.og * geo.kdim;
-                    matmul(
-                        &mut dw[g * len..(g + 1) * len],
-                        true,
-                        dy_g,
-                        cols.t(),
-                        threads,
-                    );
+                    let dw_g = &mut dw[g * len..(g + 1) * len];
+                    matmul(dw_g, false, dy_g, cols.t(), runs.gemm_threads);
                 }
-                for (acc, plane) in db.iter_mut().zip(grad.chunks(ohw.max(1))) {
+            });
+            let mut db = vec![E::zero(); spec.out_channels];
+            for image in grads.chunks_exact(geo.out_len().max(1)) {
+                for (acc, plane) in db.iter_mut().zip(image.chunks_exact(ohw.max(1))) {
                     *acc += plane.iter().copied().sum::<E>();
                 }
             }
@@ -374,34 +549,33 @@ fn weight_grads<E: Real>(geo: &Geometry, n: usize, xs: &[E], dy: &[E]) -> (Vec<E
     (dw, db)
 }
 
-/// Adds the input gradient `W^T dY` (through col2im) into `dx`, image by image.
+/// Adds the input gradient `W^T dY` (through col2im) into `dx`, run by run.
 fn input_grads<E: Real>(geo: &Geometry, ws: &[E], dy: &[E], dx: &mut [E]) {
-    let spec = geo.spec;
-    let ohw = geo.oh * geo.ow;
-    let threads = gemm_threads(dx.len() / geo.in_len().max(1));
-    dx.par_chunks_mut(geo.in_len().max(1))
-        .zip(dy.par_chunks(geo.out_len().max(1)))
-        .for_each_init(
-            || geo.scratch(),
-            |col, (dx, grad)| {
+    let n = dx.len() / geo.in_len().max(1);
+    let (spec, runs, ohw) = (geo.spec, geo.runs(n), geo.oh * geo.ow);
+    dx.par_chunks_mut((runs.images * geo.in_len()).max(1))
+        .zip(dy.par_chunks((runs.images * geo.out_len()).max(1)))
+        .for_each(|(dx, grads)| {
+            let count = grads.len() / geo.out_len().max(1);
+            let width = count * ohw;
+            let cols_len = geo.kdim * width;
+            let (_, out_len) = geo.run_scratch(count);
+            with_scratch(cols_len + out_len, |scratch: &mut [E]| {
+                let (col, gathered) = scratch.split_at_mut(cols_len);
                 for g in 0..spec.groups {
-                    let dy_g =
-                        MatRef::rows(&grad[g * geo.og * ohw..(g + 1) * geo.og * ohw], geo.og, ohw);
+                    let dy_g = geo.run_grads(grads, g, gathered);
                     let w_t = geo.weights(ws, g).t();
-                    if spec.is_pointwise() {
+                    if spec.is_pointwise() && count == 1 {
                         let hw = geo.h * geo.w;
-                        matmul(
-                            &mut dx[g * geo.cg * hw..(g + 1) * geo.cg * hw],
-                            true,
-                            w_t,
-                            dy_g,
-                            threads,
-                        );
-                    } else {
-                        matmul(col, false, w_t, dy_g, threads);
-                        geo.col2im(col, g, dx);
+                        let dx_g = &mut dx[g * geo.cg * hw..(g + 1) * geo.cg * hw];
+                        matmul(dx_g, true, w_t, dy_g, runs.gemm_threads);
+                        continue;
+                    }
+                    matmul(col, false, w_t, dy_g, runs.gemm_threads);
+                    for (j, image) in dx.chunks_exact_mut(geo.in_len().max(1)).enumerate() {
+                        simd(|| geo.col2im(&mut col[j * ohw..], g, image, width));
                     }
                 }
-            },
-        );
+            });
+        });
 }

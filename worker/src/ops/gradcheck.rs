@@ -198,6 +198,39 @@ fn conv_cases() -> Vec<((usize, usize, usize, usize), Conv2dSpec)> {
             (2, 1, 8, 8),
             conv_spec(1, 3, (5, 5), (1, 1), (1, 1), [0; 4], 1),
         ),
+        // Batches of 4 and 5 images: runs of several images share one GEMM
+        // (groups, "same" padding as plane shifts, stride 2, a short last run).
+        (
+            (4, 4, 5, 5),
+            conv_spec(4, 6, (3, 3), (1, 1), (1, 1), [1, 1, 1, 1], 2),
+        ),
+        (
+            (5, 2, 6, 5),
+            conv_spec(2, 3, (3, 3), (2, 1), (1, 1), [1, 1, 1, 1], 1),
+        ),
+        (
+            (5, 3, 4, 4),
+            conv_spec(3, 2, (1, 1), (1, 1), (1, 1), [0; 4], 1),
+        ),
+        // Depthwise (the direct kernels): same padding, stride 2 with
+        // asymmetric padding, a multiplier with dilation and uneven strides,
+        // and a 5 x 5 kernel wider than the padding.
+        (
+            (2, 4, 7, 6),
+            conv_spec(4, 4, (3, 3), (1, 1), (1, 1), [1, 1, 1, 1], 4),
+        ),
+        (
+            (2, 3, 7, 7),
+            conv_spec(3, 3, (3, 3), (2, 2), (1, 1), [0, 1, 0, 1], 3),
+        ),
+        (
+            (1, 2, 8, 7),
+            conv_spec(2, 4, (3, 2), (1, 2), (2, 1), [2, 2, 0, 1], 2),
+        ),
+        (
+            (2, 2, 6, 6),
+            conv_spec(2, 2, (5, 5), (1, 1), (1, 1), [1, 2, 2, 1], 2),
+        ),
     ]
 }
 

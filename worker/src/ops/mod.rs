@@ -7,8 +7,8 @@
 //! [`Real`] so the gradient checks run in `f64`.
 //!
 //! - [`conv2d`]: 2-D convolution with stride, asymmetric padding, dilation
-//!   and groups (depthwise included), as im2col plus GEMM, parallel over the
-//!   batch.
+//!   and groups, as im2col plus GEMM parallel over the batch; depthwise
+//!   convolutions as direct loops parallel over feature-map planes.
 //! - [`max_pool2d`], [`avg_pool2d`]: pooling; max routes the gradient to one
 //!   maximum per window (the first), avg excludes padding from the count.
 //! - [`batch_norm2d`]: batch norm over `N, H, W` with running statistics and
@@ -21,6 +21,7 @@ mod gradcheck;
 use dfdx::prelude::{Cpu, Tensor};
 
 mod conv;
+mod depthwise;
 mod gemm;
 mod norm;
 mod pool;
@@ -33,9 +34,50 @@ pub use pool::{avg_pool2d, max_pool2d, Pool2dSpec};
 pub trait Real:
     dfdx::dtypes::Dtype + num_traits::Float + std::iter::Sum + Send + Sync + 'static
 {
+    /// This thread's reusable scratch buffer of this type (see [`with_scratch`]).
+    fn scratch() -> &'static std::thread::LocalKey<std::cell::Cell<Vec<Self>>>;
 }
-impl Real for f32 {}
-impl Real for f64 {}
+
+thread_local! {
+    static SCRATCH_F32: std::cell::Cell<Vec<f32>> = const { std::cell::Cell::new(Vec::new()) };
+    static SCRATCH_F64: std::cell::Cell<Vec<f64>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+impl Real for f32 {
+    fn scratch() -> &'static std::thread::LocalKey<std::cell::Cell<Vec<Self>>> {
+        &SCRATCH_F32
+    }
+}
+impl Real for f64 {
+    fn scratch() -> &'static std::thread::LocalKey<std::cell::Cell<Vec<Self>>> {
+        &SCRATCH_F64
+    }
+}
+
+/// Largest scratch buffer a thread keeps between ops, elements (64 MiB of
+/// `f32`); a larger one is freed after use.
+const SCRATCH_KEPT: usize = 16 << 20;
+
+/// Calls `f` with `len` elements of this thread's scratch memory, reused
+/// from op to op and step to step instead of allocated (and page-faulted in)
+/// afresh. The contents are whatever the last user left: `f` must write
+/// before it reads. A nested call (a rayon task stolen while `f` waits)
+/// gets a buffer of its own.
+pub(crate) fn with_scratch<E: Real, R>(len: usize, f: impl FnOnce(&mut [E]) -> R) -> R {
+    let mut buf = E::scratch().with(std::cell::Cell::take);
+    if buf.len() < len {
+        buf.resize(len, E::zero());
+    }
+    let result = f(&mut buf[..len]);
+    if buf.len() <= SCRATCH_KEPT {
+        E::scratch().with(|cell| {
+            // Keep the larger of this buffer and one a nested call put back.
+            let other = cell.take();
+            cell.set(if other.len() > buf.len() { other } else { buf });
+        });
+    }
+    result
+}
 
 /// A batch of feature maps, `N x C x H x W`, contiguous.
 pub type Map<E, T> = Tensor<(usize, usize, usize, usize), E, Cpu, T>;
@@ -84,15 +126,26 @@ macro_rules! take_grad {
     };
 }
 
-/// Puts a gradient taken with `take_grad!` back.
-macro_rules! restore_grad {
-    ($grads:expr, $t:expr, $value:expr) => {{
-        **$grads.get_or_alloc_mut($t)? = $value;
-        Ok(())
-    }};
+/// Ends an op's backward pass with its output's gradient, taken with
+/// `take_grad!`, freed rather than put back: the op that made a tensor runs
+/// its backward after every op that used it, so nothing reads that gradient
+/// again, and freeing it now keeps the backward pass's peak memory near the
+/// forward pass's instead of holding every activation's gradient to the end.
+pub(crate) fn release_grad<E>(dy: Vec<E>) -> Result<(), dfdx::tensor::CpuError> {
+    drop(dy);
+    Ok(())
 }
 
-pub(crate) use {restore_grad, take_grad};
+pub(crate) use take_grad;
+
+/// Runs `f` compiled for the widest vector instructions this CPU has
+/// (AVX2 + FMA or AVX-512, detected at run time), so the element-wise loops
+/// inlined into it vectorise beyond the portable x86-64 baseline the binary
+/// is built for. Element-wise results do not depend on the width chosen.
+#[inline(always)]
+pub(crate) fn simd<R>(f: impl FnOnce() -> R) -> R {
+    pulp::Arch::new().dispatch(f)
+}
 
 /// Converts an `f64` constant into the op's float type.
 fn real<E: Real>(v: f64) -> E {

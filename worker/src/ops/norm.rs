@@ -3,7 +3,7 @@
 use dfdx::prelude::*;
 use rayon::prelude::*;
 
-use super::{real, restore_grad, take_grad, to_vec, Map, Param, Real};
+use super::{real, release_grad, take_grad, to_vec, Map, Param, Real};
 
 /// Whether batch norm uses the batch's statistics (and updates the running
 /// ones) or the running statistics.
@@ -195,7 +195,7 @@ pub fn batch_norm2d<E: Real, T: Tape<E, Cpu>>(
                         }
                     }
                 });
-            restore_grad!(grads, &yg, dy)
+            release_grad(dy)
         });
     }
     y.put_tape(tape)
@@ -281,7 +281,7 @@ pub fn lrn<E: Real, T: Tape<E, Cpu>>(x: Map<E, T>, spec: LrnSpec) -> Map<E, T> {
                         }
                     }
                 });
-            restore_grad!(grads, &yg, dy)
+            release_grad(dy)
         });
     }
     y.put_tape(tape)

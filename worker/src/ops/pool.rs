@@ -3,7 +3,7 @@
 use dfdx::prelude::*;
 use rayon::prelude::*;
 
-use super::{restore_grad, take_grad, to_vec, Map, Real};
+use super::{release_grad, take_grad, to_vec, Map, Real};
 
 /// The geometry of a pooling window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,7 +84,7 @@ pub fn max_pool2d<E: Real, T: Tape<E, Cpu>>(x: Map<E, T>, spec: Pool2dSpec) -> M
                         dx[at as usize] += g;
                     }
                 });
-            restore_grad!(grads, &yg, dy)
+            release_grad(dy)
         });
     }
     y.put_tape(tape)
@@ -137,7 +137,7 @@ pub fn avg_pool2d<E: Real, T: Tape<E, Cpu>>(x: Map<E, T>, spec: Pool2dSpec) -> M
                         }
                     }
                 });
-            restore_grad!(grads, &yg, dy)
+            release_grad(dy)
         });
     }
     y.put_tape(tape)
