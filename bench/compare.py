@@ -49,6 +49,8 @@ def summary_of(runs):
         "train_images_per_second": median([r["train_images_per_second"] for r in runs]),
         "latency_ms_p50": median([r["latency_ms"]["p50"] for r in runs]),
         "peak_rss_mib": median([r.get("rss_mib", {}).get("peak_training") for r in runs]),
+        "rss_growth_mib": median([r["rss_mib"]["peak_training"] - r["rss_mib"]["before_training"]
+                                  for r in runs if r.get("rss_mib") and r["rss_mib"].get("before_training")]),
         "runs": len(runs),
     }
 

@@ -151,6 +151,17 @@ fn weight_grad_plane<E: Real>(
     }
 }
 
+/// Feature-map planes per parallel task: a whole image's when there are
+/// several images (small planes make per-plane tasks all overhead), one
+/// plane at batch 1 so a single image still spreads over the threads.
+fn planes_per_task(images: usize, channels: usize) -> usize {
+    if images > 1 {
+        channels.max(1)
+    } else {
+        1
+    }
+}
+
 /// The forward pass over a batch: `n x out x oh x ow`, bias included.
 pub(super) fn forward<E: Real>(
     geo: &Geometry,
@@ -167,17 +178,23 @@ pub(super) fn forward<E: Real>(
     );
     let taps = geo.column_taps();
     let mut ys = vec![E::zero(); n * out * ohw];
-    ys.par_chunks_mut(ohw.max(1))
+    let per_task = planes_per_task(n, out);
+    ys.par_chunks_mut((per_task * ohw).max(1))
         .enumerate()
-        .for_each(|(p, y)| {
-            let (i, oc) = (p / out, p % out);
-            let g = oc / geo.og;
-            if let Some(b) = bias {
-                y.fill(b[oc]);
-            }
-            let x = &xs[(i * geo.spec.in_channels + g) * hw..][..hw];
-            let kernel = &ws[oc * taps_len..(oc + 1) * taps_len];
-            simd(|| forward_plane(geo, &taps, x, kernel, y));
+        .for_each(|(task, block)| {
+            simd(|| {
+                for (k, y) in block.chunks_exact_mut(ohw.max(1)).enumerate() {
+                    let p = task * per_task + k;
+                    let (i, oc) = (p / out, p % out);
+                    let g = oc / geo.og;
+                    if let Some(b) = bias {
+                        y.fill(b[oc]);
+                    }
+                    let x = &xs[(i * geo.spec.in_channels + g) * hw..][..hw];
+                    let kernel = &ws[oc * taps_len..(oc + 1) * taps_len];
+                    forward_plane(geo, &taps, x, kernel, y);
+                }
+            });
         });
     debug_assert_eq!(ys.len(), n * geo.out_len());
     ys
@@ -192,15 +209,22 @@ pub(super) fn input_grads<E: Real>(geo: &Geometry, ws: &[E], dy: &[E], dx: &mut 
     );
     let (c, out) = (geo.spec.in_channels, geo.spec.out_channels);
     let taps = geo.column_taps();
-    dx.par_chunks_mut(hw.max(1))
+    let n = dx.len() / (c * hw).max(1);
+    let per_task = planes_per_task(n, c);
+    dx.par_chunks_mut((per_task * hw).max(1))
         .enumerate()
-        .for_each(|(p, dx)| {
-            let (i, g) = (p / c, p % c);
-            for oc in g * geo.og..(g + 1) * geo.og {
-                let grad = &dy[(i * out + oc) * ohw..][..ohw];
-                let kernel = &ws[oc * taps_len..(oc + 1) * taps_len];
-                simd(|| input_grad_plane(geo, &taps, grad, kernel, dx));
-            }
+        .for_each(|(task, block)| {
+            simd(|| {
+                for (k, dx) in block.chunks_exact_mut(hw.max(1)).enumerate() {
+                    let p = task * per_task + k;
+                    let (i, g) = (p / c, p % c);
+                    for oc in g * geo.og..(g + 1) * geo.og {
+                        let grad = &dy[(i * out + oc) * ohw..][..ohw];
+                        let kernel = &ws[oc * taps_len..(oc + 1) * taps_len];
+                        input_grad_plane(geo, &taps, grad, kernel, dx);
+                    }
+                }
+            });
         });
 }
 
@@ -230,16 +254,16 @@ pub(super) fn weight_grads<E: Real>(
             partial.clear();
             partial.resize(taps_len * geo.ow + geo.ow, E::zero());
             let (products, bias_partial) = partial.split_at_mut(taps_len * geo.ow);
-            for i in 0..n {
-                let grad = &dy[(i * out + oc) * ohw..][..ohw];
-                let x = &xs[(i * c + g) * hw..][..hw];
-                simd(|| {
+            simd(|| {
+                for i in 0..n {
+                    let grad = &dy[(i * out + oc) * ohw..][..ohw];
+                    let x = &xs[(i * c + g) * hw..][..hw];
                     weight_grad_plane(geo, &taps, x, grad, products);
                     for row in grad.chunks_exact(geo.ow.max(1)) {
                         bias_partial.iter_mut().zip(row).for_each(|(b, &v)| *b += v);
                     }
-                });
-            }
+                }
+            });
             for (d, tap) in dkernel.iter_mut().zip(products.chunks_exact(geo.ow.max(1))) {
                 *d = tap.iter().copied().sum::<E>();
             }
