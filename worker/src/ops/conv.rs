@@ -156,11 +156,12 @@ impl Geometry {
     }
 
     /// Whether an im2col row can be copied as one shifted plane: stride 1
-    /// across and as many output as input columns ("same" padding), so an
-    /// input row and an output row are equally long and a kernel tap is one
-    /// contiguous shift of the whole plane, its wrapped border columns zeroed.
+    /// both ways and as many output as input columns ("same" padding), so
+    /// an input row and an output row are equally long and a kernel tap is
+    /// one contiguous shift of the whole plane, its wrapped border columns
+    /// zeroed.
     fn rows_are_plane_shifts(&self) -> bool {
-        self.spec.stride.1 == 1 && self.ow == self.w
+        self.spec.stride == (1, 1) && self.ow == self.w
     }
 
     /// For the im2col row of kernel tap `(ki, kj)`: the output rows
@@ -189,7 +190,7 @@ impl Geometry {
     fn im2col<E: Real>(&self, image: &[E], group: usize, col: &mut [E], stride: usize) {
         let (hw, ow, sw) = (self.h * self.w, self.ow, self.spec.stride.1);
         let planes = &image[group * self.cg * hw..(group + 1) * self.cg * hw];
-        if self.rows_are_plane_shifts() && self.spec.stride.0 == 1 {
+        if self.rows_are_plane_shifts() {
             let (kh, kw) = self.spec.kernel;
             for ki in 0..kh {
                 for kj in 0..kw {
@@ -244,7 +245,7 @@ impl Geometry {
     fn col2im<E: Real>(&self, col: &mut [E], group: usize, image: &mut [E], stride: usize) {
         let (hw, ow, sw) = (self.h * self.w, self.ow, self.spec.stride.1);
         let planes = &mut image[group * self.cg * hw..(group + 1) * self.cg * hw];
-        if self.rows_are_plane_shifts() && self.spec.stride.0 == 1 {
+        if self.rows_are_plane_shifts() {
             let (kh, kw) = self.spec.kernel;
             for ki in 0..kh {
                 for kj in 0..kw {
