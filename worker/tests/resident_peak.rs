@@ -17,5 +17,8 @@ fn the_peak_follows_a_large_allocation_and_resets() {
     drop(block);
     assert!(reset_resident_peak());
     let after_reset = resident_peak().expect("VmHWM");
-    assert!(after_reset + (60 << 20) <= during, "{during} -> {after_reset}");
+    assert!(
+        after_reset + (60 << 20) <= during,
+        "{during} -> {after_reset}"
+    );
 }

@@ -3,7 +3,7 @@
 use dfdx::prelude::*;
 use search::arch::{Activation, PoolOp};
 
-use crate::ops::{self, BatchNormMode, Flat, Map, Param, RunningStats};
+use crate::ops::{self, BatchNormArgs, BatchNormMode, Flat, Map, Param, RunningStats};
 
 use super::plan::{ConvNode, DenseNode, Node};
 
@@ -76,17 +76,19 @@ impl Context<'_> {
     }
 
     fn conv<T: Tape<f32, Cpu>>(&mut self, c: &ConvNode, x: Map<f32, T>, raw: bool) -> Map<f32, T> {
-        let bias = c.bias.map(|b| self.param(b));
-        let mut y = ops::conv2d(x, self.param(c.weight), bias, c.spec, !raw);
-        if let Some(bn) = c.batch_norm {
-            let mode = match self.mode {
-                Mode::Train => BatchNormMode::Train,
-                Mode::Eval => BatchNormMode::Eval,
-            };
-            let (gamma, beta) = (&self.params[bn.gamma], &self.params[bn.beta]);
-            y = ops::batch_norm2d(y, gamma, beta, &mut self.stats[bn.stats].1, mode);
-        }
-        activate(y, c.activation)
+        let bias = c.bias.map(|b| &self.params[b]);
+        let mode = match self.mode {
+            Mode::Train => BatchNormMode::Train,
+            Mode::Eval => BatchNormMode::Eval,
+        };
+        let batch_norm = c.batch_norm.map(|bn| BatchNormArgs {
+            gamma: &self.params[bn.gamma],
+            beta: &self.params[bn.beta],
+            stats: &mut self.stats[bn.stats].1,
+            mode,
+        });
+        let weight = &self.params[c.weight];
+        ops::conv_block(x, weight, bias, c.spec, !raw, batch_norm, c.activation)
     }
 
     fn dense<T: Tape<f32, Cpu>>(&self, d: &DenseNode, x: Flat<f32, T>) -> Flat<f32, T> {
@@ -132,7 +134,7 @@ impl Context<'_> {
             }
             Node::Pool(PoolOp::Max, spec) => map(ops::max_pool2d(x, *spec)),
             Node::Pool(PoolOp::Avg, spec) => map(ops::avg_pool2d(x, *spec)),
-            Node::GlobalAvgPool => Value::Flat(x.mean::<(usize, usize), Axes2<2, 3>>()),
+            Node::GlobalAvgPool => Value::Flat(ops::global_avg_pool(x)),
             Node::Flatten => {
                 let (n, c, h, w) = *x.shape();
                 Value::Flat(x.reshape_like(&(n, c * h * w)))
@@ -145,11 +147,9 @@ impl Context<'_> {
             Node::Activation(a) => map(activate(x, *a)),
             Node::Lrn(spec) => map(ops::lrn(x, *spec)),
             Node::Se { squeeze, excite } => {
-                let shape = *x.shape();
-                let pooled = fork(&x).mean::<(usize, usize), Axes2<2, 3>>();
+                let pooled = ops::global_avg_pool(fork(&x));
                 let gate = self.dense(excite, self.dense(squeeze, pooled));
-                let gate = gate.broadcast_like::<(usize, usize, usize, usize), Axes2<2, 3>>(&shape);
-                map(x * gate)
+                map(ops::channel_scale(x, gate))
             }
             Node::Residual {
                 body,
@@ -167,7 +167,7 @@ impl Context<'_> {
                     Some(p) => self.conv(p, skip, raw),
                     None => skip,
                 };
-                map(activate(out + skip, *activation))
+                map(ops::add_activate(out, skip, *activation))
             }
             Node::Branches(branches) => {
                 let mut inputs: Vec<Map<f32, T>> = (1..branches.len()).map(|_| fork(&x)).collect();

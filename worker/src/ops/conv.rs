@@ -4,9 +4,14 @@
 use dfdx::prelude::*;
 use rayon::prelude::*;
 
-use super::depthwise;
+use search::arch::Activation;
+
 use super::gemm::{matmul, MatRef};
-use super::{release_grad, simd, take_grad, to_vec, with_scratch, Map, Param, Real};
+use super::norm::{
+    batch_norm_backward_in_place, batch_norm_forward, BatchNormArgs, BatchNormSaved,
+};
+use super::{act, depthwise};
+use super::{add_into, release_grad, simd, take_grad, to_vec, with_scratch, Map, Param, Real};
 
 /// The geometry of a convolution. Weights are `out x in/groups x kh x kw`,
 /// stored flat; the bias (if any) has `out` elements.
@@ -404,6 +409,34 @@ pub fn conv2d<E: Real, T: Tape<E, Cpu>>(
     spec: Conv2dSpec,
     input_grad: bool,
 ) -> Map<E, T> {
+    conv_block(x, weight, bias, spec, input_grad, None, Activation::None)
+}
+
+/// What a fused convolution keeps between its backward steps: the
+/// convolution's own output when a batch norm or an activation follows.
+enum Epilogue<E> {
+    /// Nothing follows: the output is the convolution's.
+    Plain,
+    /// An activation on the convolution's output `z` (kept).
+    Act(Vec<E>, Activation),
+    /// Batch norm on `z` (kept), then an activation.
+    Norm(Vec<E>, BatchNormSaved<E>, Activation),
+}
+
+/// `act(batch_norm(conv(x, weight) + bias))`, each part optional, as one op:
+/// the convolution's output stays a plain buffer between the parts, and the
+/// backward pass turns the output gradient into the convolution's output
+/// gradient in place, so the block costs one output tensor and one gradient
+/// instead of three of each. Arguments as [`conv2d`].
+pub fn conv_block<E: Real, T: Tape<E, Cpu>>(
+    x: Map<E, T>,
+    weight: &Param<E>,
+    bias: Option<&Param<E>>,
+    spec: Conv2dSpec,
+    input_grad: bool,
+    batch_norm: Option<BatchNormArgs<'_, E>>,
+    act: Activation,
+) -> Map<E, T> {
     let (n, c, h, w) = *x.shape();
     let geo = Geometry::new(spec, c, h, w);
     assert_eq!(
@@ -415,10 +448,27 @@ pub fn conv2d<E: Real, T: Tape<E, Cpu>>(
     let xs = to_vec(&x);
     let ws = weight.values.clone();
     let bs = bias.map(|b| b.values.clone());
-    let ys = if geo.is_depthwise() {
+    let zs = if geo.is_depthwise() {
         depthwise::forward(&geo, n, &xs, &ws, bs.as_deref().map(Vec::as_slice))
     } else {
         im2col_forward(&geo, n, &xs, &ws, bs.as_deref().map(Vec::as_slice))
+    };
+    let dims = (n, spec.out_channels, geo.oh * geo.ow);
+    let norm_ghosts = batch_norm
+        .as_ref()
+        .map(|bn| (bn.gamma.tensor.ghost(), bn.beta.tensor.ghost()));
+    let (ys, epilogue) = match batch_norm {
+        Some(bn) => {
+            let (ys, saved) = batch_norm_forward(&zs, dims, bn, act);
+            let keep = if T::OWNS_TAPE { zs } else { Vec::new() };
+            (ys, Epilogue::Norm(keep, saved, act))
+        }
+        None if act != Activation::None => {
+            let ys = act::forward(&zs, act);
+            let keep = if T::OWNS_TAPE { zs } else { Vec::new() };
+            (ys, Epilogue::Act(keep, act))
+        }
+        None => (zs, Epilogue::Plain),
     };
     let y = x
         .device()
@@ -431,7 +481,20 @@ pub fn conv2d<E: Real, T: Tape<E, Cpu>>(
             y.ghost(),
         );
         tape.add_backward_op(move |grads| {
-            let dy = take_grad!(grads, &yg);
+            let mut dy = take_grad!(grads, &yg);
+            match &epilogue {
+                Epilogue::Plain => {}
+                Epilogue::Act(zs, act) => act::backward_in_place(&mut dy, zs, *act),
+                Epilogue::Norm(zs, saved, act) => {
+                    let (dgamma, dbeta) =
+                        batch_norm_backward_in_place(&mut dy, zs, dims, saved, *act);
+                    if let Some((gg, bg)) = &norm_ghosts {
+                        add_into(grads.get_or_alloc_mut(gg)?, &dgamma);
+                        add_into(grads.get_or_alloc_mut(bg)?, &dbeta);
+                    }
+                }
+            }
+            drop(epilogue);
             let (dw, db) = if geo.is_depthwise() {
                 depthwise::weight_grads(&geo, n, &xs, &dy)
             } else {
@@ -497,10 +560,6 @@ fn im2col_forward<E: Real>(
             }
         });
     ys
-}
-
-fn add_into<E: Real>(dst: &mut [E], src: &[E]) {
-    dst.iter_mut().zip(src).for_each(|(d, &s)| *d += s);
 }
 
 /// Weight and bias gradients summed over the batch: each run of images

@@ -5,6 +5,8 @@
 use dfdx::prelude::*;
 use rand::{Rng, SeedableRng};
 
+use search::arch::Activation;
+
 use super::*;
 
 type Taped = OwnedTape<f64, Cpu>;
@@ -347,22 +349,150 @@ fn avg_pool_excludes_padding_from_the_count() {
         .all(|&v| (v - 2.0).abs() < 1e-12));
 }
 
+fn train_bn<'a>(p: &'a [Param<f64>], stats: &'a mut RunningStats<f64>) -> BatchNormArgs<'a, f64> {
+    BatchNormArgs {
+        gamma: &p[0],
+        beta: &p[1],
+        stats,
+        mode: BatchNormMode::Train,
+    }
+}
+
 #[test]
 fn batch_norm_gradients_match_finite_differences() {
-    for shape in [(3, 2, 3, 3), (4, 3, 1, 1), (1, 2, 4, 3)] {
+    for (shape, act) in [(3, 2, 3, 3), (4, 3, 1, 1), (1, 2, 4, 3)]
+        .into_iter()
+        .zip(Activation::ALL.into_iter().cycle())
+        .chain(Activation::ALL.into_iter().map(|a| ((2, 3, 2, 2), a)))
+    {
         let c = shape.1;
         check(shape, &[c, c], true, |x, p| {
             let mut stats = RunningStats::new(c);
-            batch_norm2d(x, &p[0], &p[1], &mut stats, BatchNormMode::Train)
+            batch_norm2d(x, train_bn(p, &mut stats), act)
         });
         check(shape, &[c, c], true, |x, p| {
             let mut stats = RunningStats {
                 mean: vec![0.3; c],
                 var: vec![0.7; c],
             };
-            batch_norm2d(x, &p[0], &p[1], &mut stats, BatchNormMode::Eval)
+            let bn = BatchNormArgs {
+                mode: BatchNormMode::Eval,
+                ..train_bn(p, &mut stats)
+            };
+            batch_norm2d(x, bn, act)
         });
     }
+}
+
+#[test]
+fn fused_conv_blocks_match_finite_differences() {
+    let cases = [
+        conv_spec(3, 4, (3, 3), (1, 1), (1, 1), [1, 1, 1, 1], 1),
+        conv_spec(4, 4, (3, 3), (2, 2), (1, 1), [1, 0, 1, 0], 4),
+        conv_spec(2, 6, (1, 1), (1, 1), (1, 1), [0; 4], 2),
+    ];
+    for (spec, act) in cases.into_iter().zip(Activation::ALL.into_iter().skip(1)) {
+        let (c, o) = (spec.in_channels, spec.out_channels);
+        let shape = (3, c, 5, 4);
+        // Convolution, batch norm and activation (a bias before a batch
+        // norm in training has no gradient: the batch mean absorbs it).
+        check(shape, &[spec.weight_len(), o, o], true, |x, p| {
+            let mut stats = RunningStats::new(o);
+            conv_block(
+                x,
+                &p[0],
+                None,
+                spec,
+                true,
+                Some(train_bn(&p[1..], &mut stats)),
+                act,
+            )
+        });
+        // Convolution and activation, no batch norm.
+        check(shape, &[spec.weight_len(), o], true, |x, p| {
+            conv_block(x, &p[0], Some(&p[1]), spec, true, None, act)
+        });
+    }
+}
+
+#[test]
+fn fused_conv_block_equals_its_parts() {
+    let dev = Cpu::default();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+    let spec = conv_spec(3, 5, (3, 3), (1, 1), (1, 1), [1, 1, 1, 1], 1);
+    let x: Map<f64, NoneTape> = dev.tensor_from_vec(random(&mut rng, 2 * 3 * 6 * 6), (2, 3, 6, 6));
+    let p: Vec<Param<f64>> = [spec.weight_len(), 5, 5, 5]
+        .iter()
+        .map(|&n| Param::new(&dev, random(&mut rng, n)))
+        .collect();
+    let (mut s1, mut s2) = (RunningStats::new(5), RunningStats::new(5));
+    let bn = |stats| BatchNormArgs {
+        gamma: &p[2],
+        beta: &p[3],
+        stats,
+        mode: BatchNormMode::Train,
+    };
+    let fused = conv_block(
+        x.clone(),
+        &p[0],
+        Some(&p[1]),
+        spec,
+        true,
+        Some(bn(&mut s1)),
+        Activation::Relu6,
+    );
+    let conv = conv2d(x, &p[0], Some(&p[1]), spec, true);
+    let parts = batch_norm2d(conv, bn(&mut s2), Activation::None).clamp(0.0, 6.0);
+    for (a, b) in fused.as_vec().iter().zip(parts.as_vec()) {
+        assert!((a - b).abs() < 1e-12, "{a} vs {b}");
+    }
+    assert_eq!(s1, s2);
+}
+
+#[test]
+fn activations_match_their_definitions() {
+    let zs = [-7.0, -1.5, -0.25, 0.0, 0.5, 2.0, 6.5];
+    let expect = |a: Activation, z: f64| -> f64 {
+        match a {
+            Activation::None => z,
+            Activation::Relu => z.max(0.0),
+            Activation::Relu6 => z.clamp(0.0, 6.0),
+            Activation::Tanh => z.tanh(),
+            Activation::Sigmoid => 1.0 / (1.0 + (-z).exp()),
+            Activation::Swish => z / (1.0 + (-z).exp()),
+        }
+    };
+    for a in Activation::ALL {
+        let ys = act::forward(&zs, a);
+        for (&z, y) in zs.iter().zip(ys) {
+            assert!((y - expect(a, z)).abs() < 1e-12, "{a:?}({z}) = {y}");
+        }
+    }
+}
+
+#[test]
+fn residual_sums_match_finite_differences() {
+    for act in Activation::ALL {
+        let shape = (2, 3, 3, 2);
+        let spec = conv_spec(3, 3, (1, 1), (1, 1), (1, 1), [0; 4], 1);
+        // The body is a 1x1 convolution of x; the skip is x itself, so x's
+        // gradient is the sum of both paths.
+        check(shape, &[spec.weight_len()], true, |x, p| {
+            let body = conv2d(x.retaped::<Taped>(), &p[0], None, spec, true);
+            add_activate(body, x, act)
+        });
+    }
+}
+
+#[test]
+fn squeeze_and_excitation_matches_finite_differences() {
+    let (n, c) = (3, 4);
+    check((n, c, 3, 2), &[c * c], true, |x, p| {
+        let pooled = global_avg_pool(x.retaped::<Taped>());
+        let w = p[0].tensor.retaped::<Taped>().reshape_like(&(c, c));
+        let gate = pooled.matmul(w).sigmoid();
+        channel_scale(x, gate)
+    });
 }
 
 #[test]
@@ -373,7 +503,13 @@ fn batch_norm_normalises_and_tracks_running_statistics() {
     let ones = Param::new(&dev, vec![1.0; 2]);
     let zeros = Param::new(&dev, vec![0.0; 2]);
     let mut stats = RunningStats::new(2);
-    let y = batch_norm2d(x, &ones, &zeros, &mut stats, BatchNormMode::Train).as_vec();
+    let bn = BatchNormArgs {
+        gamma: &ones,
+        beta: &zeros,
+        stats: &mut stats,
+        mode: BatchNormMode::Train,
+    };
+    let y = batch_norm2d(x, bn, Activation::None).as_vec();
     for ch in 0..2 {
         let vals: Vec<f64> = (0..4)
             .flat_map(|i| y[(i * 2 + ch) * 4..(i * 2 + ch + 1) * 4].to_vec())

@@ -11,8 +11,13 @@
 //!   convolutions as direct loops parallel over feature-map planes.
 //! - [`max_pool2d`], [`avg_pool2d`]: pooling; max routes the gradient to one
 //!   maximum per window (the first), avg excludes padding from the count.
+//! - [`conv_block`]: a convolution fused with the batch norm and the
+//!   activation that follow it.
 //! - [`batch_norm2d`]: batch norm over `N, H, W` with running statistics and
-//!   train/eval modes.
+//!   train/eval modes, followed by an activation.
+//! - [`add_activate`]: a residual sum and its activation.
+//! - [`global_avg_pool`], [`channel_scale`]: the squeeze and the gating of a
+//!   squeeze-and-excitation block.
 //! - [`lrn`]: local response normalisation across channels.
 
 #[cfg(test)]
@@ -20,15 +25,22 @@ mod gradcheck;
 
 use dfdx::prelude::{Cpu, Tensor};
 
+mod act;
 mod conv;
 mod depthwise;
 mod gemm;
 mod norm;
 mod pool;
+mod residual;
+mod se;
 
-pub use conv::{conv2d, Conv2dSpec};
-pub use norm::{batch_norm2d, lrn, BatchNormMode, LrnSpec, RunningStats, BATCH_NORM_EPSILON};
-pub use pool::{avg_pool2d, max_pool2d, Pool2dSpec};
+pub use conv::{conv2d, conv_block, Conv2dSpec};
+pub use norm::{
+    batch_norm2d, lrn, BatchNormArgs, BatchNormMode, LrnSpec, RunningStats, BATCH_NORM_EPSILON,
+};
+pub use pool::{avg_pool2d, global_avg_pool, max_pool2d, Pool2dSpec};
+pub use residual::add_activate;
+pub use se::channel_scale;
 
 /// The float types our ops run in: `f32` for training, `f64` for gradient checks.
 pub trait Real:
@@ -145,6 +157,15 @@ pub(crate) use take_grad;
 #[inline(always)]
 pub(crate) fn simd<R>(f: impl FnOnce() -> R) -> R {
     pulp::Arch::new().dispatch(f)
+}
+
+/// `dst += src`, element-wise, in parallel.
+pub(crate) fn add_into<E: Real>(dst: &mut [E], src: &[E]) {
+    use rayon::prelude::*;
+    const CHUNK: usize = 1 << 14;
+    dst.par_chunks_mut(CHUNK)
+        .zip(src.par_chunks(CHUNK))
+        .for_each(|(d, s)| simd(|| d.iter_mut().zip(s).for_each(|(d, &s)| *d += s)));
 }
 
 /// Converts an `f64` constant into the op's float type.

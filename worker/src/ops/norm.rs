@@ -3,7 +3,10 @@
 use dfdx::prelude::*;
 use rayon::prelude::*;
 
-use super::{real, release_grad, take_grad, to_vec, Map, Param, Real};
+use search::arch::Activation;
+
+use super::act::{with_act, ActFn};
+use super::{add_into, real, release_grad, simd, take_grad, to_vec, Map, Param, Real};
 
 /// Whether batch norm uses the batch's statistics (and updates the running
 /// ones) or the running statistics.
@@ -97,104 +100,155 @@ fn normalisation<E: Real>(
     }
 }
 
-/// Per channel: `sum(dy)` and `sum(dy * xhat)`, what the gradients of
-/// gamma, beta and the input are made of.
-fn channel_grad_sums<E: Real>(
-    dy: &[E],
-    xs: &[E],
-    (n, c, hw): (usize, usize, usize),
-    mean: &[E],
-    invstd: &[E],
-) -> Vec<(E, E)> {
-    (0..c)
-        .into_par_iter()
-        .map(|ch| {
-            let (mut s, mut sx) = (E::zero(), E::zero());
-            for i in 0..n {
-                let at = (i * c + ch) * hw;
-                for (&g, &v) in dy[at..at + hw].iter().zip(&xs[at..at + hw]) {
-                    s += g;
-                    sx += g * (v - mean[ch]) * invstd[ch];
-                }
-            }
-            (s, sx)
-        })
-        .collect()
+/// What a batch norm's forward pass keeps for its backward pass (besides
+/// its input): the per-channel statistics it normalised with and its
+/// parameters.
+pub(crate) struct BatchNormSaved<E> {
+    mean: Vec<E>,
+    invstd: Vec<E>,
+    gamma: std::sync::Arc<Vec<E>>,
+    beta: std::sync::Arc<Vec<E>>,
+    mode: BatchNormMode,
 }
 
-/// Batch normalisation of `x: N x C x H x W` with learnt `gamma` and `beta`
-/// (`C` each). In [`BatchNormMode::Train`] it updates `stats`.
-pub fn batch_norm2d<E: Real, T: Tape<E, Cpu>>(
-    x: Map<E, T>,
-    gamma: &Param<E>,
-    beta: &Param<E>,
-    stats: &mut RunningStats<E>,
-    mode: BatchNormMode,
-) -> Map<E, T> {
-    let (n, c, h, w) = *x.shape();
-    let hw = h * w;
-    assert_eq!(stats.mean.len(), c, "batch_norm2d: channel count");
-    let (x, mut tape) = x.split_tape();
-    let xs = to_vec(&x);
-    let (gs, bs) = (gamma.values.clone(), beta.values.clone());
-    let (mean, invstd) = normalisation(&xs, (n, c, hw), stats, mode);
+impl<E: Real> BatchNormSaved<E> {
+    /// Channel `ch`'s normalisation folded into `x * scale + shift`.
+    fn scale_shift(&self, ch: usize) -> (E, E) {
+        let scale = self.gamma[ch] * self.invstd[ch];
+        (scale, self.beta[ch] - self.mean[ch] * scale)
+    }
+}
+
+/// The arguments of a batch norm that follows another op.
+pub struct BatchNormArgs<'a, E: Real> {
+    /// Learnt per-channel scale.
+    pub gamma: &'a Param<E>,
+    /// Learnt per-channel shift.
+    pub beta: &'a Param<E>,
+    /// Running statistics (updated in training mode).
+    pub stats: &'a mut RunningStats<E>,
+    /// Batch or running statistics.
+    pub mode: BatchNormMode,
+}
+
+/// `act(batch_norm(x))` over `xs: N x C x HW`, with what the backward pass needs.
+pub(crate) fn batch_norm_forward<E: Real>(
+    xs: &[E],
+    (n, c, hw): (usize, usize, usize),
+    bn: BatchNormArgs<'_, E>,
+    act: Activation,
+) -> (Vec<E>, BatchNormSaved<E>) {
+    assert_eq!(bn.stats.mean.len(), c, "batch_norm2d: channel count");
+    assert_eq!(bn.gamma.values.len(), c, "batch_norm2d: gamma size");
+    let (mean, invstd) = normalisation(xs, (n, c, hw), bn.stats, bn.mode);
+    let saved = BatchNormSaved {
+        mean,
+        invstd,
+        gamma: bn.gamma.values.clone(),
+        beta: bn.beta.values.clone(),
+        mode: bn.mode,
+    };
     let mut ys = vec![E::zero(); xs.len()];
-    ys.par_chunks_mut(hw.max(1))
-        .zip(xs.par_chunks(hw.max(1)))
-        .enumerate()
-        .for_each(|(p, (y, plane))| {
-            let ch = p % c;
-            let scale = gs[ch] * invstd[ch];
-            let shift = bs[ch] - mean[ch] * scale;
+    with_act!(act, A => ys.par_chunks_mut(hw.max(1))
+    .zip(xs.par_chunks(hw.max(1)))
+    .enumerate()
+    .for_each(|(p, (y, plane))| {
+        let (scale, shift) = saved.scale_shift(p % c);
+        simd(|| {
             y.iter_mut()
                 .zip(plane)
-                .for_each(|(y, &v)| *y = v * scale + shift);
+                .for_each(|(y, &v)| *y = A::value(v * scale + shift))
         });
+    }));
+    (ys, saved)
+}
+
+/// The backward pass of [`batch_norm_forward`]: turns `d` from the gradient
+/// at the output into the gradient at the input, in place, and returns the
+/// gradients of gamma and beta. Per-plane partial sums are added in image
+/// order, so the result does not depend on the thread count.
+pub(crate) fn batch_norm_backward_in_place<E: Real>(
+    d: &mut [E],
+    xs: &[E],
+    (n, c, hw): (usize, usize, usize),
+    saved: &BatchNormSaved<E>,
+    act: Activation,
+) -> (Vec<E>, Vec<E>) {
+    // Through the activation (at z = the normalised value), with each
+    // plane's sum(dz) and sum(dz * xhat).
+    let partial: Vec<(E, E)> = with_act!(act, A => d
+        .par_chunks_mut(hw.max(1))
+        .zip(xs.par_chunks(hw.max(1)))
+        .enumerate()
+        .map(|(p, (d, plane))| {
+            let ch = p % c;
+            let (scale, shift) = saved.scale_shift(ch);
+            let (mu, inv) = (saved.mean[ch], saved.invstd[ch]);
+            simd(|| {
+                let (mut s, mut sx) = (E::zero(), E::zero());
+                for (g, &v) in d.iter_mut().zip(plane) {
+                    *g *= A::slope(v * scale + shift);
+                    s += *g;
+                    sx += *g * (v - mu) * inv;
+                }
+                (s, sx)
+            })
+        })
+        .collect());
+    let mut sums = vec![(E::zero(), E::zero()); c];
+    for (p, &(s, sx)) in partial.iter().enumerate() {
+        let acc = &mut sums[p % c];
+        acc.0 += s;
+        acc.1 += sx;
+    }
+    let count = real::<E>((n * hw) as f64);
+    d.par_chunks_mut(hw.max(1))
+        .zip(xs.par_chunks(hw.max(1)))
+        .enumerate()
+        .for_each(|(p, (d, plane))| {
+            let ch = p % c;
+            let k = saved.gamma[ch] * saved.invstd[ch];
+            match saved.mode {
+                BatchNormMode::Train => {
+                    let (s, sx) = sums[ch];
+                    let (mu, inv) = (saved.mean[ch], saved.invstd[ch]);
+                    simd(|| {
+                        for (g, &v) in d.iter_mut().zip(plane) {
+                            let xhat = (v - mu) * inv;
+                            *g = k * (*g - (s + xhat * sx) / count);
+                        }
+                    });
+                }
+                BatchNormMode::Eval => simd(|| d.iter_mut().for_each(|g| *g *= k)),
+            }
+        });
+    sums.into_iter().map(|(s, sx)| (sx, s)).unzip()
+}
+
+/// `act(batch_norm(x))` for `x: N x C x H x W` with learnt `gamma` and
+/// `beta` (`C` each). In [`BatchNormMode::Train`] it updates the running
+/// statistics. (A convolution followed by batch norm uses the fused
+/// [`conv2d`](super::conv2d) instead.)
+pub fn batch_norm2d<E: Real, T: Tape<E, Cpu>>(
+    x: Map<E, T>,
+    bn: BatchNormArgs<'_, E>,
+    act: Activation,
+) -> Map<E, T> {
+    let (n, c, h, w) = *x.shape();
+    let dims = (n, c, h * w);
+    let (x, mut tape) = x.split_tape();
+    let xs = to_vec(&x);
+    let (gg, bg) = (bn.gamma.tensor.ghost(), bn.beta.tensor.ghost());
+    let (ys, saved) = batch_norm_forward(&xs, dims, bn, act);
     let y = x.device().tensor_from_vec(ys, (n, c, h, w));
     if T::OWNS_TAPE {
-        let (xg, gg, bg, yg) = (
-            x.ghost(),
-            gamma.tensor.ghost(),
-            beta.tensor.ghost(),
-            y.ghost(),
-        );
+        let (xg, yg) = (x.ghost(), y.ghost());
         tape.add_backward_op(move |grads| {
-            let dy = take_grad!(grads, &yg);
-            let sums = channel_grad_sums(&dy, &xs, (n, c, hw), &mean, &invstd);
-            {
-                let dgamma = grads.get_or_alloc_mut(&gg)?;
-                sums.iter()
-                    .zip(dgamma.iter_mut())
-                    .for_each(|(s, d)| *d += s.1);
-            }
-            {
-                let dbeta = grads.get_or_alloc_mut(&bg)?;
-                sums.iter()
-                    .zip(dbeta.iter_mut())
-                    .for_each(|(s, d)| *d += s.0);
-            }
-            let count = real::<E>((n * hw) as f64);
-            let dx = grads.get_or_alloc_mut(&xg)?;
-            dx.par_chunks_mut(hw.max(1))
-                .zip(dy.par_chunks(hw.max(1)))
-                .zip(xs.par_chunks(hw.max(1)))
-                .enumerate()
-                .for_each(|(p, ((dx, dy), plane))| {
-                    let ch = p % c;
-                    let k = gs[ch] * invstd[ch];
-                    match mode {
-                        BatchNormMode::Train => {
-                            let (s, sx) = sums[ch];
-                            for ((d, &g), &v) in dx.iter_mut().zip(dy).zip(plane) {
-                                let xhat = (v - mean[ch]) * invstd[ch];
-                                *d += k * (g - (s + xhat * sx) / count);
-                            }
-                        }
-                        BatchNormMode::Eval => {
-                            dx.iter_mut().zip(dy).for_each(|(d, &g)| *d += k * g);
-                        }
-                    }
-                });
+            let mut dy = take_grad!(grads, &yg);
+            let (dgamma, dbeta) = batch_norm_backward_in_place(&mut dy, &xs, dims, &saved, act);
+            add_into(grads.get_or_alloc_mut(&gg)?, &dgamma);
+            add_into(grads.get_or_alloc_mut(&bg)?, &dbeta);
+            add_into(grads.get_or_alloc_mut(&xg)?, &dy);
             release_grad(dy)
         });
     }

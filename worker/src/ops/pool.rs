@@ -3,7 +3,7 @@
 use dfdx::prelude::*;
 use rayon::prelude::*;
 
-use super::{release_grad, take_grad, to_vec, Map, Real};
+use super::{real, release_grad, simd, take_grad, to_vec, with_scratch, Flat, Map, Real};
 
 /// The geometry of a pooling window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -137,6 +137,34 @@ pub fn avg_pool2d<E: Real, T: Tape<E, Cpu>>(x: Map<E, T>, spec: Pool2dSpec) -> M
                         }
                     }
                 });
+            release_grad(dy)
+        });
+    }
+    y.put_tape(tape)
+}
+
+/// The mean of each feature-map plane: `N x C x H x W` to `N x C`.
+pub fn global_avg_pool<E: Real, T: Tape<E, Cpu>>(x: Map<E, T>) -> Flat<E, T> {
+    let (n, c, h, w) = *x.shape();
+    let hw = (h * w).max(1);
+    let (x, mut tape) = x.split_tape();
+    let count = real::<E>((h * w) as f64);
+    let means: Vec<E> = with_scratch(n * c * h * w, |xs: &mut [E]| {
+        x.copy_into(xs);
+        xs.par_chunks(hw)
+            .map(|plane| plane.iter().copied().sum::<E>() / count)
+            .collect()
+    });
+    let y = x.device().tensor_from_vec(means, (n, c));
+    if T::OWNS_TAPE {
+        let (xg, yg) = (x.ghost(), y.ghost());
+        tape.add_backward_op(move |grads| {
+            let dy = take_grad!(grads, &yg);
+            let dx = grads.get_or_alloc_mut(&xg)?;
+            dx.par_chunks_mut(hw).zip(&dy).for_each(|(plane, &g)| {
+                let share = g / count;
+                simd(|| plane.iter_mut().for_each(|d| *d += share));
+            });
             release_grad(dy)
         });
     }
