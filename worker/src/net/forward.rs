@@ -1,7 +1,7 @@
 //! The forward pass: the compiled nodes applied to dfdx tensors.
 
 use dfdx::prelude::*;
-use search::arch::{Activation, PoolOp};
+use search::arch::PoolOp;
 
 use crate::ops::{self, BatchNormArgs, BatchNormMode, Flat, Map, Param, RunningStats};
 
@@ -33,23 +33,6 @@ pub(super) struct Context<'a> {
 /// (dfdx sums the gradients of both by tensor id).
 fn fork<S: Shape, T: Tape<f32, Cpu>>(t: &Tensor<S, f32, Cpu, T>) -> Tensor<S, f32, Cpu, T> {
     t.retaped::<T>()
-}
-
-fn activate<S: Shape, T: Tape<f32, Cpu>>(
-    x: Tensor<S, f32, Cpu, T>,
-    a: Activation,
-) -> Tensor<S, f32, Cpu, T> {
-    match a {
-        Activation::None => x,
-        Activation::Relu => x.relu(),
-        Activation::Relu6 => x.clamp(0.0, 6.0),
-        Activation::Tanh => x.tanh(),
-        Activation::Sigmoid => x.sigmoid(),
-        Activation::Swish => {
-            let gate = fork(&x).sigmoid();
-            x * gate
-        }
-    }
 }
 
 impl Context<'_> {
@@ -107,7 +90,7 @@ impl Context<'_> {
                 .broadcast_like::<(usize, usize), Axis<0>>(&(n, d.units));
             y = y + b;
         }
-        activate(y, d.activation)
+        ops::activate(y, d.activation)
     }
 
     fn node<T: Tape<f32, Cpu>>(&mut self, node: &Node, v: Value<T>) -> Value<T> {
@@ -118,7 +101,7 @@ impl Context<'_> {
                     Node::Dropout(rate) if self.mode == Mode::Train && *rate > 0.0 => {
                         f.dropout(*rate as f32)
                     }
-                    Node::Activation(a) => activate(f, *a),
+                    Node::Activation(a) => ops::activate(f, *a),
                     // Validation rules out map layers on flat values; dropout in eval passes.
                     _ => f,
                 });
@@ -144,7 +127,7 @@ impl Context<'_> {
                 map(x.dropout(*rate as f32))
             }
             Node::Dropout(_) => Value::Map(x, raw),
-            Node::Activation(a) => map(activate(x, *a)),
+            Node::Activation(a) => map(ops::activate(x, *a)),
             Node::Lrn(spec) => map(ops::lrn(x, *spec)),
             Node::Se { squeeze, excite } => {
                 let pooled = ops::global_avg_pool(fork(&x));

@@ -7,10 +7,11 @@
 //! recomputed by the op), never from the output, so every activation,
 //! swish included, has one rule.
 
+use dfdx::prelude::*;
 use rayon::prelude::*;
 use search::arch::Activation;
 
-use super::{real, simd, Real};
+use super::{add_into, real, release_grad, simd, take_grad, to_vec, Real};
 
 /// One activation's value and slope as functions of the pre-activation `z`.
 pub(super) trait ActFn {
@@ -34,8 +35,54 @@ pub(super) struct Sigmoid;
 /// `z * sigmoid(z)`.
 pub(super) struct Swish;
 
+/// `e^x` in `f32` without a libm call, so loops over it vectorise: `x =
+/// n ln2 + r` with `|r| <= ln2 / 2`, a degree-7 Taylor polynomial for
+/// `e^r` (relative error below 1e-7) and `2^n` put into the exponent bits.
+/// Inputs are clamped to `[-87.3, 88.3]`, where `e^x` stays a normal float.
+#[inline(always)]
+pub(super) fn exp_f32(x: f32) -> f32 {
+    // Adding 1.5 * 2^23 rounds to an integer, which lands in the low bits.
+    const ROUNDER: f32 = 12_582_912.0;
+    const LN2_HI: f32 = 0.693_145_75;
+    const LN2_LO: f32 = 1.428_606_8e-6;
+    let x = x.clamp(-87.3, 88.3);
+    let shifted = x * std::f32::consts::LOG2_E + ROUNDER;
+    let n = shifted - ROUNDER;
+    let r = x - n * LN2_HI - n * LN2_LO;
+    let p = 1.0
+        + r * (1.0
+            + r * (0.5
+                + r * (1.0 / 6.0
+                    + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0 + r / 5040.0))))));
+    let power = (shifted.to_bits() as i32).wrapping_sub(ROUNDER.to_bits() as i32);
+    p * f32::from_bits(((power + 127) as u32) << 23)
+}
+
+#[inline(always)]
 fn sigmoid<E: Real>(z: E) -> E {
-    (E::one() + (-z).exp()).recip()
+    (E::one() + (-z).activation_exp()).recip()
+}
+
+/// `tanh(z)`: an odd polynomial near 0, `(1 - e^-2|z|) / (1 + e^-2|z|)`
+/// with the sign of `z` elsewhere (no cancellation either way).
+#[inline(always)]
+fn tanh<E: Real>(z: E) -> E {
+    let a = z.abs();
+    if a < real::<E>(0.25) {
+        let z2 = z * z;
+        z * (E::one()
+            + z2 * (real::<E>(-1.0 / 3.0)
+                + z2 * (real::<E>(2.0 / 15.0)
+                    + z2 * (real::<E>(-17.0 / 315.0) + z2 * real::<E>(62.0 / 2835.0)))))
+    } else {
+        let e = (real::<E>(-2.0) * a).activation_exp();
+        let t = (E::one() - e) / (E::one() + e);
+        if z < E::zero() {
+            -t
+        } else {
+            t
+        }
+    }
 }
 
 impl ActFn for Identity {
@@ -91,19 +138,23 @@ impl ActFn for Relu6 {
 }
 
 impl ActFn for Tanh {
+    #[inline(always)]
     fn value<E: Real>(z: E) -> E {
-        z.tanh()
+        tanh(z)
     }
+    #[inline(always)]
     fn slope<E: Real>(z: E) -> E {
-        let t = z.tanh();
+        let t = tanh(z);
         E::one() - t * t
     }
 }
 
 impl ActFn for Sigmoid {
+    #[inline(always)]
     fn value<E: Real>(z: E) -> E {
         sigmoid(z)
     }
+    #[inline(always)]
     fn slope<E: Real>(z: E) -> E {
         let s = sigmoid(z);
         s * (E::one() - s)
@@ -111,9 +162,11 @@ impl ActFn for Sigmoid {
 }
 
 impl ActFn for Swish {
+    #[inline(always)]
     fn value<E: Real>(z: E) -> E {
         z * sigmoid(z)
     }
+    #[inline(always)]
     fn slope<E: Real>(z: E) -> E {
         let s = sigmoid(z);
         s * (E::one() + z * (E::one() - s))
@@ -175,4 +228,29 @@ pub(super) fn backward_in_place<E: Real>(d: &mut [E], zs: &[E], act: Activation)
     with_act!(act, A => d.par_chunks_mut(CHUNK).zip(zs.par_chunks(CHUNK)).for_each(|(d, z)| {
         simd(|| d.iter_mut().zip(z).for_each(|(d, &z)| *d *= A::slope(z)))
     }));
+}
+
+/// `act(x)` for a tensor of any shape (a dense layer's output, or an
+/// activation layer of its own), recorded on the tape.
+pub fn activate<S: Shape, E: Real, T: Tape<E, Cpu>>(
+    x: Tensor<S, E, Cpu, T>,
+    act: Activation,
+) -> Tensor<S, E, Cpu, T> {
+    if act == Activation::None {
+        return x;
+    }
+    let shape = *x.shape();
+    let (x, mut tape) = x.split_tape();
+    let zs = to_vec(&x);
+    let y = x.device().tensor_from_vec(forward(&zs, act), shape);
+    if T::OWNS_TAPE {
+        let (xg, yg) = (x.ghost(), y.ghost());
+        tape.add_backward_op(move |grads| {
+            let mut dy = take_grad!(grads, &yg);
+            backward_in_place(&mut dy, &zs, act);
+            add_into(grads.get_or_alloc_mut(&xg)?, &dy);
+            release_grad(dy)
+        });
+    }
+    y.put_tape(tape)
 }

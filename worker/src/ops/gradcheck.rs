@@ -471,6 +471,35 @@ fn activations_match_their_definitions() {
 }
 
 #[test]
+fn activation_layers_match_finite_differences() {
+    for act in Activation::ALL.into_iter().skip(1) {
+        check((2, 3, 2, 3), &[], true, |x, _| activate(x * 2.0, act));
+    }
+}
+
+#[test]
+fn the_f32_activations_are_accurate() {
+    let (mut worst_exp, mut worst_tanh, mut worst_sigmoid) = (0.0f64, 0.0f64, 0.0f64);
+    for i in -20_000..=20_000 {
+        let z = i as f32 * 0.004; // -80 to 80
+        let exact = f64::from(z).exp();
+        worst_exp = worst_exp.max(((f64::from(act::exp_f32(z)) - exact) / exact).abs());
+        let ys = act::forward(&[z], Activation::Tanh);
+        worst_tanh = worst_tanh.max((f64::from(ys[0]) - f64::from(z).tanh()).abs());
+        let ys = act::forward(&[z], Activation::Sigmoid);
+        worst_sigmoid =
+            worst_sigmoid.max((f64::from(ys[0]) - 1.0 / (1.0 + (-exact.ln()).exp())).abs());
+    }
+    assert!(worst_exp < 3e-7, "exp relative error {worst_exp}");
+    assert!(worst_tanh < 3e-7, "tanh absolute error {worst_tanh}");
+    assert!(
+        worst_sigmoid < 3e-7,
+        "sigmoid absolute error {worst_sigmoid}"
+    );
+    assert!(act::exp_f32(-200.0) >= 0.0 && act::exp_f32(200.0).is_finite());
+}
+
+#[test]
 fn residual_sums_match_finite_differences() {
     for act in Activation::ALL {
         let shape = (2, 3, 3, 2);
