@@ -214,6 +214,21 @@ fn conv_cases() -> Vec<((usize, usize, usize, usize), Conv2dSpec)> {
             (5, 3, 4, 4),
             conv_spec(3, 2, (1, 1), (1, 1), (1, 1), [0; 4], 1),
         ),
+        // 8 or more channels per group: the weight gradient from pixel-major
+        // operands (same padding; uneven kernel, stride, dilation and
+        // padding with groups); and the same for 1 x 1, which does not use them.
+        (
+            (2, 8, 5, 4),
+            conv_spec(8, 3, (3, 3), (1, 1), (1, 1), [1, 1, 1, 1], 1),
+        ),
+        (
+            (2, 16, 6, 5),
+            conv_spec(16, 4, (3, 2), (2, 1), (1, 2), [1, 0, 2, 1], 2),
+        ),
+        (
+            (3, 8, 3, 3),
+            conv_spec(8, 2, (1, 1), (1, 1), (1, 1), [0; 4], 1),
+        ),
         // Depthwise (the direct kernels): same padding, stride 2 with
         // asymmetric padding, a multiplier with dilation and uneven strides,
         // and a 5 x 5 kernel wider than the padding.
