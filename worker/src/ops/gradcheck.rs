@@ -248,6 +248,16 @@ fn conv_cases() -> Vec<((usize, usize, usize, usize), Conv2dSpec)> {
             (2, 2, 6, 6),
             conv_spec(2, 2, (5, 5), (1, 1), (1, 1), [1, 2, 2, 1], 2),
         ),
+        // Depthwise as whole-plane shifts (stride 1, as many output as input
+        // columns): dilated with a multiplier, and uneven vertical padding.
+        (
+            (2, 3, 6, 7),
+            conv_spec(3, 6, (3, 3), (1, 1), (2, 2), [2, 2, 2, 2], 3),
+        ),
+        (
+            (1, 2, 5, 6),
+            conv_spec(2, 2, (3, 3), (1, 1), (1, 1), [0, 2, 1, 1], 2),
+        ),
     ]
 }
 
