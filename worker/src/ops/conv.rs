@@ -10,7 +10,7 @@ use super::gemm::{matmul, MatRef};
 use super::norm::{
     batch_norm_backward_in_place, batch_norm_forward, BatchNormArgs, BatchNormSaved,
 };
-use super::{act, depthwise};
+use super::{act, depthwise, depthwise_cl};
 use super::{add_into, release_grad, simd, take_grad, to_vec, with_scratch, Map, Param, Real};
 
 /// The geometry of a convolution. Weights are `out x in/groups x kh x kw`,
@@ -449,7 +449,12 @@ pub fn conv_block<E: Real, T: Tape<E, Cpu>>(
     let ws = weight.values.clone();
     let bs = bias.map(|b| b.values.clone());
     let zs = if geo.is_depthwise() {
-        depthwise::forward(&geo, n, &xs, &ws, bs.as_deref().map(Vec::as_slice))
+        let bias = bs.as_deref().map(Vec::as_slice);
+        if geo.channels_last_pays(n) {
+            depthwise_cl::forward(&geo, n, &xs, &ws, bias)
+        } else {
+            depthwise::forward(&geo, n, &xs, &ws, bias)
+        }
     } else {
         im2col_forward(&geo, n, &xs, &ws, bs.as_deref().map(Vec::as_slice))
     };
@@ -495,7 +500,9 @@ pub fn conv_block<E: Real, T: Tape<E, Cpu>>(
                 }
             }
             drop(epilogue);
-            let (dw, db) = if geo.is_depthwise() {
+            let (dw, db) = if geo.channels_last_pays(n) {
+                depthwise_cl::weight_grads(&geo, &xs, &dy)
+            } else if geo.is_depthwise() {
                 depthwise::weight_grads(&geo, n, &xs, &dy)
             } else {
                 weight_grads(&geo, n, &xs, &dy)
@@ -506,7 +513,9 @@ pub fn conv_block<E: Real, T: Tape<E, Cpu>>(
             }
             if input_grad {
                 let dx = grads.get_or_alloc_mut(&xg)?;
-                if geo.is_depthwise() {
+                if geo.channels_last_pays(n) {
+                    depthwise_cl::input_grads(&geo, &ws, &dy, dx);
+                } else if geo.is_depthwise() {
                     depthwise::input_grads(&geo, &ws, &dy, dx);
                 } else {
                     input_grads(&geo, &ws, &dy, dx);
@@ -569,7 +578,7 @@ const PIXEL_MAJOR_MIN_CHANNELS: usize = 8;
 /// `src_stride`) into `dst` (row stride `dst_stride`), in cache-line tiles:
 /// each output row segment is written contiguously from one source column.
 #[inline(always)]
-fn transpose_into<E: Real>(
+pub(super) fn transpose_into<E: Real>(
     src: &[E],
     (rows, cols, src_stride): (usize, usize, usize),
     dst: &mut [E],

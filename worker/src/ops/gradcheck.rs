@@ -248,6 +248,16 @@ fn conv_cases() -> Vec<((usize, usize, usize, usize), Conv2dSpec)> {
             (2, 2, 6, 6),
             conv_spec(2, 2, (5, 5), (1, 1), (1, 1), [1, 2, 2, 1], 2),
         ),
+        // Depthwise channels-last (16+ channels, multiplier 1, several
+        // images): same padding, and stride 2 with dilation and uneven padding.
+        (
+            (2, 16, 5, 5),
+            conv_spec(16, 16, (3, 3), (1, 1), (1, 1), [1, 1, 1, 1], 16),
+        ),
+        (
+            (3, 16, 7, 6),
+            conv_spec(16, 16, (3, 2), (2, 1), (2, 1), [2, 1, 0, 1], 16),
+        ),
         // Depthwise as whole-plane shifts (stride 1, as many output as input
         // columns): dilated with a multiplier, and uneven vertical padding.
         (

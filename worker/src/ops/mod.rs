@@ -28,6 +28,7 @@ use dfdx::prelude::{Cpu, Tensor};
 mod act;
 mod conv;
 mod depthwise;
+mod depthwise_cl;
 mod gemm;
 mod norm;
 mod pool;
