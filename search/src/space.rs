@@ -182,7 +182,7 @@ pub enum SpaceError {
         message: String,
     },
     /// No preset by that name.
-    #[error("unknown search space preset `{0}` (known: micro, classic, mobile, full)")]
+    #[error("unknown search space preset `{0}` (known: micro, small, classic, mobile, full)")]
     UnknownPreset(String),
 }
 
@@ -447,10 +447,12 @@ mod tests {
             let json = serde_json::to_string(&space).expect("json");
             assert_eq!(SearchSpace::from_json(&json).expect("parses"), space);
         }
-        assert!(matches!(
-            SearchSpace::preset("huge"),
-            Err(SpaceError::UnknownPreset(_))
-        ));
+        let unknown = SearchSpace::preset("huge");
+        assert!(matches!(unknown, Err(SpaceError::UnknownPreset(_))));
+        let message = unknown.err().map(|e| e.to_string()).unwrap_or_default();
+        for name in PRESETS {
+            assert!(message.contains(name), "{message} lacks {name}");
+        }
     }
 
     #[test]

@@ -13,7 +13,7 @@ use thiserror::Error;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum SpaceRef {
-    /// A preset: micro, classic, mobile or full.
+    /// A preset: micro (a smoke test), small, classic, mobile or full.
     Preset(String),
     /// A full space.
     Inline(Box<SearchSpace>),

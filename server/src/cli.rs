@@ -178,7 +178,7 @@ pub struct SpaceLatencyArgs {
 #[derive(Debug, Args)]
 #[group(required = false, multiple = false)]
 pub struct SpaceSource {
-    /// A preset: micro, classic, mobile or full.
+    /// A preset: micro (a smoke test), small, classic, mobile or full.
     #[arg(long, default_value = "micro")]
     pub preset: String,
     /// A search-space JSON file (instead of a preset).
@@ -209,7 +209,7 @@ pub struct SpaceSampleArgs {
 /// Flags of `nas space show`.
 #[derive(Debug, Args)]
 pub struct SpaceShowArgs {
-    /// The preset: micro, classic, mobile or full.
+    /// The preset: micro (a smoke test), small, classic, mobile or full.
     pub preset: String,
 }
 
