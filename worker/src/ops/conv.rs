@@ -423,6 +423,15 @@ enum Epilogue<E> {
     Norm(Vec<E>, BatchNormSaved<E>, Activation),
 }
 
+/// `zs` if a backward pass will read it, else nothing (inference frees it now).
+fn kept_for_backward<T: Tape<E, Cpu>, E: Real>(zs: Vec<E>) -> Vec<E> {
+    if T::OWNS_TAPE {
+        zs
+    } else {
+        Vec::new()
+    }
+}
+
 /// `act(batch_norm(conv(x, weight) + bias))`, each part optional, as one op:
 /// the convolution's output stays a plain buffer between the parts, and the
 /// backward pass turns the output gradient into the convolution's output
@@ -448,16 +457,8 @@ pub fn conv_block<E: Real, T: Tape<E, Cpu>>(
     let xs = to_vec(&x);
     let ws = weight.values.clone();
     let bs = bias.map(|b| b.values.clone());
-    let zs = if geo.is_depthwise() {
-        let bias = bs.as_deref().map(Vec::as_slice);
-        if geo.channels_last_pays(n) {
-            depthwise_cl::forward(&geo, n, &xs, &ws, bias)
-        } else {
-            depthwise::forward(&geo, n, &xs, &ws, bias)
-        }
-    } else {
-        im2col_forward(&geo, n, &xs, &ws, bs.as_deref().map(Vec::as_slice))
-    };
+    let kernels = Kernels::choose(&geo, n);
+    let zs = kernels.forward(&geo, n, &xs, &ws, bs.as_deref().map(Vec::as_slice));
     let dims = (n, spec.out_channels, geo.oh * geo.ow);
     let norm_ghosts = batch_norm
         .as_ref()
@@ -465,13 +466,14 @@ pub fn conv_block<E: Real, T: Tape<E, Cpu>>(
     let (ys, epilogue) = match batch_norm {
         Some(bn) => {
             let (ys, saved) = batch_norm_forward(&zs, dims, bn, act);
-            let keep = if T::OWNS_TAPE { zs } else { Vec::new() };
-            (ys, Epilogue::Norm(keep, saved, act))
+            (
+                ys,
+                Epilogue::Norm(kept_for_backward::<T, E>(zs), saved, act),
+            )
         }
         None if act != Activation::None => {
             let ys = act::forward(&zs, act);
-            let keep = if T::OWNS_TAPE { zs } else { Vec::new() };
-            (ys, Epilogue::Act(keep, act))
+            (ys, Epilogue::Act(kept_for_backward::<T, E>(zs), act))
         }
         None => (zs, Epilogue::Plain),
     };
@@ -500,31 +502,79 @@ pub fn conv_block<E: Real, T: Tape<E, Cpu>>(
                 }
             }
             drop(epilogue);
-            let (dw, db) = if geo.channels_last_pays(n) {
-                depthwise_cl::weight_grads(&geo, &xs, &dy)
-            } else if geo.is_depthwise() {
-                depthwise::weight_grads(&geo, n, &xs, &dy)
-            } else {
-                weight_grads(&geo, n, &xs, &dy)
-            };
+            let (dw, db) = kernels.weight_grads(&geo, n, &xs, &dy);
             add_into(grads.get_or_alloc_mut(&wg)?, &dw);
             if let Some(bg) = &bg {
                 add_into(grads.get_or_alloc_mut(bg)?, &db);
             }
             if input_grad {
-                let dx = grads.get_or_alloc_mut(&xg)?;
-                if geo.channels_last_pays(n) {
-                    depthwise_cl::input_grads(&geo, &ws, &dy, dx);
-                } else if geo.is_depthwise() {
-                    depthwise::input_grads(&geo, &ws, &dy, dx);
-                } else {
-                    input_grads(&geo, &ws, &dy, dx);
-                }
+                kernels.input_grads(&geo, &ws, &dy, grads.get_or_alloc_mut(&xg)?);
             }
             release_grad(dy)
         });
     }
     y.put_tape(tape)
+}
+
+/// Which kernels run one convolution call: chosen once, so its forward and
+/// backward passes always agree.
+#[derive(Clone, Copy)]
+enum Kernels {
+    /// im2col + GEMM.
+    Im2col,
+    /// Depthwise, plane by plane ([`depthwise`]).
+    Depthwise,
+    /// Depthwise, channels-last ([`depthwise_cl`]).
+    DepthwiseChannelsLast,
+}
+
+impl Kernels {
+    fn choose(geo: &Geometry, n: usize) -> Self {
+        if geo.channels_last_pays(n) {
+            Self::DepthwiseChannelsLast
+        } else if geo.is_depthwise() {
+            Self::Depthwise
+        } else {
+            Self::Im2col
+        }
+    }
+
+    fn forward<E: Real>(
+        self,
+        geo: &Geometry,
+        n: usize,
+        xs: &[E],
+        ws: &[E],
+        bias: Option<&[E]>,
+    ) -> Vec<E> {
+        match self {
+            Self::Im2col => im2col_forward(geo, n, xs, ws, bias),
+            Self::Depthwise => depthwise::forward(geo, n, xs, ws, bias),
+            Self::DepthwiseChannelsLast => depthwise_cl::forward(geo, n, xs, ws, bias),
+        }
+    }
+
+    fn weight_grads<E: Real>(
+        self,
+        geo: &Geometry,
+        n: usize,
+        xs: &[E],
+        dy: &[E],
+    ) -> (Vec<E>, Vec<E>) {
+        match self {
+            Self::Im2col => weight_grads(geo, n, xs, dy),
+            Self::Depthwise => depthwise::weight_grads(geo, n, xs, dy),
+            Self::DepthwiseChannelsLast => depthwise_cl::weight_grads(geo, xs, dy),
+        }
+    }
+
+    fn input_grads<E: Real>(self, geo: &Geometry, ws: &[E], dy: &[E], dx: &mut [E]) {
+        match self {
+            Self::Im2col => input_grads(geo, ws, dy, dx),
+            Self::Depthwise => depthwise::input_grads(geo, ws, dy, dx),
+            Self::DepthwiseChannelsLast => depthwise_cl::input_grads(geo, ws, dy, dx),
+        }
+    }
 }
 
 /// The forward pass as im2col + GEMM, one product per run of images.
