@@ -492,9 +492,15 @@ pub struct SearchBenchArgs {
     /// Evolution's tournament size.
     #[arg(long, default_value_t = 3)]
     pub sample: usize,
-    /// Batch-1 latency target, milliseconds (soft: MnasNet's reward).
+    /// Batch-1 latency target, milliseconds.
     #[arg(long, default_value_t = 1.0)]
     pub target_ms: f64,
+    /// How the reward treats the target: `hard` (accuracy under the
+    /// target, a steep penalty above it: "the most accurate network under
+    /// T") or `soft` (MnasNet's smooth trade-off, which also pays for
+    /// being faster than the target).
+    #[arg(long, value_enum, default_value_t = BenchLatencyMode::Hard)]
+    pub latency_mode: BenchLatencyMode,
     /// Epochs of the final model's training.
     #[arg(long, default_value_t = 10)]
     pub final_epochs: u32,
@@ -517,6 +523,25 @@ pub struct SearchBenchArgs {
     /// Keep the runs already in `--out` and run only the missing ones.
     #[arg(long, requires = "out")]
     pub resume: bool,
+}
+
+/// The latency reward of `nas bench search` (the spec's `objective.latency.mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BenchLatencyMode {
+    /// `alpha = beta = -0.07`.
+    Soft,
+    /// `alpha = 0, beta = -1`.
+    Hard,
+}
+
+impl BenchLatencyMode {
+    /// The spec's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Soft => "soft",
+            Self::Hard => "hard",
+        }
+    }
 }
 
 /// Flags of `nas bench seed`.

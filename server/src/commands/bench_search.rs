@@ -41,6 +41,13 @@ struct Run {
     final_reward: Option<f64>,
     search_seconds: f64,
     final_seconds: f64,
+    /// How many trials ended at each number of epochs trained (with ASHA:
+    /// how far the trials got), keyed by epochs.
+    #[serde(default)]
+    trials_by_epochs: std::collections::BTreeMap<i64, usize>,
+    /// The reward's latency mode the run was scored with.
+    #[serde(default)]
+    latency_mode: Option<String>,
     curve: Vec<Step>,
 }
 
@@ -69,7 +76,7 @@ fn spec_of(args: &SearchBenchArgs, strategy: &str, seed: u64) -> anyhow::Result<
         "name": format!("bench {}", strategy["kind"]),
         "dataset": args.dataset, "space": args.space, "seed": seed,
         "strategy": strategy, "scheduler": scheduler,
-        "objective": {"latency": {"target_ms": args.target_ms}},
+        "objective": {"latency": {"target_ms": args.target_ms, "mode": args.latency_mode.as_str()}},
         "budget": {
             "max_trials": 100_000, "parallelism": args.workers, "epochs": args.epochs_per_trial,
             "max_epochs_total": args.epochs_total, "max_train_samples": args.max_train_samples
@@ -101,6 +108,20 @@ fn curve(results: &[store::RungResult]) -> Vec<Step> {
         });
     }
     steps
+}
+
+/// How many trials ended at each number of epochs trained.
+fn trials_by_epochs(results: &[store::RungResult]) -> std::collections::BTreeMap<i64, usize> {
+    let mut furthest = std::collections::HashMap::new();
+    for r in results {
+        let epochs = furthest.entry(r.trial_id).or_insert(0);
+        *epochs = r.epochs.max(*epochs);
+    }
+    let mut counts = std::collections::BTreeMap::new();
+    for epochs in furthest.into_values() {
+        *counts.entry(epochs).or_insert(0) += 1;
+    }
+    counts
 }
 
 async fn one_run(args: &SearchBenchArgs, strategy: &str, seed: u64) -> anyhow::Result<Run> {
@@ -169,6 +190,8 @@ async fn one_run(args: &SearchBenchArgs, strategy: &str, seed: u64) -> anyhow::R
         final_reward: model.and_then(|m| m.reward),
         search_seconds,
         final_seconds: total - search_seconds,
+        trials_by_epochs: trials_by_epochs(&results),
+        latency_mode: Some(args.latency_mode.as_str().to_owned()),
         curve: curve(&results),
     };
     let _ = std::fs::remove_file(&file);
@@ -213,9 +236,10 @@ pub fn run(args: &SearchBenchArgs) -> anyhow::Result<String> {
             }
             let run = runtime.block_on(one_run(args, strategy, seed))?;
             eprintln!(
-                "{strategy} seed {seed}: {} trials, {} epochs, best val reward {:.4} (acc {:.4}), final test {:?} at {:?} ms, {:.0} s + {:.0} s",
+                "{strategy} seed {seed}: {} trials, {} epochs, best val reward {:.4} (acc {:.4}), final test {:?} at {:?} ms, {:.0} s + {:.0} s, trials by epochs trained {:?}",
                 run.trials, run.epochs_trained, run.best_val_reward, run.best_val_accuracy,
-                run.final_test_accuracy, run.final_latency_ms, run.search_seconds, run.final_seconds
+                run.final_test_accuracy, run.final_latency_ms, run.search_seconds, run.final_seconds,
+                run.trials_by_epochs
             );
             runs.push(run);
             if let Some(out) = &args.out {
@@ -249,15 +273,61 @@ pub fn run(args: &SearchBenchArgs) -> anyhow::Result<String> {
         ]);
     }
     Ok(format!(
-        "{} on {}, space {}, {} epochs of {} images per search, target {} ms, {} worker(s) x {} thread(s)\n{}",
+        "{} on {}, space {}, {} epochs of {} images per search, {} target {} ms, {} worker(s) x {} thread(s)\n{}",
         "search quality at equal compute",
         args.dataset,
         args.space,
         args.epochs_total,
         args.max_train_samples,
+        args.latency_mode.as_str(),
         args.target_ms,
         args.workers,
         args.threads,
         table.render()
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rung(trial_id: i64, epochs: i64, reward: f64) -> store::RungResult {
+        store::RungResult {
+            trial_id,
+            rung: 0,
+            epochs,
+            reward,
+            goes_on: false,
+            recorded_at: 0,
+        }
+    }
+
+    #[test]
+    fn trials_are_counted_where_they_stopped_and_compute_only_once() {
+        // Trial 1 stops after one epoch; trial 2 is promoted from 1 to 3.
+        let results = [rung(1, 1, 0.5), rung(2, 1, 0.7), rung(2, 3, 0.8)];
+        let counts = trials_by_epochs(&results);
+        assert_eq!(counts.into_iter().collect::<Vec<_>>(), vec![(1, 1), (3, 1)]);
+        let spent: Vec<i64> = curve(&results).iter().map(|s| s.epochs).collect();
+        assert_eq!(spent, vec![1, 2, 4]);
+        assert_eq!(curve(&results).last().map(|s| s.best_reward), Some(0.8));
+    }
+
+    #[test]
+    fn the_latency_mode_reaches_the_spec() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Wrapper {
+            #[command(flatten)]
+            args: SearchBenchArgs,
+        }
+        let soft = Wrapper::try_parse_from(["bench", "--latency-mode", "soft"]).expect("parses");
+        let spec = spec_of(&soft.args, "evolution+asha", 0).expect("valid spec");
+        let json = serde_json::to_value(&spec).expect("serialises");
+        assert_eq!(json["objective"]["latency"]["mode"], "soft");
+        let default = Wrapper::try_parse_from(["bench"]).expect("parses");
+        let spec = spec_of(&default.args, "random", 0).expect("valid spec");
+        let json = serde_json::to_value(&spec).expect("serialises");
+        assert_eq!(json["objective"]["latency"]["mode"], "hard");
+    }
 }
