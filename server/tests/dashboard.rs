@@ -298,12 +298,21 @@ async fn a_search_from_the_form_to_cancel_in_a_real_browser() {
     // Cancel, confirming the dialog.
     c.goto(search_url.as_str()).await.expect("back");
     ready(&c).await;
-    c.find(Locator::Id("cancel"))
-        .await
-        .expect("cancel")
-        .click()
-        .await
-        .expect("click");
+    // The live page re-renders its buttons; a reference gone stale between
+    // finding and clicking is found again.
+    let mut clicked = None;
+    for _ in 0..5 {
+        let button = c.find(Locator::Id("cancel")).await.expect("cancel");
+        match button.click().await {
+            Ok(()) => {
+                clicked = Some(());
+                break;
+            }
+            Err(e) if format!("{e:?}").contains("StaleElementReference") => continue,
+            Err(e) => panic!("click: {e:?}"),
+        }
+    }
+    clicked.expect("the cancel button stayed clickable");
     c.accept_alert().await.expect("confirm");
     c.wait()
         .at_most(Duration::from_secs(10))
