@@ -1,11 +1,12 @@
-"""How well a candidate's validation accuracy after its first epoch predicts
-its accuracy after its third, from a `nas bench search` log (the trials'
-per-epoch `val` lines at RUST_LOG=info): Spearman's rank correlation per
-run and over all runs. A low correlation means ASHA's first rung stops
-candidates on a signal close to chance. Usage:
+"""How well a candidate's validation accuracy after one epoch count predicts
+its accuracy after a later one (default: epoch 1 against epoch 3; for
+rungs at 1, 3 and 9 epochs also 3 against 9), from a `nas bench search` log
+(the trials' per-epoch `val` lines at RUST_LOG=info): Spearman's rank
+correlation per run and over all runs. A low correlation means ASHA's
+rung stops candidates on a signal close to chance. Usage:
 
     RUST_LOG=info nas bench search ... 2> log
-    python3 bench/rung_correlation.py log
+    python3 bench/rung_correlation.py log [EARLY LATE]
 """
 import collections
 import re
@@ -42,13 +43,14 @@ for line in open(sys.argv[1], errors="replace"):
     if epoch:
         trials[int(epoch[1])][int(epoch[2])] = float(epoch[3])
 
-first, third = [], []
+early, late = (int(sys.argv[2]), int(sys.argv[3])) if len(sys.argv) > 3 else (1, 3)
+first, last = [], []
 for name, run in runs:
-    pairs = [(v[1], v[3]) for v in run.values() if 1 in v and 3 in v]
+    pairs = [(v[early], v[late]) for v in run.values() if early in v and late in v]
     if len(pairs) > 3:
         a, b = zip(*pairs)
         first += a
-        third += b
-        print(f"{name}: {len(pairs)} trials with 3 epochs, rho {spearman(a, b):.2f}")
+        last += b
+        print(f"{name}: {len(pairs)} trials with {late} epochs, rho {spearman(a, b):.2f} (epoch {early} against {late})")
 if len(first) > 3:
-    print(f"all runs: {len(first)} trials, rho {spearman(first, third):.2f}")
+    print(f"all runs: {len(first)} trials, rho {spearman(first, last):.2f} (epoch {early} against {late})")

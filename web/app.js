@@ -9,6 +9,15 @@ const main = document.getElementById("main");
 function show(...nodes) { main.replaceChildren(...nodes.flat(Infinity).filter(n => n !== null && n !== undefined && n !== false)); }
 
 // ---------- helpers ----------
+// Replaces a live region's children only when what they show changed, so a
+// refresh with nothing new does not swap nodes out from under the pointer
+// (a click in flight, a selection, a focused button).
+function patch(container, ...nodes) {
+  const probe = container.cloneNode(false);
+  probe.append(...nodes.flat(Infinity).filter(n => n !== null && n !== undefined && n !== false));
+  if (probe.innerHTML === container.innerHTML) return;
+  container.replaceChildren(...probe.childNodes);
+}
 function el(tag, attrs, ...children) {
   const node = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs || {})) {
@@ -261,7 +270,7 @@ async function searchesPage() {
   async function render() {
     const st = new URLSearchParams(location.search).get("status");
     const list = await api("/searches?limit=100" + (st ? "&status=" + st : ""));
-    body.replaceChildren(...list.searches.map(s => {
+    patch(body, list.searches.length ? list.searches.map(s => {
       const lat = s.spec.objective.latency;
       const elapsed = (s.finished_at_ms || Date.now()) - s.created_at_ms;
       const maxs = s.spec.budget.max_seconds;
@@ -277,8 +286,7 @@ async function searchesPage() {
         el("td", { text: s.spec.dataset }),
         el("td", { text: s.spec.strategy.kind }),
         el("td", { class: "muted", text: fmt.when(s.created_at_ms) }));
-    }));
-    if (!list.searches.length) body.append(el("tr", {}, el("td", { colspan: 10, class: "muted", text: "No searches yet: start one with “New search”." })));
+    }) : el("tr", {}, el("td", { colspan: 10, class: "muted", text: "No searches yet: start one with “New search”." })));
   }
   await render();
   live("", render);
@@ -325,7 +333,7 @@ async function searchPage(id) {
       try { detail = await api(`/searches/${s.id}/cancel`, { method: "POST" }).then(() => api("/searches/" + id)); renderHeader(); } catch (e) { alert(e.message); }
     } }, "Cancel search");
     const best = s.best_trial;
-    header.replaceChildren(
+    patch(header,
       el("div", { class: "row" }, el("h1", { text: `${s.name}` }), badge(s.status), s.status === "running" ? el("span", { class: "live", text: "live" }) : null, el("span", { class: "spacer" }),
         el("a", { class: "button secondary", href: `${API}/searches/${s.id}/leaderboard?format=csv&limit=1000&sort=${state.sort}`, download: `search-${s.id}.csv` }, "Export CSV"),
         best ? el("a", { class: "button secondary", id: "download-best-onnx", href: `${API}/trials/${best.trial_id}/model.onnx`, title: "The best trial's trained model as ONNX, for onnxruntime and other runtimes" }, "Download best model (ONNX)") : null,
@@ -346,7 +354,7 @@ async function searchPage(id) {
     const s = detail, models = s.final_models || [];
     if (!models.length) {
       const can = s.status === "finished";
-      finals.replaceChildren(...(can ? [el("div", { class: "card row" },
+      patch(finals, ...(can ? [el("div", { class: "card row" },
         el("span", { text: "Train the best architectures from scratch on training + validation data and test them once on the held-out test set." }), el("span", { class: "spacer" }),
         el("button", { id: "train-final", type: "button", onclick: async () => {
           const button = finals.querySelector("#train-final");
@@ -355,7 +363,7 @@ async function searchPage(id) {
         } }, "Train final models"))] : []));
       return;
     }
-    finals.replaceChildren(el("h2", { text: "Final models" }),
+    patch(finals, el("h2", { text: "Final models" }),
       el("p", { class: "muted", text: "Trained from scratch on training + validation data with the full recipe, tested once on the held-out test set. The search never saw the test set." }),
       el("div", { class: "scroll" }, el("table", { id: "final-table" }, el("thead", {}, el("tr", {}, ["model", "from trial", "test acc", "latency p50", "params", "MACs", "epochs", "state", ""].map((h, i) => el("th", { class: i >= 2 && i <= 6 ? "num" : null, text: h })))),
         el("tbody", {}, models.map(m => { const r = m.result || {}; const p = m.progress || {}; return el("tr", {},
@@ -369,12 +377,12 @@ async function searchPage(id) {
   async function loadCharts() {
     const pareto = await api(`/searches/${id}/pareto?max_points=2000`);
     const lat = detail.spec.objective.latency;
-    charts.replaceChildren(...[el("div", { class: "card", id: "scatter" }, scatter(pareto, lat && lat.target_ms)), el("div", { class: "card", id: "best-so-far" }, el("strong", { text: "Best reward by trial" }), bestSoFar(pareto)),
+    patch(charts, ...[el("div", { class: "card", id: "scatter" }, scatter(pareto, lat && lat.target_ms)), el("div", { class: "card", id: "best-so-far" }, el("strong", { text: "Best reward by trial" }), bestSoFar(pareto)),
       pareto.total_points > pareto.points.length ? el("p", { class: "muted", style: "grid-column:1/-1;margin:0", text: `Charts show the Pareto front and ${fmt.num(pareto.points.length)} of ${fmt.num(pareto.total_points)} trained trials.` }) : null].filter(Boolean));
   }
   async function loadRunning() {
     const list = await api(`/searches/${id}/trials?state=running`);
-    running.replaceChildren(list.trials.length ? el("div", { class: "scroll" }, el("table", { id: "running" }, el("thead", {}, el("tr", {}, el("th", { text: "trial" }), el("th", { text: "worker" }), el("th", { text: "epoch" }), el("th", { class: "num", text: "loss" }), el("th", { class: "num", text: "val acc" }))),
+    patch(running, list.trials.length ? el("div", { class: "scroll" }, el("table", { id: "running" }, el("thead", {}, el("tr", {}, el("th", { text: "trial" }), el("th", { text: "worker" }), el("th", { text: "epoch" }), el("th", { class: "num", text: "loss" }), el("th", { class: "num", text: "val acc" }))),
       el("tbody", {}, list.trials.map(t => { const p = t.progress || {}; return el("tr", {}, el("td", {}, el("a", { href: "/trials/" + t.id, text: `${t.id} (#${t.index})` })), el("td", { text: t.worker_id || "–" }),
         el("td", {}, el("div", { class: "row", style: "flex-wrap:nowrap" }, bar(p.epochs ? p.epoch / p.epochs : 0, `trial ${t.id} progress`), p.epochs ? `${p.epoch}/${p.epochs}` : "starting")),
         el("td", { class: "num", text: p.train_loss !== undefined ? p.train_loss.toFixed(4) : "–" }), el("td", { class: "num", text: fmt.pct(p.val_accuracy) })); }))))
@@ -384,15 +392,15 @@ async function searchPage(id) {
     const cursor = state.cursors[state.page];
     const page = await api(`/searches/${id}/leaderboard?limit=25&sort=${state.sort}` + (cursor ? "&cursor=" + encodeURIComponent(cursor) : ""));
     state.cursors[state.page + 1] = page.next_cursor;
-    board.replaceChildren(...page.entries.map(e => el("tr", {},
+    patch(board, page.entries.length ? page.entries.map(e => el("tr", {},
       el("td", { class: "num", text: e.rank }), el("td", {}, el("a", { href: "/trials/" + e.trial_id, text: e.baseline ? `${e.trial_id}` : `${e.trial_id} (#${e.index})` }),
         e.baseline ? [" ", el("span", { class: "badge baseline", title: "reference-zoo baseline", text: "zoo: " + e.baseline })] : null),
       el("td", { class: "blocks", title: e.blocks, text: e.blocks }),
       el("td", { class: "num", text: fmt.pct(e.accuracy) }), el("td", { class: "num", text: fmt.ms(e.latency_ms) }), el("td", { class: "num", text: fmt.r(e.reward) }),
       el("td", { class: "num", text: fmt.short(e.params) }), el("td", { class: "num", text: fmt.short(e.macs) }), el("td", { class: "num", text: e.epochs }),
-      el("td", { class: "num", text: `${e.rung + 1}/${rungCount(detail.spec)}` }), el("td", {}, badge(e.state === "stopped" ? "stopped early" : e.state)))));
-    if (!page.entries.length) board.append(el("tr", {}, el("td", { colspan: 11, class: "muted", text: "No trained trials yet." })));
-    pager.replaceChildren(el("button", { class: "secondary", type: "button", disabled: state.page === 0, onclick: () => { state.page--; loadBoard(); } }, "← Previous"),
+      el("td", { class: "num", text: `${e.rung + 1}/${rungCount(detail.spec)}` }), el("td", {}, badge(e.state === "stopped" ? "stopped early" : e.state))))
+      : el("tr", {}, el("td", { colspan: 11, class: "muted", text: "No trained trials yet." })));
+    patch(pager, el("button", { class: "secondary", type: "button", disabled: state.page === 0, onclick: () => { state.page--; loadBoard(); } }, "← Previous"),
       el("span", { class: "muted", text: `${page.total ? (page.entries[0] ? page.entries[0].rank : 0) : 0}–${page.entries.length ? page.entries[page.entries.length - 1].rank : 0} of ${page.total}` }),
       el("button", { class: "secondary", type: "button", disabled: !page.next_cursor, onclick: () => { state.page++; loadBoard(); } }, "Next →"));
   }
@@ -478,13 +486,13 @@ async function workersPage() {
     el("thead", {}, el("tr", {}, ["worker", "alive", "labels", "threads", "device", "ISA", "memory", "speed factor", "current trial", "last seen"].map(h => el("th", { text: h })))), body)));
   async function render() {
     const list = await api("/workers");
-    body.replaceChildren(...list.workers.map(w => el("tr", {}, el("td", { text: w.id }), el("td", {}, el("span", { class: "badge " + (w.alive ? "succeeded" : "pending"), text: w.alive ? "alive" : "gone" })),
+    patch(body, list.workers.length ? list.workers.map(w => el("tr", {}, el("td", { text: w.id }), el("td", {}, el("span", { class: "badge " + (w.alive ? "succeeded" : "pending"), text: w.alive ? "alive" : "gone" })),
       el("td", { text: w.labels.join(", ") || "–" }), el("td", { text: w.threads }), el("td", { text: w.device }),
       el("td", { text: w.profile ? w.profile.isa.join(" ") || "–" : "–" }),
       el("td", { text: w.profile && w.profile.memory_mib ? `${(w.profile.memory_mib / 1024).toFixed(1)} GiB` : "–" }),
       el("td", { class: "num", title: "latency here / on the reference device (reference networks, geometric mean)", text: w.profile && w.profile.speed_factor != null ? `${w.profile.speed_factor.toFixed(2)}×` : "–" }),
-      el("td", {}, w.current_trial ? el("a", { href: "/trials/" + w.current_trial, text: w.current_trial }) : "idle"), el("td", { class: "muted", text: fmt.when(w.last_seen) }))));
-    if (!list.workers.length) body.append(el("tr", {}, el("td", { colspan: 10, class: "muted", text: "No workers have registered. Start one with `nas worker` or `nas up`." })));
+      el("td", {}, w.current_trial ? el("a", { href: "/trials/" + w.current_trial, text: w.current_trial }) : "idle"), el("td", { class: "muted", text: fmt.when(w.last_seen) })))
+      : el("tr", {}, el("td", { colspan: 10, class: "muted", text: "No workers have registered. Start one with `nas worker` or `nas up`." })));
   }
   await render();
   live("", render);
