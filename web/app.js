@@ -5,8 +5,10 @@
 
 const API = "/api/v1";
 const main = document.getElementById("main");
+// The nodes to render, nested lists flattened and empty parts (null, undefined, false) left out.
+function present(nodes) { return nodes.flat(Infinity).filter(n => n !== null && n !== undefined && n !== false); }
 // Replaces the page's content (skipping empty parts).
-function show(...nodes) { main.replaceChildren(...nodes.flat(Infinity).filter(n => n !== null && n !== undefined && n !== false)); }
+function show(...nodes) { main.replaceChildren(...present(nodes)); }
 
 // ---------- helpers ----------
 // Replaces a live region's children only when what they show changed, so a
@@ -14,7 +16,7 @@ function show(...nodes) { main.replaceChildren(...nodes.flat(Infinity).filter(n 
 // (a click in flight, a selection, a focused button).
 function patch(container, ...nodes) {
   const probe = container.cloneNode(false);
-  probe.append(...nodes.flat(Infinity).filter(n => n !== null && n !== undefined && n !== false));
+  probe.append(...present(nodes));
   if (probe.innerHTML === container.innerHTML) return;
   container.replaceChildren(...probe.childNodes);
 }
