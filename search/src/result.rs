@@ -88,6 +88,13 @@ pub struct TrialResult {
     pub version: u32,
     /// Measured batch-1 inference latency.
     pub latency_ms: LatencyMs,
+    /// The median of every measurement of this trial so far, in order,
+    /// milliseconds: a trial is measured again at each unit of work (each
+    /// rung), and `latency_ms.p50` is then the median of these while its
+    /// other figures describe the latest measurement. Empty in results of
+    /// a single measurement.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub latency_measurements_ms: Vec<f64>,
     /// Trainable parameters of the network.
     pub params: u64,
     /// Multiply-accumulates per image.
@@ -150,6 +157,7 @@ impl TrialResult {
         Self {
             version: TRIAL_RESULT_VERSION,
             latency_ms,
+            latency_measurements_ms: Vec::new(),
             params,
             macs,
             device,
@@ -175,6 +183,20 @@ impl TrialResult {
             reward: Some(reward),
             synthetic: true,
             ..Self::measured(latency, 0, 0, "synthetic".into())
+        }
+    }
+
+    /// Every measurement's median behind `latency_ms.p50`:
+    /// `latency_measurements_ms`, or `p50` alone for a result of one
+    /// measurement (none for a prediction).
+    pub fn all_latency_measurements(&self) -> Vec<f64> {
+        match (
+            self.latency_ms.predicted,
+            self.latency_measurements_ms.is_empty(),
+        ) {
+            (true, _) => Vec::new(),
+            (false, true) => vec![self.latency_ms.p50],
+            (false, false) => self.latency_measurements_ms.clone(),
         }
     }
 

@@ -96,19 +96,36 @@ impl Store {
     /// claims all use it, so workers with skewed clocks agree on what
     /// "expired" and "due" mean.
     pub(crate) async fn db_now_ms(&self) -> Result<i64, StoreError> {
-        let sql = match self.backend {
+        use sqlx::Row;
+        Ok(sqlx::query(self.now_sql())
+            .fetch_one(&self.pool)
+            .await?
+            .try_get("now")?)
+    }
+
+    /// [`Store::db_now_ms`] read inside `tx`, on the connection that holds
+    /// it: a writer holding SQLite's write lock must not wait for a second
+    /// pooled connection, which the writers queued behind it may all hold.
+    pub(crate) async fn db_now_ms_in(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+    ) -> Result<i64, StoreError> {
+        use sqlx::Row;
+        Ok(sqlx::query(self.now_sql())
+            .fetch_one(&mut **tx)
+            .await?
+            .try_get("now")?)
+    }
+
+    fn now_sql(&self) -> &'static str {
+        match self.backend {
             Backend::Postgres => {
                 "SELECT CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT) AS now"
             }
             Backend::Sqlite => {
                 "SELECT CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER) AS now"
             }
-        };
-        use sqlx::Row;
-        Ok(sqlx::query(sql)
-            .fetch_one(&self.pool)
-            .await?
-            .try_get("now")?)
+        }
     }
 
     pub(crate) fn pool(&self) -> &AnyPool {

@@ -105,6 +105,18 @@ impl Store {
             return Err(StoreError::NotFound(format!("search {search_id}")));
         };
         let status: String = row.try_get("status")?;
+        // Checked first: a search whose final training was requested is
+        // running again until its final models end.
+        if row.try_get::<Option<String>, _>("final_spec")?.is_some() {
+            let when = if status == SearchStatus::Running.as_str() {
+                "its final models are training"
+            } else {
+                "it already has final models"
+            };
+            return Err(StoreError::Conflict(format!(
+                "final training of search {search_id} was already requested: {when}"
+            )));
+        }
         if status != SearchStatus::Finished.as_str() {
             let why = if status == SearchStatus::Running.as_str() {
                 "is still running; final training starts once it has finished (or name `final` in its spec)"
@@ -113,11 +125,6 @@ impl Store {
             };
             return Err(StoreError::Conflict(format!(
                 "search {search_id} {why}: its state is `{status}`"
-            )));
-        }
-        if row.try_get::<Option<String>, _>("final_spec")?.is_some() {
-            return Err(StoreError::Conflict(format!(
-                "search {search_id} already has final models"
             )));
         }
         let spec: search::SearchSpec = serde_json::from_str(&row.try_get::<String, _>("spec")?)

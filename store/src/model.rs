@@ -195,6 +195,12 @@ pub struct ClaimedTrial {
     pub epochs_done: u32,
     /// For a final model: the settings of the final training, JSON.
     pub final_spec: Option<String>,
+    /// The latency medians of this trial's earlier measurements, from the
+    /// result it reported at the end of its last rung, milliseconds (empty
+    /// before its first rung ends). A trial with any has passed the hard
+    /// latency limit: later measurements refine its figure and never
+    /// reject it.
+    pub earlier_latency_ms: Vec<f64>,
 }
 
 /// What a heartbeat learns.
@@ -323,6 +329,11 @@ pub struct SearchRow {
     /// Epochs of training queued so far (its units of work), against
     /// `budget.max_epochs_total`.
     pub epochs_committed: i64,
+    /// Epochs trained and not kept: trained after a trial's last checkpoint
+    /// by an attempt that then failed, crashed or was handed back, or
+    /// trained again because an attempt could not resume from its
+    /// checkpoint. Charged to `epochs_committed` (the compute budget) too.
+    pub epochs_wasted: i64,
 }
 
 /// Something that happened, for live views and waking workers.

@@ -4,12 +4,13 @@
 //! rows, so cancels, completions and rescues never deadlock.
 
 use crate::nullable;
-use crate::sql_states::{PENDING, RUNNING, SEARCH_RUNNING};
+use crate::sql_states::{CANCELLED, PENDING, PHASE_SEARCH, RUNNING, SEARCH_RUNNING};
 use sqlx::any::AnyRow;
 use sqlx::{Any, FromRow, Row, Transaction};
 
 use search::{AttemptError, TrialProgress, TrialResult};
 
+use crate::topup::AfterCommit;
 use crate::{
     ClaimedTrial, Completion, EpochMetrics, Event, Heartbeat, SearchStatus, Store, StoreError,
     TrialPhase, TrialState, WorkerInfo,
@@ -77,6 +78,33 @@ pub(crate) async fn prune_checkpoint(
     Ok(())
 }
 
+/// Within `tx`, with the search row locked: cancels every pending trial of
+/// a search that has stopped (cancelled by a user, or failed) and drops
+/// their checkpoints (a promoted trial waiting for its next rung, or one
+/// waiting for a retry): nothing will resume them.
+pub(crate) async fn cancel_pending(
+    tx: &mut Transaction<'static, Any>,
+    search_id: i64,
+    now: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(&format!(
+        "DELETE FROM artifacts WHERE kind = $1 AND trial_id IN \
+         (SELECT id FROM trials WHERE search_id = $2 AND state = {PENDING})"
+    ))
+    .bind(CHECKPOINT)
+    .bind(search_id)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query(&format!(
+        "UPDATE trials SET state = {CANCELLED}, finished_at = $1 WHERE search_id = $2 AND state = {PENDING}"
+    ))
+    .bind(now)
+    .bind(search_id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
 /// Most search specs a store keeps for claims.
 const MAX_CACHED_SPECS: usize = 1024;
 
@@ -138,9 +166,12 @@ impl Store {
         Ok(())
     }
 
-    /// Claims a due pending trial this worker may run, or `None`: the oldest
-    /// of the running search that waited longest since its last claim, so
-    /// searches share workers whatever their queue lengths.
+    /// Claims a due pending trial this worker may run, or `None`. Searches
+    /// take turns (the one that waited longest since its last claim goes
+    /// first, so they share workers whatever their queue lengths), except
+    /// that a search with a promotion waiting goes before any without one;
+    /// within the search, promotions first (highest rung first), then the
+    /// oldest. See [`Store::next_search`].
     pub async fn claim(&self, worker: &WorkerInfo) -> Result<Option<ClaimedTrial>, StoreError> {
         let now = self.db_now_ms().await?;
         let lease = now + self.config().lease.as_millis() as i64;
@@ -214,8 +245,20 @@ impl Store {
         let epochs = |column: &str| -> Result<u32, StoreError> {
             Ok(u32::try_from(row.try_get::<i64, _>(column)?.max(0)).unwrap_or(u32::MAX))
         };
+        let id: i64 = row.try_get("id")?;
+        let earlier_latency_ms = match row.try_get::<Option<String>, _>("result")? {
+            None => Vec::new(),
+            Some(json) => match TrialResult::from_json(&json) {
+                Ok(result) => result.all_latency_measurements(),
+                Err(e) => {
+                    // Only the refinement is lost: the trial still runs.
+                    tracing::warn!(trial = id, error = %e, "the trial's earlier result does not read");
+                    Vec::new()
+                }
+            },
+        };
         let claimed = ClaimedTrial {
-            id: row.try_get("id")?,
+            id,
             search_id,
             index: row.try_get("idx")?,
             attempt: row.try_get("attempt")?,
@@ -225,6 +268,7 @@ impl Store {
             target_epochs: epochs("target_epochs")?,
             epochs_done: epochs("epochs_done")?,
             final_spec,
+            earlier_latency_ms,
         };
         self.publish([Event::TrialClaimed {
             search_id,
@@ -233,15 +277,25 @@ impl Store {
         Ok(Some(claimed))
     }
 
-    /// The running search with a due pending trial for these labels that
-    /// was claimed from longest ago.
+    /// The running search to claim from: of those with a due pending trial
+    /// for these labels, one with a promotion waiting (a trial ASHA sent on
+    /// to its next rung) if any has, and among those the one claimed from
+    /// longest ago. Promotions so come first across searches (a promoted
+    /// trial's earlier rungs are sunk compute, and ASHA's decisions assume
+    /// it goes on promptly), while searches still take turns: a search
+    /// with many promotions waiting gets one claim, then the next search
+    /// with a promotion does.
     async fn next_search(&self, subsets: &[String], now: i64) -> Result<Option<i64>, StoreError> {
         let placeholders: Vec<String> = (0..subsets.len()).map(|i| format!("${}", i + 2)).collect();
+        let placeholders = placeholders.join(", ");
+        let due = format!(
+            "SELECT 1 FROM trials t WHERE t.search_id = s.id AND t.state = {PENDING} AND t.run_at <= $1 \
+             AND t.labels IN ({placeholders})"
+        );
         let sql = format!(
-            "SELECT s.id FROM searches s WHERE s.status = {SEARCH_RUNNING} AND EXISTS \
-             (SELECT 1 FROM trials t WHERE t.search_id = s.id AND t.state = {PENDING} AND t.run_at <= $1 \
-             AND t.labels IN ({})) ORDER BY s.last_claimed_at, s.id LIMIT 1",
-            placeholders.join(", ")
+            "SELECT s.id FROM searches s WHERE s.status = {SEARCH_RUNNING} AND EXISTS ({due}) \
+             ORDER BY CASE WHEN EXISTS ({due} AND t.rung IS NOT NULL) THEN 0 ELSE 1 END, \
+             s.last_claimed_at, s.id LIMIT 1"
         );
         let mut query = sqlx::query(&sql).bind(now);
         for subset in subsets {
@@ -269,12 +323,12 @@ impl Store {
         let placeholders: Vec<String> = (0..subsets.len()).map(|i| format!("${}", i + 5)).collect();
         let sql = format!(
             "UPDATE trials SET state = {RUNNING}, attempt = attempt + 1, worker_id = $1, lease_expires_at = $2, \
-             heartbeat_at = $3, started_at = COALESCE(started_at, $3), progress = NULL \
+             heartbeat_at = $3, started_at = COALESCE(started_at, $3), progress = NULL, resumed_from = epochs_done \
              WHERE id = (SELECT id FROM trials WHERE state = {PENDING} AND run_at <= $3 AND labels IN ({}) \
              AND ($4 < 0 OR search_id = $4) \
              AND EXISTS (SELECT 1 FROM searches s WHERE s.id = trials.search_id AND s.status = {SEARCH_RUNNING}) \
              ORDER BY COALESCE(-rung, 1), run_at, id LIMIT 1{}) AND state = {PENDING} \
-             RETURNING id, search_id, idx, attempt, architecture, phase, target_epochs, epochs_done",
+             RETURNING id, search_id, idx, attempt, architecture, phase, target_epochs, epochs_done, result",
             placeholders.join(", "),
             self.skip_locked()
         );
@@ -529,6 +583,10 @@ impl Store {
         let latency_ms = result.as_ref().map(|r| r.latency_ms.p50);
         let epochs_done = result.as_ref().and_then(|r| r.epochs).map(i64::from);
         let result = result.as_ref().map(TrialResult::to_json);
+        // A promoted trial goes on from its checkpoint: epochs it trained
+        // past the last one stored are lost (a failed save) and charged.
+        let goes_on = matches!(end, crate::rungs::Decision::GoesOn { .. });
+        self.charge_wasted(&mut tx, trial, attempt, goes_on).await?;
         let (new_state, ended) = match &end {
             crate::rungs::Decision::GoesOn { next_epochs, .. } => {
                 sqlx::query(&format!(
@@ -555,6 +613,10 @@ impl Store {
                 (*state, true)
             }
         };
+        // `epochs_done` is what a later unit can resume from: a promoted
+        // trial keeps its checkpoint's count (a failed checkpoint save must
+        // not advance it); an ended one records how far it got.
+        let epochs_done = if goes_on { None } else { epochs_done };
         sqlx::query(&format!(
             "UPDATE trials SET result = $1, reward = {}, accuracy = {}, latency_ms = {}, test_accuracy = {}, \
              rung = COALESCE($6, rung), epochs_done = COALESCE($7, epochs_done) WHERE id = $8",
@@ -576,23 +638,24 @@ impl Store {
         if let Some(bytes) = weights {
             write_artifact(&mut tx, trial, WEIGHTS, &bytes, now).await?;
         }
-        let mut events = vec![Event::TrialFinished {
+        let mut after = AfterCommit::events([Event::TrialFinished {
             search_id,
             trial_id: trial,
             state: new_state.as_str().into(),
-        }];
+        }]);
         if ended {
-            events.extend(self.after_trial_ended(&mut tx, search_id, now).await?);
+            after.extend(self.after_trial_ended(&mut tx, search_id, now).await?);
         } else {
             self.clear_worker(&mut tx, trial, now).await?;
-            events.push(Event::TrialsQueued {
+            after.push(Event::TrialsQueued {
                 search_id,
                 count: 1,
             });
         }
         tx.commit().await?;
-        self.publish(events);
-        self.settle(search_id).await
+        self.committed(after);
+        self.settle_after_commit(search_id).await;
+        Ok(())
     }
 
     /// Records an error for `(trial, attempt)`. A `retryable` error re-queues
@@ -610,12 +673,13 @@ impl Store {
             tx.rollback().await?;
             return Err(StoreError::LeaseLost { trial, attempt });
         };
-        let events = self
+        let after = self
             .fail_held(&mut tx, trial, &held, error, retryable, now)
             .await?;
         tx.commit().await?;
-        self.publish(events);
-        self.settle(held.search_id).await
+        self.committed(after);
+        self.settle_after_commit(held.search_id).await;
+        Ok(())
     }
 
     async fn fail_held(
@@ -626,7 +690,7 @@ impl Store {
         error: &str,
         retryable: bool,
         now: i64,
-    ) -> Result<Vec<Event>, StoreError> {
+    ) -> Result<AfterCommit, StoreError> {
         let mut errors = AttemptError::list_from_json(&held.errors)
             .map_err(|e| StoreError::Corrupt(format!("trial {trial}: {e}")))?;
         errors.push(AttemptError {
@@ -635,6 +699,7 @@ impl Store {
             at_ms: now,
         });
         let errors = AttemptError::list_to_json(&errors);
+        self.charge_wasted(tx, trial, held.attempt, true).await?;
         // A search that stopped (cancelled or failed) wants no more attempts.
         let search_running = sqlx::query("SELECT status FROM searches WHERE id = $1")
             .bind(held.search_id)
@@ -675,15 +740,15 @@ impl Store {
         } else {
             final_state.as_str()
         };
-        let mut events = vec![Event::TrialFinished {
+        let mut after = AfterCommit::events([Event::TrialFinished {
             search_id: held.search_id,
             trial_id: trial,
             state: state.into(),
-        }];
+        }]);
         if !retry {
-            events.extend(self.after_trial_ended(tx, held.search_id, now).await?);
+            after.extend(self.after_trial_ended(tx, held.search_id, now).await?);
         }
-        Ok(events)
+        Ok(after)
     }
 
     /// Hands `(trial, attempt)` back untouched (a worker shutting down): the
@@ -703,7 +768,9 @@ impl Store {
         .bind(trial)
         .execute(&mut *tx)
         .await?;
-        // Epochs kept in a checkpoint stay: the next attempt resumes after them.
+        // Epochs kept in a checkpoint stay: the next attempt resumes after
+        // them; those trained since are charged, then forgotten.
+        self.charge_wasted(&mut tx, trial, attempt, true).await?;
         sqlx::query("DELETE FROM trial_metrics WHERE trial_id = $1 AND attempt = $2 AND epoch > (SELECT epochs_done FROM trials WHERE id = $1)")
             .bind(trial)
             .bind(attempt)
@@ -749,9 +816,7 @@ impl Store {
         .await?;
         for row in idle {
             let search_id: i64 = row.try_get("id")?;
-            if let Err(e) = self.settle(search_id).await {
-                tracing::error!(search_id, error = %e, "could not settle the search");
-            }
+            self.settle_after_commit(search_id).await;
         }
         Ok(handled)
     }
@@ -785,13 +850,78 @@ impl Store {
             );
         }
         tracing::warn!(trial, attempt = held.attempt, %error, "rescuing trial");
-        let events = self
+        let after = self
             .fail_held(&mut tx, trial, &held, &error, true, now)
             .await?;
         tx.commit().await?;
-        self.publish(events);
-        self.settle(held.search_id).await?;
+        self.committed(after);
+        self.settle_after_commit(held.search_id).await;
         Ok(true)
+    }
+
+    /// Within `tx` (the trial's row locked): charges the epochs `(trial,
+    /// attempt)` trained and the trial does not keep to its search's
+    /// compute budget and waste count: epochs at or before the one it was
+    /// claimed to resume after (it trained from scratch: its checkpoint did
+    /// not load), and, when `after_checkpoint_lost`, epochs past its stored
+    /// checkpoint (the attempt failed, or its checkpoint save did). Epochs
+    /// are counted from the attempt's recorded epochs; a partial epoch is
+    /// not charged. Baselines and final models are outside the budget and
+    /// are not charged.
+    async fn charge_wasted(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        trial: i64,
+        attempt: i64,
+        after_checkpoint_lost: bool,
+    ) -> Result<(), StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT t.search_id, COUNT(m.epoch) AS wasted FROM trials t \
+             JOIN trial_metrics m ON m.trial_id = t.id AND m.attempt = $2 \
+             WHERE t.id = $1 AND t.phase = {PHASE_SEARCH} AND t.baseline IS NULL \
+             AND (m.epoch <= t.resumed_from OR ($3 = 1 AND m.epoch > t.epochs_done)) \
+             GROUP BY t.search_id"
+        ))
+        .bind(trial)
+        .bind(attempt)
+        .bind(i64::from(after_checkpoint_lost))
+        .fetch_optional(&mut **tx)
+        .await?;
+        let Some(row) = row else {
+            return Ok(());
+        };
+        let wasted: i64 = row.try_get("wasted")?;
+        if wasted > 0 {
+            let search_id: i64 = row.try_get("search_id")?;
+            tracing::warn!(
+                trial,
+                attempt,
+                wasted,
+                "epochs trained and not kept are charged to the compute budget"
+            );
+            sqlx::query(
+                "UPDATE searches SET epochs_committed = epochs_committed + $1, epochs_wasted = epochs_wasted + $1 WHERE id = $2",
+            )
+            .bind(wasted)
+            .bind(search_id)
+            .execute(&mut **tx)
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Settles a search after a trial-ending commit. The caller's change is
+    /// committed and stays whatever happens here, so a failure is logged,
+    /// not returned: the worker must not take its kept result for lost. The
+    /// rescuer settles any search left idle later.
+    async fn settle_after_commit(&self, search_id: i64) {
+        if let Err(e) = self.settle(search_id).await {
+            tracing::error!(
+                search_id,
+                error = %e,
+                "the trial's end is recorded, but the search could not be settled (topped up or finished); the rescuer retries"
+            );
+        }
     }
 
     async fn clear_worker(

@@ -11,7 +11,7 @@ use crate::{Lineage, SearchRow, SearchStatus, StoreError, TrialPhase, TrialRow, 
 
 /// The columns [`SearchRecord`] reads.
 pub(crate) const SEARCH_COLUMNS: &str =
-    "id, name, status, spec, proposed, created_at, finished_at, error, epochs_committed";
+    "id, name, status, spec, proposed, created_at, finished_at, error, epochs_committed, epochs_wasted";
 
 /// The columns [`TrialRecord`] reads.
 pub(crate) const TRIAL_COLUMNS: &str =
@@ -31,6 +31,7 @@ struct SearchRecord {
     finished_at: Option<i64>,
     error: Option<String>,
     epochs_committed: i64,
+    epochs_wasted: i64,
 }
 
 /// A `trials` row as stored.
@@ -72,6 +73,7 @@ pub(crate) fn search_row(row: &AnyRow) -> Result<SearchRow, StoreError> {
         finished_at: r.finished_at,
         error: r.error,
         epochs_committed: r.epochs_committed,
+        epochs_wasted: r.epochs_wasted,
     })
 }
 

@@ -1,6 +1,6 @@
 //! Creating, cancelling and reading searches and trials.
 
-use crate::sql_states::{CANCELLED, PENDING, SEARCH_CANCELLED, SEARCH_RUNNING};
+use crate::sql_states::{SEARCH_CANCELLED, SEARCH_RUNNING};
 use std::collections::BTreeMap;
 
 use search::SearchSpec;
@@ -45,21 +45,14 @@ impl Store {
             };
             self.insert_trial(&mut tx, &trial, spec, now).await?;
         }
-        let events = self.top_up(&mut tx, id, now).await?;
+        let after = self.top_up(&mut tx, id, now).await?;
         tx.commit().await?;
-        let queued: usize = events
-            .iter()
-            .map(|e| match e {
-                Event::TrialsQueued { count, .. } => *count,
-                _ => 0,
-            })
-            .sum();
-        if queued >= 256 {
+        if after.trials_queued() >= 256 {
             // A burst of new rows: refresh the planner's statistics so the
             // claim query keeps using its index instead of sorting the queue.
             sqlx::query("ANALYZE trials").execute(self.pool()).await?;
         }
-        self.publish(events);
+        self.committed(after);
         Ok(id)
     }
 
@@ -88,11 +81,7 @@ impl Store {
         .bind(id)
         .execute(&mut *tx)
         .await?;
-        sqlx::query(&format!("UPDATE trials SET state = {CANCELLED}, finished_at = $1 WHERE search_id = $2 AND state = {PENDING}"))
-            .bind(now)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
+        crate::queue::cancel_pending(&mut tx, id, now).await?;
         tx.commit().await?;
         self.publish([Event::SearchFinished {
             search_id: id,

@@ -1,6 +1,6 @@
 //! Topping a search up with new trials from its strategy, and finishing it.
 
-use crate::sql_states::{CANCELLED, PENDING, RUNNING, SEARCH_FAILED};
+use crate::sql_states::{PENDING, RUNNING, SEARCH_FAILED};
 use search::strategy::{HistoryEntry, Outcome};
 use search::Architecture;
 use sqlx::{Any, Row, Transaction};
@@ -30,6 +30,50 @@ pub(crate) struct History {
 fn has_ended(row: &sqlx::any::AnyRow) -> Result<bool, StoreError> {
     let state: String = row.try_get("state")?;
     Ok(TrialState::parse(&state).is_some_and(TrialState::is_final))
+}
+
+/// What a writing transaction leaves to do once it has committed: events to
+/// publish and search histories to keep for the next top-up. Nothing of it
+/// may happen before the commit: a rolled-back transaction must leave no
+/// trace in this process (no event for a change that never was, no cached
+/// proposal or outcome the database does not hold).
+#[derive(Debug, Default)]
+#[must_use = "a transaction's effects are applied after it commits"]
+pub(crate) struct AfterCommit {
+    events: Vec<Event>,
+    histories: Vec<(i64, History)>,
+}
+
+impl AfterCommit {
+    /// Effects of these events only.
+    pub(crate) fn events(events: impl IntoIterator<Item = Event>) -> Self {
+        Self {
+            events: events.into_iter().collect(),
+            histories: Vec::new(),
+        }
+    }
+
+    /// Adds one event.
+    pub(crate) fn push(&mut self, event: Event) {
+        self.events.push(event);
+    }
+
+    /// Adds another transaction step's effects after these.
+    pub(crate) fn extend(&mut self, other: AfterCommit) {
+        self.events.extend(other.events);
+        self.histories.extend(other.histories);
+    }
+
+    /// How many trials these effects announce as queued.
+    pub(crate) fn trials_queued(&self) -> usize {
+        self.events
+            .iter()
+            .map(|e| match e {
+                Event::TrialsQueued { count, .. } => *count,
+                _ => 0,
+            })
+            .sum()
+    }
 }
 
 /// Most searches whose history a process keeps.
@@ -101,8 +145,14 @@ fn first_open(states: &[sqlx::any::AnyRow], from: usize) -> Result<usize, StoreE
 /// What asking the strategy for trials gave.
 #[derive(Debug)]
 enum Proposed {
-    /// `added` trials queued; `exhausted` if fewer than asked for.
-    Queued { added: usize, exhausted: bool },
+    /// `added` trials queued; `exhausted` if fewer than asked for; the
+    /// history the strategy saw, with the new proposals' hashes, to keep
+    /// once the transaction commits.
+    Queued {
+        added: usize,
+        exhausted: bool,
+        history: Box<History>,
+    },
     /// The search cannot go on (its space or strategy fails): why.
     Impossible(String),
 }
@@ -138,6 +188,18 @@ pub(crate) struct NewTrial<'a> {
 }
 
 impl Store {
+    /// Applies a committed transaction's effects: keeps the histories it
+    /// read for the next top-up, then publishes its events.
+    pub(crate) fn committed(&self, after: AfterCommit) {
+        for (search_id, history) in after.histories {
+            if let Err(e) = self.histories.put(search_id, history) {
+                // The next top-up reads the history anew.
+                tracing::error!(search_id, error = %e, "could not keep the search's history");
+            }
+        }
+        self.publish(after.events);
+    }
+
     /// Within `tx`, with the search row locked: proposes trials until the
     /// search's parallelism or budget is reached, or finishes the search when
     /// the budget is spent and nothing is pending or running. Returns the
@@ -147,7 +209,7 @@ impl Store {
         tx: &mut Transaction<'static, Any>,
         search_id: i64,
         now: i64,
-    ) -> Result<Vec<Event>, StoreError> {
+    ) -> Result<AfterCommit, StoreError> {
         let sql = format!(
             "SELECT status, spec, proposed, created_at, epochs_committed, final_spec FROM searches WHERE id = $1{}",
             self.for_update()
@@ -160,7 +222,7 @@ impl Store {
             return Err(StoreError::NotFound(format!("search {search_id}")));
         };
         if row.try_get::<String, _>("status")? != SearchStatus::Running.as_str() {
-            return Ok(Vec::new());
+            return Ok(AfterCommit::default());
         }
         let spec: SearchSpec = serde_json::from_str(&row.try_get::<String, _>("spec")?)
             .map_err(|e| StoreError::Corrupt(format!("search {search_id} spec: {e}")))?;
@@ -191,13 +253,20 @@ impl Store {
         } else {
             0
         };
-        let mut events = Vec::new();
+        let mut after = AfterCommit::default();
         let (added, exhausted) = if want > 0 {
             match self
                 .propose_trials(tx, search_id, &spec, proposed, want, now)
                 .await?
             {
-                Proposed::Queued { added, exhausted } => (added, exhausted),
+                Proposed::Queued {
+                    added,
+                    exhausted,
+                    history,
+                } => {
+                    after.histories.push((search_id, *history));
+                    (added, exhausted)
+                }
                 Proposed::Impossible(reason) => {
                     return self.fail_search(tx, search_id, &reason, now).await;
                 }
@@ -206,7 +275,7 @@ impl Store {
             (0, false)
         };
         if added > 0 {
-            events.push(Event::TrialsQueued {
+            after.push(Event::TrialsQueued {
                 search_id,
                 count: added,
             });
@@ -220,11 +289,11 @@ impl Store {
             if let (Some(final_training), false) = (&spec.final_training, finalising) {
                 let queued = self.queue_final(tx, search_id, final_training, now).await?;
                 if queued > 0 {
-                    events.push(Event::TrialsQueued {
+                    after.push(Event::TrialsQueued {
                         search_id,
                         count: queued,
                     });
-                    return Ok(events);
+                    return Ok(after);
                 }
             }
             sqlx::query("UPDATE searches SET status = $1, finished_at = $2 WHERE id = $3")
@@ -233,12 +302,12 @@ impl Store {
                 .bind(search_id)
                 .execute(&mut **tx)
                 .await?;
-            events.push(Event::SearchFinished {
+            after.push(Event::SearchFinished {
                 search_id,
                 status: SearchStatus::Finished.as_str().into(),
             });
         }
-        Ok(events)
+        Ok(after)
     }
 
     /// Asks the strategy for up to `want` trials after the `proposed` so
@@ -303,12 +372,12 @@ impl Store {
                 .execute(&mut **tx)
                 .await?;
         }
-        // The history is kept for the next top-up only once the
-        // transaction that read it has written its proposals.
-        self.histories.put(search_id, history)?;
+        // Kept for the next top-up once the transaction commits (by
+        // `Store::committed`); a rollback drops it.
         Ok(Proposed::Queued {
             added: proposals.len(),
             exhausted: proposals.len() < want,
+            history: Box::new(history),
         })
     }
 
@@ -321,7 +390,7 @@ impl Store {
         search_id: i64,
         reason: &str,
         now: i64,
-    ) -> Result<Vec<Event>, StoreError> {
+    ) -> Result<AfterCommit, StoreError> {
         tracing::warn!(search_id, %reason, "the search failed");
         sqlx::query(&format!(
             "UPDATE searches SET status = {SEARCH_FAILED}, error = $1, finished_at = $2 WHERE id = $3"
@@ -331,17 +400,11 @@ impl Store {
         .bind(search_id)
         .execute(&mut **tx)
         .await?;
-        sqlx::query(&format!(
-            "UPDATE trials SET state = {CANCELLED}, finished_at = $1 WHERE search_id = $2 AND state = {PENDING}"
-        ))
-        .bind(now)
-        .bind(search_id)
-        .execute(&mut **tx)
-        .await?;
-        Ok(vec![Event::SearchFinished {
+        crate::queue::cancel_pending(tx, search_id, now).await?;
+        Ok(AfterCommit::events([Event::SearchFinished {
             search_id,
             status: SearchStatus::Failed.as_str().into(),
-        }])
+        }]))
     }
 
     /// Inserts one pending trial with its costs (the leaderboard's params
@@ -413,7 +476,7 @@ impl Store {
         tx: &mut Transaction<'static, Any>,
         search_id: i64,
         now: i64,
-    ) -> Result<Vec<Event>, StoreError> {
+    ) -> Result<AfterCommit, StoreError> {
         let row = sqlx::query("SELECT status, proposed, max_trials, max_seconds, created_at FROM searches WHERE id = $1")
             .bind(search_id)
             .fetch_one(&mut **tx)
@@ -427,7 +490,7 @@ impl Store {
         if running && more && in_time {
             self.top_up(tx, search_id, now).await
         } else {
-            Ok(Vec::new())
+            Ok(AfterCommit::default())
         }
     }
 
@@ -446,10 +509,10 @@ impl Store {
             return Ok(());
         }
         let mut tx = self.write_tx().await?;
-        let now = self.db_now_ms().await?;
-        let events = self.top_up(&mut tx, search_id, now).await?;
+        let now = self.db_now_ms_in(&mut tx).await?;
+        let after = self.top_up(&mut tx, search_id, now).await?;
         tx.commit().await?;
-        self.publish(events);
+        self.committed(after);
         Ok(())
     }
 
@@ -546,5 +609,65 @@ impl Store {
             ));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sqlx::Row;
+
+    use crate::{testing, QueueConfig, Store};
+
+    /// Ends the search's pending trial and tops it up in one transaction;
+    /// returns the transaction, its effects and the architecture proposed.
+    async fn top_up_once(
+        store: &Store,
+        search_id: i64,
+    ) -> (
+        sqlx::Transaction<'static, sqlx::Any>,
+        super::AfterCommit,
+        String,
+    ) {
+        let mut tx = store.write_tx().await.expect("tx");
+        sqlx::query("UPDATE trials SET state = 'cancelled' WHERE search_id = $1 AND idx = 0")
+            .bind(search_id)
+            .execute(&mut *tx)
+            .await
+            .expect("end trial 0");
+        let now = store.db_now_ms_in(&mut tx).await.expect("now");
+        let after = store.top_up(&mut tx, search_id, now).await.expect("top up");
+        let proposed: String =
+            sqlx::query("SELECT architecture FROM trials WHERE search_id = $1 AND idx = 1")
+                .bind(search_id)
+                .fetch_one(&mut *tx)
+                .await
+                .expect("trial 1 proposed")
+                .try_get("architecture")
+                .expect("architecture");
+        (tx, after, proposed)
+    }
+
+    /// A top-up that rolls back leaves nothing in this process's history
+    /// cache: the next one proposes exactly what the rolled-back one did
+    /// (the same seed and history), not something else as if that had been
+    /// tried.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_rolled_back_top_up_leaves_no_trace_in_the_history_cache() {
+        let store = Store::connect(&testing::fresh_sqlite_url(), QueueConfig::default())
+            .await
+            .expect("store");
+        let spec: search::SearchSpec = serde_json::from_str(
+            r#"{"name": "s", "dataset": "mnist", "strategy": {"kind": "random"},
+                "budget": {"max_trials": 10, "parallelism": 1}}"#,
+        )
+        .expect("spec");
+        let id = store.create_search(&spec).await.expect("create");
+        let (tx, after, rolled_back) = top_up_once(&store, id).await;
+        tx.rollback().await.expect("rollback");
+        drop(after);
+        let (tx, after, committed) = top_up_once(&store, id).await;
+        tx.commit().await.expect("commit");
+        store.committed(after);
+        assert_eq!(committed, rolled_back);
     }
 }

@@ -160,6 +160,151 @@ async fn claims_are_shared_between_searches(store: Store, _pool: AnyPool) {
     assert!(order.contains(&big), "{order:?}");
 }
 
+/// Checkpoint bytes left in the database.
+async fn checkpoints_left(pool: &AnyPool) -> i64 {
+    sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM artifacts WHERE kind = 'checkpoint'")
+        .fetch_one(pool)
+        .await
+        .expect("count checkpoints")
+}
+
+const ASHA: &str = r#"{"name": "asha", "dataset": "mnist", "strategy": {"kind": "random"},
+    "scheduler": {"kind": "asha", "min_epochs": 1, "max_epochs": 3, "eta": 3},
+    "budget": {"max_trials": 3, "parallelism": 2}}"#;
+
+/// Claims a trial, stores its checkpoint and ends its first rung with a
+/// reward high enough to be promoted: it waits, pending, with its
+/// checkpoint.
+async fn promote_one(store: &Store, w: &store::WorkerInfo) -> i64 {
+    let t = store.claim(w).await.expect("claim").expect("a trial");
+    store
+        .save_checkpoint(t.id, t.attempt, 1, b"rung one")
+        .await
+        .expect("checkpoint");
+    store
+        .complete(t.id, t.attempt, done(0.9))
+        .await
+        .expect("rung 1");
+    let row = store.trial(t.id).await.expect("trial");
+    assert_eq!(
+        row.state,
+        TrialState::Pending,
+        "promoted: the first result of its rung"
+    );
+    t.id
+}
+
+/// A cancelled search keeps no checkpoint: its promoted trial, waiting for
+/// its next rung, is cancelled and its checkpoint deleted with it.
+async fn a_cancelled_search_keeps_no_checkpoint(store: Store, pool: AnyPool) {
+    let w = worker("w", &[]);
+    let id = store.create_search(&spec(ASHA)).await.expect("create");
+    let promoted = promote_one(&store, &w).await;
+    assert_eq!(checkpoints_left(&pool).await, 1);
+    store.cancel_search(id).await.expect("cancel");
+    assert_eq!(checkpoints_left(&pool).await, 0, "no checkpoint bytes left");
+    let row = store.trial(promoted).await.expect("trial");
+    assert_eq!(
+        (row.state, row.checkpoint_bytes),
+        (TrialState::Cancelled, None)
+    );
+}
+
+/// A search that fails (its strategy cannot go on) keeps no checkpoint of
+/// the trials it cancels.
+async fn a_failed_search_keeps_no_checkpoint(store: Store, pool: AnyPool) {
+    let w = worker("w", &[]);
+    let id = store.create_search(&spec(ASHA)).await.expect("create");
+    let other = store.claim(&w).await.expect("claim").expect("second trial");
+    let promoted = promote_one(&store, &w).await;
+    assert_ne!(other.id, promoted);
+    // A space stored by an older release that no longer checks out: the
+    // next top-up fails the search.
+    let broken = ASHA.replace(
+        r#""budget""#,
+        r#""space": {"ops":[],"channels":[8],"kernels":[3],"depth":{"min":1,"max":2},"stem":{"channels":[8]},"head":{"pooling":"global_avg"}}, "budget""#,
+    );
+    let broken: serde_json::Value = serde_json::from_str(&broken).expect("JSON");
+    sqlx::query("UPDATE searches SET spec = $1 WHERE id = $2")
+        .bind(broken.to_string())
+        .bind(id)
+        .execute(&pool)
+        .await
+        .expect("break the spec");
+    store
+        .complete(other.id, other.attempt, done(0.1))
+        .await
+        .expect("the completion stands");
+    assert_eq!(
+        store.search(id).await.expect("search").status,
+        SearchStatus::Failed
+    );
+    assert_eq!(
+        store.trial(promoted).await.expect("trial").state,
+        TrialState::Cancelled
+    );
+    assert_eq!(checkpoints_left(&pool).await, 0, "no checkpoint bytes left");
+}
+
+/// Promotions come first across searches: a search's promoted trial is
+/// claimed before another search's new trial, even when that search has
+/// waited longer; searches then take turns again.
+async fn promotions_come_first_across_searches(store: Store, _pool: AnyPool) {
+    let w = worker("w", &[]);
+    let a = store.create_search(&spec(ASHA)).await.expect("create a");
+    let b = store.create_search(&spec(ASHA)).await.expect("create b");
+    // Search a is claimed from (and so b has waited longer) ...
+    let promoted = promote_one(&store, &w).await;
+    assert_eq!(store.trial(promoted).await.expect("trial").search_id, a);
+    // ... yet a's promotion goes before b's new trials.
+    let next = store.claim(&w).await.expect("claim").expect("a trial");
+    assert_eq!(next.id, promoted, "the promotion first");
+    assert_eq!(next.target_epochs, 3);
+    // With no promotion waiting, b (claimed from longest ago) has its turn.
+    let then = store.claim(&w).await.expect("claim").expect("a trial");
+    assert_eq!(then.search_id, b, "fairness between searches is kept");
+    // Each search with a promotion waiting gets one claim in turn.
+    store
+        .complete(then.id, then.attempt, done(0.9))
+        .await
+        .expect("b's rung 1");
+    let b_again = store.claim(&w).await.expect("claim").expect("a trial");
+    assert_eq!(b_again.search_id, b, "b's promotion before a's new trial");
+    assert_eq!(b_again.id, then.id);
+}
+
+/// A settle that fails after the completion committed does not turn the
+/// completion into an error: the result is kept and the worker told so.
+async fn a_settle_failure_after_commit_keeps_the_completion(store: Store, pool: AnyPool) {
+    let w = worker("w", &[]);
+    let id = store
+        .create_search(&spec(
+            r#"{"name": "one", "dataset": "mnist", "strategy": {"kind": "random"},
+                "budget": {"max_trials": 1, "parallelism": 1}}"#,
+        ))
+        .await
+        .expect("create");
+    let t = store.claim(&w).await.expect("claim").expect("trial");
+    // The completion itself does not read the spec (a rejected trial ends
+    // no rung and the search is fully proposed); the settle after it does.
+    sqlx::query("UPDATE searches SET spec = 'not a spec' WHERE id = $1")
+        .bind(id)
+        .execute(&pool)
+        .await
+        .expect("break the spec");
+    let mut result = search::TrialResult::synthetic(0.5, 9.0, 0.5);
+    result.reward = None;
+    result.val_accuracy = None;
+    store
+        .complete(t.id, t.attempt, Completion::Rejected { result })
+        .await
+        .expect("committed, so reported as done");
+    assert_eq!(
+        store.trial(t.id).await.expect("trial").state,
+        TrialState::Rejected
+    );
+}
+
 macro_rules! faults_on_both_backends {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -190,6 +335,10 @@ faults_on_both_backends!(
     a_stopped_searchs_trial_is_not_retried,
     rewards_are_finite_and_readers_tolerate_old_rows,
     claims_are_shared_between_searches,
+    a_cancelled_search_keeps_no_checkpoint,
+    a_failed_search_keeps_no_checkpoint,
+    promotions_come_first_across_searches,
+    a_settle_failure_after_commit_keeps_the_completion,
 );
 
 /// Two processes (two stores) complete trials of one search in turn: each

@@ -378,6 +378,12 @@ async fn final_training_on_request_is_refused_while_running_and_bounded(store: S
         training: None,
     };
     assert_eq!(store.request_final(id, &one).await.expect("queued"), 1);
+    let again = store.request_final(id, &one).await.expect_err("twice");
+    assert!(matches!(again, StoreError::Conflict(_)), "{again}");
+    assert!(
+        again.to_string().contains("already requested"),
+        "a second request is told the first was taken: {again}"
+    );
     assert_eq!(
         store.search(id).await.expect("search").status,
         SearchStatus::Running,
@@ -394,7 +400,94 @@ async fn final_training_on_request_is_refused_while_running_and_bounded(store: S
     );
 }
 
+/// Epochs trained and not kept are charged to the compute budget and
+/// counted per search: epochs past the last stored checkpoint when the
+/// checkpoint save failed (a promoted trial does not advance past what it
+/// can resume) or the attempt crashed, and epochs trained again when a
+/// checkpoint could not be resumed from.
+async fn epochs_trained_and_not_kept_are_charged_to_the_budget(store: Store) {
+    let w = worker("w", &[]);
+    let id = store
+        .create_search(&spec(
+            r#"{"name": "waste", "dataset": "mnist", "max_attempts": 3,
+                "scheduler": {"kind": "asha", "min_epochs": 1, "max_epochs": 3, "eta": 3},
+                "budget": {"max_trials": 1, "parallelism": 1, "max_epochs_total": 50}}"#,
+        ))
+        .await
+        .expect("create");
+    let epoch = |e: i64| EpochMetrics {
+        epoch: e,
+        train_loss: 1.0,
+        train_accuracy: 0.5,
+        val_accuracy: Some(0.5),
+        seconds: 1.0,
+    };
+    let search = || async { store.search(id).await.expect("search") };
+    // Rung 1: epoch 1 trained, its checkpoint save failed; promoted.
+    let t = store.claim(&w).await.expect("claim").expect("trial");
+    store
+        .record_epoch(t.id, t.attempt, &epoch(1))
+        .await
+        .expect("epoch");
+    store
+        .complete(t.id, t.attempt, done(0.5, 1))
+        .await
+        .expect("rung 1");
+    let row = store.trial(t.id).await.expect("trial");
+    assert_eq!(row.state, TrialState::Pending);
+    assert_eq!(row.epochs_done, 0, "nothing to resume from: no checkpoint");
+    assert_eq!(search().await.epochs_wasted, 1, "epoch 1 is trained again");
+    assert_eq!(search().await.epochs_committed, 1 + 2 + 1);
+    // Rung 2, attempt 1: epochs 1 and 2 trained, checkpoint after 1, crash.
+    let t = store.claim(&w).await.expect("claim").expect("promoted");
+    assert_eq!((t.epochs_done, t.target_epochs), (0, 3));
+    for e in 1..=2 {
+        store
+            .record_epoch(t.id, t.attempt, &epoch(e))
+            .await
+            .expect("epoch");
+    }
+    store
+        .save_checkpoint(t.id, t.attempt, 1, b"one")
+        .await
+        .expect("checkpoint");
+    store
+        .fail(t.id, t.attempt, "worker crashed", true)
+        .await
+        .expect("fail");
+    assert_eq!(search().await.epochs_wasted, 2, "epoch 2 was lost");
+    // Rung 2, attempt 2: the checkpoint does not load, so it trains all
+    // three epochs from scratch.
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    let t = loop {
+        if let Some(t) = store.claim(&w).await.expect("claim") {
+            break t;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(t.epochs_done, 1);
+    for e in 1..=3 {
+        store
+            .record_epoch(t.id, t.attempt, &epoch(e))
+            .await
+            .expect("epoch");
+    }
+    store
+        .complete(t.id, t.attempt, done(0.6, 3))
+        .await
+        .expect("last rung");
+    let s = search().await;
+    assert_eq!(s.epochs_wasted, 3, "epoch 1 was trained again");
+    assert_eq!(
+        s.epochs_committed,
+        3 + 3,
+        "three epochs of rungs, three wasted"
+    );
+    assert_eq!(s.status, SearchStatus::Finished);
+}
+
 common::on_both_backends!(
+    epochs_trained_and_not_kept_are_charged_to_the_budget,
     asha_promotes_the_top_of_each_rung_and_stops_the_rest,
     retries_are_counted_per_rung_and_a_crash_resumes_from_the_checkpoint,
     the_compute_budget_bounds_the_epochs_trained,

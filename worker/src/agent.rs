@@ -22,7 +22,7 @@ use crate::data::{open_dataset, DataError, Dataset, Split};
 use crate::failpoint;
 use crate::latency::predict::Predictor;
 use crate::latency::{HostGate, LatencyConfig};
-use crate::pipeline::{self, ScoredOn, TrialOutcome, TrialPlan};
+use crate::pipeline::{self, LatencyLimit, ScoredOn, TrialOutcome, TrialPlan};
 use crate::train::{EpochReport, TrainConfig, TrainData};
 
 /// How an agent runs.
@@ -565,6 +565,7 @@ impl Agent {
                 .as_ref()
                 .and_then(|p| p.speed_factor),
             predictor: self.config.predictor.clone(),
+            latency_limit: latency_limit(trial),
         })
     }
 
@@ -694,6 +695,22 @@ impl Agent {
     }
 }
 
+/// Whether this unit of work's latency measurement may reject the trial:
+/// only a search candidate's first, before any epoch is trained (a trial
+/// resuming after a crash has passed it, as has one at a later rung); a
+/// final model never.
+pub fn latency_limit(trial: &ClaimedTrial) -> LatencyLimit {
+    match trial.phase {
+        TrialPhase::Final => LatencyLimit::Never,
+        TrialPhase::Search if trial.epochs_done > 0 || !trial.earlier_latency_ms.is_empty() => {
+            LatencyLimit::Decided {
+                earlier_ms: trial.earlier_latency_ms.clone(),
+            }
+        }
+        TrialPhase::Search => LatencyLimit::Decide,
+    }
+}
+
 /// Runs the pipeline on the training thread and turns its outcome into the
 /// completion to report (weights serialised here, off the async runtime).
 fn train_blocking(
@@ -725,4 +742,49 @@ fn train_blocking(
         }
         TrialOutcome::Cancelled => Completion::Cancelled,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claimed(phase: TrialPhase, epochs_done: u32, earlier: &[f64]) -> ClaimedTrial {
+        ClaimedTrial {
+            id: 1,
+            search_id: 1,
+            index: 0,
+            attempt: 1,
+            architecture: String::new(),
+            spec: String::new(),
+            phase,
+            target_epochs: 3,
+            epochs_done,
+            final_spec: None,
+            earlier_latency_ms: earlier.to_vec(),
+        }
+    }
+
+    #[test]
+    fn only_an_untrained_search_trial_may_be_rejected_for_latency() {
+        assert_eq!(
+            latency_limit(&claimed(TrialPhase::Search, 0, &[])),
+            LatencyLimit::Decide
+        );
+        assert_eq!(
+            latency_limit(&claimed(TrialPhase::Search, 1, &[0.4])),
+            LatencyLimit::Decided {
+                earlier_ms: vec![0.4]
+            },
+            "promoted to its next rung"
+        );
+        assert_eq!(
+            latency_limit(&claimed(TrialPhase::Search, 2, &[])),
+            LatencyLimit::Decided { earlier_ms: vec![] },
+            "retried after a crash mid-rung: it trained, so it passed"
+        );
+        assert_eq!(
+            latency_limit(&claimed(TrialPhase::Final, 0, &[])),
+            LatencyLimit::Never
+        );
+    }
 }

@@ -103,6 +103,7 @@ impl Candidate {
             seed: self.seed,
             latency,
             speed_factor: None,
+            earlier_ms: Vec::new(),
         })
     }
 }
@@ -116,6 +117,58 @@ pub struct Measured {
     /// The measuring device's speed factor against the reference device
     /// (see [`crate::latency::calibrate`]), if calibrated.
     speed_factor: Option<f64>,
+    /// Medians of this trial's earlier measurements (at earlier rungs),
+    /// milliseconds: the figure reported is the median of them all.
+    earlier_ms: Vec<f64>,
+}
+
+/// Whether a trial's latency measurement may reject it. The hard limit is
+/// decided once, before a trial's first epoch: later measurements (at the
+/// next rung, or of its final model) only refine the figure, so a swing of
+/// the machine can never erase trained work.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum LatencyLimit {
+    /// A search candidate that has not trained yet: over the objective's
+    /// hard limit it is rejected untrained (and a confident predictor may
+    /// refuse it unbuilt).
+    #[default]
+    Decide,
+    /// A search candidate that passed the limit and trained: this
+    /// measurement joins the earlier ones (the medians of earlier
+    /// measurements, milliseconds; the result's `p50` becomes the median of
+    /// them all) and never rejects.
+    Decided {
+        /// Medians of the earlier measurements, milliseconds.
+        earlier_ms: Vec<f64>,
+    },
+    /// A final model: measured and reported, never rejected for latency.
+    Never,
+}
+
+impl LatencyLimit {
+    /// Whether the measurement decides the hard limit.
+    pub fn decides(&self) -> bool {
+        matches!(self, Self::Decide)
+    }
+
+    fn earlier_ms(&self) -> &[f64] {
+        match self {
+            Self::Decided { earlier_ms } => earlier_ms,
+            Self::Decide | Self::Never => &[],
+        }
+    }
+}
+
+/// The median of `values` (the mean of the middle two for an even count).
+fn median_ms(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let n = sorted.len();
+    match n {
+        0 => f64::NAN,
+        _ if n % 2 == 1 => sorted[n / 2],
+        _ => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
+    }
 }
 
 /// Which split a trial's accuracy and reward come from.
@@ -196,13 +249,31 @@ impl Measured {
         self
     }
 
+    /// The same measurement joined with earlier ones of the same trial
+    /// (medians, milliseconds): its result reports the median of them all.
+    pub fn with_earlier(mut self, earlier_ms: &[f64]) -> Self {
+        self.earlier_ms = earlier_ms
+            .iter()
+            .copied()
+            .filter(|v| v.is_finite() && *v > 0.0)
+            .collect();
+        self
+    }
+
     /// The result of the candidate as measured, before any training.
     pub fn measured_result(&self) -> TrialResult {
         let report = self.network.report();
         let l = &self.latency;
-        TrialResult::measured(
+        let (p50, latency_measurements_ms) = if self.earlier_ms.is_empty() {
+            (l.p50, Vec::new())
+        } else {
+            let mut all = self.earlier_ms.clone();
+            all.push(l.p50);
+            (median_ms(&all), all)
+        };
+        let mut result = TrialResult::measured(
             LatencyMs {
-                p50: l.p50,
+                p50,
                 p90: l.p90,
                 min: Some(l.min),
                 ci_low: Some(l.ci_low),
@@ -213,13 +284,15 @@ impl Measured {
                 reference_p50: self
                     .speed_factor
                     .filter(|f| *f > 0.0 && f.is_finite())
-                    .map(|f| l.p50 / f),
+                    .map(|f| p50 / f),
                 predicted: false,
             },
             report.params,
             report.macs,
             self.latency.device.fingerprint(),
-        )
+        );
+        result.latency_measurements_ms = latency_measurements_ms;
+        result
     }
 
     /// Whether `objective` rejects it untrained (over a hard latency limit).
@@ -380,6 +453,9 @@ pub struct TrialPlan {
     /// over the hard limit before they are built, and learns from every
     /// measurement (`None`: measure everything).
     pub predictor: Option<Arc<Mutex<Predictor>>>,
+    /// Whether the measurement may reject the trial (only before its first
+    /// epoch), and the earlier measurements it refines.
+    pub latency_limit: LatencyLimit,
 }
 
 /// The refusal of a candidate predicted more than
@@ -440,14 +516,18 @@ pub fn run(
             });
         }
     }
-    if let Some(result) = refused_by_prediction(plan)? {
-        return Ok(TrialOutcome::Rejected { result });
+    let decides = plan.latency_limit.decides();
+    if decides {
+        if let Some(result) = refused_by_prediction(plan)? {
+            return Ok(TrialOutcome::Rejected { result });
+        }
     }
     let candidate = Candidate::build(&plan.architecture, plan.seed)?;
     crate::failpoint::hit("latency");
     let measured = candidate
         .measure(plan.latency, plan.gate.as_deref())?
-        .with_speed_factor(plan.speed_factor);
+        .with_speed_factor(plan.speed_factor)
+        .with_earlier(plan.latency_limit.earlier_ms());
     if let Some(predictor) = &plan.predictor {
         let mut predictor = predictor
             .lock()
@@ -455,7 +535,7 @@ pub fn run(
         predictor.observe(&plan.architecture, measured.latency().p50);
         predictor.fit();
     }
-    if measured.rejected_by(&plan.objective) {
+    if decides && measured.rejected_by(&plan.objective) {
         let mut result = measured.measured_result();
         result.reason = Some(REJECTED_REASON.into());
         return Ok(TrialOutcome::Rejected { result });
@@ -495,6 +575,7 @@ mod tests {
             gate: None,
             speed_factor: None,
             predictor: predictor.map(|p| Arc::new(Mutex::new(p))),
+            latency_limit: LatencyLimit::Decide,
         }
     }
 

@@ -323,3 +323,71 @@ fn latency_is_measured_before_training() {
         assert_eq!(l.cpus.len(), 1, "a pinned thread stays on one CPU: {l:?}");
     }
 }
+
+/// The hard latency limit is decided once, before a trial's first epoch: a
+/// candidate over it is rejected untrained then, but the same candidate
+/// measured again at a later rung (or as a final model) trains and keeps
+/// its accuracy, its figure refined by the earlier measurements.
+#[test]
+fn only_a_trials_first_measurement_may_reject_it_for_latency() {
+    use worker::latency::LatencyConfig;
+    use worker::pipeline::{self, LatencyLimit, ScoredOn, TrialOutcome, TrialPlan};
+    let (train_set, val) = (small(256, 0), small(128, 10_000));
+    let data = TrainData {
+        train: &train_set,
+        validation: Some(&val),
+        test: None,
+    };
+    // Any network measures over a limit of a nanosecond.
+    let objective: search::Objective = serde_json::from_str(
+        r#"{"latency": {"target_ms": 0.000001, "mode": "hard", "max_ms": 0.000001}}"#,
+    )
+    .expect("objective");
+    let plan = |latency_limit| TrialPlan {
+        architecture: two_conv(),
+        seed: 1,
+        latency: LatencyConfig::quick(),
+        train: config(1),
+        objective: objective.clone(),
+        max_memory: None,
+        resume: None,
+        checkpoints: false,
+        scored_on: ScoredOn::Validation,
+        gate: None,
+        speed_factor: None,
+        predictor: None,
+        latency_limit,
+    };
+    let run = |limit| {
+        pipeline::run(&plan(limit), data, &AtomicBool::new(false), |_, _| {}).expect("runs")
+    };
+    match run(LatencyLimit::Decide) {
+        TrialOutcome::Rejected { result } => {
+            assert!(result.val_accuracy.is_none() && result.reward.is_none());
+            assert!(result.latency_measurements_ms.is_empty());
+        }
+        other => panic!("the first measurement decides: {other:?}"),
+    }
+    let earlier = vec![0.01, 0.03];
+    match run(LatencyLimit::Decided {
+        earlier_ms: earlier.clone(),
+    }) {
+        TrialOutcome::Trained { result, .. } => {
+            assert!(result.val_accuracy.is_some() && result.reward.is_some());
+            let all = &result.latency_measurements_ms;
+            assert_eq!(all.len(), 3, "{all:?}");
+            assert_eq!(all[..2], earlier[..]);
+            let mut sorted = all.clone();
+            sorted.sort_by(f64::total_cmp);
+            assert_eq!(result.latency_ms.p50, sorted[1], "the median of all three");
+        }
+        other => panic!("a trained trial is never rejected again: {other:?}"),
+    }
+    match run(LatencyLimit::Never) {
+        TrialOutcome::Trained { result, .. } => {
+            assert!(result.reward.is_some());
+            assert!(result.latency_measurements_ms.is_empty());
+        }
+        other => panic!("a final model is never rejected for latency: {other:?}"),
+    }
+}

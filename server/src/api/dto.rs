@@ -29,8 +29,15 @@ pub struct SearchView {
     pub spec: SearchSpec,
     /// Trials created so far.
     pub trials_proposed: i64,
-    /// Epochs of training queued so far, against `budget.max_epochs_total`.
+    /// Epochs of training queued so far, against `budget.max_epochs_total`
+    /// (wasted epochs included).
     pub epochs_committed: i64,
+    /// Epochs trained and not kept: trained after a trial's last
+    /// checkpoint by an attempt that failed, crashed or was handed back, or
+    /// trained again because a checkpoint could not be resumed from.
+    /// Charged to the compute budget like any other.
+    #[serde(default)]
+    pub epochs_wasted: i64,
     /// Created, Unix ms.
     pub created_at_ms: i64,
     /// Ended, Unix ms.
@@ -50,6 +57,7 @@ impl TryFrom<&SearchRow> for SearchView {
                 .map_err(|e| ApiError::internal(format!("stored spec of search {}: {e}", s.id)))?,
             trials_proposed: s.proposed,
             epochs_committed: s.epochs_committed,
+            epochs_wasted: s.epochs_wasted,
             created_at_ms: s.created_at,
             finished_at_ms: s.finished_at,
         })
