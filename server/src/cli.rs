@@ -435,6 +435,16 @@ pub struct WorkerArgs {
     /// before it is built, saying how much it needed.
     #[arg(long, env = "NAS_MAX_MEMORY_MIB")]
     pub max_memory_mib: Option<u64>,
+    /// Serve `GET /healthz` (200 while no agent is stalled, else 503) and
+    /// `GET /readyz` (200 while the database answers) on this address, for
+    /// a supervisor's probes, e.g. `0.0.0.0:8081` (default: not served).
+    #[arg(long, env = "NAS_WORKER_HEALTH_ADDR", value_name = "ADDR")]
+    pub health_addr: Option<std::net::SocketAddr>,
+    /// Seconds an agent that should call the database (to heartbeat its
+    /// trial, or poll the queue) may stay silent before `/healthz` reports
+    /// it stalled (default: the lease, at least 4 heartbeats and 4 polls).
+    #[arg(long, env = "NAS_WORKER_STALE_SECS")]
+    pub stale_secs: Option<f64>,
 }
 
 /// `nas bench ...`

@@ -132,6 +132,7 @@ fn containers_run_real_subcommands_with_consistent_resources() {
     let port = server["ports"][0]["containerPort"].as_i64().expect("port");
     assert!(server_env["NAS_BIND"].ends_with(&format!(":{port}")));
     for (probe, path) in [
+        ("startupProbe", "/api/v1/healthz"),
         ("readinessProbe", "/api/v1/readyz"),
         ("livenessProbe", "/api/v1/healthz"),
     ] {
@@ -141,6 +142,12 @@ fn containers_run_real_subcommands_with_consistent_resources() {
             "{probe}"
         );
     }
+    // A long migration runs before the server listens: the startup probe
+    // gives it minutes, not liveness's ~70 s.
+    let startup = &server["startupProbe"];
+    let allowed = startup["periodSeconds"].as_i64().expect("period")
+        * startup["failureThreshold"].as_i64().expect("threshold");
+    assert!(allowed >= 300, "{allowed} s for start-up");
 
     // The worker's flags, as its environment gives them, are accepted.
     let worker_env = env(worker);
@@ -158,6 +165,35 @@ fn containers_run_real_subcommands_with_consistent_resources() {
     let Some(NasCommand::Worker(parsed)) = parse(&flags).command else {
         panic!("not a worker");
     };
+    // Its probes reach the health endpoint it serves.
+    let health_addr: std::net::SocketAddr = worker_env["NAS_WORKER_HEALTH_ADDR"]
+        .parse()
+        .expect("NAS_WORKER_HEALTH_ADDR");
+    assert!(
+        health_addr.ip().is_unspecified(),
+        "reachable by the kubelet"
+    );
+    let health_port = worker["ports"]
+        .as_vec()
+        .expect("ports")
+        .iter()
+        .find(|p| p["containerPort"].as_i64() == Some(i64::from(health_addr.port())))
+        .expect("the health port is declared");
+    let port_name = health_port["name"].as_str().expect("named");
+    for (probe, path) in [
+        ("startupProbe", "/healthz"),
+        ("livenessProbe", "/healthz"),
+        ("readinessProbe", "/readyz"),
+    ] {
+        let get = &worker[probe]["httpGet"];
+        assert_eq!(get["path"].as_str(), Some(path), "worker {probe}");
+        assert_eq!(get["port"].as_str(), Some(port_name), "worker {probe}");
+    }
+    // KEDA owns the replica count: none in the manifest to fight its HPA.
+    assert!(
+        objects["Deployment/nas-worker"]["spec"]["replicas"].is_badvalue(),
+        "no replicas on the Deployment KEDA scales"
+    );
     // Threads x trials = the CPU request; the trials' memory fits under
     // the limit with room for datasets and the process.
     let resources = &worker["resources"];
@@ -230,7 +266,18 @@ fn keda_trigger(objects: &BTreeMap<String, Yaml>) -> &Yaml {
     let trigger = &scaled["spec"]["triggers"][0];
     assert_eq!(trigger["type"].as_str(), Some("postgresql"));
     let auth = trigger["authenticationRef"]["name"].as_str().expect("auth");
-    assert!(objects.contains_key(&format!("TriggerAuthentication/{auth}")));
+    let secrets: Vec<&str> = objects[&format!("TriggerAuthentication/{auth}")]["spec"]
+        ["secretTargetRef"]
+        .as_vec()
+        .expect("secretTargetRef")
+        .iter()
+        .filter_map(|r| r["name"].as_str())
+        .collect();
+    assert_eq!(
+        secrets,
+        ["nas-keda"],
+        "KEDA gets its read-only login, never the application's credential"
+    );
     &trigger["metadata"]
 }
 
@@ -319,4 +366,143 @@ async fn the_keda_query_is_the_stores_and_counts_the_queue() {
     assert_eq!(nas(&[]), "2", "waiting only");
     pool.close().await;
     store.close().await;
+}
+
+/// The role of `deploy/kubernetes/keda-reader.sql`, on a real PostgreSQL:
+/// it runs the manifest's KEDA query and can read nothing else nor write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kedas_role_may_read_the_demand_view_and_nothing_else() {
+    let url = store::testing::fresh_postgres_url()
+        .await
+        .expect("postgres");
+    let store = store::Store::connect(&url, store::QueueConfig::default())
+        .await
+        .expect("store");
+    let spec: search::SearchSpec = serde_json::from_str(
+        r#"{"name": "k", "dataset": "mnist", "budget": {"max_trials": 2, "parallelism": 2}}"#,
+    )
+    .expect("spec");
+    store.create_search(&spec).await.expect("create");
+    let owner = sqlx::PgPool::connect(&url).await.expect("connect");
+    let sql = std::fs::read_to_string(base().join("../keda-reader.sql")).expect("keda-reader.sql");
+    // Twice: it is safe to run again.
+    for _ in 0..2 {
+        sqlx::raw_sql(&sql)
+            .execute(&owner)
+            .await
+            .expect("keda-reader.sql runs");
+    }
+    // The test server trusts local logins: connect as the role.
+    let (server, database) = url.rsplit_once('/').expect("database name");
+    let keda_url = server.replacen("postgres@", "nas_keda@", 1) + "/" + database;
+    assert_ne!(keda_url, url, "logs in as nas_keda");
+    let keda = sqlx::PgPool::connect(&keda_url)
+        .await
+        .expect("nas_keda logs in");
+    let query = keda_trigger(&objects())["query"]
+        .as_str()
+        .expect("query")
+        .to_owned();
+    let depth: i64 = sqlx::query_scalar(&query)
+        .fetch_one(&keda)
+        .await
+        .expect("the KEDA query runs as nas_keda");
+    assert_eq!(depth, 2);
+    for forbidden in [
+        "SELECT COUNT(*) FROM trials",
+        "SELECT COUNT(*) FROM searches",
+        "SELECT COUNT(*) FROM artifacts",
+        "UPDATE trials SET state = 'cancelled'",
+        "DELETE FROM trial_metrics",
+        "CREATE TABLE keda_was_here (x INT)",
+    ] {
+        let err = sqlx::query(forbidden)
+            .execute(&keda)
+            .await
+            .expect_err(forbidden);
+        assert!(
+            err.to_string().contains("permission denied"),
+            "{forbidden}: {err}"
+        );
+    }
+    keda.close().await;
+    owner.close().await;
+    store.close().await;
+}
+
+/// Migration 0010 grants the view to a `nas_keda` role created before nas
+/// first migrates its schema (the dev overlay's order).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keda_role_made_before_nas_starts_gets_its_grant_from_the_migration() {
+    let url = store::testing::fresh_postgres_url()
+        .await
+        .expect("postgres");
+    let admin = sqlx::PgPool::connect(&url).await.expect("connect");
+    sqlx::raw_sql(
+        "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'nas_keda') \
+         THEN CREATE ROLE nas_keda LOGIN NOINHERIT; END IF; END $$;",
+    )
+    .execute(&admin)
+    .await
+    .expect("role");
+    let store = store::Store::connect(&url, store::QueueConfig::default())
+        .await
+        .expect("store migrates");
+    let granted: bool =
+        sqlx::query_scalar("SELECT has_table_privilege('nas_keda', 'nas_trial_demand', 'SELECT')")
+            .fetch_one(&admin)
+            .await
+            .expect("privilege");
+    assert!(granted);
+    let trials: bool =
+        sqlx::query_scalar("SELECT has_table_privilege('nas_keda', 'trials', 'SELECT')")
+            .fetch_one(&admin)
+            .await
+            .expect("privilege");
+    assert!(!trials);
+    admin.close().await;
+    store.close().await;
+}
+
+/// The prod overlay admits the API's port from the ingress controller only.
+#[test]
+fn in_prod_only_the_ingress_controller_reaches_the_server() {
+    let text = std::fs::read_to_string(base().join("../overlays/prod/kustomization.yaml"))
+        .expect("prod kustomization");
+    let prod = &YamlLoader::load_from_str(&text).expect("YAML")[0];
+    let ops: Vec<Yaml> = prod["patches"]
+        .as_vec()
+        .expect("patches")
+        .iter()
+        .filter(|p| {
+            p["target"]["kind"].as_str() == Some("NetworkPolicy")
+                && p["target"]["name"].as_str() == Some("nas-server")
+        })
+        .flat_map(|p| {
+            YamlLoader::load_from_str(p["patch"].as_str().expect("patch text"))
+                .expect("patch YAML")
+                .remove(0)
+                .into_vec()
+                .expect("JSON patch ops")
+        })
+        .collect();
+    let from = ops
+        .iter()
+        .find(|op| op["path"].as_str() == Some("/spec/ingress/0/from"))
+        .expect("a patch sets who may reach the server");
+    let peers = from["value"].as_vec().expect("peers");
+    assert!(!peers.is_empty());
+    for peer in peers {
+        assert!(
+            !peer["namespaceSelector"]["matchLabels"].is_badvalue()
+                && !peer["podSelector"]["matchLabels"].is_badvalue(),
+            "a named namespace and pods, not anyone: {peer:?}"
+        );
+    }
+    // In the base, the rule it patches is the API port's.
+    let policy = &objects()["NetworkPolicy/nas-server"];
+    assert_eq!(
+        policy["spec"]["ingress"][0]["ports"][0]["port"].as_i64(),
+        Some(8080)
+    );
 }

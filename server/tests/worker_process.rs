@@ -232,3 +232,101 @@ async fn stopping_every_worker_mid_search_hands_trials_back_and_the_search_resum
         "{trials:#?}"
     );
 }
+
+/// GET `url` without treating 4xx/5xx as errors: status and JSON body.
+fn get_json(url: &str) -> Option<(u16, serde_json::Value)> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(5)))
+        .build()
+        .into();
+    let mut response = agent.get(url).call().ok()?;
+    let status = response.status().as_u16();
+    let body = response.body_mut().read_to_string().ok()?;
+    Some((status, serde_json::from_str(&body).ok()?))
+}
+
+/// `nas worker --health-addr` serves its agents' state for probes: alive
+/// and ready while it polls the queue.
+#[test]
+fn a_worker_serves_its_health_for_probes() {
+    let url = testing::fresh_sqlite_url();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("a free port")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let log = std::env::temp_dir().join(format!("nas-worker-health-{}.log", std::process::id()));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_nas"))
+        .args([
+            "worker",
+            "--database-url",
+            &url,
+            "--calibrate",
+            "false",
+            "--poll-secs",
+            "0.2",
+            "--health-addr",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log"))
+        .spawn()
+        .expect("starts nas worker");
+    let start = Instant::now();
+    let (status, report) = loop {
+        match get_json(&format!("http://127.0.0.1:{port}/healthz")) {
+            Some((200, report)) if report["ready"] == true => break (200, report),
+            _ if start.elapsed() > Duration::from_secs(60) => {
+                let _ = child.kill();
+                panic!(
+                    "no healthy answer in 60 s: {}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                );
+            }
+            _ => std::thread::sleep(Duration::from_millis(100)),
+        }
+    };
+    assert_eq!(status, 200);
+    assert_eq!(report["status"], "ok");
+    let agents = report["agents"].as_array().expect("agents");
+    assert_eq!(agents.len(), 1, "{report}");
+    assert_eq!(agents[0]["state"], "idle", "{report}");
+    assert!(agents[0]["current_trial"].is_null());
+    let (ready, _) = get_json(&format!("http://127.0.0.1:{port}/readyz")).expect("readyz");
+    assert_eq!(ready, 200);
+    sigterm(&child);
+    assert!(wait_exit(&mut child, Duration::from_secs(30)).success());
+}
+
+/// The endpoint says 503 once an agent that should poll or heartbeat has
+/// been silent for longer than the stale window (a hung worker), so the
+/// supervisor restarts it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_agent_fails_the_liveness_probe() {
+    use worker::health::{AgentState, Health};
+    let health = Health::new(Duration::from_millis(200));
+    health.set_state("w-0", AgentState::Running, Some(42));
+    health.heartbeat("w-0");
+    let (_stop, stop_rx) = tokio::sync::watch::channel(false);
+    let addr = server::commands::worker_health::serve(
+        "127.0.0.1:0".parse().expect("addr"),
+        health.clone(),
+        stop_rx,
+    )
+    .await
+    .expect("serves");
+    let get = move |path: &'static str| {
+        tokio::task::spawn_blocking(move || get_json(&format!("http://{addr}{path}")))
+    };
+    let (status, report) = get("/healthz").await.expect("task").expect("answers");
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["agents"][0]["current_trial"], 42);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let (status, report) = get("/healthz").await.expect("task").expect("answers");
+    assert_eq!(status, 503, "{report}");
+    assert_eq!(report["status"], "stalled");
+    assert_eq!(report["agents"][0]["stalled"], true);
+    let (status, _) = get("/readyz").await.expect("task").expect("answers");
+    assert_eq!(status, 503, "the database has not answered it either");
+}

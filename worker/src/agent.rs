@@ -20,6 +20,7 @@ use tracing::{info, warn, Instrument};
 use crate::cores::{CoreLease, CoreShare};
 use crate::data::{open_dataset, DataError, Dataset, Split};
 use crate::failpoint;
+use crate::health::{AgentState, Health, HealthHandle};
 use crate::latency::predict::Predictor;
 use crate::latency::{HostGate, LatencyConfig};
 use crate::pipeline::{self, LatencyLimit, ScoredOn, TrialOutcome, TrialPlan};
@@ -54,6 +55,9 @@ pub struct AgentConfig {
     /// The device's latency predictor, shared by the agents of the process
     /// (`None`: every candidate is built and measured).
     pub predictor: Option<Arc<std::sync::Mutex<Predictor>>>,
+    /// Where the agent reports its state for the process's health endpoint
+    /// (`None`: not reported).
+    pub health: Option<Arc<Health>>,
 }
 
 /// Why a running trial was stopped before its end.
@@ -189,6 +193,7 @@ async fn keep_alive<T>(
     store: &Store,
     trial: &ClaimedTrial,
     every: Duration,
+    health: &HealthHandle,
     work: impl std::future::Future<Output = T>,
 ) -> T {
     tokio::pin!(work);
@@ -198,7 +203,9 @@ async fn keep_alive<T>(
         tokio::select! {
             out = &mut work => return out,
             _ = ticker.tick() => {
-                if let Err(e) = store.heartbeat(trial.id, trial.attempt, None).await {
+                let beat = store.heartbeat(trial.id, trial.attempt, None).await;
+                health.heartbeat(beat.is_ok());
+                if let Err(e) = beat {
                     warn!(error = %e, "heartbeat failed");
                 }
             }
@@ -218,45 +225,61 @@ pub struct Agent {
     datasets: Vec<(String, Arc<SearchData>)>,
     /// After an infrastructure failure: the current pause, and until when.
     backoff: Option<(Duration, tokio::time::Instant)>,
+    /// Where it reports its state.
+    health: HealthHandle,
 }
 
 impl Agent {
     /// An agent for `store`.
     pub fn new(store: Store, config: AgentConfig) -> Self {
+        let health = HealthHandle::new(config.health.clone(), &config.worker.id);
         Self {
             store,
             config,
             datasets: Vec::new(),
             backoff: None,
+            health,
         }
     }
 
     /// Runs until `shutdown` turns true: claims and runs trials, rescues
     /// expired leases while idle.
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) -> Result<(), StoreError> {
+        self.health.state(AgentState::Starting, None);
         self.store.register_worker(&self.config.worker).await?;
+        self.health.called_store(true);
         let mut events = self.store.subscribe();
         info!(worker = %self.config.worker.id, "worker started");
         while !*shutdown.borrow() {
             if let Some((_, until)) = self.backoff {
+                self.health.state(AgentState::BackingOff, None);
                 tokio::select! {
                     _ = shutdown.changed() => continue,
                     () = tokio::time::sleep_until(until) => {}
                 }
             }
+            self.health.state(AgentState::Idle, None);
             if let Err(e) = self.store.rescue_expired().await {
                 warn!(error = %e, "rescue failed");
             }
             let turn = match &self.config.cores {
-                Some(cores) => match cores.claim_turn(&mut shutdown).await {
-                    Some(turn) => Some((cores.clone(), turn)),
-                    None => continue,
-                },
+                Some(cores) => {
+                    self.health.state(AgentState::WaitingForCores, None);
+                    let turn = cores.claim_turn(&mut shutdown).await;
+                    self.health.state(AgentState::Idle, None);
+                    match turn {
+                        Some(turn) => Some((cores.clone(), turn)),
+                        None => continue,
+                    }
+                }
                 None => None,
             };
             let claiming = std::time::Instant::now();
-            match self.store.claim(&self.config.worker).await {
+            let claimed = self.store.claim(&self.config.worker).await;
+            self.health.called_store(claimed.is_ok());
+            match claimed {
                 Ok(Some(trial)) => {
+                    self.health.state(AgentState::Running, Some(trial.id));
                     let lease = turn
                         .map(|(cores, turn)| cores.start(turn, trial.phase == TrialPhase::Final));
                     failpoint::hit("after_claim");
@@ -294,6 +317,7 @@ impl Agent {
                 }
             }
         }
+        self.health.state(AgentState::Stopped, None);
         info!(worker = %self.config.worker.id, "worker stopped");
         Ok(())
     }
@@ -410,7 +434,9 @@ impl Agent {
                 Err(e) => {
                     warn!(error = %e, retry_in_secs = delay.as_secs(), "could not record the result; retrying");
                     tokio::time::sleep(delay).await;
-                    if let Err(e) = self.store.heartbeat(id, attempt, None).await {
+                    let beat = self.store.heartbeat(id, attempt, None).await;
+                    self.health.heartbeat(beat.is_ok());
+                    if let Err(e) = beat {
                         warn!(error = %e, "heartbeat failed");
                     }
                     delay *= 2;
@@ -433,18 +459,20 @@ impl Agent {
         let architecture =
             Architecture::from_json(&trial.architecture).map_err(AttemptFailure::permanent)?;
         let (store, every) = (self.store.clone(), self.config.heartbeat);
+        let health = self.health.clone();
         let sets = match trial.phase {
-            TrialPhase::Search => {
-                TrialSets::Search(keep_alive(&store, trial, every, self.dataset(&spec)).await?)
-            }
-            TrialPhase::Final => {
-                TrialSets::Final(keep_alive(&store, trial, every, self.final_dataset(&spec)).await?)
-            }
+            TrialPhase::Search => TrialSets::Search(
+                keep_alive(&store, trial, every, &health, self.dataset(&spec)).await?,
+            ),
+            TrialPhase::Final => TrialSets::Final(
+                keep_alive(&store, trial, every, &health, self.final_dataset(&spec)).await?,
+            ),
         };
         let resume = if trial.epochs_done > 0 {
             failpoint::hit("resume");
             let started = std::time::Instant::now();
-            let loaded = keep_alive(&store, trial, every, store.checkpoint(trial.id)).await;
+            let loaded =
+                keep_alive(&store, trial, every, &health, store.checkpoint(trial.id)).await;
             info!(
                 epochs_done = trial.epochs_done,
                 ms = started.elapsed().as_secs_f64() * 1e3,
@@ -612,11 +640,12 @@ impl Agent {
         progress: Option<&TrialProgress>,
         stop: &StopSignal,
     ) {
-        match self
+        let beat = self
             .store
             .heartbeat(trial.id, trial.attempt, progress)
-            .await
-        {
+            .await;
+        self.health.heartbeat(beat.is_ok());
+        match beat {
             Ok(Heartbeat::Continue) => {}
             Ok(Heartbeat::Cancel) => stop.stop(Interruption::Cancelled, "the search was cancelled"),
             Ok(Heartbeat::LeaseLost) => stop.stop(Interruption::LeaseLost, "the lease was lost"),

@@ -23,6 +23,7 @@ pub mod agent;
 pub mod cores;
 pub mod data;
 pub mod failpoint;
+pub mod health;
 pub mod latency;
 pub mod memory;
 pub mod net;

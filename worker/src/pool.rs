@@ -13,6 +13,7 @@ use tokio::task::JoinHandle;
 
 use crate::agent::{Agent, AgentConfig};
 use crate::cores::CoreShare;
+use crate::health::Health;
 use crate::latency::calibrate::{calibrate, Calibration, CalibrationError};
 use crate::latency::predict::{Predictor, PredictorScreen};
 use crate::latency::{gate, Device, HostGate, LatencyConfig};
@@ -66,6 +67,9 @@ pub struct AgentPool {
     /// This machine's latency predictor, shared by the agents: seeded by
     /// [`AgentPool::calibrate`], refined by every measured trial.
     pub predictor: Arc<Mutex<Predictor>>,
+    /// Where the agents report their state (the process's health
+    /// endpoint); `None`: not reported.
+    pub health: Option<Arc<Health>>,
 }
 
 /// Networks [`AgentPool::calibrate`] measures to seed the predictor, from
@@ -105,6 +109,7 @@ impl AgentPool {
             exclusive_finals: true,
             speed_factor: None,
             predictor: Arc::new(Mutex::new(Predictor::new())),
+            health: None,
         })
     }
 
@@ -156,6 +161,7 @@ impl AgentPool {
                     max_memory: self.max_memory.map(|m| m / self.concurrency as u64),
                     cores: Some(cores.clone()),
                     predictor: Some(self.predictor.clone()),
+                    health: self.health.clone(),
                 };
                 let screen = Arc::new(PredictorScreen(self.predictor.clone()));
                 let store = store.clone().with_screen(screen);

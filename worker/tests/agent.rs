@@ -32,6 +32,7 @@ fn agent_config(id: &str) -> AgentConfig {
         max_memory: None,
         cores: None,
         predictor: None,
+        health: None,
     }
 }
 

@@ -79,6 +79,7 @@ fn agent_config(data_dir: PathBuf) -> AgentConfig {
         max_memory: None,
         cores: None,
         predictor: None,
+        health: None,
     }
 }
 

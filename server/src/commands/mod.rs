@@ -12,6 +12,7 @@ pub mod space;
 pub mod train;
 pub mod up;
 pub mod worker;
+pub mod worker_health;
 pub mod zoo;
 
 use search::{Architecture, Report};

@@ -7,9 +7,11 @@ use anyhow::{bail, Context};
 use store::{QueueConfig, Store};
 use tokio::sync::watch;
 use worker::data::default_data_dir;
+use worker::health::Health;
 use worker::pool::AgentPool;
 
 use crate::cli::WorkerArgs;
+use crate::commands::worker_health;
 
 fn seconds(name: &str, value: f64) -> anyhow::Result<Duration> {
     if !(value.is_finite() && value > 0.0) {
@@ -76,6 +78,17 @@ pub fn run(args: &WorkerArgs) -> anyhow::Result<String> {
     if pool.heartbeat >= queue.lease {
         bail!("--heartbeat-secs must be shorter than --lease-secs, or every lease would expire");
     }
+    let health = match args.health_addr {
+        Some(_) => {
+            let stale = match args.stale_secs {
+                Some(secs) => seconds("stale-secs", secs)?,
+                None => queue.lease.max(pool.heartbeat * 4).max(pool.poll * 4),
+            };
+            Some(Health::new(stale))
+        }
+        None => None,
+    };
+    pool.health = health.clone();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -83,6 +96,9 @@ pub fn run(args: &WorkerArgs) -> anyhow::Result<String> {
     runtime.block_on(async {
         let store = connect_with_retries(&args.database_url, queue).await?;
         let (stop_tx, stop_rx) = watch::channel(false);
+        if let (Some(addr), Some(health)) = (args.health_addr, &health) {
+            worker_health::serve(addr, health.clone(), stop_rx.clone()).await?;
+        }
         let agents = pool.spawn(&store, &stop_rx);
         shutdown_signal().await;
         tracing::info!("shutting down: handing running trials back");

@@ -1,0 +1,3 @@
+-- PostgreSQL only (KEDA's read-only role); kept so that both dialects have
+-- the same numbered migrations.
+SELECT 1;
