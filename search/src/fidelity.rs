@@ -28,13 +28,16 @@ pub enum Scheduler {
     Asha {
         /// Epochs of the first rung (default 1).
         #[serde(default = "default_min_epochs")]
+        #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 1000))]
         min_epochs: u32,
         /// Epochs of the last rung (default 27).
         #[serde(default = "default_max_epochs")]
+        #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 1000))]
         max_epochs: u32,
         /// Reduction factor: about 1 in `eta` trials goes on at each rung
         /// (default 3, at least 2).
         #[serde(default = "default_eta")]
+        #[cfg_attr(feature = "openapi", schema(minimum = 2, maximum = 16))]
         eta: u32,
     },
 }

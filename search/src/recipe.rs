@@ -17,18 +17,21 @@ pub enum OptimizerKind {
     Sgd {
         /// Momentum in `[0, 1)` (default 0.9).
         #[serde(default = "default_momentum")]
+        #[cfg_attr(feature = "openapi", schema(minimum = 0, exclusive_maximum = 1))]
         momentum: f32,
         /// Nesterov momentum (default false).
         #[serde(default)]
         nesterov: bool,
         /// L2 penalty added to the gradient (default 5e-4).
         #[serde(default = "default_sgd_decay")]
+        #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 1))]
         weight_decay: f32,
     },
     /// Adam; weight decay is added to the gradient (L2).
     Adam {
         /// L2 penalty (default 0).
         #[serde(default)]
+        #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 1))]
         weight_decay: f32,
     },
     /// AdamW: weight decay applied to the weights directly.
@@ -36,6 +39,7 @@ pub enum OptimizerKind {
     AdamW {
         /// Decoupled decay (default 0.01).
         #[serde(default = "default_adamw_decay")]
+        #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 1))]
         weight_decay: f32,
     },
 }
@@ -142,6 +146,7 @@ pub enum Schedule {
     Cosine {
         /// Epochs of linear warm-up (default 0).
         #[serde(default)]
+        #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 100))]
         warmup_epochs: f64,
     },
     /// One-cycle (Smith & Topin; PyTorch's `OneCycleLR` with cosine
@@ -150,6 +155,10 @@ pub enum Schedule {
     OneCycle {
         /// Fraction of the run spent rising (default 0.3).
         #[serde(default = "default_pct_start")]
+        #[cfg_attr(
+            feature = "openapi",
+            schema(exclusive_minimum = 0, exclusive_maximum = 1)
+        )]
         pct_start: f64,
     },
 }

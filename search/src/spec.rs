@@ -9,7 +9,6 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 /// A search space by preset name or written out.
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum SpaceRef {
@@ -17,6 +16,43 @@ pub enum SpaceRef {
     Preset(String),
     /// A full space.
     Inline(Box<SearchSpace>),
+}
+
+/// The schema the API documents: a preset's name (one of
+/// [`crate::space::PRESETS`], as an enum) or a space written out.
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for SpaceRef {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
+        OneOfBuilder::new()
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .enum_values(Some(crate::space::PRESETS))
+                    .description(Some(
+                        "A preset: micro (a smoke test), small, classic, mobile or full.",
+                    )),
+            )
+            .item(utoipa::openapi::Ref::from_schema_name("SearchSpace"))
+            .description(Some("A search space by preset name or written out."))
+            .into()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for SpaceRef {
+    fn schemas(
+        schemas: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        schemas.push((
+            "SearchSpace".into(),
+            <SearchSpace as utoipa::PartialSchema>::schema(),
+        ));
+        <SearchSpace as utoipa::ToSchema>::schemas(schemas);
+    }
 }
 
 impl Default for SpaceRef {
@@ -243,7 +279,13 @@ impl FinalTraining {
 #[serde(deny_unknown_fields)]
 pub struct SearchSpec {
     /// A name for people.
-    #[cfg_attr(feature = "openapi", schema(pattern = r"\S", max_length = 200))]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$",
+            max_length = 200
+        )
+    )]
     pub name: String,
     /// A dataset of the catalogue ([`crate::dataset::CATALOG`], `GET /datasets`).
     pub dataset: String,

@@ -172,6 +172,13 @@ async fn api_contract(url: String) {
     )
     .await;
     assert!(matches!(status, 400 | 422), "{status} {body}");
+    // No body at all means the defaults (the document requires none), and
+    // a whole number written as a float is that integer (JSON Schema's
+    // integers): both reach the store's check, a 409 here.
+    for body in [None, Some(r#"{"top_k": 2.0, "epochs": 347.0}"#.to_owned())] {
+        let (status, answer) = call("POST", format!("{base}/searches/{id}/final"), body).await;
+        assert_eq!((status, error_code(&answer)), (409, "conflict"), "{answer}");
+    }
     let (status, body) = call("GET", format!("{base}/searches/{id}/final"), None).await;
     assert_eq!(
         (status, body["trials"].as_array().map(Vec::len)),

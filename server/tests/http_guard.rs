@@ -87,7 +87,13 @@ async fn hostile_requests_are_refused_and_every_answer_is_hardened() {
             &cancel,
             "Sec-Fetch-Site: cross-site\r\nContent-Type: application/json\r\n",
         );
-        let no_type = post(address, &cancel, "");
+        // Not cross-site, but not JSON either (a form or a plain-text
+        // write from a client that sends no Origin).
+        let no_type = post(address, &cancel, "Content-Type: text/plain\r\n");
+        let trace = send(
+            address,
+            &format!("TRACE {cancel} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"),
+        );
         let rebound = send(
             address,
             "GET /api/v1/searches HTTP/1.1\r\nHost: evil.example:8080\r\nConnection: close\r\n\r\n",
@@ -99,11 +105,15 @@ async fn hostile_requests_are_refused_and_every_answer_is_hardened() {
                 address.port()
             ),
         );
-        (form, json_cross, fetch_cross, no_type, rebound, page)
+        (form, json_cross, fetch_cross, no_type, rebound, page, trace)
     })
     .await
     .expect("requests");
-    let (form, json_cross, fetch_cross, no_type, rebound, page) = answers;
+    let (form, json_cross, fetch_cross, no_type, rebound, page, trace) = answers;
+    // A method the route does not have is a JSON 405, before any check of
+    // the body.
+    assert_eq!(trace.0, 405, "{}", trace.1);
+    assert!(trace.1.contains("method_not_allowed"), "{}", trace.1);
     assert_eq!(form.0, 403, "{}", form.1);
     assert!(form.1.contains("cross_site_write"), "{}", form.1);
     assert_eq!(json_cross.0, 403, "{}", json_cross.1);
@@ -138,6 +148,17 @@ async fn hostile_requests_are_refused_and_every_answer_is_hardened() {
     .await
     .expect("request");
     assert_eq!(own.0, 200, "{}", own.1);
+    // A write with no body needs no Content-Type (`curl -X POST .../cancel`).
+    let other = store.create_search(&spec).await.expect("create");
+    let cancel = format!("/api/v1/searches/{other}/cancel");
+    let bare = tokio::task::spawn_blocking(move || post(address, &cancel, ""))
+        .await
+        .expect("request");
+    assert_eq!(bare.0, 200, "{}", bare.1);
+    assert_eq!(
+        store.search(other).await.expect("search").status,
+        store::SearchStatus::Cancelled
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,7 +2,6 @@
 //! distinct architectures from scratch (training + validation data, the full
 //! recipe) and tests them once; `GET /searches/{id}/final` lists them.
 
-use axum::extract::rejection::JsonRejection;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
@@ -11,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::dto::TrialList;
-use super::extract::SearchId;
+use super::extract::{ApiJsonOrDefault, SearchId};
 use super::responses::ReadErrors;
 use super::{ApiResult, AppState};
 
@@ -29,19 +28,19 @@ pub struct FinalQueued {
 /// search (its status is `running` again until the final models end).
 #[utoipa::path(post, path = "/api/v1/searches/{id}/final", tag = "searches",
     params(SearchId),
-    request_body(content = FinalTraining, description = "Final training settings; `{}` for the defaults (top 3, 30 epochs, the search's recipe)"),
+    request_body(content = Option<FinalTraining>, description = "Final training settings; `{}` or no body for the defaults (top 3, 30 epochs, the search's recipe)"),
     responses(
         (status = 202, description = "Queued", body = FinalQueued),
         ReadErrors,
-        (status = 409, description = "The search is running, was cancelled or failed, already has final models, or has no trained candidate", body = super::dto::ErrorBody),
+        (status = 400, description = "The body is not JSON", body = super::dto::ErrorBody),
+        (status = 409, description = "The search is running, was cancelled or failed, its final training was already requested, or it has no trained candidate", body = super::dto::ErrorBody),
         (status = 422, description = "Invalid settings; `field` names the culprit (e.g. `final.top_k`)", body = super::dto::ErrorBody),
     ))]
 pub async fn request_final(
     State(state): State<AppState>,
     SearchId(id): SearchId,
-    body: Result<Json<FinalTraining>, JsonRejection>,
+    ApiJsonOrDefault(settings): ApiJsonOrDefault<FinalTraining>,
 ) -> ApiResult<(StatusCode, Json<FinalQueued>)> {
-    let Json(settings) = body?;
     let queued = state.store.request_final(id, &settings).await?;
     Ok((
         StatusCode::ACCEPTED,

@@ -109,17 +109,9 @@ pub async fn protect(State(state): State<AppState>, request: Request, next: Next
             ),
         )
     } else if is_write(request.method()) && request.uri().path().starts_with("/api/") {
-        if let Some(reason) = cross_site(headers) {
-            forbidden("cross_site_write", reason)
-        } else if !is_json(headers) {
-            ApiError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
-                "a write must be sent as Content-Type: application/json".into(),
-            )
-            .into_response()
-        } else {
-            next.run(request).await
+        match cross_site(headers) {
+            Some(reason) => forbidden("cross_site_write", reason),
+            None => next.run(request).await,
         }
     } else {
         next.run(request).await
@@ -139,6 +131,34 @@ pub async fn protect(State(state): State<AppState>, request: Request, next: Next
         HeaderValue::from_static(CONTENT_SECURITY_POLICY),
     );
     response
+}
+
+/// Whether the request carries a body (or says it may).
+fn has_body(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::TRANSFER_ENCODING)
+        || headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim() != "0")
+}
+
+/// Route middleware of the API's writes (it runs once a route and method
+/// matched, so a method a path does not have is a 405 first): a write's
+/// body must be JSON. A write without a body (`POST .../cancel`) may omit
+/// `Content-Type`, but one that names another type is refused whatever its
+/// length: an HTML form always names one, and no form may write.
+pub async fn json_writes(request: Request, next: Next) -> Response {
+    let headers = request.headers();
+    let named = headers.contains_key(header::CONTENT_TYPE);
+    if is_write(request.method()) && !is_json(headers) && (named || has_body(headers)) {
+        return ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "a write with a body must be sent as Content-Type: application/json".into(),
+        )
+        .into_response();
+    }
+    next.run(request).await
 }
 
 fn is_write(method: &Method) -> bool {

@@ -117,6 +117,8 @@ pub fn router(state: AppState) -> Router {
         .route("/zoo/{name}", get(catalog::zoo_entry))
         .route("/spaces", get(catalog::spaces))
         .route("/datasets", get(catalog::datasets))
+        .route_layer(middleware::from_fn(guard::json_writes))
+        .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found);
     Router::new()
         .nest("/api/v1", api)
@@ -140,4 +142,13 @@ pub fn router(state: AppState) -> Router {
 /// Any other path: a JSON 404.
 async fn not_found() -> ApiError {
     ApiError::not_found("route")
+}
+
+/// A method the route does not have: a JSON 405.
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{} does not take {method}", uri.path()),
+    )
 }

@@ -1,6 +1,5 @@
 //! Search routes: create, list, show, cancel, trials, leaderboard, Pareto front.
 
-use axum::extract::rejection::JsonRejection;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -15,7 +14,7 @@ use super::dto::{
     Leaderboard, Pareto, SearchDetail, SearchList, SearchProgress, SearchSummary, SearchView,
     TrialList,
 };
-use super::extract::{ApiQuery, SearchId};
+use super::extract::{ApiJson, ApiQuery, SearchId};
 use super::responses::{QueryErrors, ReadErrors};
 use super::{ApiError, ApiResult, AppState};
 
@@ -32,9 +31,8 @@ use super::{ApiError, ApiResult, AppState};
     ))]
 pub async fn create_search(
     State(state): State<AppState>,
-    body: Result<Json<SearchSpec>, JsonRejection>,
+    ApiJson(spec): ApiJson<SearchSpec>,
 ) -> ApiResult<(StatusCode, Json<SearchView>)> {
-    let Json(spec) = body?;
     let id = state.store.create_search(&spec).await?;
     let search = state.store.search(id).await?;
     Ok((StatusCode::CREATED, Json(SearchView::try_from(&search)?)))
@@ -221,7 +219,13 @@ pub struct LeaderboardQuery {
     /// Page size, 1 to 1000 (default 50).
     #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
-    /// The previous page's `next_cursor`.
+    /// The previous page's `next_cursor`,
+    /// `{sort}_{value}_{reward}_{trial id}_{rank}`: the page after it, in
+    /// the order it came from (its sort overrides `sort`). Empty: the
+    /// first page.
+    #[param(
+        pattern = r"^$|^(reward|accuracy|latency|params|macs)_-?[0-9]{1,20}(\.[0-9]{1,20})?_-?[0-9]{1,20}(\.[0-9]{1,20})?_[0-9]{1,18}_[0-9]{1,9}$"
+    )]
     pub cursor: Option<String>,
     /// json (default) or csv.
     #[param(inline)]
@@ -242,16 +246,14 @@ pub async fn leaderboard(
     ApiQuery(q): ApiQuery<LeaderboardQuery>,
 ) -> ApiResult<Response> {
     let limit = page_size(q.limit, 50, store::ranking::MAX_PAGE)?;
-    let sort = q.sort.unwrap_or_default();
-    let page = state
-        .store
-        .leaderboard(
-            id,
-            sort,
-            limit,
-            q.cursor.as_deref().filter(|c| !c.is_empty()),
-        )
-        .await?;
+    let cursor = q.cursor.as_deref().filter(|c| !c.is_empty());
+    // A cursor goes on in the order it came from.
+    let sort = cursor
+        .and_then(|c| c.split('_').next())
+        .and_then(|key| serde_json::from_value(serde_json::Value::from(key)).ok())
+        .or(q.sort)
+        .unwrap_or_default();
+    let page = state.store.leaderboard(id, sort, limit, cursor).await?;
     match q.format.unwrap_or_default() {
         Format::Json => Ok(Json(Leaderboard {
             search_id: id,
@@ -308,6 +310,9 @@ pub fn leaderboard_csv(entries: &[store::LeaderboardEntry]) -> String {
     out
 }
 
+/// Most points `GET /searches/{id}/pareto?max_points=` may ask for.
+const MAX_PARETO_POINTS: usize = 1_000_000;
+
 /// Query of `GET /searches/{id}/pareto`.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -316,7 +321,7 @@ pub struct ParetoQuery {
     pub front_only: Option<bool>,
     /// At most this many points (default: all): every front point, then an
     /// even sample of the others in latency order. For charts of big searches.
-    #[param(minimum = 1)]
+    #[param(minimum = 1, maximum = 1_000_000)]
     pub max_points: Option<usize>,
 }
 
@@ -329,9 +334,11 @@ pub async fn pareto(
     SearchId(id): SearchId,
     ApiQuery(q): ApiQuery<ParetoQuery>,
 ) -> ApiResult<Json<Pareto>> {
-    if q.max_points == Some(0) {
+    if q.max_points
+        .is_some_and(|n| !(1..=MAX_PARETO_POINTS).contains(&n))
+    {
         return Err(ApiError::bad_query(
-            "max_points must be at least 1",
+            format!("max_points must be 1 to {MAX_PARETO_POINTS}"),
             Some("max_points"),
         ));
     }
