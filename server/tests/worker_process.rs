@@ -330,3 +330,219 @@ async fn a_stalled_agent_fails_the_liveness_probe() {
     let (status, _) = get("/readyz").await.expect("task").expect("answers");
     assert_eq!(status, 503, "the database has not answered it either");
 }
+
+/// A throwaway PostgreSQL cluster of this test's own (`initdb`, `pg_ctl`)
+/// on a free port, to stop and start under running workers. As root, the
+/// server's tools run as the `postgres` user, which PostgreSQL requires.
+struct Cluster {
+    dir: PathBuf,
+    port: u16,
+}
+
+impl Cluster {
+    fn bin(tool: &str) -> PathBuf {
+        let versions = std::fs::read_dir("/usr/lib/postgresql").expect("PostgreSQL's tools");
+        let mut bins: Vec<PathBuf> = versions
+            .filter_map(|v| Some(v.ok()?.path().join("bin").join(tool)))
+            .filter(|p| p.exists())
+            .collect();
+        bins.sort();
+        bins.pop().expect("initdb and pg_ctl")
+    }
+
+    fn run(tool: &str, args: &[&str]) {
+        let root = Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|o| o.stdout.starts_with(b"0"));
+        let tool = Self::bin(tool);
+        let mut command = if root {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(&tool);
+            c
+        } else {
+            Command::new(&tool)
+        };
+        let out = command.args(args).output().expect("runs");
+        assert!(
+            out.status.success(),
+            "{}: {}{}",
+            tool.display(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn new() -> Self {
+        let dir = std::env::temp_dir().join(format!("nas-pg-restart-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("cluster dir");
+        // The postgres user must own it (a no-op for a non-root user).
+        let _ = Command::new("chown")
+            .args(["-R", "postgres:postgres"])
+            .arg(&dir)
+            .status();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("a free port")
+            .local_addr()
+            .expect("addr")
+            .port();
+        let data = dir.join("data");
+        Self::run(
+            "initdb",
+            &[
+                "-D",
+                &data.display().to_string(),
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "--no-sync",
+            ],
+        );
+        let cluster = Self { dir, port };
+        cluster.start();
+        cluster
+    }
+
+    fn start(&self) {
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            self.port,
+            self.dir.display()
+        );
+        Self::run(
+            "pg_ctl",
+            &[
+                "-D",
+                &self.dir.join("data").display().to_string(),
+                "-l",
+                &self.dir.join("log").display().to_string(),
+                "-o",
+                &options,
+                "-w",
+                "start",
+            ],
+        );
+    }
+
+    fn stop(&self) {
+        Self::run(
+            "pg_ctl",
+            &[
+                "-D",
+                &self.dir.join("data").display().to_string(),
+                "-m",
+                "fast",
+                "-w",
+                "stop",
+            ],
+        );
+    }
+
+    fn url(&self, database: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let data = self.dir.join("data");
+        if data.join("postmaster.pid").exists() {
+            let _ = Command::new("runuser")
+                .args(["-u", "postgres", "--"])
+                .arg(Self::bin("pg_ctl"))
+                .args(["-D", &data.display().to_string(), "-m", "immediate", "stop"])
+                .status();
+            let _ = Command::new(Self::bin("pg_ctl"))
+                .args(["-D", &data.display().to_string(), "-m", "immediate", "stop"])
+                .status();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// PostgreSQL restarts while two workers train: every trial still ends
+/// exactly once, with its weights, and the search finishes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_restart_mid_search_loses_and_doubles_nothing() {
+    let cluster = Cluster::new();
+    let admin = sqlx::PgPool::connect(&cluster.url("postgres"))
+        .await
+        .expect("the cluster answers");
+    sqlx::query("CREATE DATABASE nas")
+        .execute(&admin)
+        .await
+        .expect("database");
+    admin.close().await;
+    let url = cluster.url("nas");
+    let store = Store::connect(&url, QueueConfig::default())
+        .await
+        .expect("store");
+    let search = store.create_search(&spec(4, 2)).await.expect("create");
+    let mut workers = [start_worker(&url, "pg-a"), start_worker(&url, "pg-b")];
+    wait_for(
+        &store,
+        search,
+        "two trials training",
+        Duration::from_secs(180),
+        |t, _| {
+            t.iter()
+                .filter(|t| t.state == TrialState::Running && t.progress.is_some())
+                .count()
+                == 2
+        },
+    )
+    .await;
+    cluster.stop();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    cluster.start();
+    wait_for(
+        &store,
+        search,
+        "the search to finish after the restart",
+        Duration::from_secs(300),
+        |_, s| s == SearchStatus::Finished,
+    )
+    .await;
+    for w in &workers {
+        sigterm(w);
+    }
+    for w in &mut workers {
+        assert!(wait_exit(w, Duration::from_secs(60)).success());
+    }
+    let trials = store.trials(search).await.expect("trials");
+    assert_eq!(trials.len(), 4, "every trial accounted for");
+    let pool = sqlx::PgPool::connect(&url).await.expect("connect");
+    for t in &trials {
+        assert_eq!(t.state, TrialState::Succeeded, "{t:#?}");
+        let weights: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM artifacts WHERE trial_id = $1 AND kind = 'weights'",
+        )
+        .bind(t.id)
+        .fetch_one(&pool)
+        .await
+        .expect("count");
+        assert_eq!(weights, 1, "trial {} has its weights", t.id);
+        // Its last attempt trained every epoch once: no epoch recorded twice.
+        let epochs: Vec<i64> = store
+            .epoch_metrics(t.id, t.attempt)
+            .await
+            .expect("metrics")
+            .iter()
+            .map(|m| m.epoch)
+            .collect();
+        assert_eq!(epochs, [1, 2, 3], "trial {}", t.id);
+    }
+    // Each trial ended once: one result, and no more completions than trials.
+    let results: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM trials WHERE search_id = $1 AND result IS NOT NULL",
+    )
+    .bind(search)
+    .fetch_one(&pool)
+    .await
+    .expect("count");
+    assert_eq!(results, 4);
+    pool.close().await;
+    store.close().await;
+}
