@@ -1,7 +1,10 @@
 //! The queue: claim, heartbeat, per-epoch metrics, complete, fail, release,
 //! and the rescuer for expired leases. Every call after `claim` is fenced by
-//! `(trial, attempt)`. Locks are always taken search row first, then trial
-//! rows, so cancels, completions and rescues never deadlock.
+//! `(trial, attempt)`. Lock order: a completion, failure or rescue locks its
+//! running trial's row, then (rung decision, top-up) its search's row; a
+//! cancel or a failed search locks the search row, then touches only its
+//! *pending* trials, which no completion holds, so none of them deadlock.
+//! On SQLite every writer takes the database's write lock first.
 
 use crate::nullable;
 use crate::sql_states::{CANCELLED, PENDING, PHASE_SEARCH, RUNNING, SEARCH_RUNNING};
