@@ -256,6 +256,24 @@ fn containers_run_real_subcommands_with_consistent_resources() {
     }
 }
 
+/// A fresh PostgreSQL database holding one search with `queued` trials
+/// queued.
+async fn queue_with_trials(queued: u32) -> (String, store::Store) {
+    let url = store::testing::fresh_postgres_url()
+        .await
+        .expect("postgres");
+    let store = store::Store::connect(&url, store::QueueConfig::default())
+        .await
+        .expect("store");
+    let spec: search::SearchSpec = serde_json::from_value(serde_json::json!({
+        "name": "k", "dataset": "mnist",
+        "budget": {"max_trials": queued * 3, "parallelism": queued}
+    }))
+    .expect("spec");
+    store.create_search(&spec).await.expect("create");
+    (url, store)
+}
+
 /// The ScaledObject's postgresql trigger metadata.
 fn keda_trigger(objects: &BTreeMap<String, Yaml>) -> &Yaml {
     let scaled = &objects["ScaledObject/nas-worker"];
@@ -304,17 +322,7 @@ async fn the_keda_query_is_the_stores_and_counts_the_queue() {
     );
 
     // The manifest's text, run as KEDA runs it, on a real queue.
-    let url = store::testing::fresh_postgres_url()
-        .await
-        .expect("postgres");
-    let store = store::Store::connect(&url, store::QueueConfig::default())
-        .await
-        .expect("store");
-    let spec: search::SearchSpec = serde_json::from_str(
-        r#"{"name": "k", "dataset": "mnist", "budget": {"max_trials": 9, "parallelism": 3}}"#,
-    )
-    .expect("spec");
-    store.create_search(&spec).await.expect("create");
+    let (url, store) = queue_with_trials(3).await;
     let pool = sqlx::PgPool::connect(&url).await.expect("connect");
     let depth: i64 = sqlx::query_scalar(query)
         .fetch_one(&pool)
@@ -372,17 +380,7 @@ async fn the_keda_query_is_the_stores_and_counts_the_queue() {
 /// it runs the manifest's KEDA query and can read nothing else nor write.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kedas_role_may_read_the_demand_view_and_nothing_else() {
-    let url = store::testing::fresh_postgres_url()
-        .await
-        .expect("postgres");
-    let store = store::Store::connect(&url, store::QueueConfig::default())
-        .await
-        .expect("store");
-    let spec: search::SearchSpec = serde_json::from_str(
-        r#"{"name": "k", "dataset": "mnist", "budget": {"max_trials": 2, "parallelism": 2}}"#,
-    )
-    .expect("spec");
-    store.create_search(&spec).await.expect("create");
+    let (url, store) = queue_with_trials(2).await;
     let owner = sqlx::PgPool::connect(&url).await.expect("connect");
     let sql = std::fs::read_to_string(base().join("../keda-reader.sql")).expect("keda-reader.sql");
     // Twice: it is safe to run again.
