@@ -4,7 +4,7 @@
 
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::request::Parts;
-use axum::http::{header, StatusCode};
+use axum::http::StatusCode;
 use axum::Json;
 use serde::de::DeserializeOwned;
 use utoipa::IntoParams;
@@ -98,12 +98,7 @@ impl<T: DeserializeOwned + Default, S: Send + Sync> FromRequest<S> for ApiJsonOr
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let json_type = request
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(';').next())
-            .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+        let json_type = super::guard::is_json(request.headers());
         let bytes = axum::body::Bytes::from_request(request, state)
             .await
             .map_err(|e| {
@@ -119,11 +114,7 @@ impl<T: DeserializeOwned + Default, S: Send + Sync> FromRequest<S> for ApiJsonOr
             return Ok(Self(T::default()));
         }
         if !json_type {
-            return Err(ApiError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
-                "a write with a body must be sent as Content-Type: application/json".into(),
-            ));
+            return Err(super::guard::not_json());
         }
         let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
             ApiError::new(

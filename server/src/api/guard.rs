@@ -88,7 +88,7 @@ fn cross_site(headers: &HeaderMap) -> Option<String> {
 }
 
 /// Whether the request says its body is JSON.
-fn is_json(headers: &HeaderMap) -> bool {
+pub(crate) fn is_json(headers: &HeaderMap) -> bool {
     headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -151,14 +151,18 @@ pub async fn json_writes(request: Request, next: Next) -> Response {
     let headers = request.headers();
     let named = headers.contains_key(header::CONTENT_TYPE);
     if is_write(request.method()) && !is_json(headers) && (named || has_body(headers)) {
-        return ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            "a write with a body must be sent as Content-Type: application/json".into(),
-        )
-        .into_response();
+        return not_json().into_response();
     }
     next.run(request).await
+}
+
+/// The 415 of a write whose body is not JSON.
+pub(crate) fn not_json() -> ApiError {
+    ApiError::new(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+        "a write with a body must be sent as Content-Type: application/json".into(),
+    )
 }
 
 fn is_write(method: &Method) -> bool {
