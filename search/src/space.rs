@@ -236,7 +236,7 @@ impl SearchSpace {
             // Small images (28x28, 32x32) under a ~1 ms batch-1 latency
             // target on one CPU thread: every block kind, widths and depths
             // sized so most samples land within 0.5x-2x of 1 ms
-            // (`nas space latency --preset small`; see the README).
+            // (`nas space latency --preset small`; see docs/latency.md).
             "small" => SearchSpace {
                 name: "small".into(),
                 ops: vec![

@@ -1,7 +1,7 @@
 //! The Docker deployment, checked without a Docker engine: the compose
 //! services run real `nas` subcommands with flags the binary accepts, server
 //! and workers share one database, the published port is the one the server
-//! binds, the Dockerfile has the shape the README promises; then the compose
+//! binds, the Dockerfile has the shape docs/deploying.md promises; then the compose
 //! services' exact command lines and environments run natively (a server and
 //! two workers on PostgreSQL) through a search.
 

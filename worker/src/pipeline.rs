@@ -232,7 +232,7 @@ pub const PREDICTED_REJECTED_REASON: &str = "predicted far over the hard latency
 
 /// A candidate is refused without being built when its predicted latency
 /// is more than this many times the hard limit: the predictor's error and
-/// this machine's swings stay well inside it (see the README), so nothing
+/// this machine's swings stay well inside it (see docs/latency.md), so nothing
 /// that would measure under the limit is refused.
 pub const PREDICTED_REFUSAL_MARGIN: f64 = 2.0;
 
