@@ -44,7 +44,7 @@ fn read_bytes(file: &Path) -> Result<Vec<u8>, DataError> {
 
 /// Parses an IDX file of unsigned bytes with `expected_dims` dimensions;
 /// returns the sizes and the data.
-fn parse(
+pub(super) fn parse(
     file: &Path,
     bytes: &[u8],
     expected_dims: usize,

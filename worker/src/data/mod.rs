@@ -6,6 +6,7 @@ mod cifar;
 mod download;
 mod folder;
 mod idx;
+pub mod import;
 
 use std::path::PathBuf;
 
