@@ -3,7 +3,7 @@
 //! and their checksums). The worker downloads and reads datasets from these
 //! entries; the spec, the API and the dashboard list them from here.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::arch::InputShape;
@@ -52,6 +52,28 @@ pub struct DatasetInfo {
     pub source: &'static str,
     /// The files to fetch, with their checksums.
     pub files: &'static [DatasetFile],
+}
+
+/// What the store keeps of an uploaded dataset besides its content: the
+/// shape, the classes and how many images each split holds per class.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DatasetSummary {
+    /// Shape of one image, `[channels, height, width]`.
+    pub input: [usize; 3],
+    /// Class names in label order (label `i` is `class_names[i]`).
+    pub class_names: Vec<String>,
+    /// Training images per class (validation is carved from these).
+    pub train_per_class: Vec<u64>,
+    /// Held-out test images per class (only final models see them).
+    pub test_per_class: Vec<u64>,
+    /// The upload's format: `image_folder`, `npz`, `csv` or `idx`.
+    pub format: String,
+    /// Whether the data gave its own test split (else it was carved,
+    /// stratified and seeded, at upload).
+    pub test_given: bool,
+    /// Files of the upload passed over (not images).
+    pub skipped: u64,
 }
 
 const IDX_FILE_NAMES: [&str; 4] = [

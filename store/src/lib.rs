@@ -17,6 +17,8 @@
 //!   when the budget is spent and nothing is running.
 #![deny(missing_docs)]
 
+pub mod blobs;
+pub mod datasets;
 mod db;
 pub mod depth;
 pub mod finals;

@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use common::{fast, spec, worker};
 use search::RankKey;
-use sqlx::any::AnyPoolOptions;
 use sqlx::AnyPool;
 use store::{testing, Completion, SearchStatus, Store, StoreError, TrialState};
 
@@ -18,19 +17,6 @@ fn done(reward: f64) -> Completion {
         result: search::TrialResult::synthetic(reward.clamp(0.0, 1.0), 1.0, reward),
         weights: None,
     }
-}
-
-/// A store and a raw connection to the same database, to break rows the
-/// way old releases or hand edits could.
-async fn store_and_pool(url: String) -> (Store, AnyPool) {
-    let store = Store::connect(&url, fast()).await.expect("store");
-    sqlx::any::install_default_drivers();
-    let pool = AnyPoolOptions::new()
-        .max_connections(2)
-        .connect(&url)
-        .await
-        .expect("raw pool");
-    (store, pool)
 }
 
 const RANDOM: &str = r#"{"name": "s", "dataset": "mnist", "strategy": {"kind": "random"},
@@ -305,31 +291,7 @@ async fn a_settle_failure_after_commit_keeps_the_completion(store: Store, pool: 
     );
 }
 
-macro_rules! faults_on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let (store, pool) = super::store_and_pool(super::testing::fresh_sqlite_url()).await;
-                    super::$name(store, pool).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let url = super::testing::fresh_postgres_url().await.expect("PostgreSQL at DATABASE_URL");
-                    let (store, pool) = super::store_and_pool(url).await;
-                    super::$name(store, pool).await;
-                }
-            )*
-        }
-    };
-}
-
-faults_on_both_backends!(
+common::with_pool_on_both_backends!(
     a_strategy_failure_keeps_the_result_and_fails_the_search,
     the_rescuer_goes_on_past_a_row_it_cannot_handle,
     a_stopped_searchs_trial_is_not_retried,

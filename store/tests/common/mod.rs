@@ -31,6 +31,19 @@ pub async fn postgres(config: QueueConfig) -> Store {
     Store::connect(&url, config).await.expect("postgres store")
 }
 
+/// A store and a raw connection to the same database, to write rows the
+/// way old releases or hand edits could.
+pub async fn store_and_pool(url: String) -> (Store, sqlx::AnyPool) {
+    let store = Store::connect(&url, fast()).await.expect("store");
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::any::AnyPoolOptions::new()
+        .max_connections(2)
+        .connect(&url)
+        .await
+        .expect("raw pool");
+    (store, pool)
+}
+
 /// A worker with the given labels.
 pub fn worker(id: &str, labels: &[&str]) -> WorkerInfo {
     WorkerInfo {
@@ -72,3 +85,33 @@ macro_rules! on_both_backends {
 }
 
 pub(crate) use on_both_backends;
+
+/// Runs each named `async fn(Store, AnyPool)` of the calling test file on a
+/// fresh SQLite file and a fresh PostgreSQL database, with a raw pool on
+/// the same database.
+macro_rules! with_pool_on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let url = store::testing::fresh_sqlite_url();
+                    let (store, pool) = super::common::store_and_pool(url).await;
+                    super::$name(store, pool).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let url = store::testing::fresh_postgres_url().await.expect("PostgreSQL at DATABASE_URL");
+                    let (store, pool) = super::common::store_and_pool(url).await;
+                    super::$name(store, pool).await;
+                }
+            )*
+        }
+    };
+}
+
+pub(crate) use with_pool_on_both_backends;
