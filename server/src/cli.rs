@@ -692,6 +692,9 @@ pub struct HttpArgs {
     /// Event streams (`/events`) open at once; more get 503.
     #[arg(long, env = "NAS_MAX_STREAMS", default_value_t = server_default_streams())]
     pub max_streams: usize,
+    /// The largest dataset upload accepted (`POST /datasets`), MiB.
+    #[arg(long, env = "NAS_MAX_DATASET_MIB", default_value_t = crate::api::DEFAULT_MAX_DATASET_MIB)]
+    pub max_dataset_mib: u64,
 }
 
 const fn server_default_streams() -> usize {

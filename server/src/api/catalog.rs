@@ -2,11 +2,11 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::Path;
+use axum::extract::{Path, State};
 use axum::Json;
 
 use super::dto::{DatasetList, SpaceList, ZooDetail, ZooEntryView, ZooList};
-use super::{ApiError, ApiResult};
+use super::{ApiError, ApiResult, AppState};
 
 /// `GET /zoo`: the reference architectures with params and MACs at their
 /// published input.
@@ -69,12 +69,14 @@ pub async fn spaces() -> ApiResult<Json<SpaceList>> {
     Ok(Json(SpaceList { presets }))
 }
 
-/// `GET /datasets`: the datasets a search may name, with their input shape,
-/// classes, split sizes and canonical source.
+/// `GET /datasets`: the datasets a search may name: the built-in ones with
+/// their input shape, classes, split sizes and canonical source, and the
+/// uploaded ones with their classes and images per split and class.
 #[utoipa::path(get, path = "/api/v1/datasets", tag = "catalogue",
     responses((status = 200, body = DatasetList), (status = 401, body = super::dto::ErrorBody)))]
-pub async fn datasets() -> Json<DatasetList> {
-    Json(DatasetList {
+pub async fn datasets(State(state): State<AppState>) -> ApiResult<Json<DatasetList>> {
+    Ok(Json(DatasetList {
         datasets: search::dataset::CATALOG.to_vec(),
-    })
+        uploaded: state.store.datasets().await?,
+    }))
 }

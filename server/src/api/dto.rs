@@ -275,8 +275,10 @@ pub struct SpaceList {
 /// `GET /datasets`: the catalogue.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct DatasetList {
-    /// Every dataset a search may name.
+    /// The built-in datasets (downloaded from their sources on first use).
     pub datasets: Vec<search::DatasetInfo>,
+    /// Uploaded datasets, by name.
+    pub uploaded: Vec<store::datasets::DatasetRow>,
 }
 
 /// A liveness or readiness answer.

@@ -150,7 +150,13 @@ fn has_body(headers: &HeaderMap) -> bool {
 pub async fn json_writes(request: Request, next: Next) -> Response {
     let headers = request.headers();
     let named = headers.contains_key(header::CONTENT_TYPE);
-    if is_write(request.method()) && !is_json(headers) && (named || has_body(headers)) {
+    // A dataset upload is a file: octet-stream, which no HTML form can send.
+    let upload = request.uri().path().ends_with("/datasets")
+        && headers.get(header::CONTENT_TYPE).is_some_and(|v| {
+            v.as_bytes()
+                .eq_ignore_ascii_case(b"application/octet-stream")
+        });
+    if is_write(request.method()) && !is_json(headers) && !upload && (named || has_body(headers)) {
         return not_json().into_response();
     }
     next.run(request).await

@@ -3,6 +3,7 @@
 
 mod auth;
 mod catalog;
+mod datasets;
 pub mod dto;
 mod error;
 mod events;
@@ -34,6 +35,9 @@ pub use searches::leaderboard_csv;
 /// Event streams open at once by default; more get 503.
 pub const DEFAULT_MAX_STREAMS: usize = 256;
 
+/// The largest dataset upload accepted by default, MiB (`--max-dataset-mib`).
+pub const DEFAULT_MAX_DATASET_MIB: u64 = 1024;
+
 /// Largest accepted request body (a search spec with an inline space fits easily).
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
 
@@ -54,6 +58,8 @@ pub struct AppState {
     hosts: Arc<HostPolicy>,
     /// Event streams open now, and the most allowed.
     streams: Arc<tokio::sync::Semaphore>,
+    /// The largest dataset upload accepted, bytes.
+    max_upload_bytes: u64,
 }
 
 impl AppState {
@@ -66,7 +72,14 @@ impl AppState {
             shutdown: Arc::new(watch::channel(false).0),
             hosts: Arc::new(HostPolicy::any()),
             streams: Arc::new(tokio::sync::Semaphore::new(DEFAULT_MAX_STREAMS)),
+            max_upload_bytes: DEFAULT_MAX_DATASET_MIB << 20,
         }
+    }
+
+    /// This state accepting dataset uploads of at most `mib` MiB.
+    pub fn with_max_upload_mib(mut self, mib: u64) -> Self {
+        self.max_upload_bytes = mib.saturating_mul(1 << 20);
+        self
     }
 
     /// This state answering only the hosts `policy` allows.
@@ -116,7 +129,11 @@ pub fn router(state: AppState) -> Router {
         .route("/zoo", get(catalog::zoo))
         .route("/zoo/{name}", get(catalog::zoo_entry))
         .route("/spaces", get(catalog::spaces))
-        .route("/datasets", get(catalog::datasets))
+        .route("/datasets", get(catalog::datasets).post(datasets::upload))
+        .route(
+            "/datasets/{name}",
+            get(datasets::dataset).delete(datasets::remove),
+        )
         .route_layer(middleware::from_fn(guard::json_writes))
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found);

@@ -5,7 +5,7 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{catalog, dto, events, finals, ops, searches, trials};
+use super::{catalog, datasets, dto, events, finals, ops, searches, trials};
 
 /// The document.
 #[derive(OpenApi)]
@@ -20,6 +20,7 @@ use super::{catalog, dto, events, finals, ops, searches, trials};
         finals::request_final, finals::final_models,
         trials::get_trial, trials::get_architecture, trials::get_weights, trials::get_onnx,
         catalog::zoo, catalog::zoo_entry, catalog::spaces, catalog::datasets,
+        datasets::upload, datasets::dataset, datasets::remove,
         ops::healthz, ops::readyz, ops::workers, ops::metrics, events::events, openapi_json,
     ),
     components(schemas(dto::ErrorBody, store::Event)),

@@ -41,7 +41,8 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<String> {
                 } else {
                     HostPolicy::any()
                 })
-                .with_max_streams(args.http.max_streams),
+                .with_max_streams(args.http.max_streams)
+                .with_max_upload_mib(args.http.max_dataset_mib),
             shutdown_signal(),
         )
         .await?;

@@ -50,7 +50,8 @@ pub fn run(args: &UpArgs) -> anyhow::Result<String> {
             listener,
             AppState::new(store.clone(), Auth::open())
                 .with_hosts(HostPolicy::loopback(&args.http.allowed_hosts))
-                .with_max_streams(args.http.max_streams),
+                .with_max_streams(args.http.max_streams)
+                .with_max_upload_mib(args.http.max_dataset_mib),
             async move {
                 let _ = stopped.wait_for(|stop| *stop).await;
             },

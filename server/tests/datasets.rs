@@ -1,0 +1,222 @@
+//! Uploading a dataset over HTTP: the body streamed to a spool file,
+//! decoded once, stored once by content; listed beside the catalogue,
+//! shown, removed; bad uploads refused with the row, field or bound named
+//! and nothing stored; a write of another type refused.
+
+
+use std::time::Duration;
+
+use serde_json::Value;
+use server::api::{router, AppState, Auth};
+use store::{testing, QueueConfig, Store};
+
+/// Serves the API with uploads of at most `max_mib` MiB.
+async fn serve(max_mib: u64) -> (String, Store) {
+    let store = Store::connect(&testing::fresh_sqlite_url(), QueueConfig::default())
+        .await
+        .expect("store");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let app = router(AppState::new(store.clone(), Auth::open()).with_max_upload_mib(max_mib));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://{addr}/api/v1"), store)
+}
+
+/// Sends `body` with `content_type`; status and JSON body.
+async fn send(
+    method: &'static str,
+    url: String,
+    content_type: &'static str,
+    body: Vec<u8>,
+) -> (u16, Value) {
+    tokio::task::spawn_blocking(move || {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(30)))
+            .build()
+            .into();
+        let response = match method {
+            "POST" => agent
+                .post(&url)
+                .header("content-type", content_type)
+                .send(&body[..]),
+            "DELETE" => agent.delete(&url).call(),
+            _ => agent.get(&url).call(),
+        };
+        let mut response = response.expect("HTTP round trip");
+        let status = response.status().as_u16();
+        let text = response.body_mut().read_to_string().unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    })
+    .await
+    .expect("request")
+}
+
+/// Twelve 2x2 images of three classes as a Kaggle-style CSV.
+fn csv(label: &str) -> Vec<u8> {
+    let mut text = format!("{label},p0,p1,p2,p3\n");
+    for i in 0..12 {
+        text.push_str(&format!("{},{},{},0,255\n", i % 3, i * 10, 255 - i));
+    }
+    text.into_bytes()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dataset_is_uploaded_listed_shown_and_removed() {
+    let (base, store) = serve(16).await;
+    let octet = "application/octet-stream";
+    let (status, first) = send(
+        "POST",
+        format!("{base}/datasets?name=tiny"),
+        octet,
+        csv("label"),
+    )
+    .await;
+    assert_eq!(status, 201, "{first}");
+    assert_eq!(first["new_content"], true);
+    let id = first["dataset"]["id"].as_str().expect("id").to_owned();
+    assert_eq!(id.len(), 64, "a SHA-256");
+    assert_eq!(
+        first["dataset"]["summary"]["input"],
+        serde_json::json!([1, 2, 2])
+    );
+    assert_eq!(
+        first["dataset"]["summary"]["class_names"],
+        serde_json::json!(["0", "1", "2"])
+    );
+    assert_eq!(first["dataset"]["summary"]["format"], "csv");
+    // The same content again, under another name: stored once.
+    let (status, again) = send(
+        "POST",
+        format!("{base}/datasets?name=tiny-again"),
+        octet,
+        csv("label"),
+    )
+    .await;
+    assert_eq!(status, 201, "{again}");
+    assert_eq!(
+        (again["new_content"].clone(), again["dataset"]["id"].clone()),
+        (Value::from(false), Value::from(id.clone()))
+    );
+    // Listed beside the catalogue; shown by name.
+    let (status, list) = send("GET", format!("{base}/datasets"), octet, vec![]).await;
+    assert_eq!(status, 200);
+    assert!(list["datasets"]
+        .as_array()
+        .is_some_and(|d| d.iter().any(|d| d["name"] == "mnist")));
+    let names: Vec<&str> = list["uploaded"]
+        .as_array()
+        .expect("uploaded")
+        .iter()
+        .filter_map(|d| d["name"].as_str())
+        .collect();
+    assert_eq!(names, ["tiny", "tiny-again"]);
+    let (status, shown) = send("GET", format!("{base}/datasets/tiny"), octet, vec![]).await;
+    assert_eq!((status, shown["id"].as_str()), (200, Some(id.as_str())));
+    // Removed: gone by name, the content kept under its other name.
+    assert_eq!(
+        send("DELETE", format!("{base}/datasets/tiny"), octet, vec![])
+            .await
+            .0,
+        204
+    );
+    assert_eq!(
+        send("GET", format!("{base}/datasets/tiny"), octet, vec![])
+            .await
+            .0,
+        404
+    );
+    assert_eq!(store.dataset("tiny-again").await.expect("kept").id, id);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_uploads_name_the_problem_and_store_nothing() {
+    let (base, store) = serve(1).await;
+    let octet = "application/octet-stream";
+    let cases: Vec<(String, &'static str, Vec<u8>, u16, &str)> = vec![
+        // A non-numeric pixel: the row and column.
+        (
+            format!("{base}/datasets?name=bad"),
+            octet,
+            b"label,p0,p1,p2,p3\n1,0,0,0,0\n2,0,x,0,0\n".to_vec(),
+            422,
+            "row 3, column p1",
+        ),
+        // No such label column: the option.
+        (
+            format!("{base}/datasets?name=bad"),
+            octet,
+            csv("digit"),
+            422,
+            "label_column",
+        ),
+        // An empty upload.
+        (format!("{base}/datasets?name=bad"), octet, vec![], 422, ""),
+        // Over --max-dataset-mib.
+        (
+            format!("{base}/datasets?name=big"),
+            octet,
+            vec![b'1'; (1 << 20) + 10],
+            413,
+            "",
+        ),
+        // A bad name, and a bad option.
+        (
+            format!("{base}/datasets?name=..%2Fx"),
+            octet,
+            csv("label"),
+            422,
+            "name",
+        ),
+        (
+            format!("{base}/datasets?name=ok&resize=big"),
+            octet,
+            csv("label"),
+            400,
+            "resize",
+        ),
+        (
+            format!("{base}/datasets?name=ok&channels=2"),
+            octet,
+            csv("label"),
+            422,
+            "channels",
+        ),
+    ];
+    for (url, content_type, body, expected, field) in cases {
+        let (status, answer) = send("POST", url.clone(), content_type, body).await;
+        assert_eq!(status, expected, "{url}: {answer}");
+        if !field.is_empty() {
+            assert_eq!(
+                answer["error"]["field"].as_str(),
+                Some(field),
+                "{url}: {answer}"
+            );
+        }
+    }
+    // Not a file upload: refused by type before anything is read.
+    let (status, answer) = send(
+        "POST",
+        format!("{base}/datasets?name=t"),
+        "text/plain",
+        csv("label"),
+    )
+    .await;
+    assert_eq!(status, 415, "{answer}");
+    assert!(
+        store.datasets().await.expect("list").is_empty(),
+        "nothing stored"
+    );
+    let spool: Vec<_> = std::fs::read_dir(std::env::temp_dir())
+        .expect("temp dir")
+        .filter_map(Result::ok)
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(&format!("nas-upload-{}-", std::process::id()))
+        })
+        .collect();
+    assert!(spool.is_empty(), "no spool file left behind: {spool:?}");
+}
