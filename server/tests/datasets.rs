@@ -3,25 +3,21 @@
 //! shown, removed; bad uploads refused with the row, field or bound named
 //! and nothing stored; a write of another type refused.
 
+mod common;
 
 use std::time::Duration;
 
 use serde_json::Value;
-use server::api::{router, AppState, Auth};
-use store::{testing, QueueConfig, Store};
+use server::api::Auth;
+use store::{testing, Store};
 
 /// Serves the API with uploads of at most `max_mib` MiB.
-async fn serve(max_mib: u64) -> (String, Store) {
-    let store = Store::connect(&testing::fresh_sqlite_url(), QueueConfig::default())
-        .await
-        .expect("store");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let app = router(AppState::new(store.clone(), Auth::open()).with_max_upload_mib(max_mib));
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (format!("http://{addr}/api/v1"), store)
+async fn serve(max_mib: u64) -> (String, Store, common::Live) {
+    let live = common::serve_with(&testing::fresh_sqlite_url(), Auth::open(), 0, |state| {
+        state.with_max_upload_mib(max_mib)
+    })
+    .await;
+    (live.base.clone(), live.store.clone(), live)
 }
 
 /// Sends `body` with `content_type`; status and JSON body.
@@ -65,7 +61,7 @@ fn csv(label: &str) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dataset_is_uploaded_listed_shown_and_removed() {
-    let (base, store) = serve(16).await;
+    let (base, store, _live) = serve(16).await;
     let octet = "application/octet-stream";
     let (status, first) = send(
         "POST",
@@ -133,7 +129,7 @@ async fn a_dataset_is_uploaded_listed_shown_and_removed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_uploads_name_the_problem_and_store_nothing() {
-    let (base, store) = serve(1).await;
+    let (base, store, _live) = serve(1).await;
     let octet = "application/octet-stream";
     let cases: Vec<(String, &'static str, Vec<u8>, u16, &str)> = vec![
         // A non-numeric pixel: the row and column.

@@ -35,6 +35,16 @@ impl Drop for Live {
 
 /// Serves the API on a free port with `auth` and `workers` in-process agents.
 pub async fn serve(url: &str, auth: Auth, workers: usize) -> Live {
+    serve_with(url, auth, workers, |state| state).await
+}
+
+/// [`serve`], with the state as `configure` makes it (limits and the like).
+pub async fn serve_with(
+    url: &str,
+    auth: Auth,
+    workers: usize,
+    configure: impl FnOnce(AppState) -> AppState,
+) -> Live {
     let store = Store::connect(url, QueueConfig::default())
         .await
         .expect("store");
@@ -42,7 +52,7 @@ pub async fn serve(url: &str, auth: Auth, workers: usize) -> Live {
         .await
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
-    let app = router(AppState::new(store.clone(), auth));
+    let app = router(configure(AppState::new(store.clone(), auth)));
     tokio::spawn(async move { axum::serve(listener, app).await });
     let (stop, stop_rx) = watch::channel(false);
     if workers > 0 {
