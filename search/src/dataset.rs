@@ -42,6 +42,8 @@ pub struct DatasetInfo {
     pub input: InputShape,
     /// Number of classes.
     pub classes: usize,
+    /// Class names in label order (label `i` is `class_names[i]`).
+    pub class_names: &'static [&'static str],
     /// Images in the published training split.
     pub train_images: usize,
     /// Images in the published test split.
@@ -74,6 +76,62 @@ pub struct DatasetSummary {
     pub test_given: bool,
     /// Files of the upload passed over (not images).
     pub skipped: u64,
+}
+
+impl DatasetSummary {
+    /// What a search needs of this upload, known as `name`.
+    pub fn facts(&self, name: &str, id: &str) -> DatasetFacts {
+        DatasetFacts {
+            name: name.to_owned(),
+            id: Some(id.to_owned()),
+            input: self.input.into(),
+            class_names: self.class_names.clone(),
+        }
+    }
+}
+
+/// What a search needs to know of its dataset, wherever it comes from
+/// (the catalogue or an upload): its name, the shape of one image and the
+/// classes. The spec, the space, the baselines and the strategy are
+/// checked and sampled against these.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DatasetFacts {
+    /// How people name it: a catalogue name or an upload's name.
+    pub name: String,
+    /// An upload's content id (SHA-256, hex); `None` for the catalogue.
+    pub id: Option<String>,
+    /// Shape of one image.
+    pub input: InputShape,
+    /// Class names in label order.
+    pub class_names: Vec<String>,
+}
+
+impl DatasetFacts {
+    /// Number of classes.
+    pub fn classes(&self) -> usize {
+        self.class_names.len()
+    }
+}
+
+impl DatasetInfo {
+    /// What a search needs of this catalogue dataset.
+    pub fn facts(&self) -> DatasetFacts {
+        DatasetFacts {
+            name: self.name.to_owned(),
+            id: None,
+            input: self.input,
+            class_names: self.class_names.iter().map(|&c| c.to_owned()).collect(),
+        }
+    }
+}
+
+/// Whether `text` has the form of a content id: 64 lowercase hex digits
+/// (a SHA-256).
+pub fn is_content_id(text: &str) -> bool {
+    text.len() == 64
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 const IDX_FILE_NAMES: [&str; 4] = [
@@ -131,6 +189,7 @@ pub const CATALOG: [DatasetInfo; 3] = [
         description: "MNIST handwritten digits, 28x28 grey",
         input: InputShape::new(1, 28, 28),
         classes: 10,
+        class_names: &["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"],
         train_images: 60_000,
         test_images: 10_000,
         format: DatasetFormat::Idx,
@@ -142,6 +201,18 @@ pub const CATALOG: [DatasetInfo; 3] = [
         description: "Fashion-MNIST clothing images, 28x28 grey",
         input: InputShape::new(1, 28, 28),
         classes: 10,
+        class_names: &[
+            "T-shirt/top",
+            "Trouser",
+            "Pullover",
+            "Dress",
+            "Coat",
+            "Sandal",
+            "Shirt",
+            "Sneaker",
+            "Bag",
+            "Ankle boot",
+        ],
         train_images: 60_000,
         test_images: 10_000,
         format: DatasetFormat::Idx,
@@ -153,6 +224,18 @@ pub const CATALOG: [DatasetInfo; 3] = [
         description: "CIFAR-10 small photographs, 32x32 RGB",
         input: InputShape::new(3, 32, 32),
         classes: 10,
+        class_names: &[
+            "airplane",
+            "automobile",
+            "bird",
+            "cat",
+            "deer",
+            "dog",
+            "frog",
+            "horse",
+            "ship",
+            "truck",
+        ],
         train_images: 50_000,
         test_images: 10_000,
         format: DatasetFormat::Cifar10Binary,
@@ -198,6 +281,7 @@ mod tests {
             assert!(!d.files.is_empty(), "{}", d.name);
             assert!(d.files.iter().all(|f| f.md5.len() == 32), "{}", d.name);
             assert!(d.source.ends_with('/'), "{}", d.name);
+            assert_eq!(d.class_names.len(), d.classes, "{}", d.name);
         }
     }
 

@@ -37,7 +37,7 @@ pub mod validate;
 pub mod zoo;
 
 pub use arch::{Architecture, InputShape, Layer, ParseError};
-pub use dataset::{DatasetInfo, DatasetSummary, UnknownDataset};
+pub use dataset::{DatasetFacts, DatasetInfo, DatasetSummary, UnknownDataset};
 pub use fidelity::Scheduler;
 pub use genotype::{decode, mutate, sample, Genotype, GenotypeError, Mutation};
 pub use objective::{pareto_front, rank, Objective, Point, RankKey, RankRow};

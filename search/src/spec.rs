@@ -1,6 +1,6 @@
 //! What a user submits: a search spec, checked field by field.
 
-use crate::dataset::{self, DatasetInfo};
+use crate::dataset::{self, DatasetFacts, DatasetInfo};
 use crate::fidelity::Scheduler;
 use crate::limits::{self, Footprint, ResourceLimits};
 use crate::recipe::{Augmentation, OptimizerKind, Schedule};
@@ -287,8 +287,21 @@ pub struct SearchSpec {
         )
     )]
     pub name: String,
-    /// A dataset of the catalogue ([`crate::dataset::CATALOG`], `GET /datasets`).
+    /// A dataset of the catalogue ([`crate::dataset::CATALOG`]) or an
+    /// uploaded one, by name or id (`GET /datasets` lists both).
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 200))]
     pub dataset: String,
+    /// The content id (SHA-256) of the uploaded dataset the search trains
+    /// on. The server records it at submission, so moving the name to new
+    /// content later never changes what this search uses; a spec that
+    /// gives it (copied from an earlier search) runs on exactly that
+    /// content. Absent for the catalogue's datasets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(pattern = "^[0-9a-f]{64}$", min_length = 64, max_length = 64)
+    )]
+    pub dataset_id: Option<String>,
     /// Search space (default the `micro` preset).
     #[serde(default)]
     pub space: SpaceRef,
@@ -426,17 +439,37 @@ fn check_range<T: PartialOrd + std::fmt::Display>(
 
 impl SearchSpec {
     /// Checks every field against the default [`ResourceLimits`], naming
-    /// the first bad one.
+    /// the first bad one (the dataset must be in the catalogue).
     pub fn check(&self) -> Result<(), SpecError> {
         self.check_with(&ResourceLimits::default())
     }
 
-    /// Checks every field, naming the first bad one: every number bounded,
-    /// texts without control characters, the space by its largest network
-    /// against `limits` and by sampling it, the baselines against `limits`.
+    /// [`SearchSpec::check_on`] the catalogue dataset the spec names.
     pub fn check_with(&self, limits: &ResourceLimits) -> Result<(), SpecError> {
+        check_text("dataset", &self.dataset, bounds::MAX_NAME_CHARS)?;
+        let dataset = self.dataset_info()?.facts();
+        self.check_on(&dataset, limits)
+    }
+
+    /// Checks every field against `dataset` (what the spec's `dataset`
+    /// resolved to), naming the first bad one: every number bounded, texts
+    /// without control characters, the space by its largest network
+    /// against `limits` and by sampling it, the baselines against `limits`.
+    pub fn check_on(
+        &self,
+        dataset: &DatasetFacts,
+        limits: &ResourceLimits,
+    ) -> Result<(), SpecError> {
         check_text("name", &self.name, bounds::MAX_NAME_CHARS)?;
-        let dataset = self.dataset_info()?;
+        check_text("dataset", &self.dataset, bounds::MAX_NAME_CHARS)?;
+        if let Some(id) = &self.dataset_id {
+            if !dataset::is_content_id(id) {
+                return Err(SpecError::field(
+                    "dataset_id",
+                    "must be a content id: 64 lowercase hex digits",
+                ));
+            }
+        }
         self.strategy
             .check()
             .map_err(|e| SpecError::field("strategy", e.to_string()))?;
@@ -451,7 +484,7 @@ impl SearchSpec {
             check_labels("objective.latency.device", &latency.device)?;
         }
         self.check_space(dataset, limits)?;
-        for (i, (name, arch)) in self.baseline_architectures()?.iter().enumerate() {
+        for (i, (name, arch)) in self.baseline_architectures(dataset)?.iter().enumerate() {
             let report = crate::validate(arch)
                 .map_err(|e| SpecError::field(&format!("baselines[{i}]"), e.to_string()))?;
             let footprint = Footprint::of(&report, arch.input, self.training.batch_size as usize);
@@ -526,9 +559,13 @@ impl SearchSpec {
 
     /// The space must produce valid networks (its largest ones and a seeded
     /// sample), and its largest networks must fit `limits`.
-    fn check_space(&self, dataset: &DatasetInfo, limits: &ResourceLimits) -> Result<(), SpecError> {
+    fn check_space(
+        &self,
+        dataset: &DatasetFacts,
+        limits: &ResourceLimits,
+    ) -> Result<(), SpecError> {
         let space = self.space.resolve()?;
-        let (input, classes) = (dataset.input, dataset.classes);
+        let (input, classes) = (dataset.input, dataset.classes());
         let batch = self.training.batch_size as usize;
         let worst = limits::worst_case(&space, input, classes, batch).map_err(|e| {
             SpecError::field("space", format!("its largest networks are invalid: {e}"))
@@ -549,15 +586,27 @@ impl SearchSpec {
     }
 
     /// The catalogue entry of the spec's dataset; an unknown name is an
-    /// error naming it.
+    /// error naming it. An uploaded dataset (`dataset_id` set) is not in
+    /// the catalogue: the store resolves those.
     pub fn dataset_info(&self) -> Result<&'static DatasetInfo, SpecError> {
+        if self.dataset_id.is_some() {
+            return Err(SpecError::field(
+                "dataset",
+                format!(
+                    "`{}` is an uploaded dataset, not one of the catalogue",
+                    self.dataset
+                ),
+            ));
+        }
         dataset::dataset(&self.dataset).map_err(|e| SpecError::field("dataset", e.to_string()))
     }
 
-    /// The baselines built for the dataset's input and classes, checked.
-    pub fn baseline_architectures(&self) -> Result<Vec<(String, crate::Architecture)>, SpecError> {
-        let info = self.dataset_info()?;
-        let (input, classes) = (info.input, info.classes);
+    /// The baselines built for `dataset`'s input and classes, checked.
+    pub fn baseline_architectures(
+        &self,
+        dataset: &DatasetFacts,
+    ) -> Result<Vec<(String, crate::Architecture)>, SpecError> {
+        let (input, classes) = (dataset.input, dataset.classes());
         if self.baselines.len() > bounds::MAX_BASELINES {
             let most = bounds::MAX_BASELINES;
             return Err(SpecError::field(
@@ -573,7 +622,7 @@ impl SearchSpec {
                 let arch = crate::zoo::build(name, input, classes, 1.0)
                     .map_err(|e| SpecError::field(&field, e.to_string()))?;
                 crate::validate(&arch).map_err(|e| {
-                    SpecError::field(&field, format!("{name} does not fit {}: {e}", self.dataset))
+                    SpecError::field(&field, format!("{name} does not fit {}: {e}", dataset.name))
                 })?;
                 Ok((name.clone(), arch))
             })

@@ -3,9 +3,10 @@
 //! at them. A search records the content's id, so moving a name to new
 //! content never changes what a search trained on.
 
-use search::DatasetSummary;
+use search::dataset::is_content_id;
+use search::{DatasetFacts, DatasetSummary, SearchSpec, SpecError};
 use sqlx::any::AnyRow;
-use sqlx::Row;
+use sqlx::{Any, Row, Transaction};
 
 use crate::blobs::{content_id, delete_blob, write_blob};
 use crate::sql_states::SEARCH_RUNNING;
@@ -74,8 +75,7 @@ fn dataset_row(row: &AnyRow) -> Result<DatasetRow, StoreError> {
     let summary: String = row.try_get("summary")?;
     Ok(DatasetRow {
         name: row.try_get("name")?,
-        summary: serde_json::from_str(&summary)
-            .map_err(|e| StoreError::Corrupt(format!("dataset {id} summary: {e}")))?,
+        summary: parse_summary(&id, &summary)?,
         id,
         bytes: row.try_get("bytes")?,
         chunks: row.try_get("chunks")?,
@@ -83,7 +83,134 @@ fn dataset_row(row: &AnyRow) -> Result<DatasetRow, StoreError> {
     })
 }
 
+fn parse_summary(id: &str, json: &str) -> Result<DatasetSummary, StoreError> {
+    serde_json::from_str(json)
+        .map_err(|e| StoreError::Corrupt(format!("dataset {id} summary: {e}")))
+}
+
+/// The summary of the uploaded content `id`, if it is stored.
+async fn summary_of(
+    tx: &mut Transaction<'static, Any>,
+    id: &str,
+    lock: &str,
+) -> Result<Option<DatasetSummary>, StoreError> {
+    let row = sqlx::query(&format!("SELECT summary FROM datasets WHERE id = $1{lock}"))
+        .bind(id)
+        .fetch_optional(&mut **tx)
+        .await?;
+    row.map(|r| parse_summary(id, &r.try_get::<String, _>("summary")?))
+        .transpose()
+}
+
 impl Store {
+    /// Within `tx`: what `spec`'s dataset is. A spec with a `dataset_id`
+    /// is that content; else a catalogue name is the catalogue's entry, and
+    /// any other name or id is an uploaded dataset, whose content id this
+    /// writes into the spec. The row stays locked (PostgreSQL) until `tx`
+    /// ends, so a removal cannot free content a new search is recording.
+    /// An unknown dataset is a spec error listing the known ones.
+    pub(crate) async fn resolve_dataset(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        spec: &mut SearchSpec,
+    ) -> Result<DatasetFacts, StoreError> {
+        let lock = self.for_update();
+        if let Some(id) = spec.dataset_id.clone() {
+            if !is_content_id(&id) {
+                return Err(SpecError::field(
+                    "dataset_id",
+                    "must be a content id: 64 lowercase hex digits",
+                )
+                .into());
+            }
+            let summary = summary_of(tx, &id, lock).await?.ok_or_else(|| {
+                SpecError::field(
+                    "dataset_id",
+                    format!("no uploaded dataset has content {id} (it was removed, or never uploaded here)"),
+                )
+            })?;
+            return Ok(summary.facts(&spec.dataset, &id));
+        }
+        if let Ok(info) = search::dataset::dataset(&spec.dataset) {
+            return Ok(info.facts());
+        }
+        // An id names its content whatever names point at it now.
+        let id = if is_content_id(&spec.dataset) {
+            Some(spec.dataset.clone())
+        } else {
+            sqlx::query("SELECT dataset_id FROM dataset_names WHERE name = $1")
+                .bind(&spec.dataset)
+                .fetch_optional(&mut **tx)
+                .await?
+                .map(|row| row.try_get::<String, _>("dataset_id"))
+                .transpose()?
+        };
+        let found = match id {
+            Some(id) => summary_of(tx, &id, lock).await?.map(|s| (id, s)),
+            None => None,
+        };
+        let Some((id, summary)) = found else {
+            let mut known: Vec<String> = search::dataset::names()
+                .iter()
+                .map(|&n| n.to_owned())
+                .collect();
+            known.extend(
+                sqlx::query("SELECT name FROM dataset_names ORDER BY name LIMIT 100")
+                    .fetch_all(&mut **tx)
+                    .await?
+                    .iter()
+                    .map(|r| r.try_get::<String, _>("name"))
+                    .collect::<Result<Vec<_>, _>>()?,
+            );
+            return Err(SpecError::field(
+                "dataset",
+                format!(
+                    "unknown dataset `{}`; known: {} (upload your own with POST /api/v1/datasets or `nas dataset add`)",
+                    spec.dataset,
+                    known.join(", ")
+                ),
+            )
+            .into());
+        };
+        spec.dataset_id = Some(id.clone());
+        Ok(summary.facts(&spec.dataset, &id))
+    }
+
+    /// Within `tx`: what a stored search's dataset is (as resolved at
+    /// submission), for proposing its candidates.
+    pub(crate) async fn recorded_dataset(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        spec: &SearchSpec,
+    ) -> Result<DatasetFacts, StoreError> {
+        match &spec.dataset_id {
+            None => Ok(spec.dataset_info()?.facts()),
+            Some(id) => summary_of(tx, id, "")
+                .await?
+                .map(|s| s.facts(&spec.dataset, id))
+                .ok_or_else(|| StoreError::NotFound(format!("dataset {id}"))),
+        }
+    }
+
+    /// The uploaded content `id`: its summary, size in bytes and number of
+    /// chunks, whatever names point at it (a worker fetching what a search
+    /// recorded).
+    pub async fn dataset_content_info(
+        &self,
+        id: &str,
+    ) -> Result<(DatasetSummary, i64, i64), StoreError> {
+        let row = sqlx::query("SELECT summary, bytes, chunks FROM datasets WHERE id = $1")
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("dataset {id}")))?;
+        Ok((
+            parse_summary(id, &row.try_get::<String, _>("summary")?)?,
+            row.try_get("bytes")?,
+            row.try_get("chunks")?,
+        ))
+    }
+
     /// Stores `canonical` (a dataset's canonical bytes, described by
     /// `summary`) under `name`: the content once however often it is
     /// uploaded, the name moved to it if it pointed elsewhere.
@@ -186,6 +313,8 @@ impl Store {
             return Err(StoreError::NotFound(format!("dataset name `{name}`")));
         }
         let mut tx = self.write_tx().await?;
+        // Serialises with a submission recording this content.
+        summary_of(&mut tx, &dataset.id, self.for_update()).await?;
         let running: Vec<String> = sqlx::query(&format!(
             "SELECT spec FROM searches WHERE status = {SEARCH_RUNNING}"
         ))

@@ -13,12 +13,28 @@ use crate::{
 };
 
 impl Store {
-    /// Checks `spec`, stores the search and queues its first trials.
+    /// Checks `spec` against its dataset (resolved here: an uploaded
+    /// dataset's content id is recorded in the stored spec), stores the
+    /// search and queues its first trials.
     pub async fn create_search(&self, spec: &SearchSpec) -> Result<i64, StoreError> {
-        spec.check_with(&self.limits())?;
         let now = self.db_now_ms().await?;
-        let json = serde_json::to_string(spec).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        // Checked outside the write transaction (sampling the space takes
+        // a moment), then resolved again under it: if the name moved in
+        // between, the spec is checked against what it now names.
+        let mut checked = spec.clone();
+        let mut read = self.pool().begin().await?;
+        let dataset = self.resolve_dataset(&mut read, &mut checked).await?;
+        read.rollback().await?;
+        checked.check_on(&dataset, &self.limits())?;
         let mut tx = self.write_tx().await?;
+        let mut spec = spec.clone();
+        let dataset_now = self.resolve_dataset(&mut tx, &mut spec).await?;
+        if dataset_now != dataset {
+            spec.check_on(&dataset_now, &self.limits())?;
+        }
+        let dataset = dataset_now;
+        let spec = &spec;
+        let json = serde_json::to_string(spec).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let row = sqlx::query(
             &format!("INSERT INTO searches (name, spec, status, seed, max_trials, parallelism, max_seconds, labels, proposed, created_at) \
              VALUES ($1, $2, {SEARCH_RUNNING}, $3, $4, $5, {}, $7, 0, $8) RETURNING id", crate::nullable::sql("$6")),
@@ -36,7 +52,7 @@ impl Store {
         let id: i64 = row.try_get("id")?;
         // Baselines first, at negative indices: outside the budget and the
         // strategy's history, claimed before the strategy's first trials.
-        for (k, (name, arch)) in spec.baseline_architectures()?.iter().enumerate() {
+        for (k, (name, arch)) in spec.baseline_architectures(&dataset)?.iter().enumerate() {
             let trial = NewTrial {
                 search_id: id,
                 index: -(k as i64) - 1,

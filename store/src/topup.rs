@@ -323,9 +323,16 @@ impl Store {
         now: i64,
     ) -> Result<Proposed, StoreError> {
         let mut history = self.history(tx, search_id).await?;
-        let (dataset, space) = match (spec.dataset_info(), spec.space.resolve()) {
-            (Ok(dataset), Ok(space)) => (dataset, space),
-            (Err(e), _) | (_, Err(e)) => return Ok(Proposed::Impossible(e.to_string())),
+        let dataset = match self.recorded_dataset(tx, spec).await {
+            Ok(dataset) => dataset,
+            Err(e @ (StoreError::NotFound(_) | StoreError::Spec(_))) => {
+                return Ok(Proposed::Impossible(e.to_string()))
+            }
+            Err(e) => return Err(e),
+        };
+        let space = match spec.space.resolve() {
+            Ok(space) => space,
+            Err(e) => return Ok(Proposed::Impossible(e.to_string())),
         };
         // A fresh, reproducible stream per top-up.
         let mut rng =
@@ -338,7 +345,7 @@ impl Store {
             &spec.strategy,
             &space,
             dataset.input,
-            dataset.classes,
+            dataset.classes(),
             &history.entries,
             &mut history.seen,
             want,

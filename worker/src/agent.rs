@@ -326,7 +326,8 @@ impl Agent {
     /// use) once per process.
     async fn dataset(&mut self, spec: &SearchSpec) -> Result<Arc<SearchData>, AttemptFailure> {
         let (fraction, seed) = (spec.training.val_fraction, spec.seed);
-        let key = format!("{}/{fraction}/{seed}", spec.dataset);
+        let dataset = spec.dataset_id.as_deref().unwrap_or(&spec.dataset);
+        let key = format!("{dataset}/{fraction}/{seed}");
         if let Some(at) = self.datasets.iter().position(|(k, _)| *k == key) {
             let hit = self.datasets.remove(at);
             let data = hit.1.clone();
@@ -337,7 +338,7 @@ impl Agent {
         let (train, validation) = split.train.split_validation(fraction, seed);
         let data = Arc::new(SearchData { train, validation });
         // One split per dataset, and few datasets: the oldest go first.
-        let prefix = format!("{}/", spec.dataset);
+        let prefix = format!("{dataset}/");
         self.datasets.retain(|(k, _)| !k.starts_with(&prefix));
         if self.datasets.len() >= MAX_CACHED_DATASETS {
             self.datasets.remove(0);
@@ -511,6 +512,19 @@ impl Agent {
     /// async runtime. An unknown dataset is permanent; a load that fails
     /// is an infrastructure failure (the trial is handed back).
     async fn load_split(&self, spec: &SearchSpec) -> Result<Split, AttemptFailure> {
+        if let Some(id) = &spec.dataset_id {
+            failpoint::hit("dataset");
+            return crate::uploads::load_uploaded(&self.store, id, &self.config.data_dir)
+                .await
+                .map_err(|e| {
+                    let message = format!("dataset {}: {e}", spec.dataset);
+                    if e.is_transient() {
+                        AttemptFailure::infrastructure(message)
+                    } else {
+                        AttemptFailure::permanent(message)
+                    }
+                });
+        }
         let info = spec.dataset_info().map_err(AttemptFailure::permanent)?;
         failpoint::hit("dataset");
         let dir = self.config.data_dir.clone();

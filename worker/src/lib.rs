@@ -32,4 +32,5 @@ pub mod ops;
 pub mod pipeline;
 pub mod pool;
 pub mod train;
+pub mod uploads;
 pub mod weights;

@@ -5,7 +5,11 @@
 //! same search with every test label changed makes exactly the same
 //! decisions, while its final model's test accuracy collapses. Two agents
 //! share the cores: search trials train on one thread each, and the final
-//! model, claimed while the other agent is idle, on both.
+//! model, claimed while the other agent is idle, on both. The same
+//! images uploaded (the store's canonical form, fetched by the workers
+//! into an empty data dir, once for both agents) make exactly the same
+//! decisions as the built-in dataset: the two paths read the same data
+//! the same way.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -16,6 +20,7 @@ use store::{testing, QueueConfig, SearchStatus, Store, TrialPhase, TrialState, W
 use tokio::sync::watch;
 use worker::agent::{Agent, AgentConfig};
 use worker::cores::CoreShare;
+use worker::data::import::CanonicalDataset;
 use worker::latency::LatencyConfig;
 
 const SPEC: &str = r#"{
@@ -86,14 +91,59 @@ fn agent_config(data_dir: PathBuf) -> AgentConfig {
 /// What the search decided, trial by trial: state, rung, reward bits.
 type Decisions = Vec<(i64, TrialState, Option<i64>, Option<u64>)>;
 
-/// Runs the search on `data_dir` to its end; returns its decisions and
+/// Where a search's dataset comes from.
+enum Source {
+    /// The built-in `mnist` read from this data folder.
+    BuiltIn(PathBuf),
+    /// The MNIST in this data folder uploaded to the store; the workers
+    /// start from an empty data folder.
+    Uploaded(PathBuf),
+}
+
+/// Runs the search on its dataset to its end; returns its decisions and
 /// the final model's test accuracy.
-async fn run(data_dir: PathBuf) -> (Decisions, f64) {
+async fn run(source: Source) -> (Decisions, f64) {
     let store = Store::connect(&testing::fresh_sqlite_url(), QueueConfig::default())
         .await
         .expect("store");
-    let spec: SearchSpec = serde_json::from_str(SPEC).expect("spec");
+    let mut spec: SearchSpec = serde_json::from_str(SPEC).expect("spec");
+    let data_dir = match source {
+        Source::BuiltIn(dir) => dir,
+        Source::Uploaded(dir) => {
+            let split = worker::data::load_idx_dir(&dir.join("mnist")).expect("mnist");
+            let dataset = CanonicalDataset {
+                class_names: (0..10).map(|c| c.to_string()).collect(),
+                split,
+            };
+            let stored = store
+                .put_dataset(
+                    "digits",
+                    &dataset.summary("idx", true, 0),
+                    &dataset.to_bytes(),
+                )
+                .await
+                .expect("upload");
+            spec.dataset = "digits".into();
+            let empty = dir.with_extension("workers");
+            let _ = std::fs::remove_dir_all(&empty);
+            let id = store.create_search(&spec).await.expect("create");
+            let recorded: SearchSpec =
+                serde_json::from_str(&store.search(id).await.expect("search").spec)
+                    .expect("stored spec");
+            assert_eq!(
+                recorded.dataset_id.as_deref(),
+                Some(stored.dataset.id.as_str()),
+                "the search records the content id"
+            );
+            return finish(store, id, empty).await;
+        }
+    };
     let id = store.create_search(&spec).await.expect("create");
+    finish(store, id, data_dir).await
+}
+
+/// Runs search `id` with two agents reading `data_dir` to its end.
+async fn finish(store: Store, id: i64, data_dir: PathBuf) -> (Decisions, f64) {
     let (stop, stopped) = watch::channel(false);
     let cores = CoreShare::new(2, 1, true);
     let agents: Vec<_> = ["w0", "w1"]
@@ -174,11 +224,27 @@ async fn run(data_dir: PathBuf) -> (Decisions, f64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_test_set_never_steers_the_search_and_the_final_model_is_tested_on_it() {
-    let (decisions, accuracy) = run(data_dir("true", 0)).await;
-    let (shifted_decisions, shifted_accuracy) = run(data_dir("shifted", 1)).await;
+    let (decisions, accuracy) = run(Source::BuiltIn(data_dir("true", 0))).await;
+    let (shifted_decisions, shifted_accuracy) = run(Source::BuiltIn(data_dir("shifted", 1))).await;
     assert_eq!(
         decisions, shifted_decisions,
         "changing every test label changed a search decision"
+    );
+    let fetched = worker::uploads::fetches();
+    let (uploaded_decisions, uploaded_accuracy) =
+        run(Source::Uploaded(data_dir("uploaded", 1))).await;
+    assert_eq!(
+        decisions, uploaded_decisions,
+        "the uploaded copy (with shifted test labels) made other decisions than the built-in dataset"
+    );
+    assert!(
+        uploaded_accuracy < 0.2,
+        "the upload's final model is scored on its own (shifted) test labels: {uploaded_accuracy}"
+    );
+    assert_eq!(
+        worker::uploads::fetches() - fetched,
+        1,
+        "two agents of one machine fetch the dataset once"
     );
     assert!(
         accuracy > 0.5,

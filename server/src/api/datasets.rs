@@ -15,7 +15,7 @@ use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use store::datasets::DatasetRow;
 use utoipa::{IntoParams, ToSchema};
-use worker::data::import::{import, ImportError, ImportOptions, UploadFormat};
+use worker::data::import::{import, ImportError, ImportOptions};
 
 use super::extract::ApiQuery;
 use super::{ApiError, ApiResult, AppState};
@@ -180,23 +180,7 @@ pub async fn upload(
         .await
         .map_err(ApiError::internal)??;
     drop(spool);
-    let (train, test) = imported.dataset.per_class();
-    let shape = imported.dataset.shape();
-    let summary = search::DatasetSummary {
-        input: [shape.channels, shape.height, shape.width],
-        class_names: imported.dataset.class_names.clone(),
-        train_per_class: train.into_iter().map(|n| n as u64).collect(),
-        test_per_class: test.into_iter().map(|n| n as u64).collect(),
-        format: match imported.format {
-            UploadFormat::ImageFolder => "image_folder",
-            UploadFormat::Npz => "npz",
-            UploadFormat::Csv => "csv",
-            UploadFormat::Idx => "idx",
-        }
-        .into(),
-        test_given: imported.test_given,
-        skipped: imported.skipped as u64,
-    };
+    let summary = imported.summary();
     let canonical = tokio::task::spawn_blocking(move || imported.dataset.to_bytes())
         .await
         .map_err(ApiError::internal)?;

@@ -60,6 +60,23 @@ impl CanonicalDataset {
         (count(&self.split.train), count(&self.split.test))
     }
 
+    /// Its summary (shape, classes, images per split and class), with
+    /// how it was uploaded: its `format`, whether the data gave its test
+    /// split and how many files were passed over.
+    pub fn summary(&self, format: &str, test_given: bool, skipped: u64) -> search::DatasetSummary {
+        let (train, test) = self.per_class();
+        let shape = self.shape();
+        search::DatasetSummary {
+            input: [shape.channels, shape.height, shape.width],
+            class_names: self.class_names.clone(),
+            train_per_class: train.into_iter().map(|n| n as u64).collect(),
+            test_per_class: test.into_iter().map(|n| n as u64).collect(),
+            format: format.to_owned(),
+            test_given,
+            skipped,
+        }
+    }
+
     /// The canonical bytes.
     pub fn to_bytes(&self) -> Vec<u8> {
         let shape = self.shape();

@@ -204,6 +204,26 @@ pub struct Imported {
     pub skipped: usize,
 }
 
+impl UploadFormat {
+    /// Its name in summaries: `image_folder`, `npz`, `csv` or `idx`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ImageFolder => "image_folder",
+            Self::Npz => "npz",
+            Self::Csv => "csv",
+            Self::Idx => "idx",
+        }
+    }
+}
+
+impl Imported {
+    /// What the store keeps of it besides the content.
+    pub fn summary(&self) -> search::DatasetSummary {
+        self.dataset
+            .summary(self.format.as_str(), self.test_given, self.skipped as u64)
+    }
+}
+
 /// Reads the upload at `path` into a canonical dataset.
 pub fn import(path: &Path, options: &ImportOptions) -> Result<Imported, ImportError> {
     check_options(options)?;
