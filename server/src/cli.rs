@@ -35,6 +35,10 @@ pub enum Command {
     Final(FinalArgs),
     /// Download a trial's architecture JSON and trained weights.
     Export(ExportArgs),
+    /// Your own datasets on a server: upload (a folder, archive, .npz or
+    /// .csv), list, show, remove.
+    #[command(subcommand)]
+    Dataset(DatasetCommand),
     /// The reference architectures (LeNet-5 ... MobileNet v2).
     #[command(subcommand)]
     Zoo(ZooCommand),
@@ -61,6 +65,76 @@ pub enum Command {
     /// Search spaces: show presets, sample architectures.
     #[command(subcommand)]
     Space(SpaceCommand),
+}
+
+/// `nas dataset ...`
+#[derive(Debug, Subcommand)]
+pub enum DatasetCommand {
+    /// Upload a dataset: an image folder (`class/*.png`, or `train/` and
+    /// `test/` of those; packed on the fly), a .zip/.tar/.tar.gz of one, a
+    /// Keras-style .npz, a Kaggle-style .csv, or the four IDX files in an
+    /// archive. Prints what was stored.
+    Add(DatasetAddArgs),
+    /// List the built-in datasets and the uploaded ones.
+    List(DatasetListArgs),
+    /// Show one dataset: shape, classes, images per split and class.
+    Show(DatasetShowArgs),
+    /// Remove an uploaded dataset's name (refused while a running search uses it).
+    Rm(DatasetShowArgs),
+}
+
+/// Flags of `nas dataset add`.
+#[derive(Debug, Args)]
+pub struct DatasetAddArgs {
+    /// A folder, archive (.zip, .tar, .tar.gz), .npz or .csv.
+    pub path: PathBuf,
+    /// The name searches will use (default: the file or folder name).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Bring every image to HxW, e.g. `32x32` (otherwise all images must
+    /// share one size).
+    #[arg(long)]
+    pub resize: Option<String>,
+    /// 1 (grayscale) or 3 (RGB); default: the images' own.
+    #[arg(long)]
+    pub channels: Option<usize>,
+    /// The CSV column holding the labels.
+    #[arg(long, default_value = "label")]
+    pub label_column: String,
+    /// For data without a test split: the fraction of each class held out
+    /// as the test set.
+    #[arg(long, default_value_t = 0.15)]
+    pub test_fraction: f64,
+    /// Print the server's JSON answer instead of a summary.
+    #[arg(long)]
+    pub json: bool,
+    /// The server.
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+/// Flags of `nas dataset list`.
+#[derive(Debug, Args)]
+pub struct DatasetListArgs {
+    /// Print the server's JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// The server.
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+/// Flags of `nas dataset show` and `nas dataset rm`.
+#[derive(Debug, Args)]
+pub struct DatasetShowArgs {
+    /// The dataset's name (or, for `show`, its id).
+    pub name: String,
+    /// Print the server's JSON instead of a summary (`show`).
+    #[arg(long)]
+    pub json: bool,
+    /// The server.
+    #[command(flatten)]
+    pub server: ServerArgs,
 }
 
 /// `nas zoo ...`

@@ -9,7 +9,9 @@ pub mod table;
 pub mod web;
 
 use clap::Parser;
-use cli::{ArchCommand, BenchCommand, Cli, Command, QueueCommand, SpaceCommand, ZooCommand};
+use cli::{
+    ArchCommand, BenchCommand, Cli, Command, DatasetCommand, QueueCommand, SpaceCommand, ZooCommand,
+};
 
 /// Runs one parsed command line, printing its output to stdout.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -30,6 +32,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Cancel(args) => commands::client::cancel(&args)?,
         Command::Final(args) => commands::client::request_final(&args)?,
         Command::Export(args) => commands::client::export(&args)?,
+        Command::Dataset(DatasetCommand::Add(args)) => commands::dataset::add(&args)?,
+        Command::Dataset(DatasetCommand::List(args)) => commands::dataset::list(&args)?,
+        Command::Dataset(DatasetCommand::Show(args)) => commands::dataset::show(&args)?,
+        Command::Dataset(DatasetCommand::Rm(args)) => commands::dataset::remove(&args)?,
         Command::Zoo(ZooCommand::List(args)) => commands::zoo::list(&args)?,
         Command::Zoo(ZooCommand::Show(args)) => commands::zoo::show(&args)?,
         Command::Arch(ArchCommand::Check(args)) => commands::arch::check(&args)?,

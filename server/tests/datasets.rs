@@ -216,3 +216,88 @@ async fn bad_uploads_name_the_problem_and_store_nothing() {
         .collect();
     assert!(spool.is_empty(), "no spool file left behind: {spool:?}");
 }
+
+/// Runs `nas` with `args` against `base` (the API's `/api/v1` URL).
+fn nas(base: &str, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_nas"))
+        .args(args)
+        .env("NAS_SERVER", base.trim_end_matches("/api/v1"))
+        .output()
+        .expect("runs nas")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_uploads_a_folder_and_lists_shows_and_removes_it() {
+    let (base, store, _live) = serve(64).await;
+    // pets/cat/*.png, pets/dog/*.png and a note that is not an image.
+    let dir = std::env::temp_dir().join(format!("nas-cli-pets-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    for (class, shade) in [("cat", 40u8), ("dog", 200u8)] {
+        std::fs::create_dir_all(dir.join(class)).expect("class folder");
+        for i in 0..5u8 {
+            image::GrayImage::from_pixel(4, 4, image::Luma([shade + i]))
+                .save(dir.join(class).join(format!("{i}.png")))
+                .expect("png");
+        }
+    }
+    std::fs::write(dir.join("README.txt"), "photos of pets").expect("note");
+    let run = |args: Vec<String>| {
+        let base = base.clone();
+        tokio::task::spawn_blocking(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            nas(&base, &args)
+        })
+    };
+    let folder = dir.display().to_string();
+    let added = run(vec![
+        "dataset".into(),
+        "add".into(),
+        folder,
+        "--name".into(),
+        "pets".into(),
+        "--test-fraction".into(),
+        "0.4".into(),
+    ])
+    .await
+    .expect("add");
+    let out = String::from_utf8_lossy(&added.stdout);
+    let err = String::from_utf8_lossy(&added.stderr);
+    assert!(added.status.success(), "{out}\n{err}");
+    assert!(out.contains("stored `pets`"), "{out}");
+    assert!(out.contains("1 non-image files skipped"), "{out}");
+    assert!(err.contains("uploading pets"), "a progress line: {err}");
+    let stored = store.dataset("pets").await.expect("stored");
+    assert_eq!(stored.summary.class_names, ["cat", "dog"]);
+    assert_eq!(stored.summary.train_per_class, [3, 3]);
+    assert_eq!(stored.summary.test_per_class, [2, 2]);
+    assert_eq!(stored.summary.input, [1, 4, 4]);
+
+    let listed = run(vec!["dataset".into(), "list".into()])
+        .await
+        .expect("list");
+    let out = String::from_utf8_lossy(&listed.stdout);
+    assert!(
+        out.contains("fashion-mnist") && out.contains("pets") && out.contains(&stored.id[..12]),
+        "{out}"
+    );
+    let shown = run(vec!["dataset".into(), "show".into(), "pets".into()])
+        .await
+        .expect("show");
+    let out = String::from_utf8_lossy(&shown.stdout);
+    assert!(out.contains(&stored.id) && out.contains("dog"), "{out}");
+
+    let removed = run(vec!["dataset".into(), "rm".into(), "pets".into()])
+        .await
+        .expect("rm");
+    assert!(removed.status.success());
+    let gone = run(vec!["dataset".into(), "show".into(), "pets".into()])
+        .await
+        .expect("show");
+    assert!(!gone.status.success());
+    assert!(
+        String::from_utf8_lossy(&gone.stderr).contains("404 not_found"),
+        "{}",
+        String::from_utf8_lossy(&gone.stderr)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

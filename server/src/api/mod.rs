@@ -3,7 +3,7 @@
 
 mod auth;
 mod catalog;
-mod datasets;
+pub mod datasets;
 pub mod dto;
 mod error;
 mod events;

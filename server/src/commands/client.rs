@@ -73,6 +73,16 @@ impl Client {
                 request.send(body.unwrap_or("").as_bytes())
             }
         };
+        self.answer(method, &url, result)
+    }
+
+    /// The body of a 2xx answer to `method url`, else the API's error.
+    fn answer(
+        &self,
+        method: &str,
+        url: &str,
+        result: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    ) -> anyhow::Result<Vec<u8>> {
         let response = result.map_err(|e| {
             anyhow!(
                 "cannot reach the server at {}: {e} (is `nas up` or `nas serve` running? see --server)",
@@ -101,6 +111,38 @@ impl Client {
             }
             Err(_) => bail!("{method} {url}: HTTP {}", status.as_u16()),
         }
+    }
+
+    /// `POST path` with `body` streamed as `application/octet-stream`
+    /// (no timeout: a large upload takes as long as it takes).
+    pub fn post_stream(
+        &self,
+        path: &str,
+        body: impl std::io::Read + Send + 'static,
+    ) -> anyhow::Result<Vec<u8>> {
+        let url = self.url(path);
+        let mut request = self
+            .agent
+            .post(&url)
+            .config()
+            .timeout_global(None)
+            .build()
+            .header("content-type", "application/octet-stream");
+        if let Some(token) = &self.token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        let result = request.send(ureq::SendBody::from_owned_reader(body));
+        self.answer("POST", &url, result)
+    }
+
+    /// `DELETE path`.
+    pub fn delete(&self, path: &str) -> anyhow::Result<()> {
+        let url = self.url(path);
+        let mut request = self.agent.delete(&url);
+        if let Some(token) = &self.token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        self.answer("DELETE", &url, request.call()).map(drop)
     }
 
     /// `GET path` as JSON.

@@ -6,6 +6,7 @@ pub mod bench_queue;
 pub mod bench_search;
 pub mod calibrate;
 pub mod client;
+pub mod dataset;
 pub mod queue;
 pub mod serve;
 pub mod space;
