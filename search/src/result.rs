@@ -135,6 +135,10 @@ pub struct TrialResult {
     /// Set by `nas bench seed`: made-up figures, no network was trained.
     #[serde(default, skip_serializing_if = "is_false")]
     pub synthetic: bool,
+    /// A final model's class names in label order (output `i` scores
+    /// `class_names[i]`), so a deployed model can name its predictions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class_names: Option<Vec<String>>,
 }
 
 /// Why a stored result could not be read.
@@ -171,6 +175,7 @@ impl TrialResult {
             paused_seconds: None,
             reason: None,
             synthetic: false,
+            class_names: None,
         }
     }
 

@@ -53,6 +53,21 @@ pub(crate) async fn delete_blob(
 }
 
 impl Store {
+    /// The whole of blob `id`, read a chunk at a time (`None`: no such
+    /// blob).
+    pub async fn read_blob(&self, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let mut bytes = Vec::new();
+        for seq in 0.. {
+            match self.blob_chunk(id, seq).await {
+                Ok(chunk) => bytes.extend_from_slice(&chunk),
+                Err(StoreError::NotFound(_)) if seq == 0 => return Ok(None),
+                Err(StoreError::NotFound(_)) => break,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(Some(bytes))
+    }
+
     /// Chunk `seq` of blob `id` (`NotFound` past its end).
     pub async fn blob_chunk(&self, id: &str, seq: i64) -> Result<Vec<u8>, StoreError> {
         let row = sqlx::query("SELECT bytes FROM blob_chunks WHERE blob_id = $1 AND seq = $2")

@@ -83,6 +83,11 @@ fn dataset_row(row: &AnyRow) -> Result<DatasetRow, StoreError> {
     })
 }
 
+/// The blob holding content `id`'s sample grid.
+fn samples_blob(id: &str) -> String {
+    format!("{id}.samples.png")
+}
+
 fn parse_summary(id: &str, json: &str) -> Result<DatasetSummary, StoreError> {
     serde_json::from_str(json)
         .map_err(|e| StoreError::Corrupt(format!("dataset {id} summary: {e}")))
@@ -260,6 +265,26 @@ impl Store {
         })
     }
 
+    /// Stores (or replaces) the sample-image grid of content `id`, a PNG.
+    pub async fn put_dataset_samples(&self, id: &str, png: &[u8]) -> Result<(), StoreError> {
+        let blob = samples_blob(id);
+        let mut tx = self.write_tx().await?;
+        if summary_of(&mut tx, id, self.for_update()).await?.is_none() {
+            return Err(StoreError::NotFound(format!("dataset {id}")));
+        }
+        delete_blob(&mut tx, &blob).await?;
+        write_blob(&mut tx, &blob, png).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The sample-image grid (PNG) of content `id`.
+    pub async fn dataset_samples(&self, id: &str) -> Result<Vec<u8>, StoreError> {
+        self.read_blob(&samples_blob(id))
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("sample images of dataset {id}")))
+    }
+
     /// Every uploaded dataset under each of its names, by name.
     pub async fn datasets(&self) -> Result<Vec<DatasetRow>, StoreError> {
         sqlx::query(&format!("SELECT {COLUMNS} ORDER BY n.name"))
@@ -355,6 +380,7 @@ impl Store {
                 .is_some();
         if !named && !recorded {
             delete_blob(&mut tx, &dataset.id).await?;
+            delete_blob(&mut tx, &samples_blob(&dataset.id)).await?;
             sqlx::query("DELETE FROM datasets WHERE id = $1")
                 .bind(&dataset.id)
                 .execute(&mut *tx)

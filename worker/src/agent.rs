@@ -104,6 +104,8 @@ struct SearchData {
 struct FinalData {
     train: Dataset,
     test: Dataset,
+    /// The dataset's class names, carried by the final model.
+    class_names: Vec<String>,
 }
 
 /// The images of one trial.
@@ -334,7 +336,7 @@ impl Agent {
             self.datasets.push(hit);
             return Ok(data);
         }
-        let split = self.load_split(spec).await?;
+        let (_, split) = self.load_split(spec).await?;
         let (train, validation) = split.train.split_validation(fraction, seed);
         let data = Arc::new(SearchData { train, validation });
         // One split per dataset, and few datasets: the oldest go first.
@@ -511,11 +513,12 @@ impl Agent {
     /// Loads the spec's dataset (downloading it on first use) off the
     /// async runtime. An unknown dataset is permanent; a load that fails
     /// is an infrastructure failure (the trial is handed back).
-    async fn load_split(&self, spec: &SearchSpec) -> Result<Split, AttemptFailure> {
+    async fn load_split(&self, spec: &SearchSpec) -> Result<(Vec<String>, Split), AttemptFailure> {
         if let Some(id) = &spec.dataset_id {
             failpoint::hit("dataset");
             return crate::uploads::load_uploaded(&self.store, id, &self.config.data_dir)
                 .await
+                .map(|d| (d.class_names, d.split))
                 .map_err(|e| {
                     let message = format!("dataset {}: {e}", spec.dataset);
                     if e.is_transient() {
@@ -528,22 +531,24 @@ impl Agent {
         let info = spec.dataset_info().map_err(AttemptFailure::permanent)?;
         failpoint::hit("dataset");
         let dir = self.config.data_dir.clone();
-        tokio::task::spawn_blocking(move || open_dataset(info, &dir))
+        let split = tokio::task::spawn_blocking(move || open_dataset(info, &dir))
             .await
             .map_err(|e| AttemptFailure::retryable(format!("loading {}: {e}", info.name)))?
             .map_err(|e: DataError| {
                 AttemptFailure::infrastructure(format!("dataset {}: {e}", info.name))
-            })
+            })?;
+        Ok((info.facts().class_names, split))
     }
 
     /// Loads a final model's images: the whole training split and the test
     /// split (not cached: final models are few, and the search's cache
     /// holds no test set).
     async fn final_dataset(&self, spec: &SearchSpec) -> Result<Arc<FinalData>, AttemptFailure> {
-        let split = self.load_split(spec).await?;
+        let (class_names, split) = self.load_split(spec).await?;
         Ok(Arc::new(FinalData {
             train: split.train,
             test: split.test,
+            class_names,
         }))
     }
 
@@ -769,7 +774,14 @@ fn train_blocking(
     })
     .map_err(AttemptFailure::permanent)?;
     Ok(match outcome {
-        TrialOutcome::Trained { network, result } => {
+        TrialOutcome::Trained {
+            mut network,
+            mut result,
+        } => {
+            if let TrialSets::Final(data) = sets {
+                network.set_class_names(Some(data.class_names.clone()));
+                result.class_names = network.class_names().map(<[String]>::to_vec);
+            }
             let weights = match crate::weights::to_bytes(&network) {
                 Ok(bytes) => Some(bytes),
                 Err(e) => {

@@ -22,7 +22,6 @@ use thiserror::Error;
 use tracing::{info, warn};
 
 use crate::data::import::CanonicalDataset;
-use crate::data::Split;
 
 /// Fetches from the store this process has made (for tests and logs).
 static FETCHES: AtomicU64 = AtomicU64::new(0);
@@ -84,9 +83,13 @@ pub fn cache_path(data_dir: &Path, id: &str) -> PathBuf {
     data_dir.join("uploads").join(format!("{id}.nasds"))
 }
 
-/// The uploaded dataset `id`, from the cache under `data_dir`, fetched
+/// The uploaded dataset `id` (its class names and split), from the cache under `data_dir`, fetched
 /// from `store` first if the cache lacks it or holds it damaged.
-pub async fn load_uploaded(store: &Store, id: &str, data_dir: &Path) -> Result<Split, UploadError> {
+pub async fn load_uploaded(
+    store: &Store,
+    id: &str,
+    data_dir: &Path,
+) -> Result<CanonicalDataset, UploadError> {
     if !search::dataset::is_content_id(id) {
         return Err(UploadError::Unavailable {
             id: id.to_owned(),
@@ -127,12 +130,10 @@ pub async fn load_uploaded(store: &Store, id: &str, data_dir: &Path) -> Result<S
     drop(lock);
     let id = id.to_owned();
     blocking(&path, move || {
-        CanonicalDataset::from_bytes(&bytes)
-            .map(|d| d.split)
-            .map_err(|e| UploadError::Corrupt {
-                id,
-                reason: e.to_string(),
-            })
+        CanonicalDataset::from_bytes(&bytes).map_err(|e| UploadError::Corrupt {
+            id,
+            reason: e.to_string(),
+        })
     })
     .await
 }

@@ -19,6 +19,9 @@ const HASH_KEY: &str = "nas.architecture_sha256";
 /// Metadata key holding the pixel normalisation the weights were trained
 /// with (`{"mean": [...], "std": [...]}`), when known.
 const NORMALIZATION_KEY: &str = "nas.input_normalization";
+
+/// Metadata key holding the class names in label order (a JSON array).
+pub const CLASS_NAMES_KEY: &str = "nas.class_names";
 /// Metadata key naming the format.
 const FORMAT_KEY: &str = "format";
 /// The format's name and version.
@@ -104,6 +107,11 @@ pub fn to_bytes(net: &Network) -> Result<Vec<u8>, WeightsError> {
             metadata.insert(NORMALIZATION_KEY.to_owned(), json);
         }
     }
+    if let Some(names) = net.class_names() {
+        if let Ok(json) = serde_json::to_string(names) {
+            metadata.insert(CLASS_NAMES_KEY.to_owned(), json);
+        }
+    }
     safetensors::serialize(views, Some(metadata)).map_err(|e| WeightsError::Format {
         file: PathBuf::from("<memory>"),
         message: e.to_string(),
@@ -166,6 +174,24 @@ pub fn load_bytes(net: &mut Network, bytes: &[u8], file: &Path) -> Result<(), We
         ),
         None => None,
     };
+    let class_names = match metadata
+        .metadata()
+        .as_ref()
+        .and_then(|m| m.get(CLASS_NAMES_KEY))
+    {
+        Some(json) => Some(
+            serde_json::from_str::<Vec<String>>(json)
+                .ok()
+                .filter(|names| names.len() == net.architecture().classes)
+                .ok_or_else(|| {
+                    mismatch(format!(
+                        "`{CLASS_NAMES_KEY}` is not a list of {} class names",
+                        net.architecture().classes
+                    ))
+                })?,
+        ),
+        None => None,
+    };
     let file_tensors = SafeTensors::deserialize(bytes).map_err(format)?;
     let mut loaded: Vec<(String, Vec<f32>)> = Vec::new();
     for (name, shape, _) in tensors(net) {
@@ -202,6 +228,7 @@ pub fn load_bytes(net: &mut Network, bytes: &[u8], file: &Path) -> Result<(), We
         stats.var = next(name)?;
     }
     net.set_input_normalization(normalization);
+    net.set_class_names(class_names);
     Ok(())
 }
 

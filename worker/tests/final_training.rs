@@ -208,7 +208,27 @@ async fn finish(store: Store, id: i64, data_dir: PathBuf) -> (Decisions, f64) {
         result.val_accuracy, None,
         "trained on training + validation data"
     );
-    assert!(store.weights(model.id).await.expect("weights").is_some());
+    // The final model names its classes: in its result, its weights'
+    // metadata and its ONNX export.
+    let names: Vec<String> = (0..10).map(|c| c.to_string()).collect();
+    assert_eq!(result.class_names.as_ref(), Some(&names));
+    let weights = store
+        .weights(model.id)
+        .await
+        .expect("weights")
+        .expect("stored");
+    let arch =
+        search::Architecture::from_json(&store.architecture(model.id).await.expect("architecture"))
+            .expect("arch");
+    let mut net = worker::net::Network::new(&arch, 0).expect("network");
+    worker::weights::load_bytes(&mut net, &weights, Path::new("final.safetensors")).expect("load");
+    assert_eq!(net.class_names(), Some(&names[..]));
+    let onnx = worker::onnx::to_onnx(&net, &[]).expect("onnx");
+    let needle = br#"["0","1","2","3","4","5","6","7","8","9"]"#;
+    assert!(
+        onnx.windows(needle.len()).any(|w| w == needle),
+        "the ONNX metadata holds the class names"
+    );
     // The final model is the best-informed search trial: highest rung, then reward.
     let best = decisions
         .iter()

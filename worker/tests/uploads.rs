@@ -40,13 +40,13 @@ async fn fetched_once_read_from_cache_and_fetched_again_when_damaged() {
     let dir = std::env::temp_dir().join(format!("nas-uploads-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let before = fetches();
-    let split = load_uploaded(&store, &id, &dir).await.expect("fetched");
-    assert_eq!(split, dataset.split);
+    let loaded = load_uploaded(&store, &id, &dir).await.expect("fetched");
+    assert_eq!(loaded, dataset);
     assert_eq!(fetches() - before, 1);
     assert!(cache_path(&dir, &id).exists());
     // From the cache: no fetch.
     let again = load_uploaded(&store, &id, &dir).await.expect("cached");
-    assert_eq!(again, dataset.split);
+    assert_eq!(again, dataset);
     assert_eq!(fetches() - before, 1, "read from the cache");
     // A damaged cache file is fetched again, and the data is right.
     let path = cache_path(&dir, &id);
@@ -55,7 +55,7 @@ async fn fetched_once_read_from_cache_and_fetched_again_when_damaged() {
     bytes[last] ^= 0xff;
     std::fs::write(&path, bytes).expect("damage");
     let repaired = load_uploaded(&store, &id, &dir).await.expect("refetched");
-    assert_eq!(repaired, dataset.split);
+    assert_eq!(repaired, dataset);
     assert_eq!(fetches() - before, 2, "fetched again");
     // Content the store does not hold: permanent, naming it.
     let missing = "a".repeat(64);

@@ -15,7 +15,7 @@ use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use store::datasets::DatasetRow;
 use utoipa::{IntoParams, ToSchema};
-use worker::data::import::{import, ImportError, ImportOptions};
+use worker::data::import::{import, sample_grid, ImportError, ImportOptions};
 
 use super::extract::ApiQuery;
 use super::{ApiError, ApiResult, AppState};
@@ -181,13 +181,25 @@ pub async fn upload(
         .map_err(ApiError::internal)??;
     drop(spool);
     let summary = imported.summary();
-    let canonical = tokio::task::spawn_blocking(move || imported.dataset.to_bytes())
-        .await
-        .map_err(ApiError::internal)?;
+    let (canonical, samples) = tokio::task::spawn_blocking(move || {
+        let samples = sample_grid(&imported.dataset);
+        (imported.dataset.to_bytes(), samples)
+    })
+    .await
+    .map_err(ApiError::internal)?;
     let stored = state
         .store
         .put_dataset(&q.name, &summary, &canonical)
         .await?;
+    match samples {
+        Ok(png) => {
+            state
+                .store
+                .put_dataset_samples(&stored.dataset.id, &png)
+                .await?
+        }
+        Err(e) => tracing::warn!(error = %e, "the sample grid could not be drawn"),
+    }
     tracing::info!(
         name = %q.name,
         id = %stored.dataset.id,
@@ -215,6 +227,36 @@ pub async fn dataset(
     Path(name): Path<String>,
 ) -> ApiResult<Json<DatasetRow>> {
     Ok(Json(state.store.dataset(&name).await?))
+}
+
+/// `GET /datasets/{name}/samples.png`: an uploaded dataset's sample
+/// images, one row per class in label order (the first training images of
+/// each), drawn at upload.
+#[utoipa::path(get, path = "/api/v1/datasets/{name}/samples.png", tag = "catalogue",
+    params(("name" = String, Path, description = "The dataset's name or id")),
+    responses(
+        (status = 200, description = "PNG grid: a row per class, in label order", content_type = "image/png", body = Vec<u8>),
+        (status = 401, body = super::dto::ErrorBody),
+        (status = 404, body = super::dto::ErrorBody)))]
+pub async fn samples(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> ApiResult<axum::response::Response> {
+    use axum::response::IntoResponse;
+    let id = if search::dataset::is_content_id(&name) {
+        name
+    } else {
+        state.store.dataset(&name).await?.id
+    };
+    let png = state.store.dataset_samples(&id).await?;
+    Ok((
+        [
+            (axum::http::header::CONTENT_TYPE, "image/png"),
+            (axum::http::header::CACHE_CONTROL, "private, max-age=60"),
+        ],
+        png,
+    )
+        .into_response())
 }
 
 /// `DELETE /datasets/{name}`: removes the name (and the content once

@@ -134,6 +134,7 @@ pub fn router(state: AppState) -> Router {
             "/datasets/{name}",
             get(datasets::dataset).delete(datasets::remove),
         )
+        .route("/datasets/{name}/samples.png", get(datasets::samples))
         .route_layer(middleware::from_fn(guard::json_writes))
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found);

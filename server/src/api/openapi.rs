@@ -20,7 +20,7 @@ use super::{catalog, datasets, dto, events, finals, ops, searches, trials};
         finals::request_final, finals::final_models,
         trials::get_trial, trials::get_architecture, trials::get_weights, trials::get_onnx,
         catalog::zoo, catalog::zoo_entry, catalog::spaces, catalog::datasets,
-        datasets::upload, datasets::dataset, datasets::remove,
+        datasets::upload, datasets::dataset, datasets::samples, datasets::remove,
         ops::healthz, ops::readyz, ops::workers, ops::metrics, events::events, openapi_json,
     ),
     components(schemas(dto::ErrorBody, store::Event)),

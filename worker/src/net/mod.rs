@@ -52,6 +52,9 @@ pub struct Network {
     /// The per-channel normalisation of the pixels it was trained on, once
     /// trained (saved with the weights; exported models apply it).
     input_normalization: Option<ChannelStats>,
+    /// Class names in label order, when known (saved with the weights;
+    /// exported models carry them).
+    class_names: Option<Vec<String>>,
     device: Cpu,
 }
 
@@ -77,6 +80,7 @@ impl Network {
             params: compiled.params,
             stats: compiled.stats,
             input_normalization: None,
+            class_names: None,
             // Dropout masks come from the device's generator.
             device: Cpu::seed_from_u64(seed ^ 0x5eed),
         })
@@ -95,6 +99,16 @@ impl Network {
     /// Records the pixel normalisation its weights were trained with.
     pub fn set_input_normalization(&mut self, stats: Option<ChannelStats>) {
         self.input_normalization = stats;
+    }
+
+    /// Its class names in label order, if known.
+    pub fn class_names(&self) -> Option<&[String]> {
+        self.class_names.as_deref()
+    }
+
+    /// Records its class names (one per output; others are ignored).
+    pub fn set_class_names(&mut self, names: Option<Vec<String>>) {
+        self.class_names = names.filter(|n| n.len() == self.architecture.classes);
     }
 
     /// The compiled layers (what the forward pass and the exporter walk).

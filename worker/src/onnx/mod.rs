@@ -119,6 +119,12 @@ fn model(net: &Network, extra: &[(String, String)]) -> Result<ModelProto, Export
             serde_json::json!({"mean": stats.mean, "std": stats.std}).to_string(),
         ));
     }
+    if let Some(names) = net.class_names() {
+        metadata.push((
+            crate::weights::CLASS_NAMES_KEY.to_owned(),
+            serde_json::json!(names).to_string(),
+        ));
+    }
     metadata.extend(extra.iter().cloned());
     let batch = || Dimension {
         value: Some(DimensionValue::DimParam("batch".into())),

@@ -13,6 +13,7 @@ mod canonical;
 mod csv;
 mod images;
 mod npz;
+mod samples;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -23,6 +24,7 @@ use thiserror::Error;
 
 use self::archive::{ArchiveKind, Entry};
 pub use self::canonical::CanonicalDataset;
+pub use self::samples::{sample_grid, SAMPLES_PER_CLASS};
 use crate::data::{Dataset, Split};
 
 /// Why an upload could not become a dataset. Each names what is at fault.
