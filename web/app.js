@@ -481,6 +481,128 @@ async function zooPage() {
   }
 }
 
+// Sends a file as the body of POST /datasets with upload progress (fetch
+// cannot report it); resolves to the parsed answer, rejects with ApiError.
+function uploadFile(query, file, onProgress) {
+  return new Promise((resolve, reject) => {
+    const xhr = new XMLHttpRequest();
+    xhr.open("POST", API + "/datasets?" + query);
+    xhr.setRequestHeader("content-type", "application/octet-stream");
+    if (token()) xhr.setRequestHeader("authorization", "Bearer " + token());
+    xhr.upload.addEventListener("progress", e => { if (e.lengthComputable) onProgress(e.loaded / e.total); });
+    xhr.addEventListener("load", () => {
+      let body = null;
+      try { body = JSON.parse(xhr.responseText); } catch (_) { body = null; }
+      if (xhr.status === 401) document.getElementById("token-form").hidden = false;
+      if (xhr.status >= 200 && xhr.status < 300) resolve(body); else reject(new ApiError(xhr.status, body));
+    });
+    xhr.addEventListener("error", () => reject(new ApiError(0, { error: { message: "the upload was cut off (network error)" } })));
+    xhr.send(file);
+  });
+}
+const shapeText = input => `${input[1]}×${input[2]}×${input[0]}`;
+const mib = bytes => bytes < 1048576 ? (bytes / 1024).toFixed(1) + " KiB" : (bytes / 1048576).toFixed(1) + " MiB";
+const sum = xs => xs.reduce((a, b) => a + b, 0);
+
+async function datasetsPage() {
+  document.title = "Datasets · nas";
+  const body = el("tbody");
+  const detail = el("div", { id: "dataset-detail" });
+  const inp = (name, attrs) => el("input", Object.assign({ name, id: "u-" + name }, attrs));
+  const field = (name, labelText, input, hint) => el("label", { class: "field", "data-field": name }, labelText, input, hint ? el("span", { class: "muted", text: hint }) : null);
+  const progress = el("div", { class: "bar", role: "progressbar", "aria-label": "upload progress", "aria-valuemin": 0, "aria-valuemax": 100, hidden: true }, el("span", { style: "width:0%" }));
+  const status = el("p", { role: "status", id: "upload-status" });
+  const form = el("form", { class: "spec", id: "upload-form", novalidate: true },
+    el("fieldset", {}, el("legend", { text: "Upload a dataset" }),
+      field("file", "File", inp("file", { type: "file", required: true, accept: ".zip,.tar,.tgz,.gz,.npz,.csv" }),
+        "a .zip, .tar or .tar.gz of class/*.png|jpg (or train/ and test/ of those), a Keras .npz, a Kaggle-style .csv, or the four IDX files in an archive"),
+      field("name", "Name", inp("name", { required: true, placeholder: "my-images", pattern: "[A-Za-z0-9][A-Za-z0-9._-]{0,63}" }), "what specs call it: letters, digits, - _ ."),
+      el("div", { class: "row" }, el("button", { type: "submit", id: "upload" }, "Upload"), progress)),
+    el("fieldset", {}, el("legend", { text: "Options" }),
+      field("resize", "Resize to (HxW, optional)", inp("resize", { placeholder: "32x32" }), "otherwise every image must have one size"),
+      field("channels", "Channels", el("select", { name: "channels", id: "u-channels" }, [["", "as the images are"], ["1", "1 (grey)"], ["3", "3 (RGB)"]].map(([v, t]) => el("option", { value: v, text: t })))),
+      field("label_column", "CSV label column", inp("label_column", { value: "label" })),
+      field("test_fraction", "Test fraction (data without a test split)", inp("test_fraction", { type: "number", min: 0.01, max: 0.89, step: "any", value: 0.15 }), "held out, stratified; only final models are tested on it")));
+  form.elements.file.addEventListener("change", () => {
+    const f = form.elements.file.files[0];
+    if (f && !form.elements.name.value) form.elements.name.value = f.name.split(".")[0].replace(/[^A-Za-z0-9_-]+/g, "-").replace(/^[-_]+|[-_]+$/g, "").slice(0, 64) || "dataset";
+  });
+  form.addEventListener("submit", async e => {
+    e.preventDefault();
+    const file = form.elements.file.files[0];
+    if (!file) { status.className = "error"; status.textContent = "Choose a file to upload."; return; }
+    const q = new URLSearchParams({ name: form.elements.name.value.trim() });
+    for (const k of ["resize", "channels", "label_column", "test_fraction"]) if (form.elements[k].value.trim() !== "") q.set(k, form.elements[k].value.trim());
+    form.elements.upload.disabled = true; progress.hidden = false; status.className = "muted"; status.textContent = "Uploading…";
+    const setProgress = f => { progress.firstChild.style.width = (f * 100) + "%"; progress.setAttribute("aria-valuenow", Math.round(f * 100)); if (f >= 1) status.textContent = "Sent; the server is decoding and checking it…"; };
+    try {
+      const stored = await uploadFile(q.toString(), file, setProgress);
+      status.className = "ok";
+      status.textContent = `Stored ${stored.dataset.name}: ${sum(stored.dataset.summary.train_per_class).toLocaleString("en-US")} training and ${sum(stored.dataset.summary.test_per_class).toLocaleString("en-US")} test images` + (stored.new_content ? "." : " (the same content was stored already).");
+      await render();
+      showDataset(stored.dataset.name);
+    } catch (err) {
+      status.className = "error";
+      status.textContent = err.message + (err.field ? ` (${err.field})` : "");
+    } finally { form.elements.upload.disabled = false; progress.hidden = true; }
+  });
+  async function render() {
+    const list = await api("/datasets");
+    const rows = list.datasets.map(d => ({ name: d.name, source: "built-in", input: d.input, classes: d.classes, train: d.train_images, test: d.test_images, size: null, created: null }))
+      .concat(list.uploaded.map(d => ({ name: d.name, source: "upload · " + d.summary.format, input: d.summary.input, classes: d.summary.class_names.length,
+        train: sum(d.summary.train_per_class), test: sum(d.summary.test_per_class), size: d.bytes, created: d.created_at, id: d.id })));
+    patch(body, rows.map(r => el("tr", {}, el("td", {}, el("button", { class: "linklike", type: "button", "data-dataset": r.name, onclick: () => showDataset(r.name) }, r.name)),
+      el("td", { text: r.source }), el("td", { text: shapeText(r.input) }), el("td", { class: "num", text: r.classes }),
+      el("td", { class: "num", text: fmt.num(r.train) }), el("td", { class: "num", text: fmt.num(r.test) }),
+      el("td", { class: "num", text: r.size == null ? "–" : mib(r.size) }), el("td", { class: "muted", title: r.id || "", text: r.id ? r.id.slice(0, 12) : "–" }),
+      el("td", { class: "muted", text: r.created ? fmt.when(r.created) : "–" }))));
+    return list;
+  }
+  async function showDataset(name) {
+    const list = await api("/datasets");
+    const builtIn = list.datasets.find(d => d.name === name);
+    let facts, names, train, test, sample = null, remove = null;
+    if (builtIn) {
+      names = builtIn.class_names; train = null; test = null;
+      facts = [["source", "built-in: " + builtIn.description], ["input", shapeText(builtIn.input) + " (H×W×C)"], ["images", `${fmt.num(builtIn.train_images)} training, ${fmt.num(builtIn.test_images)} test`]];
+    } else {
+      const d = await api("/datasets/" + encodeURIComponent(name));
+      const s = d.summary;
+      names = s.class_names; train = s.train_per_class; test = s.test_per_class;
+      facts = [["id", d.id], ["input", shapeText(s.input) + " (H×W×C)"], ["images", `${fmt.num(sum(train))} training, ${fmt.num(sum(test))} test`],
+        ["test split", s.test_given ? "given by the data" : "carved at upload, stratified and seeded"], ["format", s.format + (s.skipped ? `, ${s.skipped} non-image files skipped` : "")],
+        ["size", mib(d.bytes)], ["uploaded", fmt.when(d.created_at)]];
+      sample = el("div", { class: "samples" },
+        el("ol", { start: 0, "aria-hidden": "true" }, names.slice(0, 100).map(n => el("li", { text: n }))),
+        el("img", { src: `${API}/datasets/${encodeURIComponent(name)}/samples.png`, alt: `Sample images of ${name}, one row per class: ${names.slice(0, 100).join(", ")}` }));
+      remove = el("button", { class: "danger", type: "button", onclick: async () => {
+        if (!confirm(`Remove the dataset ${name}? Searches that used it keep their results.`)) return;
+        try { await api("/datasets/" + encodeURIComponent(name), { method: "DELETE" }); detail.replaceChildren(); await render(); }
+        catch (err) { detail.querySelector(".error").textContent = err.message; }
+      } }, "Remove");
+    }
+    detail.replaceChildren(el("h2", { text: name }),
+      el("div", { class: "grid" },
+        el("div", { class: "card" }, el("dl", { class: "facts" }, facts.map(([k, v]) => [el("dt", { text: k }), el("dd", { text: v })])),
+          el("div", { class: "row", style: "margin-top:.8rem" }, el("a", { class: "button secondary", href: "/searches/new?dataset=" + encodeURIComponent(name) }, "Search on it"), remove),
+          el("p", { class: "error", role: "alert" })),
+        el("div", { class: "scroll" }, el("table", { id: "classes" }, el("thead", {}, el("tr", {}, ["label", "class", "train", "test"].map(h => el("th", { class: h === "class" ? null : "num", text: h })))),
+          el("tbody", {}, names.map((n, i) => el("tr", {}, el("td", { class: "num", text: i }), el("td", { text: n }),
+            el("td", { class: "num", text: train ? fmt.num(train[i]) : "–" }), el("td", { class: "num", text: test ? fmt.num(test[i]) : "–" }))))))),
+      sample ? el("h3", { text: "Sample images (the first of each class)" }) : null, sample);
+    detail.scrollIntoView();
+  }
+  show(el("h1", { text: "Datasets" }),
+    el("p", { class: "muted", text: "The built-in datasets and your own. A search names one by name; it records the content it used, so uploading a name again never changes a search. Test splits are fixed at upload and only final models are tested on them." }),
+    form, status,
+    el("div", { class: "scroll" }, el("table", { id: "datasets" },
+      el("thead", {}, el("tr", {}, ["name", "source", "input (H×W×C)", "classes", "train", "test", "size", "id", "uploaded"].map(h => el("th", { class: ["classes", "train", "test", "size"].includes(h) ? "num" : null, text: h })))), body)),
+    detail);
+  const list = await render();
+  const asked = new URLSearchParams(location.search).get("show");
+  if (asked && (list.datasets.some(d => d.name === asked) || list.uploaded.some(d => d.name === asked))) await showDataset(asked);
+}
+
 async function workersPage() {
   document.title = "Workers · nas";
   const body = el("tbody");
@@ -504,13 +626,20 @@ async function workersPage() {
 async function newSearchPage() {
   document.title = "New search · nas";
   const [spaces, catalogue] = await Promise.all([api("/spaces"), api("/datasets")]);
+  const asked = new URLSearchParams(location.search).get("dataset");
+  const known = catalogue.datasets.map(d => d.name).concat(catalogue.uploaded.map(d => d.name));
+  const wanted = known.includes(asked) ? asked : "fashion-mnist";
   const field = (name, labelText, input, hint) => el("label", { class: "field", "data-field": name }, labelText, input, hint ? el("span", { class: "muted", text: hint }) : null, el("span", { class: "error", role: "alert" }));
   const inp = (name, attrs) => el("input", Object.assign({ name, id: "f-" + name.replace(/\./g, "-") }, attrs));
   const sel = (name, options, value) => el("select", { name, id: "f-" + name.replace(/\./g, "-") }, options.map(o => el("option", { value: o, selected: o === value, text: o })));
   const form = el("form", { class: "spec", id: "spec-form", novalidate: true },
     el("fieldset", {}, el("legend", { text: "What" }),
       field("name", "Name", inp("name", { value: "my search", required: true })),
-      field("dataset", "Dataset", sel("dataset", catalogue.datasets.map(d => d.name), "fashion-mnist")),
+      field("dataset", "Dataset", el("select", { name: "dataset", id: "f-dataset" },
+        el("optgroup", { label: "Built-in" }, catalogue.datasets.map(d => el("option", { value: d.name, selected: d.name === wanted, text: `${d.name} (${shapeText(d.input)}, ${d.classes} classes)` }))),
+        catalogue.uploaded.length ? el("optgroup", { label: "Uploaded" }, catalogue.uploaded.map(d => el("option", { value: d.name, selected: d.name === wanted,
+          text: `${d.name} (${shapeText(d.summary.input)}, ${d.summary.class_names.length} classes)` }))) : null),
+        "built-in, or your own from the Datasets page"),
       field("space", "Search space", sel("space", Object.keys(spaces.presets), "small"), "blocks, channels and depths to choose from"),
       field("baselines", "Zoo baselines (comma-separated, optional)", inp("baselines", { value: "", placeholder: "lenet5, fashion_cnn" }), "trained first, for comparison; see the Zoo page")),
     el("fieldset", {}, el("legend", { text: "Strategy" }),
@@ -599,6 +728,7 @@ async function route() {
     else if ((m = path.match(/^\/trials\/(\d+)$/))) await trialPage(m[1]);
     else if (path === "/zoo") await zooPage();
     else if (path === "/workers") await workersPage();
+    else if (path === "/datasets") await datasetsPage();
     else throw new ApiError(404, { error: { message: "No page at " + path } });
     for (const a of document.querySelectorAll(".top nav a")) a.toggleAttribute("aria-current", a.getAttribute("href") === path);
     document.body.dataset.renderMs = Math.round(performance.now());

@@ -21,6 +21,7 @@ pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
         .route("/trials/{id}", get(page))
         .route("/zoo", get(page))
         .route("/workers", get(page))
+        .route("/datasets", get(page))
         .route(
             "/assets/app.js",
             get(|| asset("text/javascript; charset=utf-8", SCRIPT)),

@@ -433,3 +433,89 @@ async fn a_multi_fidelity_search_and_its_final_model_in_a_real_browser() {
     shot(&c, "search-final").await;
     c.close().await.expect("close");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dataset_uploaded_from_the_datasets_page_is_offered_to_new_searches() {
+    let live = common::serve(&testing::fresh_sqlite_url(), Auth::open(), 0).await;
+    let root = live.base.trim_end_matches("/api/v1").to_owned();
+    let (_driver, c) = browser().await;
+    // A Kaggle-style CSV: three classes of 4x4 images, no test split.
+    let csv = std::env::temp_dir().join(format!("nas-browser-{}.csv", std::process::id()));
+    let mut text = String::from("label");
+    for p in 0..16 {
+        text.push_str(&format!(",p{p}"));
+    }
+    text.push('\n');
+    for i in 0..30 {
+        let shade = (i % 3) * 100;
+        text.push_str(&format!("{}{}\n", i % 3, format!(",{shade}").repeat(16)));
+    }
+    std::fs::write(&csv, text).expect("csv");
+
+    c.goto(&format!("{root}/datasets")).await.expect("goto");
+    ready(&c).await;
+    assert!(texts(&c, "#datasets tbody td:first-child")
+        .await
+        .contains(&"fashion-mnist".to_owned()));
+    // A name that is not one is refused, named beside the form.
+    c.find(Locator::Id("u-file"))
+        .await
+        .expect("file input")
+        .send_keys(&csv.display().to_string())
+        .await
+        .expect("choose the file");
+    set(&c, "u-name", "bad name!").await;
+    set(&c, "u-test_fraction", "0.2").await;
+    click_live(&c, "#upload").await;
+    let status = c
+        .wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::Css("#upload-status.error"))
+        .await
+        .expect("an error")
+        .text()
+        .await
+        .expect("text");
+    assert!(status.contains("bad name!"), "{status}");
+    set(&c, "u-name", "shades").await;
+    click_live(&c, "#upload").await;
+    c.wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::Css("#classes"))
+        .await
+        .expect("the stored dataset is shown");
+    let status = texts(&c, "#upload-status").await.join("");
+    assert!(
+        status.contains("Stored shades: 24 training and 6 test images"),
+        "{status}"
+    );
+    assert_eq!(
+        texts(&c, "#classes tbody td:nth-child(2)").await,
+        ["0", "1", "2"]
+    );
+    let loaded: bool = serde_json::from_value(
+        c.execute(
+            "const i = document.querySelector('.samples img'); return !!i && i.complete && i.naturalWidth > 0",
+            vec![],
+        )
+        .await
+        .expect("script"),
+    )
+    .expect("bool");
+    assert!(loaded, "the sample grid loads");
+    shot(&c, "datasets").await;
+    assert!(live.store.dataset("shades").await.is_ok());
+    // Offered on the new-search form, preselected from "Search on it".
+    click_live(&c, "a[href='/searches/new?dataset=shades']").await;
+    ready(&c).await;
+    let chosen = c
+        .execute("return document.getElementById('f-dataset').value", vec![])
+        .await
+        .expect("script");
+    assert_eq!(chosen, "shades");
+    assert!(texts(&c, "#f-dataset optgroup[label='Uploaded'] option")
+        .await
+        .iter()
+        .any(|o| o.starts_with("shades (4×4×1, 3 classes)")));
+    let _ = std::fs::remove_file(&csv);
+}
