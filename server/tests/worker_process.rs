@@ -17,10 +17,19 @@ fn datasets() -> String {
         .to_string()
 }
 
+/// Where worker `name`'s log goes.
+fn log_path(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("nas-worker-{name}-{}.log", std::process::id()))
+}
+
 /// Starts `nas worker` with short leases; its log goes to a temp file.
 fn start_worker(url: &str, name: &str) -> Child {
-    let log = std::env::temp_dir().join(format!("nas-worker-{name}-{}.log", std::process::id()));
-    let log = std::fs::File::create(&log).expect("log file");
+    start_worker_in(url, name, &datasets(), 1)
+}
+
+/// Starts `nas worker` of `agents` agents reading `data_dir`.
+fn start_worker_in(url: &str, name: &str, data_dir: &str, agents: usize) -> Child {
+    let log = std::fs::File::create(log_path(name)).expect("log file");
     Command::new(env!("CARGO_BIN_EXE_nas"))
         .args([
             "worker",
@@ -28,8 +37,12 @@ fn start_worker(url: &str, name: &str) -> Child {
             url,
             "--threads",
             "1",
+            "--concurrency",
+            &agents.to_string(),
             "--data-dir",
-            &datasets(),
+            data_dir,
+            "--calibrate",
+            "false",
             "--lease-secs",
             "2",
             "--heartbeat-secs",
@@ -95,6 +108,90 @@ fn spec(trials: u32, parallelism: u32) -> SearchSpec {
         "training": {"val_fraction": 0.02}, "seed": 11
     }))
     .expect("spec")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_with_empty_data_dirs_fetch_an_uploaded_dataset_once_per_machine() {
+    let url = testing::fresh_postgres_url().await.expect("postgres");
+    let store = Store::connect(&url, QueueConfig::default())
+        .await
+        .expect("store");
+    // 2,000 MNIST training and 500 test images, uploaded.
+    let mnist =
+        worker::data::load_idx_dir(&PathBuf::from(datasets()).join("mnist")).expect("mnist");
+    let dataset = worker::data::import::CanonicalDataset {
+        class_names: (0..10).map(|c| c.to_string()).collect(),
+        split: worker::data::Split {
+            train: mnist.train.take(2000),
+            test: mnist.test.take(500),
+        },
+    };
+    let id = store
+        .put_dataset(
+            "digits",
+            &dataset.summary("idx", true, 0),
+            &dataset.to_bytes(),
+        )
+        .await
+        .expect("upload")
+        .dataset
+        .id;
+    let spec: SearchSpec = serde_json::from_value(serde_json::json!({
+        "name": "on an upload", "dataset": "digits", "space": "micro", "strategy": {"kind": "random"},
+        "budget": {"max_trials": 10, "parallelism": 3, "epochs": 3}, "seed": 5
+    }))
+    .expect("spec");
+    let search = store.create_search(&spec).await.expect("create");
+    let dirs: Vec<PathBuf> = ["first", "second"]
+        .iter()
+        .map(|name| {
+            let dir = std::env::temp_dir().join(format!("nas-fetch-{name}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            dir
+        })
+        .collect();
+    let mut first = start_worker_in(&url, "fetch-first", &dirs[0].display().to_string(), 1);
+    wait_for(
+        &store,
+        search,
+        "the first worker to train",
+        Duration::from_secs(120),
+        |t, _| t.iter().any(|t| t.progress.is_some()),
+    )
+    .await;
+    // A second machine joins with an empty data dir and two agents.
+    let mut second = start_worker_in(&url, "fetch-second", &dirs[1].display().to_string(), 2);
+    wait_for(
+        &store,
+        search,
+        "the search to finish",
+        Duration::from_secs(300),
+        |_, s| s == SearchStatus::Finished,
+    )
+    .await;
+    for child in [&mut first, &mut second] {
+        sigterm(child);
+        assert!(wait_exit(child, Duration::from_secs(30)).success());
+    }
+    let trials = store.trials(search).await.expect("trials");
+    assert!(
+        trials.iter().all(|t| t.state == TrialState::Succeeded),
+        "{trials:#?}"
+    );
+    for (name, dir) in ["fetch-first", "fetch-second"].iter().zip(&dirs) {
+        let log = std::fs::read_to_string(log_path(name)).expect("log");
+        assert_eq!(
+            log.matches("dataset fetched from the store").count(),
+            1,
+            "{name} fetches the dataset once: {log}"
+        );
+        assert!(
+            log.matches("claimed").count() >= 1,
+            "{name} trained trials from it: {log}"
+        );
+        assert!(dir.join("uploads").join(format!("{id}.nasds")).exists());
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,6 +6,7 @@
 //! *pending* trials, which no completion holds, so none of them deadlock.
 //! On SQLite every writer takes the database's write lock first.
 
+use crate::blobs::{delete_blob, write_blob};
 use crate::nullable;
 use crate::sql_states::{CANCELLED, PENDING, PHASE_SEARCH, RUNNING, SEARCH_RUNNING};
 use sqlx::any::AnyRow;
@@ -43,7 +44,14 @@ pub(crate) const WEIGHTS: &str = "weights";
 /// Artifact kind of a training checkpoint (pruned when the trial ends).
 pub(crate) const CHECKPOINT: &str = "checkpoint";
 
-/// Within `tx`: a trial's artifact of `kind`, replacing any stored before.
+/// The blob holding a trial's artifact of `kind` (one per trial and kind:
+/// a new one replaces it).
+fn artifact_blob(trial: i64, kind: &str) -> String {
+    format!("artifact/{trial}/{kind}")
+}
+
+/// Within `tx`: a trial's artifact of `kind`, replacing any stored before:
+/// its bytes in chunks on the blob layer, its index row in `artifacts`.
 async fn write_artifact(
     tx: &mut Transaction<'static, Any>,
     trial: i64,
@@ -51,21 +59,30 @@ async fn write_artifact(
     bytes: &[u8],
     now: i64,
 ) -> Result<(), StoreError> {
+    delete_artifact(tx, trial, kind).await?;
+    write_blob(tx, &artifact_blob(trial, kind), bytes).await?;
+    sqlx::query("INSERT INTO artifacts (trial_id, kind, size, created_at) VALUES ($1, $2, $3, $4)")
+        .bind(trial)
+        .bind(kind)
+        .bind(bytes.len() as i64)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Within `tx`: deletes a trial's artifact of `kind`, if any.
+async fn delete_artifact(
+    tx: &mut Transaction<'static, Any>,
+    trial: i64,
+    kind: &str,
+) -> Result<(), StoreError> {
     sqlx::query("DELETE FROM artifacts WHERE trial_id = $1 AND kind = $2")
         .bind(trial)
         .bind(kind)
         .execute(&mut **tx)
         .await?;
-    sqlx::query(
-        "INSERT INTO artifacts (trial_id, kind, bytes, created_at) VALUES ($1, $2, $3, $4)",
-    )
-    .bind(trial)
-    .bind(kind)
-    .bind(bytes)
-    .bind(now)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
+    delete_blob(tx, &artifact_blob(trial, kind)).await
 }
 
 /// Within `tx`: drops a trial's checkpoint (it has ended; nothing resumes it).
@@ -73,12 +90,7 @@ pub(crate) async fn prune_checkpoint(
     tx: &mut Transaction<'static, Any>,
     trial: i64,
 ) -> Result<(), StoreError> {
-    sqlx::query("DELETE FROM artifacts WHERE trial_id = $1 AND kind = $2")
-        .bind(trial)
-        .bind(CHECKPOINT)
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
+    delete_artifact(tx, trial, CHECKPOINT).await
 }
 
 /// Within `tx`, with the search row locked: cancels every pending trial of
@@ -90,14 +102,20 @@ pub(crate) async fn cancel_pending(
     search_id: i64,
     now: i64,
 ) -> Result<(), StoreError> {
-    sqlx::query(&format!(
-        "DELETE FROM artifacts WHERE kind = $1 AND trial_id IN \
+    let waiting: Vec<i64> = sqlx::query(&format!(
+        "SELECT trial_id FROM artifacts WHERE kind = $1 AND trial_id IN \
          (SELECT id FROM trials WHERE search_id = $2 AND state = {PENDING})"
     ))
     .bind(CHECKPOINT)
     .bind(search_id)
-    .execute(&mut **tx)
-    .await?;
+    .fetch_all(&mut **tx)
+    .await?
+    .iter()
+    .map(|r| r.try_get("trial_id"))
+    .collect::<Result<_, _>>()?;
+    for trial in waiting {
+        delete_artifact(tx, trial, CHECKPOINT).await?;
+    }
     sqlx::query(&format!(
         "UPDATE trials SET state = {CANCELLED}, finished_at = $1 WHERE search_id = $2 AND state = {PENDING}"
     ))
@@ -488,12 +506,42 @@ impl Store {
 
     /// A trial's checkpoint, if it has one.
     pub async fn checkpoint(&self, trial: i64) -> Result<Option<Vec<u8>>, StoreError> {
-        let row = sqlx::query("SELECT bytes FROM artifacts WHERE trial_id = $1 AND kind = $2")
-            .bind(trial)
-            .bind(CHECKPOINT)
-            .fetch_optional(self.pool())
-            .await?;
-        Ok(row.map(|r| r.try_get("bytes")).transpose()?)
+        self.artifact(trial, CHECKPOINT).await
+    }
+
+    /// A trial's artifact of `kind`, if stored: its index row and all its
+    /// chunks read in one statement, so a replacement committed meanwhile
+    /// is never seen half.
+    pub(crate) async fn artifact(
+        &self,
+        trial: i64,
+        kind: &str,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT c.bytes FROM artifacts a JOIN blob_chunks c ON c.blob_id = $3 \
+             WHERE a.trial_id = $1 AND a.kind = $2 ORDER BY c.seq",
+        )
+        .bind(trial)
+        .bind(kind)
+        .bind(artifact_blob(trial, kind))
+        .fetch_all(self.pool())
+        .await?;
+        if rows.is_empty() {
+            // An empty artifact has an index row and no chunks.
+            let indexed =
+                sqlx::query("SELECT size FROM artifacts WHERE trial_id = $1 AND kind = $2")
+                    .bind(trial)
+                    .bind(kind)
+                    .fetch_optional(self.pool())
+                    .await?
+                    .is_some();
+            return Ok(indexed.then(Vec::new));
+        }
+        let mut bytes = Vec::new();
+        for row in &rows {
+            bytes.extend_from_slice(&row.try_get::<Vec<u8>, _>("bytes")?);
+        }
+        Ok(Some(bytes))
     }
 
     /// Confirms `(trial, attempt)` still holds a running lease (or, for the

@@ -17,7 +17,7 @@ pub(crate) const SEARCH_COLUMNS: &str =
 pub(crate) const TRIAL_COLUMNS: &str =
     "id, search_id, idx, state, attempt, parent_idx, mutation, baseline, reward, result, errors, worker_id, progress, \
      phase, rung, epochs_done, source_idx, test_accuracy, \
-     (SELECT LENGTH(bytes) FROM artifacts a WHERE a.trial_id = trials.id AND a.kind = 'checkpoint') AS checkpoint_bytes";
+     (SELECT size FROM artifacts a WHERE a.trial_id = trials.id AND a.kind = 'checkpoint') AS checkpoint_bytes";
 
 /// A `searches` row as stored.
 #[derive(Debug, FromRow)]

@@ -236,11 +236,6 @@ impl Store {
 
     /// A trial's trained weights (safetensors), if stored.
     pub async fn weights(&self, trial: i64) -> Result<Option<Vec<u8>>, StoreError> {
-        let row =
-            sqlx::query("SELECT bytes FROM artifacts WHERE trial_id = $1 AND kind = 'weights'")
-                .bind(trial)
-                .fetch_optional(self.pool())
-                .await?;
-        Ok(row.map(|r| r.try_get("bytes")).transpose()?)
+        self.artifact(trial, crate::queue::WEIGHTS).await
     }
 }

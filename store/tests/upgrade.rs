@@ -65,6 +65,15 @@ async fn upgrade(raw_url: &str, url: &str, dialect: &str) {
     for sql in OLD_ROWS {
         sqlx::query(sql).execute(&pool).await.expect(sql);
     }
+    // Weights stored whole in the artifact row, as releases before the
+    // chunked blob layer did.
+    sqlx::query(
+        "INSERT INTO artifacts (trial_id, kind, bytes, created_at) VALUES (1, 'weights', $1, 1)",
+    )
+    .bind(b"old weights".to_vec())
+    .execute(&pool)
+    .await
+    .expect("old weights");
     pool.close().await;
 
     let store = Store::connect(url, QueueConfig::default())
@@ -79,6 +88,12 @@ async fn upgrade(raw_url: &str, url: &str, dialect: &str) {
     let result = baseline.result.as_ref().expect("a result");
     assert_eq!((result.version, result.latency_ms.p50), (1, 0.193));
     assert_eq!(result.val_accuracy, Some(0.6919));
+
+    assert_eq!(
+        store.weights(baseline.id).await.expect("weights"),
+        Some(b"old weights".to_vec()),
+        "moved onto the chunked blob layer"
+    );
 
     let rejected = &trials[1];
     assert_eq!(rejected.state, TrialState::Rejected);
