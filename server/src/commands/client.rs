@@ -246,13 +246,25 @@ pub fn submit(args: &SubmitArgs) -> anyhow::Result<String> {
     let board: Leaderboard =
         client.get(&format!("/searches/{}/leaderboard?limit=10", search.id))?;
     Ok(format!(
-        "search {} {}: {} of {} trials ended\n{}",
+        "search {} {}: {} of {} trials ended\n{}{}",
         detail.search.id,
         status_name(&detail),
         detail.progress.trials_ended,
         detail.progress.max_trials,
-        leaderboard_table(&board.entries)
+        leaderboard_table(&board.entries),
+        finals_text(&detail)
     ))
+}
+
+/// The final models' table under its heading (empty without any).
+fn finals_text(detail: &SearchDetail) -> String {
+    if detail.final_models.is_empty() {
+        return String::new();
+    }
+    format!(
+        "final models (trained on training + validation data, tested once):\n{}\n",
+        final_table(&detail.final_models)
+    )
 }
 
 /// The search's status, with the reason when it failed.
@@ -344,15 +356,11 @@ pub fn show(args: &ShowArgs) -> anyhow::Result<String> {
         return super::json_text(&detail);
     }
     let board: Leaderboard = client.get(&format!("/searches/{}/leaderboard?limit=5", args.id))?;
-    let finals = if detail.final_models.is_empty() {
-        String::new()
-    } else {
-        format!(
-            "final models (trained on training + validation data, tested once):\n{}\n",
-            final_table(&detail.final_models)
-        )
-    };
-    Ok(format!("{finals}{}", search_text(&detail, &board)))
+    Ok(format!(
+        "{}{}",
+        finals_text(&detail),
+        search_text(&detail, &board)
+    ))
 }
 
 /// The search part of `nas show`.
