@@ -745,6 +745,7 @@ async fn the_openapi_document_lists_every_route_and_schema() {
         ("post", "/api/v1/datasets"),
         ("get", "/api/v1/datasets/{name}"),
         ("delete", "/api/v1/datasets/{name}"),
+        ("get", "/api/v1/datasets/{name}/samples.png"),
         ("get", "/api/v1/workers"),
         ("get", "/api/v1/events"),
         ("get", "/api/v1/healthz"),

@@ -11,6 +11,10 @@ use serde_json::Value;
 use server::api::Auth;
 use store::{testing, Store};
 
+/// The tests of this file one at a time: they count this process's spool
+/// files, which every upload makes.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Serves the API with uploads of at most `max_mib` MiB.
 async fn serve(max_mib: u64) -> (String, Store, common::Live) {
     let live = common::serve_with(&testing::fresh_sqlite_url(), Auth::open(), 0, |state| {
@@ -61,6 +65,7 @@ fn csv(label: &str) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dataset_is_uploaded_listed_shown_and_removed() {
+    let _serial = SERIAL.lock().await;
     let (base, store, _live) = serve(16).await;
     let octet = "application/octet-stream";
     let (status, first) = send(
@@ -129,6 +134,7 @@ async fn a_dataset_is_uploaded_listed_shown_and_removed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_uploads_name_the_problem_and_store_nothing() {
+    let _serial = SERIAL.lock().await;
     let (base, store, _live) = serve(1).await;
     let octet = "application/octet-stream";
     let cases: Vec<(String, &'static str, Vec<u8>, u16, &str)> = vec![
@@ -205,7 +211,13 @@ async fn bad_uploads_name_the_problem_and_store_nothing() {
         store.datasets().await.expect("list").is_empty(),
         "nothing stored"
     );
-    let spool: Vec<_> = std::fs::read_dir(std::env::temp_dir())
+    let spool = spool_files();
+    assert!(spool.is_empty(), "no spool file left behind: {spool:?}");
+}
+
+/// This process's upload spool files in the temp folder.
+fn spool_files() -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(std::env::temp_dir())
         .expect("temp dir")
         .filter_map(Result::ok)
         .filter(|e| {
@@ -213,8 +225,8 @@ async fn bad_uploads_name_the_problem_and_store_nothing() {
                 .to_string_lossy()
                 .starts_with(&format!("nas-upload-{}-", std::process::id()))
         })
-        .collect();
-    assert!(spool.is_empty(), "no spool file left behind: {spool:?}");
+        .map(|e| e.path())
+        .collect()
 }
 
 /// Runs `nas` with `args` against `base` (the API's `/api/v1` URL).
@@ -228,6 +240,7 @@ fn nas(base: &str, args: &[&str]) -> std::process::Output {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cli_uploads_a_folder_and_lists_shows_and_removes_it() {
+    let _serial = SERIAL.lock().await;
     let (base, store, _live) = serve(64).await;
     // pets/cat/*.png, pets/dog/*.png and a note that is not an image.
     let dir = std::env::temp_dir().join(format!("nas-cli-pets-{}", std::process::id()));
@@ -300,4 +313,49 @@ async fn the_cli_uploads_a_folder_and_lists_shows_and_removes_it() {
         String::from_utf8_lossy(&gone.stderr)
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_cut_off_mid_stream_leaves_nothing_behind() {
+    let _serial = SERIAL.lock().await;
+    use std::io::Write;
+    let (base, store, _live) = serve(16).await;
+    let authority = base
+        .trim_start_matches("http://")
+        .trim_end_matches("/api/v1")
+        .to_owned();
+    let spooled = || spool_files().len();
+    let stream = tokio::task::spawn_blocking(move || {
+        let mut stream = std::net::TcpStream::connect(&authority).expect("connect");
+        write!(
+            stream,
+            "POST /api/v1/datasets?name=cut HTTP/1.1\r\nHost: {authority}\r\n\
+             Content-Type: application/octet-stream\r\nContent-Length: 1000000\r\n\r\n"
+        )
+        .expect("headers");
+        stream
+            .write_all(&[b'x'; 200_000])
+            .expect("part of the body");
+        stream.flush().expect("flush");
+        stream
+    })
+    .await
+    .expect("client");
+    // The body is being spooled...
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while spooled() == 0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(spooled(), 1, "the upload streams to a spool file");
+    // ... when the client goes away with 800,000 bytes still to send.
+    drop(stream);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while spooled() > 0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(spooled(), 0, "the partial spool file is removed");
+    assert!(
+        store.datasets().await.expect("list").is_empty(),
+        "nothing stored"
+    );
 }

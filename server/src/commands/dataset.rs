@@ -36,10 +36,11 @@ struct Listing {
 /// The default dataset name of an upload at `path`: its file or folder
 /// name without extensions, in the characters names may use.
 fn default_name(path: &Path) -> String {
-    let file = path
-        .canonicalize()
-        .ok()
-        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+    // `nas dataset add .` names it after the current folder.
+    let full = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+    let file = full
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let stem = file.split('.').next().unwrap_or_default();
     let name: String = stem
