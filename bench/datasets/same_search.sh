@@ -4,6 +4,7 @@
 # as it is, then with "dataset": "fashion-png" (same seed, same spec
 # otherwise), one after the other on PostgreSQL with one worker process of
 # two agents. Prints each search's final model (test accuracy, latency).
+# DATASETS="fashion-png" runs only the second.
 #
 #   DATABASE_URL=postgres://postgres@127.0.0.1:5432/test \
 #     bench/datasets/same_search.sh [target/release/nas] [../shared/datasets]
@@ -24,12 +25,14 @@ sleep 2
 "$NAS" dataset add "$WORK/fashion-png.zip" --name fashion-png 2>/dev/null | head -2
 "$NAS" worker --database-url "$URL" --concurrency 2 --data-dir "$WORK/data" >"$WORK/worker.log" 2>&1 &
 SPEC=examples/fashion-1ms.json
-for dataset in fashion-mnist fashion-png; do
+for dataset in ${DATASETS:-fashion-mnist fashion-png}; do
   python3 -c "import json,sys; s=json.load(open('$SPEC')); s['dataset']='$dataset'; s['name']+=' on $dataset'; print(json.dumps(s))" >"$WORK/spec-$dataset.json"
   start=$(date +%s)
   "$NAS" submit --wait "$WORK/spec-$dataset.json" 2>/dev/null >"$WORK/out-$dataset.txt"
   echo "== $dataset: $(( $(date +%s) - start )) s"
   sed -n '1,6p' "$WORK/out-$dataset.txt"
+  id=$(head -1 "$WORK/out-$dataset.txt")
+  "$NAS" leaderboard "$id" --final
 done
 echo "fetches from the store: $(grep -c 'dataset fetched from the store' "$WORK/worker.log" || true)"
-cp "$WORK"/out-*.txt "$WORK/worker.log" "$(dirname "$0")/" 2>/dev/null || true
+echo "worker log: $WORK/worker.log"
