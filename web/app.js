@@ -341,6 +341,7 @@ async function searchPage(id) {
         best ? el("a", { class: "button secondary", id: "download-best-onnx", href: `${API}/trials/${best.trial_id}/model.onnx`, title: "The best trial's trained model as ONNX, for onnxruntime and other runtimes" }, "Download best model (ONNX)") : null,
         best ? el("a", { class: "button secondary", href: `${API}/trials/${best.trial_id}/weights`, title: "Weights for nas train --arch" }, "safetensors") : null, cancel),
       ...(s.error ? [el("p", { class: "error", role: "alert", id: "search-error", text: `This search failed: ${s.error}` })] : []),
+      ...(s.waiting_for ? [el("p", { class: "notice", role: "status", id: "search-waiting", text: `Queued, ${s.waiting_for}: no live worker offers ${s.waiting_for.replace("waiting for a worker with ", "")}.` })] : []),
       el("div", { class: "card" }, el("dl", { class: "facts" },
         el("dt", { text: "progress" }), el("dd", {}, el("div", { class: "row" }, bar(s.progress.fraction, "search progress"), `${s.progress.trials_ended} of ${s.progress.max_trials} trials ended` + (s.spec.budget.max_epochs_total ? `, ${fmt.num(s.epochs_committed)} of ${fmt.num(s.spec.budget.max_epochs_total)} epochs queued` : ""))),
         el("dt", { text: "trials" }), el("dd", { text: Object.entries(s.trial_counts).map(([k, v]) => `${v} ${k}`).join(", ") || "–" }),
@@ -425,6 +426,9 @@ function latencyText(l) {
   if (l.ci_low != null && l.ci_high != null) text += ` · 95% interval of the median ${fmt.ms(l.ci_low)}–${fmt.ms(l.ci_high)}`;
   if (l.runs) text += ` · ${fmt.num(l.runs)} runs`;
   if (l.unstable) text += " · unstable (interval wider than ±5% after every attempt)";
+  if (l.ratio != null && l.basis_p50 != null) text += ` · ${l.ratio.toFixed(3)}× the device reference (${fmt.ms(l.basis_p50)})`;
+  if (l.raw_p50 != null && l.ratio != null) text += ` · raw p50 ${fmt.ms(l.raw_p50)}`;
+  if (l.runtime) text += ` · in ${l.runtime}`;
   if (l.reference_p50 != null) text += ` · ${fmt.ms(l.reference_p50)} on the reference device`;
   return text;
 }
@@ -607,7 +611,8 @@ async function workersPage() {
   document.title = "Workers · nas";
   const body = el("tbody");
   show(el("h1", { text: "Workers" }), el("div", { class: "scroll" }, el("table", { id: "workers" },
-    el("thead", {}, el("tr", {}, ["worker", "alive", "labels", "threads", "device", "ISA", "memory", "speed factor", "current trial", "last seen"].map(h => el("th", { text: h })))), body)));
+    el("thead", {}, el("tr", {}, ["worker", "alive", "labels", "threads", "device", "ISA", "memory", "speed factor", "runtimes", "latency reference", "current trial", "last seen"].map(h => el("th", { text: h })))), body)));
+  const referenceText = r => `${r.runtime}: ${r.network} ${fmt.ms(r.p50_ms)}` + (Math.abs(r.drift - 1) >= 0.005 ? ` (drift ${r.drift >= 1 ? "+" : ""}${((r.drift - 1) * 100).toFixed(1)}%)` : "");
   async function render() {
     const list = await api("/workers");
     patch(body, list.workers.length ? list.workers.map(w => el("tr", {}, el("td", { text: w.id }), el("td", {}, el("span", { class: "badge " + (w.alive ? "succeeded" : "pending"), text: w.alive ? "alive" : "gone" })),
@@ -615,8 +620,10 @@ async function workersPage() {
       el("td", { text: w.profile ? w.profile.isa.join(" ") || "–" : "–" }),
       el("td", { text: w.profile && w.profile.memory_mib ? `${(w.profile.memory_mib / 1024).toFixed(1)} GiB` : "–" }),
       el("td", { class: "num", title: "latency here / on the reference device (reference networks, geometric mean)", text: w.profile && w.profile.speed_factor != null ? `${w.profile.speed_factor.toFixed(2)}×` : "–" }),
+      el("td", { text: w.profile && w.profile.runtimes && w.profile.runtimes.length ? w.profile.runtimes.join(", ") : "nas" }),
+      el("td", { class: "reference", title: "the device reference network's established p50 per runtime (the basis of relative latency figures), and the drift of its last re-establishment", text: w.profile && w.profile.references && w.profile.references.length ? w.profile.references.map(referenceText).join("; ") : "–" }),
       el("td", {}, w.current_trial ? el("a", { href: "/trials/" + w.current_trial, text: w.current_trial }) : "idle"), el("td", { class: "muted", text: fmt.when(w.last_seen) })))
-      : el("tr", {}, el("td", { colspan: 10, class: "muted", text: "No workers have registered. Start one with `nas worker` or `nas up`." })));
+      : el("tr", {}, el("td", { colspan: 12, class: "muted", text: "No workers have registered. Start one with `nas worker` or `nas up`." })));
   }
   await render();
   live("", render);

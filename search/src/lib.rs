@@ -40,7 +40,7 @@ pub use arch::{Architecture, InputShape, Layer, ParseError};
 pub use dataset::{DatasetFacts, DatasetInfo, DatasetSummary, UnknownDataset};
 pub use fidelity::Scheduler;
 pub use genotype::{decode, mutate, sample, Genotype, GenotypeError, Mutation};
-pub use objective::{pareto_front, rank, Objective, Point, RankKey, RankRow};
+pub use objective::{pareto_front, rank, Objective, Point, RankKey, RankRow, Runtime};
 pub use result::{AttemptError, LatencyMs, TrialProgress, TrialResult};
 pub use space::{BlockOp, SearchSpace, SpaceError};
 pub use spec::{Budget, FinalTraining, SearchSpec, SpaceRef, SpecError, Training};

@@ -19,6 +19,59 @@ pub enum LatencyMode {
     Hard,
 }
 
+/// The inference engine a search's latency is measured in.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Runtime {
+    /// The engine the worker trains with (the default).
+    #[default]
+    Nas,
+    /// ONNX Runtime (CPU execution provider) running the candidate's ONNX
+    /// export: the latency of what users deploy. Only workers that loaded
+    /// the onnxruntime library run such searches.
+    Onnxruntime,
+}
+
+impl Runtime {
+    /// Every runtime, in a fixed order.
+    pub const ALL: [Runtime; 2] = [Runtime::Nas, Runtime::Onnxruntime];
+
+    /// Its name in specs and results (`nas`, `onnxruntime`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Runtime::Nas => "nas",
+            Runtime::Onnxruntime => "onnxruntime",
+        }
+    }
+
+    /// The worker label a search measured in this runtime requires (none
+    /// for the engine every worker has).
+    pub fn required_label(self) -> Option<&'static str> {
+        match self {
+            Runtime::Nas => None,
+            Runtime::Onnxruntime => Some("onnxruntime"),
+        }
+    }
+
+    /// The runtime named `name`, if any.
+    pub fn parse(name: &str) -> Option<Runtime> {
+        Runtime::ALL.into_iter().find(|r| r.as_str() == name)
+    }
+
+    fn is_default(&self) -> bool {
+        *self == Runtime::Nas
+    }
+}
+
+impl std::fmt::Display for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A latency target for the reward.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -44,6 +97,10 @@ pub struct LatencyObjective {
     /// measure, the search's trials. Empty (the default): any worker.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub device: Vec<String>,
+    /// The engine latency is measured in (default `nas`; `onnxruntime`:
+    /// the candidate's ONNX export in ONNX Runtime, on workers that have it).
+    #[serde(default, skip_serializing_if = "Runtime::is_default")]
+    pub runtime: Runtime,
 }
 
 impl LatencyObjective {
@@ -92,6 +149,11 @@ fn bad(field: &str, message: &str) -> ObjectiveError {
 }
 
 impl Objective {
+    /// The runtime its latency is measured in.
+    pub fn runtime(&self) -> Runtime {
+        self.latency.as_ref().map_or(Runtime::Nas, |l| l.runtime)
+    }
+
     /// Plain accuracy.
     pub const ACCURACY: Objective = Objective { latency: None };
 
@@ -311,6 +373,7 @@ mod tests {
                 beta: None,
                 max_ms: None,
                 device: Vec::new(),
+                runtime: Runtime::Nas,
             }),
         }
     }

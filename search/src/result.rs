@@ -57,6 +57,22 @@ pub struct LatencyMs {
     /// (a candidate refused without being built).
     #[serde(default, skip_serializing_if = "is_false")]
     pub predicted: bool,
+    /// The median of this measurement's own run times, milliseconds: the
+    /// absolute figure, as the machine's state of the moment made it
+    /// (`p50` is on the relative basis when `ratio` is present).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raw_p50: Option<f64>,
+    /// The median of the per-pair ratios candidate / device reference
+    /// network, timed in alternation: `p50` is this times `basis_p50`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ratio: Option<f64>,
+    /// The device reference network's established p50, milliseconds: the
+    /// basis relative figures are expressed on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub basis_p50: Option<f64>,
+    /// The engine it was measured in (absent: `nas`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<crate::Runtime>,
 }
 
 impl LatencyMs {
@@ -73,6 +89,10 @@ impl LatencyMs {
             seconds: None,
             reference_p50: None,
             predicted: false,
+            raw_p50: None,
+            ratio: None,
+            basis_p50: None,
+            runtime: None,
         }
     }
 }

@@ -630,11 +630,13 @@ impl SearchSpec {
     }
 
     /// The required labels as stored, sorted and comma-joined: the spec's
-    /// `labels` and the latency target's `device` class.
+    /// `labels`, the latency target's `device` class and the label of the
+    /// runtime it is measured in (`onnxruntime`).
     pub fn label_key(&self) -> String {
         let mut labels = self.labels.clone();
         if let Some(latency) = &self.objective.latency {
             labels.extend(latency.device.iter().cloned());
+            labels.extend(latency.runtime.required_label().map(str::to_owned));
         }
         labels.sort();
         labels.dedup();
@@ -668,6 +670,30 @@ mod tests {
         let spec: SearchSpec = serde_json::from_str(json).map_err(|e| e.to_string())?;
         spec.check().map_err(|e| e.to_string())?;
         Ok(spec)
+    }
+
+    #[test]
+    fn the_onnxruntime_runtime_requires_its_label() {
+        let spec: SearchSpec = serde_json::from_str(
+            r#"{"name": "o", "dataset": "mnist", "labels": ["cpu"],
+                "objective": {"latency": {"target_ms": 1.0, "runtime": "onnxruntime"}}}"#,
+        )
+        .expect("spec");
+        assert_eq!(spec.objective.runtime(), crate::Runtime::Onnxruntime);
+        assert_eq!(spec.label_key(), "cpu,onnxruntime");
+        let nas: SearchSpec = serde_json::from_str(
+            r#"{"name": "n", "dataset": "mnist", "objective": {"latency": {"target_ms": 1.0}}}"#,
+        )
+        .expect("spec");
+        assert_eq!(nas.objective.runtime(), crate::Runtime::Nas);
+        assert_eq!(nas.label_key(), "");
+        assert!(!serde_json::to_string(&nas)
+            .expect("json")
+            .contains("runtime"));
+        let bad = serde_json::from_str::<SearchSpec>(
+            r#"{"name": "b", "dataset": "mnist", "objective": {"latency": {"target_ms": 1.0, "runtime": "tensorrt"}}}"#,
+        );
+        assert!(bad.is_err());
     }
 
     #[test]

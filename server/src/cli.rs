@@ -188,9 +188,13 @@ pub enum ArchCommand {
 pub struct ArchOnnxArgs {
     /// The architecture JSON file.
     pub file: PathBuf,
-    /// Its trained weights (safetensors).
-    #[arg(long)]
-    pub weights: PathBuf,
+    /// Its trained weights (safetensors); `--untrained` exports freshly
+    /// initialised ones instead (for timing: weights do not change latency).
+    #[arg(long, required_unless_present = "untrained")]
+    pub weights: Option<PathBuf>,
+    /// Export with freshly initialised weights (seed 0).
+    #[arg(long, conflicts_with = "weights")]
+    pub untrained: bool,
     /// The ONNX file to write.
     #[arg(long, default_value = "model.onnx")]
     pub out: PathBuf,
@@ -246,6 +250,9 @@ pub struct SpaceLatencyArgs {
     /// report its error on the others (0: no predictor).
     #[arg(long, default_value_t = 0)]
     pub fit: u16,
+    /// The timing basis and runtime.
+    #[command(flatten)]
+    pub basis: BasisArgs,
 }
 
 /// Which search space: a preset or a JSON file.
@@ -389,6 +396,60 @@ pub struct LatencyArgs {
     /// Measure this many times (1-100), to see how repeatable the figure is.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=100))]
     pub repeat: u16,
+    /// Wait this many seconds between repeats (to spread them in time).
+    #[arg(long, default_value_t = 0.0)]
+    pub interval_secs: f64,
+    /// The timing: on this device's common basis, and how the runtime runs it.
+    #[command(flatten)]
+    pub basis: BasisArgs,
+}
+
+/// How `nas latency`, `nas calibrate` and `nas space latency` time networks.
+#[derive(Debug, Args, Clone)]
+pub struct BasisArgs {
+    /// The engine to time in: `nas` (ours) or `onnxruntime` (the ONNX
+    /// export, as deployed; needs `--onnxruntime`).
+    #[arg(long, value_enum, default_value_t = RuntimeName::Nas)]
+    pub runtime: RuntimeName,
+    /// `relative` (workers' basis: timed in alternation with the device
+    /// reference network, times its established p50) or `absolute` (the
+    /// run times themselves).
+    #[arg(long, value_enum, default_value_t = Basis::Relative)]
+    pub basis: Basis,
+    /// Folder holding the device's `latency-reference.json` (default:
+    /// $NAS_DATA_DIR, else the user cache folder); shared with workers.
+    #[arg(long = "data-dir", env = "NAS_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<std::path::PathBuf>,
+    /// The onnxruntime library.
+    #[command(flatten)]
+    pub onnxruntime: OnnxRuntimeArgs,
+}
+
+/// A latency runtime, as a flag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RuntimeName {
+    /// Our engine.
+    Nas,
+    /// ONNX Runtime.
+    Onnxruntime,
+}
+
+impl From<RuntimeName> for search::Runtime {
+    fn from(name: RuntimeName) -> Self {
+        match name {
+            RuntimeName::Nas => search::Runtime::Nas,
+            RuntimeName::Onnxruntime => search::Runtime::Onnxruntime,
+        }
+    }
+}
+
+/// How a figure is based.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Basis {
+    /// Relative to the device reference network, times its established p50.
+    Relative,
+    /// The run times themselves.
+    Absolute,
 }
 
 /// Flags of `nas calibrate`.
@@ -404,6 +465,9 @@ pub struct CalibrateArgs {
     /// network's p50.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=100))]
     pub repeat: u16,
+    /// The timing basis and runtime.
+    #[command(flatten)]
+    pub basis: BasisArgs,
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -468,6 +532,17 @@ pub struct BenchArgs {
     pub no_latency: bool,
 }
 
+/// Where the onnxruntime library is, for latency measured in onnxruntime.
+#[derive(Debug, Args, Clone, Default)]
+pub struct OnnxRuntimeArgs {
+    /// The onnxruntime shared library, e.g. the `libonnxruntime.so.1.*` in
+    /// the `onnxruntime` Python package's `capi/` folder (also read from
+    /// `ORT_DYLIB_PATH`). Without it, searches measured in onnxruntime wait
+    /// for a worker that has it.
+    #[arg(long = "onnxruntime", env = "NAS_ONNXRUNTIME", value_name = "LIB")]
+    pub library: Option<PathBuf>,
+}
+
 /// Flags of `nas worker`.
 #[derive(Debug, Args)]
 pub struct WorkerArgs {
@@ -484,6 +559,13 @@ pub struct WorkerArgs {
     /// register this machine's speed factor; `--calibrate false` skips it.
     #[arg(long, env = "NAS_CALIBRATE", default_value_t = true, action = clap::ArgAction::Set)]
     pub calibrate: bool,
+    /// The onnxruntime library.
+    #[command(flatten)]
+    pub onnxruntime: OnnxRuntimeArgs,
+    /// Seconds between re-establishments of the latency reference (it is
+    /// established when the worker calibrates).
+    #[arg(long, env = "NAS_REFERENCE_EVERY_SECS", default_value_t = 3600.0)]
+    pub reference_every_secs: f64,
     /// Final models always train on one agent's share of the cores (by
     /// default a final model claimed while the other agents are idle takes
     /// every core, and they wait for it).
@@ -826,6 +908,9 @@ pub struct UpArgs {
     /// register this machine's speed factor; `--calibrate false` skips it.
     #[arg(long, env = "NAS_CALIBRATE", default_value_t = true, action = clap::ArgAction::Set)]
     pub calibrate: bool,
+    /// The onnxruntime library.
+    #[command(flatten)]
+    pub onnxruntime: OnnxRuntimeArgs,
 }
 
 /// How the client reaches a server.

@@ -169,6 +169,35 @@ pub struct DeviceProfile {
     /// measured when the worker started; absent if it did not calibrate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub speed_factor: Option<f64>,
+    /// The latency runtimes it has: `nas` always, `onnxruntime` when the
+    /// library loaded (absent in profiles registered before runtimes).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub runtimes: Vec<String>,
+    /// The reference network's established latency per runtime: the basis
+    /// of its relative latency figures, and how far the last
+    /// re-establishment drifted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub references: Vec<LatencyReference>,
+}
+
+/// A device reference network's established latency, as a worker registers
+/// it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LatencyReference {
+    /// The runtime (`nas`, `onnxruntime`).
+    pub runtime: String,
+    /// Threads of the measurement.
+    pub threads: u32,
+    /// The reference network (`mobilenet_v1@0.25`).
+    pub network: String,
+    /// Its established p50 (the median of its last establishments),
+    /// milliseconds.
+    pub p50_ms: f64,
+    /// The last establishment against the basis before it (1.0: none).
+    pub drift: f64,
+    /// When it was last established, Unix ms.
+    pub established_at: i64,
 }
 
 /// A trial handed to a worker by `claim`.

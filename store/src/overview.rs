@@ -75,6 +75,47 @@ struct WorkerRecord {
 }
 
 impl Store {
+    /// What a search's pending trials wait for when no live worker may run
+    /// them: the labels they require (sorted), when no worker seen within
+    /// one lease offers them all. `None` when nothing is pending or some
+    /// live worker could claim it (it is then only busy).
+    pub async fn waiting_for(&self, search_id: i64) -> Result<Option<Vec<String>>, StoreError> {
+        let sets: Vec<String> = sqlx::query_scalar(&format!(
+            "SELECT DISTINCT labels FROM trials WHERE search_id = $1 AND state = {} ORDER BY labels",
+            crate::sql_states::PENDING
+        ))
+        .bind(search_id)
+        .fetch_all(self.pool())
+        .await?;
+        if sets.is_empty() {
+            return Ok(None);
+        }
+        let alive: Vec<Vec<String>> = self
+            .workers()
+            .await?
+            .into_iter()
+            .filter(|w| w.alive)
+            .map(|w| w.labels)
+            .collect();
+        for set in sets {
+            let required: Vec<String> = set
+                .split(',')
+                .filter(|l| !l.is_empty())
+                .map(str::to_owned)
+                .collect();
+            if required.is_empty() {
+                continue;
+            }
+            let served = alive
+                .iter()
+                .any(|offered| required.iter().all(|r| offered.contains(r)));
+            if !served {
+                return Ok(Some(required));
+            }
+        }
+        Ok(None)
+    }
+
     /// Searches newest first, optionally of one status, after `cursor` (the
     /// previous page's `next_cursor`).
     pub async fn searches_page(

@@ -187,6 +187,23 @@ impl Store {
         Ok(())
     }
 
+    /// Replaces a registered worker's device profile (a re-established
+    /// latency reference); an unknown worker is left alone.
+    pub async fn update_device_profile(
+        &self,
+        worker_id: &str,
+        profile: &crate::DeviceProfile,
+    ) -> Result<(), StoreError> {
+        let json = serde_json::to_string(profile)
+            .map_err(|e| StoreError::Corrupt(format!("device profile: {e}")))?;
+        sqlx::query("UPDATE workers SET device_profile = $1 WHERE id = $2")
+            .bind(json)
+            .bind(worker_id)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
     /// Claims a due pending trial this worker may run, or `None`. Searches
     /// take turns (the one that waited longest since its last claim goes
     /// first, so they share workers whatever their queue lengths), except

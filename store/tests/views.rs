@@ -167,6 +167,15 @@ async fn searches_page_by_status_and_workers_and_totals_show(store: Store) {
         memory_mib: Some(24_000),
         latency_threads: 1,
         speed_factor: Some(1.25),
+        runtimes: vec!["nas".into(), "onnxruntime".into()],
+        references: vec![store::LatencyReference {
+            runtime: "nas".into(),
+            threads: 1,
+            network: "mobilenet_v1@0.25".into(),
+            p50_ms: 0.9,
+            drift: 1.02,
+            established_at: 1,
+        }],
     };
     let w = store::WorkerInfo {
         profile: Some(profile.clone()),
@@ -289,7 +298,50 @@ async fn baselines_train_first_outside_the_budget_and_are_marked(store: Store) {
     assert_eq!(pareto.iter().filter(|p| p.baseline.is_some()).count(), 1);
 }
 
+async fn a_search_no_live_worker_may_run_says_what_it_waits_for(store: Store) {
+    let id = store
+        .create_search(&spec(
+            r#"{"name": "ort", "dataset": "mnist", "strategy": {"kind": "random"}, "budget": {"max_trials": 2, "parallelism": 2},
+                "objective": {"latency": {"target_ms": 1.0, "runtime": "onnxruntime"}}}"#,
+        ))
+        .await
+        .expect("create");
+    assert_eq!(
+        store.waiting_for(id).await.expect("waiting"),
+        Some(vec!["onnxruntime".to_owned()]),
+        "no worker at all"
+    );
+    // A live worker without onnxruntime cannot claim it, and it still waits.
+    let plain = worker("plain", &["cpu"]);
+    store.register_worker(&plain).await.expect("register");
+    assert_eq!(store.claim(&plain).await.expect("claim"), None);
+    assert_eq!(
+        store.waiting_for(id).await.expect("waiting"),
+        Some(vec!["onnxruntime".to_owned()])
+    );
+    // One with it may: nothing to report, and it claims.
+    let ort = worker("ort", &["cpu", "onnxruntime"]);
+    store.register_worker(&ort).await.expect("register");
+    assert_eq!(store.waiting_for(id).await.expect("waiting"), None);
+    let t = store.claim(&ort).await.expect("claim").expect("a trial");
+    assert_eq!(t.search_id, id);
+    // Profiles can be replaced (a re-established latency reference).
+    let profile = store::DeviceProfile {
+        cpu: "Test CPU".into(),
+        speed_factor: Some(0.9),
+        ..Default::default()
+    };
+    store
+        .update_device_profile("ort", &profile)
+        .await
+        .expect("update");
+    let workers = store.workers().await.expect("workers");
+    let ort_row = workers.iter().find(|w| w.id == "ort").expect("ort");
+    assert_eq!(ort_row.profile.as_ref(), Some(&profile));
+}
+
 common::on_both_backends!(
+    a_search_no_live_worker_may_run_says_what_it_waits_for,
     baselines_train_first_outside_the_budget_and_are_marked,
     a_served_page_is_never_staler_than_the_last_finished_trial,
     leaderboards_page_through_every_sort_like_the_reference,

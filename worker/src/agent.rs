@@ -47,6 +47,10 @@ pub struct AgentConfig {
     /// batches wait out other agents' measurements (`None`: no
     /// coordination).
     pub gate: Option<Arc<HostGate>>,
+    /// The device's latency reference bases, shared by the agents of the
+    /// process: latency is measured relative to the reference network
+    /// (`None`: absolute timing).
+    pub references: Option<Arc<crate::latency::References>>,
     /// Memory one trial may use, bytes (`None`: unchecked).
     pub max_memory: Option<u64>,
     /// The cores this agent shares with the other agents of its process
@@ -605,6 +609,8 @@ impl Agent {
             checkpoints: true,
             scored_on,
             gate: self.config.gate.clone(),
+            runtime: spec.objective.runtime(),
+            references: self.config.references.clone(),
             speed_factor: self
                 .config
                 .worker

@@ -75,17 +75,16 @@ impl Candidate {
         self.network.report()
     }
 
-    /// Measures its batch-1 inference latency (weights do not change the work
-    /// done, so this runs before training); with a `gate`, the other agents
-    /// of the host pause meanwhile.
-    pub fn measure(
-        mut self,
-        config: LatencyConfig,
-        gate: Option<&HostGate>,
-    ) -> Result<Measured, TrialError> {
-        let latency = latency::measure(&mut self.network, config, gate)?;
+    /// Measures its batch-1 inference latency as `meter` says (weights do
+    /// not change the work done, so this runs before training); with a
+    /// gate, the other agents of the host pause meanwhile.
+    pub fn measure(mut self, meter: &latency::Meter<'_>) -> Result<Measured, TrialError> {
+        let latency = latency::measure_with(&mut self.network, meter)?;
         tracing::info!(
             p50_ms = latency.p50,
+            raw_p50_ms = latency.raw_p50,
+            ratio = latency.ratio,
+            runtime = %latency.runtime,
             ci_low = latency.ci_low,
             ci_high = latency.ci_high,
             runs = latency.runs,
@@ -286,6 +285,10 @@ impl Measured {
                     .filter(|f| *f > 0.0 && f.is_finite())
                     .map(|f| p50 / f),
                 predicted: false,
+                raw_p50: Some(l.raw_p50),
+                ratio: l.ratio,
+                basis_p50: l.basis_p50,
+                runtime: (l.runtime != latency::Runtime::Nas).then_some(l.runtime),
             },
             report.params,
             report.macs,
@@ -446,6 +449,11 @@ pub struct TrialPlan {
     /// The host's latency gate (measure on a quiet host, pause batches
     /// while another agent measures).
     pub gate: Option<Arc<HostGate>>,
+    /// The engine latency is measured in (the search's objective).
+    pub runtime: latency::Runtime,
+    /// The device's reference bases: with them latency is measured on the
+    /// relative basis (`None`: absolute).
+    pub references: Option<Arc<latency::References>>,
     /// This worker's speed factor against the reference device (results
     /// then carry the normalised median), if calibrated.
     pub speed_factor: Option<f64>,
@@ -524,8 +532,14 @@ pub fn run(
     }
     let candidate = Candidate::build(&plan.architecture, plan.seed)?;
     crate::failpoint::hit("latency");
+    let meter = latency::Meter {
+        config: plan.latency,
+        gate: plan.gate.as_deref(),
+        runtime: plan.runtime,
+        references: plan.references.as_deref(),
+    };
     let measured = candidate
-        .measure(plan.latency, plan.gate.as_deref())?
+        .measure(&meter)?
         .with_speed_factor(plan.speed_factor)
         .with_earlier(plan.latency_limit.earlier_ms());
     if let Some(predictor) = &plan.predictor {
@@ -573,6 +587,8 @@ mod tests {
             checkpoints: false,
             scored_on: ScoredOn::Validation,
             gate: None,
+            runtime: latency::Runtime::Nas,
+            references: None,
             speed_factor: None,
             predictor: predictor.map(|p| Arc::new(Mutex::new(p))),
             latency_limit: LatencyLimit::Decide,

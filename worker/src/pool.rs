@@ -16,7 +16,9 @@ use crate::cores::CoreShare;
 use crate::health::Health;
 use crate::latency::calibrate::{calibrate, Calibration, CalibrationError};
 use crate::latency::predict::{Predictor, PredictorScreen};
-use crate::latency::{gate, Device, HostGate, LatencyConfig};
+use crate::latency::{
+    gate, onnxruntime, Device, HostGate, LatencyConfig, Meter, References, Runtime,
+};
 use crate::memory::available_memory;
 
 /// Why a pool could not be set up or did not stop cleanly.
@@ -70,7 +72,15 @@ pub struct AgentPool {
     /// Where the agents report their state (the process's health
     /// endpoint); `None`: not reported.
     pub health: Option<Arc<Health>>,
+    /// The device's latency reference bases (set by
+    /// [`AgentPool::calibrate`]; `None`: latency on the absolute basis).
+    pub references: Option<Arc<References>>,
+    /// How often the reference is re-established while the pool runs.
+    pub reference_period: Duration,
 }
+
+/// How often a worker re-establishes its latency reference by default.
+pub const REFERENCE_PERIOD: Duration = Duration::from_secs(3600);
 
 /// Networks [`AgentPool::calibrate`] measures to seed the predictor, from
 /// each of these presets.
@@ -110,17 +120,60 @@ impl AgentPool {
             speed_factor: None,
             predictor: Arc::new(Mutex::new(Predictor::new())),
             health: None,
+            references: None,
+            reference_period: REFERENCE_PERIOD,
         })
     }
 
-    /// Measures the reference networks on this machine (on a quiet host,
+    /// The latency runtimes this process has: our engine, and onnxruntime
+    /// once its library is loaded.
+    pub fn runtimes(&self) -> Vec<Runtime> {
+        let mut runtimes = vec![Runtime::Nas];
+        if onnxruntime::loaded().is_some() {
+            runtimes.push(Runtime::Onnxruntime);
+        }
+        runtimes
+    }
+
+    /// The labels the agents offer: the configured ones and the labels of
+    /// the runtimes this process has (`onnxruntime`).
+    fn offered_labels(&self) -> Vec<String> {
+        let mut labels = self.labels.clone();
+        for runtime in self.runtimes() {
+            if let Some(label) = runtime.required_label() {
+                if !labels.iter().any(|l| l == label) {
+                    labels.push(label.to_owned());
+                }
+            }
+        }
+        labels
+    }
+
+    /// Establishes the device reference's latency in every runtime this
+    /// process has (kept in the data dir's `latency-reference.json`), then
+    /// measures the reference networks relative to it (on a quiet host,
     /// through the latency gate) and keeps the speed factor for the agents
-    /// to register; blocks for a few seconds.
+    /// to register, and seeds the latency predictor; blocks for some
+    /// seconds. Without it, latency is timed on the absolute basis.
     pub fn calibrate(&mut self) -> Result<Calibration, PoolError> {
         let gate = self.open_gate();
-        let calibration = calibrate(LatencyConfig::default(), gate.as_deref())?;
+        let references = Arc::new(References::at(References::file_in(&self.data_dir)));
+        let threads = LatencyConfig::default().threads;
+        for runtime in self.runtimes() {
+            references
+                .establish(runtime, threads, gate.as_deref())
+                .map_err(CalibrationError::Measure)?;
+        }
+        self.references = Some(references.clone());
+        let meter = Meter {
+            config: LatencyConfig::default(),
+            gate: gate.as_deref(),
+            runtime: Runtime::Nas,
+            references: Some(&references),
+        };
+        let calibration = calibrate(&meter)?;
         self.speed_factor = Some(calibration.speed_factor);
-        let seed = seed_predictor(gate.as_deref())?;
+        let seed = seed_predictor(&meter)?;
         tracing::info!(networks = seed.observations(), "latency predictor seeded");
         *self
             .predictor
@@ -135,18 +188,21 @@ impl AgentPool {
         let latency = LatencyConfig::default();
         let measuring = Device::current(latency.threads);
         let device = measuring.fingerprint();
-        let profile = DeviceProfile {
-            speed_factor: self.speed_factor,
-            ..measuring.profile()
-        };
+        let profile = self.profile(&measuring);
+        let labels = self.offered_labels();
         let cores = CoreShare::new(self.concurrency, self.threads, self.exclusive_finals);
+        let ids: Vec<String> = (0..self.concurrency)
+            .map(|k| format!("{host}-{}-{k}", std::process::id()))
+            .collect();
+        // It stops with the agents, on `stop`.
+        drop(self.spawn_reference_keeper(store, ids.clone(), stop));
         (0..self.concurrency)
             .map(|k| {
                 let config = AgentConfig {
                     worker: WorkerInfo {
-                        id: format!("{host}-{}-{k}", std::process::id()),
+                        id: ids[k].clone(),
                         host: host.clone(),
-                        labels: self.labels.clone(),
+                        labels: labels.clone(),
                         threads: self.threads as u32,
                         device: device.clone(),
                         profile: Some(profile.clone()),
@@ -158,6 +214,7 @@ impl AgentPool {
                     latency,
                     final_latency: LatencyConfig::thorough(),
                     gate: self.open_gate(),
+                    references: self.references.clone(),
                     max_memory: self.max_memory.map(|m| m / self.concurrency as u64),
                     cores: Some(cores.clone()),
                     predictor: Some(self.predictor.clone()),
@@ -168,6 +225,72 @@ impl AgentPool {
                 tokio::spawn(Agent::new(store, config).run(stop.clone()))
             })
             .collect()
+    }
+
+    /// The profile the agents register: the device, its speed factor, its
+    /// runtimes and its reference bases.
+    fn profile(&self, measuring: &Device) -> DeviceProfile {
+        DeviceProfile {
+            speed_factor: self.speed_factor,
+            runtimes: self
+                .runtimes()
+                .iter()
+                .map(|r| r.as_str().to_owned())
+                .collect(),
+            references: self
+                .references
+                .as_ref()
+                .map(|r| r.all().iter().map(registered_reference).collect())
+                .unwrap_or_default(),
+            ..measuring.profile()
+        }
+    }
+
+    /// Re-establishes the reference in every runtime every
+    /// `reference_period` (on a quiet host) and registers the new bases
+    /// with the agents' profiles, until `stop` turns true; nothing without
+    /// references.
+    fn spawn_reference_keeper(
+        &self,
+        store: &Store,
+        worker_ids: Vec<String>,
+        stop: &watch::Receiver<bool>,
+    ) -> Option<JoinHandle<()>> {
+        let references = self.references.clone()?;
+        let pool = self.clone();
+        let store = store.clone();
+        let mut stop = stop.clone();
+        Some(tokio::spawn(async move {
+            let period = pool.reference_period;
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(period) => {}
+                    _ = stop.wait_for(|s| *s) => return,
+                }
+                let gate = pool.open_gate();
+                let runtimes = pool.runtimes();
+                let threads = LatencyConfig::default().threads;
+                let keeper = references.clone();
+                let done = tokio::task::spawn_blocking(move || {
+                    for runtime in runtimes {
+                        if let Err(e) = keeper.establish(runtime, threads, gate.as_deref()) {
+                            tracing::warn!(error = %e, runtime = %runtime, "the latency reference could not be re-established; the previous basis stays");
+                        }
+                    }
+                })
+                .await;
+                if let Err(e) = done {
+                    tracing::warn!(error = %e, "latency reference task failed");
+                    continue;
+                }
+                let profile = pool.profile(&Device::current(LatencyConfig::default().threads));
+                for id in &worker_ids {
+                    if let Err(e) = store.update_device_profile(id, &profile).await {
+                        tracing::warn!(error = %e, worker = %id, "the new latency reference could not be registered");
+                    }
+                }
+            }
+        }))
     }
 
     /// One agent's handle on the host's latency gate; a lock file that
@@ -187,9 +310,22 @@ impl AgentPool {
     }
 }
 
-/// A predictor fitted to short measurements of networks sampled from the
-/// presets in [`PREDICTOR_SEED`] (about 5 s for the 32 on the reference device).
-fn seed_predictor(gate: Option<&HostGate>) -> Result<Predictor, CalibrationError> {
+/// A basis as a worker registers it.
+fn registered_reference(basis: &crate::latency::reference::Basis) -> store::LatencyReference {
+    store::LatencyReference {
+        runtime: basis.runtime.as_str().to_owned(),
+        threads: u32::try_from(basis.threads).unwrap_or(u32::MAX),
+        network: basis.network.clone(),
+        p50_ms: basis.p50_ms,
+        drift: basis.drift,
+        established_at: basis.established_at_ms(),
+    }
+}
+
+/// A predictor fitted to short measurements (as `meter` measures, with
+/// shorter settings) of networks sampled from the presets in
+/// [`PREDICTOR_SEED`] (about 5 s for the 32 on the reference device).
+fn seed_predictor(meter: &Meter<'_>) -> Result<Predictor, CalibrationError> {
     let config = LatencyConfig {
         warmup_min_ms: 20.0,
         warmup_max_ms: 200.0,
@@ -212,7 +348,7 @@ fn seed_predictor(gate: Option<&HostGate>) -> Result<Predictor, CalibrationError
                 search::sample(&space, search::InputShape::new(1, 28, 28), 10, &mut rng)
                     .map_err(|e| CalibrationError::Reference(format!("a {preset} sample: {e}")))?;
             let mut network = crate::net::Network::new(&architecture, 1)?;
-            let latency = crate::latency::measure(&mut network, config, gate)?;
+            let latency = crate::latency::measure_with(&mut network, &Meter { config, ..*meter })?;
             predictor.observe(&architecture, latency.p50);
         }
     }

@@ -29,6 +29,7 @@ fn agent_config(id: &str) -> AgentConfig {
         latency: LatencyConfig::quick(),
         final_latency: LatencyConfig::quick(),
         gate: None,
+        references: None,
         max_memory: None,
         cores: None,
         predictor: None,
@@ -63,6 +64,7 @@ async fn small_search(url: String) {
             let config = AgentConfig {
                 latency: LatencyConfig::default(),
                 gate: Some(Arc::new(HostGate::open(&lock).expect("gate"))),
+                references: None,
                 ..agent_config(w)
             };
             tokio::spawn(Agent::new(store.clone(), config).run(stopped.clone()))

@@ -81,6 +81,7 @@ fn agent_config(data_dir: PathBuf) -> AgentConfig {
         latency: LatencyConfig::quick(),
         final_latency: LatencyConfig::quick(),
         gate: None,
+        references: None,
         max_memory: None,
         cores: None,
         predictor: None,

@@ -354,6 +354,8 @@ fn only_a_trials_first_measurement_may_reject_it_for_latency() {
         checkpoints: false,
         scored_on: ScoredOn::Validation,
         gate: None,
+        runtime: worker::latency::Runtime::Nas,
+        references: None,
         speed_factor: None,
         predictor: None,
         latency_limit,

@@ -93,6 +93,11 @@ pub struct SearchDetail {
     /// data, tested once), best test accuracy first; empty until final
     /// training is queued.
     pub final_models: Vec<TrialView>,
+    /// Why its pending trials are not being run, when no live worker may
+    /// run them: `waiting for a worker with onnxruntime` (the labels they
+    /// require). Absent while some worker could claim them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting_for: Option<String>,
 }
 
 /// A search in a list, with its progress and best figures.

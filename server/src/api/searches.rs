@@ -127,6 +127,14 @@ pub async fn get_search(
         trial_counts: counts,
         best_trial: best,
         final_models: state.store.final_models(id).await?,
+        waiting_for: match search.status {
+            SearchStatus::Running => state
+                .store
+                .waiting_for(id)
+                .await?
+                .map(|labels| format!("waiting for a worker with {}", labels.join(", "))),
+            _ => None,
+        },
     }))
 }
 

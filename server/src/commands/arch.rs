@@ -40,7 +40,9 @@ pub fn onnx(args: &ArchOnnxArgs) -> anyhow::Result<String> {
     let arch = Architecture::from_json(&text).with_context(|| args.file.display().to_string())?;
     let mut net = worker::net::Network::new(&arch, 0)
         .with_context(|| format!("{}: invalid architecture", args.file.display()))?;
-    worker::weights::load(&mut net, &args.weights)?;
+    if let Some(weights) = &args.weights {
+        worker::weights::load(&mut net, weights)?;
+    }
     let model = worker::onnx::to_onnx(&net, &[])?;
     std::fs::write(&args.out, &model).with_context(|| format!("writing {}", args.out.display()))?;
     let input = match net.input_normalization() {

@@ -4,7 +4,9 @@
 
 use serde_json::json;
 use worker::latency::calibrate::{calibrate, speed_factor, Calibration, REFERENCE_SET};
-use worker::latency::{gate, HostGate, LatencyConfig};
+use worker::latency::LatencyConfig;
+
+use super::timing::Timing;
 
 use crate::cli::CalibrateArgs;
 use crate::table::{Align, Table};
@@ -28,9 +30,10 @@ pub fn run(args: &CalibrateArgs) -> anyhow::Result<String> {
         threads: args.threads,
         ..args.protocol.config()
     };
-    let gate = gate::open_or_warn(&HostGate::default_path());
+    let timing = Timing::from_args(&args.basis)?;
+    let meter = timing.meter(config);
     let runs: Vec<Calibration> = (0..args.repeat)
-        .map(|_| calibrate(config, gate.as_deref()))
+        .map(|_| calibrate(&meter))
         .collect::<Result<_, _>>()?;
     let rows: Vec<(String, f64, f64)> = REFERENCE_SET
         .iter()

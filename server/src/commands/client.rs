@@ -270,9 +270,10 @@ fn finals_text(detail: &SearchDetail) -> String {
 /// The search's status, with the reason when it failed.
 fn status_name(detail: &SearchDetail) -> String {
     let status = detail.search.status.as_str();
-    match &detail.search.error {
-        Some(reason) => format!("{status} ({reason})"),
-        None => status.to_owned(),
+    match (&detail.search.error, &detail.waiting_for) {
+        (Some(reason), _) => format!("{status} ({reason})"),
+        (None, Some(waiting)) => format!("{status} ({waiting})"),
+        (None, None) => status.to_owned(),
     }
 }
 
@@ -289,8 +290,13 @@ fn follow(client: &Client, id: i64) -> anyhow::Result<SearchDetail> {
         let best = detail.best_trial.as_ref().map_or("-".into(), |b| {
             format!("{:.4} (trial {})", b.reward, b.trial_id)
         });
+        let waiting = detail
+            .waiting_for
+            .as_ref()
+            .map(|w| format!(" ({w})"))
+            .unwrap_or_default();
         let line = format!(
-            "[{}{}] {}/{} trials, {running} running, best reward {best}",
+            "[{}{}] {}/{} trials, {running} running, best reward {best}{waiting}",
             "#".repeat(filled),
             ".".repeat(width - filled),
             p.trials_ended,

@@ -10,6 +10,7 @@ pub mod dataset;
 pub mod queue;
 pub mod serve;
 pub mod space;
+pub mod timing;
 pub mod train;
 pub mod up;
 pub mod worker;

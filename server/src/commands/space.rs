@@ -57,7 +57,8 @@ pub fn latency(args: &SpaceLatencyArgs) -> anyhow::Result<String> {
         threads: args.threads,
         ..Default::default()
     };
-    let gate = worker::latency::gate::open_or_warn(&worker::latency::HostGate::default_path());
+    let timing = super::timing::Timing::from_args(&args.basis)?;
+    let meter = timing.meter(config);
     let mut rows = Vec::with_capacity(usize::from(args.samples));
     let mut predictor = Predictor::new();
     let mut predictions = Vec::new();
@@ -68,7 +69,7 @@ pub fn latency(args: &SpaceLatencyArgs) -> anyhow::Result<String> {
         }
         let predicted = (i >= args.fit).then(|| predictor.predict(&arch)).flatten();
         let mut net = worker::net::Network::new(&arch, 0)?;
-        let measured = worker::latency::measure(&mut net, config, gate.as_deref())?;
+        let measured = worker::latency::measure_with(&mut net, &meter)?;
         if i < args.fit {
             predictor.observe(&arch, measured.p50);
         } else if let Some(p) = predicted {

@@ -140,14 +140,17 @@ pub fn train(args: &TrainArgs) -> anyhow::Result<String> {
         thousands(split.test.len() as u64),
         config.threads,
     );
-    let gate = host_gate();
-    let measured = candidate.measure(
-        LatencyConfig {
-            threads: args.latency_threads,
-            ..LatencyConfig::default()
-        },
-        gate.as_deref(),
-    )?;
+    let timing = super::timing::Timing::relative_in(
+        &args
+            .data_dir
+            .clone()
+            .unwrap_or_else(worker::data::default_data_dir),
+    );
+    let measured = candidate.measure(&timing.meter(LatencyConfig {
+        threads: args.latency_threads,
+        ..LatencyConfig::default()
+    }))?;
+    let gate = timing.gate.clone();
     let data = TrainData {
         train: &train_set,
         validation: (!val_set.is_empty()).then_some(&val_set),
@@ -224,10 +227,18 @@ pub fn latency(args: &LatencyArgs) -> anyhow::Result<String> {
         threads: args.threads,
         ..args.protocol.config()
     };
-    let gate = host_gate();
-    let measurements = (0..args.repeat)
-        .map(|_| latency::measure(&mut net, config, gate.as_deref()))
-        .collect::<Result<Vec<_>, _>>()?;
+    if !(args.interval_secs.is_finite() && args.interval_secs >= 0.0) {
+        bail!("--interval-secs must be a number of seconds, not negative");
+    }
+    let timing = super::timing::Timing::from_args(&args.basis)?;
+    let meter = timing.meter(config);
+    let mut measurements = Vec::with_capacity(usize::from(args.repeat));
+    for i in 0..args.repeat {
+        if i > 0 && args.interval_secs > 0.0 {
+            std::thread::sleep(std::time::Duration::from_secs_f64(args.interval_secs));
+        }
+        measurements.push(latency::measure_with(&mut net, &meter)?);
+    }
     let p50s: Vec<f64> = measurements.iter().map(|l| l.p50).collect();
     let max = p50s.iter().copied().fold(f64::MIN, f64::max);
     let min = p50s.iter().copied().fold(f64::MAX, f64::min);

@@ -18,6 +18,7 @@ use worker::pool::AgentPool;
 /// Runs everything until a shutdown signal.
 pub fn run(args: &UpArgs) -> anyhow::Result<String> {
     let data_dir = args.data_dir.clone().unwrap_or_else(default_data_dir);
+    let onnxruntime = super::timing::load_onnxruntime(&args.onnxruntime)?;
     let mut pool = AgentPool::new(args.workers, None, &["cpu".to_owned()], data_dir)?;
     super::worker::calibrate(&mut pool, args.calibrate)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -37,12 +38,14 @@ pub fn run(args: &UpArgs) -> anyhow::Result<String> {
         println!(
             "nas is up: http://{address}/ (API http://{address}/api/v1)\n\
              database {}, {} worker(s) x {} thread(s), datasets in {}\n\
+             {}\n\
              submit a search:  nas submit examples/quick.json --wait\n\
              stop with Ctrl-C",
             args.db.display(),
             pool.concurrency,
             pool.threads,
-            pool.data_dir.display()
+            pool.data_dir.display(),
+            super::timing::onnxruntime_status(onnxruntime.as_ref()),
         );
         let mut stopped = stop_rx.clone();
         let listener = LimitedListener::new(listener, args.http.max_connections, HEADER_DEADLINE);

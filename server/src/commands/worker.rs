@@ -69,6 +69,13 @@ pub fn run(args: &WorkerArgs) -> anyhow::Result<String> {
         args.data_dir.clone().unwrap_or_else(default_data_dir),
     )?;
     pool.heartbeat = seconds("heartbeat-secs", args.heartbeat_secs)?;
+    pool.reference_period = seconds("reference-every-secs", args.reference_every_secs)?;
+    let onnxruntime = super::timing::load_onnxruntime(&args.onnxruntime)?;
+    let status = super::timing::onnxruntime_status(onnxruntime.as_ref());
+    match onnxruntime {
+        Some(_) => tracing::info!("{status}"),
+        None => tracing::warn!("{status}"),
+    }
     calibrate(&mut pool, args.calibrate)?;
     pool.exclusive_finals = !args.shared_finals;
     pool.poll = seconds("poll-secs", args.poll_secs)?;

@@ -22,7 +22,7 @@ use search::{zoo, Architecture, InputShape};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use super::{measure, HostGate, LatencyConfig};
+use super::{measure_with, Meter};
 use crate::net::{Network, NetworkError};
 use crate::train::TrainError;
 
@@ -128,17 +128,15 @@ pub fn speed_factor(pairs: &[(f64, f64)]) -> Option<f64> {
     (!logs.is_empty()).then(|| (logs.iter().sum::<f64>() / logs.len() as f64).exp())
 }
 
-/// Measures the reference set with `config` (waiting for a quiet host
-/// through `gate`) and returns this device's speed factor.
-pub fn calibrate(
-    config: LatencyConfig,
-    gate: Option<&HostGate>,
-) -> Result<Calibration, CalibrationError> {
+/// Measures the reference set as `meter` says (waiting for a quiet host
+/// through its gate; relative to the device reference when it has the
+/// references) and returns this device's speed factor.
+pub fn calibrate(meter: &Meter<'_>) -> Result<Calibration, CalibrationError> {
     let started = std::time::Instant::now();
     let mut points = Vec::with_capacity(REFERENCE_SET.len());
     for reference in REFERENCE_SET {
         let mut network = Network::new(&reference.architecture()?, 1)?;
-        let latency = measure(&mut network, config, gate)?;
+        let latency = measure_with(&mut network, meter)?;
         points.push(CalibrationPoint {
             network: reference.label(),
             p50_ms: latency.p50,
@@ -182,7 +180,8 @@ mod tests {
 
     #[test]
     fn calibrating_measures_every_network() {
-        let calibration = calibrate(LatencyConfig::quick(), None).expect("calibrates");
+        let calibration =
+            calibrate(&Meter::absolute(super::super::LatencyConfig::quick())).expect("calibrates");
         assert_eq!(calibration.points.len(), REFERENCE_SET.len());
         assert!(calibration.speed_factor > 0.0 && calibration.speed_factor.is_finite());
         assert!(calibration.points.iter().all(|p| p.p50_ms > 0.0));

@@ -25,6 +25,11 @@ impl Device {
         }
     }
 
+    /// The machine without the thread count, e.g. `AMD EPYC 7B13 x2`.
+    pub fn cpu_label(&self) -> String {
+        format!("{} x{}", self.cpu, self.logical_cpus)
+    }
+
     /// A short fingerprint, e.g. `AMD EPYC 7B13 x2 (1 thread)`.
     pub fn fingerprint(&self) -> String {
         let unit = if self.threads == 1 {
@@ -51,6 +56,8 @@ impl Device {
             memory_mib: crate::memory::available_memory().map(|b| b >> 20),
             latency_threads: u32::try_from(self.threads).unwrap_or(u32::MAX),
             speed_factor: None,
+            runtimes: Vec::new(),
+            references: Vec::new(),
         }
     }
 }

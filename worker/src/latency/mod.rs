@@ -10,12 +10,25 @@
 //! `min_time_ms`, at most `max_runs` or `max_time_ms`). A measurement whose
 //! interval stays wider than [`LatencyConfig::accept_ci`] is repeated, up to
 //! `attempts` times, and flagged `unstable` if it never narrows.
+//!
+//! **Relative basis** ([`measure_with`] with the device's [`References`]):
+//! each timed unit is a pair, the network and the device reference network
+//! run back to back in alternating order, and the statistic is the pair's
+//! ratio; the median ratio (and its interval, p90 and min) times the
+//! reference's established p50 gives milliseconds, and the network's own
+//! median is kept beside it as `raw_p50`. A shared VM's fast and slow states
+//! (1.6x apart, 0.1 s to over a second each) hit both sides of a pair alike,
+//! so the ratio holds where the absolute time does not (see
+//! [`reference`]). The runtime is our engine or onnxruntime
+//! ([`onnxruntime`]), the same protocol either way.
 
 pub mod calibrate;
 mod cpu;
 mod device;
 pub mod gate;
+pub mod onnxruntime;
 pub mod predict;
+pub mod reference;
 pub mod stats;
 
 use std::collections::BTreeSet;
@@ -25,6 +38,8 @@ use serde::{Deserialize, Serialize};
 
 pub use device::Device;
 pub use gate::HostGate;
+pub use reference::References;
+pub use search::Runtime;
 pub use stats::Summary;
 
 use crate::net::Network;
@@ -145,7 +160,10 @@ impl LatencyConfig {
     }
 }
 
-/// A latency measurement.
+/// A latency measurement. On the relative basis (`ratio` present) the
+/// figures are the per-pair ratios to the device reference network times the
+/// reference's established p50 (`basis_p50`); otherwise they are the run
+/// times themselves.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Latency {
     /// Median, milliseconds.
@@ -158,7 +176,7 @@ pub struct Latency {
     pub ci_low: f64,
     /// Upper end of the median's 95% confidence interval, milliseconds.
     pub ci_high: f64,
-    /// Timed runs (of the attempt reported).
+    /// Timed runs (of the attempt reported; pairs on the relative basis).
     pub runs: usize,
     /// Runs above the upper Tukey fence (kept, counted).
     pub outliers: usize,
@@ -179,6 +197,17 @@ pub struct Latency {
     pub seconds_spent: f64,
     /// Where it was measured.
     pub device: Device,
+    /// The engine it ran in.
+    pub runtime: Runtime,
+    /// The median of the network's own run times, milliseconds (equal to
+    /// `p50` on the absolute basis).
+    pub raw_p50: f64,
+    /// The median of the per-pair ratios network / reference (relative
+    /// basis only).
+    pub ratio: Option<f64>,
+    /// The reference's established p50 the ratio was multiplied by,
+    /// milliseconds (relative basis only).
+    pub basis_p50: Option<f64>,
 }
 
 impl Latency {
@@ -200,24 +229,135 @@ impl Latency {
     }
 }
 
-/// One attempt's timings.
-struct Attempt {
-    summary: Summary,
-    warmup_runs: usize,
-    cpus: BTreeSet<usize>,
+/// One batch-1 forward pass of a network on a fixed input, in some engine.
+pub trait Inference: Send {
+    /// Runs it once.
+    fn infer(&mut self) -> Result<(), TrainError>;
 }
 
-/// Times batch-1 inference (eval mode) of `net` on a fixed input with the
-/// protocol of this module; with a `gate`, no batch of another agent of the
-/// host runs meanwhile. Weights do not change the work done, so this can
-/// run before training.
+/// A network in our own engine (eval mode).
+pub struct EngineInference<'a> {
+    net: &'a mut Network,
+    params: Vec<crate::ops::Param<f32>>,
+    image: Vec<f32>,
+}
+
+impl<'a> EngineInference<'a> {
+    /// `net` on a fixed input of its shape.
+    pub fn new(net: &'a mut Network) -> Self {
+        let input = net.architecture().input;
+        let image = fixed_image(input.channels * input.height * input.width);
+        let params = net.tensors();
+        Self { net, params, image }
+    }
+}
+
+impl Inference for EngineInference<'_> {
+    fn infer(&mut self) -> Result<(), TrainError> {
+        let x = self.image.clone();
+        std::hint::black_box(self.net.predict(&self.params, x, 1));
+        Ok(())
+    }
+}
+
+/// The fixed input every measurement uses: deterministic values in `[0, 1]`.
+pub(crate) fn fixed_image(size: usize) -> Vec<f32> {
+    (0..size)
+        .map(|i| ((i * 7919) % 255) as f32 / 255.0)
+        .collect()
+}
+
+/// `net` ready to run in `runtime` (`threads` intra-op threads for
+/// onnxruntime; our engine takes the measuring pool's).
+fn inference<'a>(
+    net: &'a mut Network,
+    runtime: Runtime,
+    threads: usize,
+) -> Result<Box<dyn Inference + Send + 'a>, TrainError> {
+    Ok(match runtime {
+        Runtime::Nas => Box::new(EngineInference::new(net)),
+        Runtime::Onnxruntime => Box::new(onnxruntime::OrtInference::new(net, threads)?),
+    })
+}
+
+/// How and where to measure: the protocol's settings, the host's gate, the
+/// runtime and the device's reference bases (`None`: absolute timing).
+#[derive(Debug, Clone, Copy)]
+pub struct Meter<'a> {
+    /// The protocol's settings.
+    pub config: LatencyConfig,
+    /// The host's latency gate.
+    pub gate: Option<&'a HostGate>,
+    /// The engine to time in.
+    pub runtime: Runtime,
+    /// The device's reference bases: with them a network is timed in
+    /// alternation with the reference network (relative basis).
+    pub references: Option<&'a References>,
+}
+
+impl<'a> Meter<'a> {
+    /// Absolute timing in our engine with `config` (tests, one-offs).
+    pub fn absolute(config: LatencyConfig) -> Self {
+        Self {
+            config,
+            gate: None,
+            runtime: Runtime::Nas,
+            references: None,
+        }
+    }
+}
+
+/// Times batch-1 inference (eval mode) of `net` in our engine, absolute
+/// basis; with a `gate`, no batch of another agent of the host runs
+/// meanwhile. Weights do not change the work done, so this can run before
+/// training.
 pub fn measure(
     net: &mut Network,
     config: LatencyConfig,
     gate: Option<&HostGate>,
 ) -> Result<Latency, TrainError> {
+    measure_absolute(net, Runtime::Nas, config, gate)
+}
+
+/// Times `net` in `runtime` on the absolute basis (the run times
+/// themselves): how the reference itself is established.
+pub fn measure_absolute(
+    net: &mut Network,
+    runtime: Runtime,
+    config: LatencyConfig,
+    gate: Option<&HostGate>,
+) -> Result<Latency, TrainError> {
+    measure_with(
+        net,
+        &Meter {
+            config,
+            gate,
+            runtime,
+            references: None,
+        },
+    )
+}
+
+/// Times `net` as `meter` says: on the relative basis when it has the
+/// device's references (the network and the reference network alternate,
+/// run by run, and the median of the per-pair ratios is multiplied by the
+/// reference's established p50), else on the absolute basis.
+pub fn measure_with(net: &mut Network, meter: &Meter<'_>) -> Result<Latency, TrainError> {
+    let config = meter.config;
     config.check()?;
     let started = Instant::now();
+    // Established first: establishing takes the gate itself.
+    let basis = meter
+        .references
+        .map(|r| r.basis(meter.runtime, config.threads, meter.gate))
+        .transpose()?;
+    let mut reference_network = match &basis {
+        Some(_) => Some(
+            Network::new(&reference::reference_architecture()?, 1)
+                .map_err(|e| TrainError::Data(format!("reference network: {e}")))?,
+        ),
+        None => None,
+    };
     let pool = thread_pool(config.threads)?;
     let allowed = cpu::allowed_cpus();
     let pinned = config.pin
@@ -229,30 +369,65 @@ pub fn measure(
             })
             .into_iter()
             .all(|ok| ok);
-    let input = net.architecture().input;
-    let size = input.channels * input.height * input.width;
-    let image: Vec<f32> = (0..size)
-        .map(|i| ((i * 7919) % 255) as f32 / 255.0)
-        .collect();
-    let quiet = gate.and_then(|g| {
+    let mut candidate = inference(net, meter.runtime, config.threads)?;
+    let mut reference = reference_network
+        .as_mut()
+        .map(|n| inference(n, meter.runtime, config.threads))
+        .transpose()?;
+    // One run each before anything is timed: a runtime that cannot run the
+    // network says so here, with its message.
+    pool.install(|| -> Result<(), TrainError> {
+        candidate.infer()?;
+        reference.as_mut().map_or(Ok(()), |r| r.infer())
+    })?;
+    let quiet = meter.gate.and_then(|g| {
         g.quiet()
             .map_err(|e| tracing::warn!(error = %e, path = %g.path().display(), "latency gate unavailable; measuring beside training"))
             .ok()
     });
     let quiet_wait_ms = quiet.as_ref().map_or(0.0, |q| q.waited.as_secs_f64() * 1e3);
-    let params = net.tensors();
-    let mut run = || {
-        let x = image.clone();
-        let t = Instant::now();
-        std::hint::black_box(net.predict(&params, x, 1));
-        t.elapsed().as_secs_f64() * 1e3
+    let mut failure: Option<TrainError> = None;
+    let mut pairs = 0usize;
+    let mut sample = || -> Sample {
+        let mut time = |inference: &mut Box<dyn Inference + Send + '_>| {
+            let t = Instant::now();
+            match inference.infer() {
+                Ok(()) => t.elapsed().as_secs_f64() * 1e3,
+                Err(e) => {
+                    failure.get_or_insert(e);
+                    f64::NAN
+                }
+            }
+        };
+        match reference.as_mut() {
+            None => {
+                let own = time(&mut candidate);
+                Sample { value: own, own }
+            }
+            Some(reference) => {
+                // The order alternates, so neither side always runs in the
+                // other's wake.
+                pairs += 1;
+                let (own, theirs) = if pairs.is_multiple_of(2) {
+                    let own = time(&mut candidate);
+                    (own, time(reference))
+                } else {
+                    let theirs = time(reference);
+                    (time(&mut candidate), theirs)
+                };
+                Sample {
+                    value: own / theirs,
+                    own,
+                }
+            }
+        }
     };
     let (best, attempts) = pool.install(|| {
         let mut best: Option<Attempt> = None;
         let mut attempts = 0;
         while attempts < config.attempts {
             attempts += 1;
-            let attempt = one_attempt(&config, &mut run);
+            let attempt = one_attempt(&config, &mut sample);
             let width = attempt.summary.relative_half_width();
             let better = best
                 .as_ref()
@@ -260,13 +435,16 @@ pub fn measure(
             if better {
                 best = Some(attempt);
             }
-            if width <= config.accept_ci {
+            if width <= config.accept_ci || attempt_failed(&best) {
                 break;
             }
         }
         (best, attempts)
     });
     drop(quiet);
+    if let Some(e) = failure {
+        return Err(e);
+    }
     let best = best.ok_or_else(|| TrainError::Config {
         field: "latency.attempts",
         message: "no attempt ran".into(),
@@ -274,20 +452,22 @@ pub fn measure(
     let unstable = best.summary.relative_half_width() > config.accept_ci;
     if unstable {
         tracing::warn!(
-            p50_ms = best.summary.p50,
+            p50 = best.summary.p50,
             half_width = best.summary.relative_half_width(),
             attempts,
             "latency interval stayed wide"
         );
     }
+    let scale = basis.as_ref().map_or(1.0, |b| b.p50_ms);
+    let s = best.summary;
     Ok(Latency {
-        p50: best.summary.p50,
-        p90: best.summary.p90,
-        min: best.summary.min,
-        ci_low: best.summary.ci_low,
-        ci_high: best.summary.ci_high,
-        runs: best.summary.runs,
-        outliers: best.summary.outliers,
+        p50: s.p50 * scale,
+        p90: s.p90 * scale,
+        min: s.min * scale,
+        ci_low: s.ci_low * scale,
+        ci_high: s.ci_high * scale,
+        runs: s.runs,
+        outliers: s.outliers,
         warmup_runs: best.warmup_runs,
         attempts,
         unstable,
@@ -296,19 +476,49 @@ pub fn measure(
         quiet_wait_ms,
         seconds_spent: started.elapsed().as_secs_f64(),
         device: Device::current(config.threads),
+        runtime: meter.runtime,
+        raw_p50: best.own_p50,
+        ratio: basis.as_ref().map(|_| s.p50),
+        basis_p50: basis.as_ref().map(|b| b.p50_ms),
     })
 }
 
+/// One timed unit: the figure summarised (a run time, or a pair's ratio)
+/// and the network's own run time.
+#[derive(Debug, Clone, Copy)]
+struct Sample {
+    value: f64,
+    own: f64,
+}
+
+/// One attempt's timings.
+struct Attempt {
+    summary: Summary,
+    own_p50: f64,
+    warmup_runs: usize,
+    cpus: BTreeSet<usize>,
+}
+
+fn attempt_failed(best: &Option<Attempt>) -> bool {
+    best.as_ref().is_some_and(|b| !b.summary.p50.is_finite())
+}
+
 /// Warm-up until settled, then timed runs until the interval is narrow.
-fn one_attempt(config: &LatencyConfig, run: &mut impl FnMut() -> f64) -> Attempt {
+fn one_attempt(config: &LatencyConfig, run: &mut impl FnMut() -> Sample) -> Attempt {
     let warmup_runs = warm_up(config, run);
     let mut times = Vec::with_capacity(config.min_runs * 4);
+    let mut own = Vec::with_capacity(config.min_runs * 4);
     let mut cpus = BTreeSet::new();
     let started = Instant::now();
     let max_time = Duration::from_secs_f64(config.max_time_ms / 1e3);
     let min_time = Duration::from_secs_f64(config.min_time_ms / 1e3);
     loop {
-        times.push(run());
+        let sample = run();
+        times.push(sample.value);
+        own.push(sample.own);
+        if !sample.value.is_finite() {
+            break;
+        }
         if let Some(cpu) = cpu::current_cpu() {
             cpus.insert(cpu);
         }
@@ -328,6 +538,7 @@ fn one_attempt(config: &LatencyConfig, run: &mut impl FnMut() -> f64) -> Attempt
     }
     Attempt {
         summary: stats::summarise(&times),
+        own_p50: stats::median(&own),
         warmup_runs,
         cpus,
     }
@@ -336,7 +547,7 @@ fn one_attempt(config: &LatencyConfig, run: &mut impl FnMut() -> f64) -> Attempt
 /// Runs windows of at least 5 runs and 10 ms until two successive window
 /// medians agree within 3% (after `warmup_min_ms`) or `warmup_max_ms`
 /// passes; returns the runs made.
-fn warm_up(config: &LatencyConfig, run: &mut impl FnMut() -> f64) -> usize {
+fn warm_up(config: &LatencyConfig, run: &mut impl FnMut() -> Sample) -> usize {
     let started = Instant::now();
     let min = Duration::from_secs_f64(config.warmup_min_ms / 1e3);
     let max = Duration::from_secs_f64(config.warmup_max_ms / 1e3);
@@ -347,8 +558,9 @@ fn warm_up(config: &LatencyConfig, run: &mut impl FnMut() -> f64) -> usize {
         let window_start = Instant::now();
         let mut window = Vec::new();
         while window.len() < 5 || window_start.elapsed() < window_time {
-            window.push(run());
-            if window.len() >= 1000 {
+            let value = run().value;
+            window.push(value);
+            if window.len() >= 1000 || !value.is_finite() {
                 break;
             }
         }
@@ -356,7 +568,7 @@ fn warm_up(config: &LatencyConfig, run: &mut impl FnMut() -> f64) -> usize {
         let median = stats::median(&window);
         let elapsed = started.elapsed();
         let settled = previous.is_some_and(|p| (median - p).abs() <= 0.03 * p);
-        if (settled && elapsed >= min) || elapsed >= max {
+        if (settled && elapsed >= min) || elapsed >= max || !median.is_finite() {
             return runs;
         }
         previous = Some(median);

@@ -121,6 +121,10 @@ pub enum TrainError {
     /// The data does not fit the network.
     #[error("{0}")]
     Data(String),
+    /// The inference runtime (onnxruntime) failed or refused the network;
+    /// its message.
+    #[error("{0}")]
+    Runtime(String),
     /// The thread pool could not start.
     #[error("cannot start {threads} training threads: {message}")]
     Threads {
