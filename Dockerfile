@@ -23,6 +23,18 @@ RUN touch search/src/lib.rs store/src/lib.rs worker/src/lib.rs server/src/lib.rs
  && cargo build --release --locked -p server \
  && cp target/release/nas /usr/local/bin/nas
 
+# onnxruntime's shared library, for latency measured in onnxruntime (the
+# worker loads it at run time): taken from the onnxruntime wheel on PyPI,
+# checked against its SHA-256.
+FROM python:3.11-slim-bookworm AS onnxruntime
+ARG ORT_VERSION=1.32.0
+ARG ORT_WHEEL=onnxruntime-1.32.0-cp311-cp311-manylinux_2_28_x86_64.whl
+ARG ORT_SHA256=5a34fc4dfeb5a7b4a74c95dcba1e773d722abda720b474edf1b0c419dc6d163d
+RUN pip download --no-deps --only-binary=:all: "onnxruntime==${ORT_VERSION}" -d /wheel \
+ && echo "${ORT_SHA256}  /wheel/${ORT_WHEEL}" | sha256sum -c - \
+ && python -m zipfile -e "/wheel/${ORT_WHEEL}" /ort \
+ && cp "/ort/onnxruntime/capi/libonnxruntime.so.${ORT_VERSION}" /libonnxruntime.so
+
 FROM debian:bookworm-slim
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates curl \
@@ -31,6 +43,9 @@ RUN apt-get update \
  && mkdir -p /data /run/nas-lock \
  && chown nas:nas /data /run/nas-lock
 COPY --from=builder /usr/local/bin/nas /usr/local/bin/nas
+COPY --from=onnxruntime /libonnxruntime.so /usr/local/lib/libonnxruntime.so
+# Workers load it, so searches measured in onnxruntime can run on them.
+ENV NAS_ONNXRUNTIME=/usr/local/lib/libonnxruntime.so
 USER nas
 WORKDIR /home/nas
 # Datasets are downloaded (and checked) here on first use; mount a volume.

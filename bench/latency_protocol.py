@@ -77,6 +77,13 @@ def python_p50_ms(model, shape, repeats=3, runs=300):
     return statistics.median(medians)
 
 
+def save(path, rows, summary=None):
+    """Writes what has been measured so far (each phase adds to the rows)."""
+    if path:
+        with open(path, "w") as f:
+            json.dump({"summary": summary, "rows": rows}, f, indent=1)
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--nas", default="target/release/nas")
@@ -128,6 +135,7 @@ def main():
         row["idle_raw_median"] = statistics.median(row["raw"])
         print(f"{row['network']:12s} relative max/min {row['relative_max_over_min']:.3f}  raw {row['raw_max_over_min']:.3f}", file=sys.stderr)
     spread_seconds = time.time() - t0
+    save(args.out, rows)
 
     trainers = [
         subprocess.Popen(
@@ -149,6 +157,7 @@ def main():
         t.terminate()
     for t in trainers:
         t.wait()
+    save(args.out, rows)
 
     for row, (name, path) in zip(rows, nets):
         ms = [latency(args.nas, path, env, "onnxruntime") for _ in range(3)]
@@ -158,7 +167,7 @@ def main():
         model = os.path.join(work, f"{name}.onnx")
         run([args.nas, "arch", "onnx", path, "--untrained", "--out", model])
         arch = json.load(open(path))
-        shape = (1, arch["input"]["channels"], arch["input"]["height"], arch["input"]["width"])
+        shape = (1, *arch["input"])  # [channels, height, width]
         row["python_onnxruntime_ms"] = python_p50_ms(model, shape)
         row["recorded_over_python"] = row["onnxruntime_relative"] / row["python_onnxruntime_ms"]
         row["raw_over_python"] = row["onnxruntime_raw"] / row["python_onnxruntime_ms"]
@@ -190,9 +199,7 @@ def main():
         "mean_measurement_seconds": statistics.mean(s for r in rows for s in r["seconds"]),
     }
     print(json.dumps(summary, indent=1))
-    if args.out:
-        with open(args.out, "w") as f:
-            json.dump({"summary": summary, "rows": rows}, f, indent=1)
+    save(args.out, rows, summary)
 
 
 if __name__ == "__main__":

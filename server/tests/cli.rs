@@ -411,3 +411,32 @@ fn every_example_spec_is_valid() {
     }
     assert!(checked >= 2, "the example specs in examples/");
 }
+
+#[test]
+fn a_worker_given_a_library_that_does_not_load_refuses_to_start_naming_it() {
+    let bogus = std::env::temp_dir().join(format!("nas-bogus-ort-{}.so", std::process::id()));
+    std::fs::write(&bogus, b"not a shared library").expect("write");
+    for library in [
+        bogus.display().to_string(),
+        "/no/such/libonnxruntime.so".into(),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_nas"))
+            .args([
+                "worker",
+                "--database-url",
+                "sqlite:///nonexistent/never-opened.db",
+                "--calibrate",
+                "false",
+                "--onnxruntime",
+                &library,
+            ])
+            .output()
+            .expect("runs nas");
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("onnxruntime could not be loaded from") && err.contains(&library),
+            "{err}"
+        );
+    }
+}

@@ -47,26 +47,109 @@ impl Drop for Up {
     }
 }
 
-/// Starts `nas` with no arguments; returns once it printed its URL.
-fn start(dir: &std::path::Path, port: u16) -> (Up, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_nas"))
+/// Starts `nas` with no arguments (and `env`; an empty value removes the
+/// variable); returns once it printed its banner, with the banner.
+fn start_with(dir: &std::path::Path, port: u16, env: &[(&str, &str)]) -> (Up, String, String) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_nas"));
+    command
         .env("NAS_DB", dir.join("nas.db"))
         .env("NAS_PORT", port.to_string())
         .env("NAS_WORKERS", "1")
-        .env("NAS_DATA_DIR", datasets())
+        .env("NAS_DATA_DIR", datasets());
+    for (name, value) in env {
+        if value.is_empty() {
+            command.env_remove(name);
+        } else {
+            command.env(name, value);
+        }
+    }
+    let mut child = command
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .expect("starts nas");
     let stdout = child.stdout.take().expect("stdout");
-    let mut first = String::new();
+    let mut banner = String::new();
     let mut reader = BufReader::new(stdout);
-    reader.read_line(&mut first).expect("reads the banner");
+    while !banner.contains("stop with Ctrl-C") {
+        if reader.read_line(&mut banner).expect("reads the banner") == 0 {
+            break;
+        }
+    }
     // Keep reading: a closed pipe would make the server's next line of
-    // output (the banner is several) fail and the server exit.
+    // output fail and the server exit.
     std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
-    assert!(first.starts_with("nas is up: http://127.0.0.1:"), "{first}");
-    (Up(child), format!("http://127.0.0.1:{port}"))
+    assert!(
+        banner.starts_with("nas is up: http://127.0.0.1:"),
+        "{banner}"
+    );
+    (Up(child), format!("http://127.0.0.1:{port}"), banner)
+}
+
+/// Starts `nas` with no arguments; returns once it printed its URL.
+fn start(dir: &std::path::Path, port: u16) -> (Up, String) {
+    let (up, server, _) = start_with(dir, port, &[]);
+    (up, server)
+}
+
+/// A search measured in onnxruntime on a `nas up` without the library: the
+/// banner says how to give it one, and the search stays queued saying what
+/// it waits for, in `nas show` and the API; no trial fails.
+#[test]
+fn a_search_for_a_runtime_no_worker_has_waits_and_says_so() {
+    let dir = std::env::temp_dir().join(format!("nas-client-ort-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let (_up, server, banner) = start_with(
+        &dir,
+        free_port(),
+        &[
+            ("NAS_ONNXRUNTIME", ""),
+            ("ORT_DYLIB_PATH", ""),
+            ("NAS_CALIBRATE", "false"),
+        ],
+    );
+    assert!(
+        banner.contains("onnxruntime: not configured") && banner.contains("--onnxruntime PATH"),
+        "{banner}"
+    );
+    let spec = dir.join("ort.json");
+    std::fs::write(
+        &spec,
+        r#"{"name": "ort", "dataset": "mnist", "strategy": {"kind": "random"}, "seed": 3,
+            "objective": {"latency": {"target_ms": 1.0, "runtime": "onnxruntime"}},
+            "budget": {"max_trials": 2, "parallelism": 1, "epochs": 1, "max_train_samples": 512}}"#,
+    )
+    .expect("spec");
+    let id = ok(&nas(&server, &["submit", &spec.display().to_string()]))
+        .trim()
+        .to_owned();
+    // The worker registers and polls; the trial stays pending.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let shown = loop {
+        let shown = ok(&nas(&server, &["show", &id]));
+        if shown.contains("waiting for a worker with onnxruntime") || Instant::now() > deadline {
+            break shown;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    assert!(
+        shown.contains("running (waiting for a worker with onnxruntime)"),
+        "{shown}"
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let detail: serde_json::Value =
+        serde_json::from_str(&ok(&nas(&server, &["show", &id, "--json"]))).expect("json");
+    assert_eq!(
+        detail["waiting_for"].as_str(),
+        Some("waiting for a worker with onnxruntime"),
+        "{detail}"
+    );
+    assert_eq!(
+        detail["trial_counts"]["pending"].as_i64(),
+        Some(1),
+        "{detail}"
+    );
+    assert!(detail["trial_counts"].get("failed").is_none(), "{detail}");
 }
 
 #[test]

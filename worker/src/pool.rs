@@ -136,9 +136,25 @@ impl AgentPool {
     }
 
     /// The labels the agents offer: the configured ones and the labels of
-    /// the runtimes this process has (`onnxruntime`).
+    /// the runtimes this process has (`onnxruntime`). A runtime's label
+    /// configured without its runtime is dropped (logged): the agents would
+    /// claim trials they cannot measure.
     fn offered_labels(&self) -> Vec<String> {
-        let mut labels = self.labels.clone();
+        let have = self.runtimes();
+        let mut labels: Vec<String> = self
+            .labels
+            .iter()
+            .filter(|label| {
+                let missing = Runtime::ALL.iter().find(|r| {
+                    r.required_label() == Some(label.as_str()) && !have.contains(r)
+                });
+                if let Some(runtime) = missing {
+                    tracing::warn!(label = %label, "label dropped: this worker has no {runtime} (give it the library with --onnxruntime or NAS_ONNXRUNTIME)");
+                }
+                missing.is_none()
+            })
+            .cloned()
+            .collect();
         for runtime in self.runtimes() {
             if let Some(label) = runtime.required_label() {
                 if !labels.iter().any(|l| l == label) {

@@ -10,7 +10,7 @@ use search::SearchSpec;
 use store::{testing, QueueConfig, SearchStatus, Store, TrialState, WorkerInfo};
 use tokio::sync::watch;
 use worker::agent::{Agent, AgentConfig};
-use worker::latency::{HostGate, LatencyConfig};
+use worker::latency::{HostGate, LatencyConfig, References};
 
 fn agent_config(id: &str) -> AgentConfig {
     AgentConfig {
@@ -54,7 +54,8 @@ async fn small_search(url: String) {
     let id = store.create_search(&spec).await.expect("create");
     let (stop, stopped) = watch::channel(false);
     // Both agents measure with the trial protocol behind one host gate, as
-    // `nas up --workers 2` does.
+    // `nas up --workers 2` does, relative to one shared reference basis.
+    let references = Arc::new(References::in_memory().with_protocol(LatencyConfig::quick()));
     let lock = std::env::temp_dir()
         .join(format!("nas-agent-test-{}-{id}", std::process::id()))
         .join("latency.lock");
@@ -64,7 +65,7 @@ async fn small_search(url: String) {
             let config = AgentConfig {
                 latency: LatencyConfig::default(),
                 gate: Some(Arc::new(HostGate::open(&lock).expect("gate"))),
-                references: None,
+                references: Some(references.clone()),
                 ..agent_config(w)
             };
             tokio::spawn(Agent::new(store.clone(), config).run(stopped.clone()))
@@ -95,6 +96,14 @@ async fn small_search(url: String) {
             "the median comes with its interval: {l:?}"
         );
         assert!(l.runs.is_some_and(|r| r >= 50), "{l:?}");
+        // On the relative basis: the ratio times the one basis both agents
+        // share, with the raw figure beside it.
+        let basis = references.all()[0].p50_ms;
+        assert_eq!(l.basis_p50, Some(basis), "{l:?}");
+        let ratio = l.ratio.expect("a ratio");
+        assert!((l.p50 - ratio * basis).abs() < 1e-9, "{l:?}");
+        assert!(l.raw_p50.is_some_and(|raw| raw > 0.0), "{l:?}");
+        assert_eq!(l.runtime, None, "measured in our engine");
         assert!(result.paused_seconds.is_some(), "{result:?}");
         assert_eq!(result.epochs, Some(2), "{result:?}");
         assert!(result.val_accuracy.is_some_and(|a| a > 0.0), "{result:?}");

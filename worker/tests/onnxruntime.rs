@@ -135,3 +135,90 @@ fn latency_is_measured_in_onnxruntime_on_both_bases() {
         "no basis of another runtime was needed"
     );
 }
+
+/// A search measured in onnxruntime runs only on the worker that has it:
+/// the one without it claims nothing, the other runs every trial and
+/// records latencies in onnxruntime on the relative basis.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_search_measured_in_onnxruntime_runs_on_the_worker_that_has_it() {
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use store::{testing, QueueConfig, SearchStatus, Store, TrialState, WorkerInfo};
+    use tokio::sync::watch;
+    use worker::agent::{Agent, AgentConfig};
+
+    loaded();
+    let store = Store::connect(&testing::fresh_sqlite_url(), QueueConfig::default())
+        .await
+        .expect("store");
+    let spec: search::SearchSpec = serde_json::from_str(
+        r#"{"name": "ort", "dataset": "fashion-mnist", "space": "micro",
+            "strategy": {"kind": "random"},
+            "objective": {"latency": {"target_ms": 1.0, "runtime": "onnxruntime"}},
+            "budget": {"max_trials": 3, "parallelism": 3, "epochs": 1, "max_train_samples": 1000},
+            "training": {"batch_size": 32, "val_fraction": 0.05}, "seed": 3}"#,
+    )
+    .expect("spec");
+    let id = store.create_search(&spec).await.expect("create");
+    let references = Arc::new(References::in_memory().with_protocol(LatencyConfig::quick()));
+    let config = |name: &str, labels: &[&str]| AgentConfig {
+        worker: WorkerInfo {
+            id: name.into(),
+            host: "test".into(),
+            labels: labels.iter().map(|l| (*l).to_owned()).collect(),
+            threads: 1,
+            device: "test".into(),
+            profile: None,
+        },
+        threads: 1,
+        data_dir: std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/datasets"),
+        heartbeat: Duration::from_millis(200),
+        poll: Duration::from_millis(100),
+        latency: LatencyConfig::quick(),
+        final_latency: LatencyConfig::quick(),
+        gate: None,
+        references: Some(references.clone()),
+        max_memory: None,
+        cores: None,
+        predictor: None,
+        health: None,
+    };
+    let (stop, stopped) = watch::channel(false);
+    let agents = [
+        tokio::spawn(Agent::new(store.clone(), config("plain", &["cpu"])).run(stopped.clone())),
+        tokio::spawn(
+            Agent::new(store.clone(), config("ort", &["cpu", "onnxruntime"])).run(stopped.clone()),
+        ),
+    ];
+    let start = Instant::now();
+    while store.search(id).await.expect("search").status == SearchStatus::Running {
+        assert!(
+            start.elapsed() < Duration::from_secs(300),
+            "the search did not finish: {:?}",
+            store.trial_counts(id).await
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    stop.send(true).expect("stop");
+    for a in agents {
+        a.await.expect("agent task").expect("agent");
+    }
+    let trials = store.trials(id).await.expect("trials");
+    assert_eq!(trials.len(), 3);
+    for t in &trials {
+        assert_eq!(t.state, TrialState::Succeeded, "{t:?}");
+        assert_eq!(t.worker_id.as_deref(), Some("ort"), "{t:?}");
+        let l = t.result.as_ref().expect("result").latency_ms;
+        assert_eq!(l.runtime, Some(Runtime::Onnxruntime), "{l:?}");
+        assert!(
+            l.ratio.is_some() && l.basis_p50.is_some() && l.raw_p50.is_some(),
+            "{l:?}"
+        );
+    }
+    let bases = references.all();
+    assert!(
+        bases.iter().any(|b| b.runtime == Runtime::Onnxruntime),
+        "{bases:?}"
+    );
+}

@@ -113,13 +113,15 @@ pub fn loaded() -> Option<&'static Loaded> {
 /// `ORT_DYLIB_PATH` (the `ort` crate's own variable); `None` when none is
 /// set.
 pub fn configured_path(flag: Option<&Path>) -> Option<PathBuf> {
-    flag.map(Path::to_owned).or_else(|| {
-        [PATH_ENV, "ORT_DYLIB_PATH"]
-            .iter()
-            .filter_map(std::env::var_os)
-            .find(|v| !v.is_empty())
-            .map(PathBuf::from)
-    })
+    flag.filter(|p| !p.as_os_str().is_empty())
+        .map(Path::to_owned)
+        .or_else(|| {
+            [PATH_ENV, "ORT_DYLIB_PATH"]
+                .iter()
+                .filter_map(std::env::var_os)
+                .find(|v| !v.is_empty())
+                .map(PathBuf::from)
+        })
 }
 
 fn same_file(a: &Path, b: &Path) -> bool {
