@@ -16,7 +16,7 @@ workers use, with the raw (absolute) figure beside it, in both runtimes.
 5. The cost: the wall time of a measurement.
 
 Every measurement of the run uses one reference basis per runtime,
-established at the start in the run's own data dir (what a worker does when
+established at the start beside the run's own latency lock (what a worker does when
 it calibrates).
 
 Usage (release build, an otherwise idle machine, onnxruntime's Python wheel

@@ -416,10 +416,6 @@ pub struct BasisArgs {
     /// run times themselves).
     #[arg(long, value_enum, default_value_t = Basis::Relative)]
     pub basis: Basis,
-    /// Folder holding the device's `latency-reference.json` (default:
-    /// $NAS_DATA_DIR, else the user cache folder); shared with workers.
-    #[arg(long = "data-dir", env = "NAS_DATA_DIR", value_name = "DIR")]
-    pub data_dir: Option<std::path::PathBuf>,
     /// The onnxruntime library.
     #[command(flatten)]
     pub onnxruntime: OnnxRuntimeArgs,

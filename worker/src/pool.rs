@@ -166,14 +166,17 @@ impl AgentPool {
     }
 
     /// Establishes the device reference's latency in every runtime this
-    /// process has (kept in the data dir's `latency-reference.json`), then
+    /// process has (kept beside the latency lock), then
     /// measures the reference networks relative to it (on a quiet host,
     /// through the latency gate) and keeps the speed factor for the agents
     /// to register, and seeds the latency predictor; blocks for some
     /// seconds. Without it, latency is timed on the absolute basis.
     pub fn calibrate(&mut self) -> Result<Calibration, PoolError> {
         let gate = self.open_gate();
-        let references = Arc::new(References::at(References::file_in(&self.data_dir)));
+        let references = Arc::new(match &self.latency_lock {
+            Some(lock) => References::at(References::file_beside(lock)),
+            None => References::in_memory(),
+        });
         let threads = LatencyConfig::default().threads;
         for runtime in self.runtimes() {
             references

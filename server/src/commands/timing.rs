@@ -1,8 +1,8 @@
 //! How the CLI's latency commands time networks: the runtime (our engine or
 //! onnxruntime, loaded here) and the basis (relative to the device
-//! reference, kept in the data dir as workers keep it, or absolute).
+//! reference, kept beside the host's latency lock as workers keep it, or
+//! absolute).
 
-use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -40,6 +40,12 @@ pub fn onnxruntime_status(loaded: Option<&onnxruntime::Loaded>) -> String {
     }
 }
 
+/// This machine's reference bases, beside its latency lock
+/// (`NAS_LATENCY_LOCK`), as workers keep them.
+fn host_references() -> References {
+    References::at(References::file_beside(&HostGate::default_path()))
+}
+
 /// The timing a command asked for.
 pub struct Timing {
     /// The runtime.
@@ -64,13 +70,7 @@ impl Timing {
         }
         let references = match args.basis {
             Basis::Absolute => None,
-            Basis::Relative => {
-                let dir = args
-                    .data_dir
-                    .clone()
-                    .unwrap_or_else(worker::data::default_data_dir);
-                Some(References::at(References::file_in(&dir)))
-            }
+            Basis::Relative => Some(host_references()),
         };
         Ok(Self {
             runtime,
@@ -79,13 +79,12 @@ impl Timing {
         })
     }
 
-    /// Relative timing with the references of `data_dir`, in our engine
-    /// (`nas train`).
-    pub fn relative_in(data_dir: &Path) -> Self {
+    /// Relative timing in our engine (`nas train`).
+    pub fn relative() -> Self {
         Self {
             runtime: Runtime::Nas,
             gate: gate::open_or_warn(&HostGate::default_path()),
-            references: Some(References::at(References::file_in(data_dir))),
+            references: Some(host_references()),
         }
     }
 

@@ -140,12 +140,7 @@ pub fn train(args: &TrainArgs) -> anyhow::Result<String> {
         thousands(split.test.len() as u64),
         config.threads,
     );
-    let timing = super::timing::Timing::relative_in(
-        &args
-            .data_dir
-            .clone()
-            .unwrap_or_else(worker::data::default_data_dir),
-    );
+    let timing = super::timing::Timing::relative();
     let measured = candidate.measure(&timing.meter(LatencyConfig {
         threads: args.latency_threads,
         ..LatencyConfig::default()

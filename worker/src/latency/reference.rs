@@ -9,8 +9,10 @@
 //! barely moves. The ratio becomes milliseconds by multiplying it with the
 //! reference's **established** p50: measured in thorough, quiet
 //! measurements when a worker calibrates, kept per device, runtime and
-//! thread count in `<data dir>/latency-reference.json` (so every process
-//! of a machine shares it), and re-established periodically. The basis is
+//! thread count in a file beside the host's latency lock
+//! (`$TMPDIR/nas-latency-reference.json` by default, so every process of a
+//! machine that shares the lock shares it), and re-established
+//! periodically. The basis is
 //! the median of the last [`HISTORY`] establishments, so one measurement
 //! taken in a slow state moves it little; each establishment's drift
 //! against the basis before it is logged and registered with the worker's
@@ -132,9 +134,15 @@ impl References {
         }
     }
 
-    /// The file of a data directory.
-    pub fn file_in(data_dir: &Path) -> PathBuf {
-        data_dir.join("latency-reference.json")
+    /// The file kept beside the host's latency lock (`nas-latency.lock` ->
+    /// `nas-latency-reference.json`): the processes that share the lock,
+    /// every worker of the machine, share the basis.
+    pub fn file_beside(lock: &Path) -> PathBuf {
+        let stem = lock.file_stem().map_or_else(
+            || "nas-latency".into(),
+            |s| s.to_string_lossy().into_owned(),
+        );
+        lock.with_file_name(format!("{stem}-reference.json"))
     }
 
     /// The basis for `runtime` and `threads`, established now (through
@@ -323,7 +331,8 @@ mod tests {
     #[test]
     fn a_basis_is_kept_in_the_file_and_read_back_for_this_device_only() {
         let dir = std::env::temp_dir().join(format!("nas-reference-{}", std::process::id()));
-        let file = References::file_in(&dir);
+        let file = References::file_beside(&dir.join("nas-latency.lock"));
+        assert_eq!(file, dir.join("nas-latency-reference.json"));
         let _ = std::fs::remove_file(&file);
         let references = References::at(file.clone()).with_protocol(LatencyConfig::quick());
         let config_quick = references
