@@ -280,9 +280,11 @@ impl Measured {
                 runs: u32::try_from(l.runs).ok(),
                 unstable: l.unstable,
                 seconds: Some(l.seconds_spent),
+                // The speed factor is our engine's: it says nothing of
+                // onnxruntime's figures.
                 reference_p50: self
                     .speed_factor
-                    .filter(|f| *f > 0.0 && f.is_finite())
+                    .filter(|f| *f > 0.0 && f.is_finite() && l.runtime == latency::Runtime::Nas)
                     .map(|f| p50 / f),
                 predicted: false,
                 raw_p50: Some(l.raw_p50),

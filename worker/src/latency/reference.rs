@@ -51,6 +51,24 @@ pub fn reference_architecture() -> Result<Architecture, TrainError> {
     })
 }
 
+/// The build a basis belongs to: this crate's version and profile, and for
+/// onnxruntime the loaded library's version.
+pub fn build_label(runtime: Runtime) -> String {
+    let profile = if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        "release"
+    };
+    let engine = format!("nas {} {profile}", env!("CARGO_PKG_VERSION"));
+    match runtime {
+        Runtime::Nas => engine,
+        Runtime::Onnxruntime => format!(
+            "{engine}, onnxruntime {}",
+            super::onnxruntime::loaded().map_or("?", |l| l.version.as_str())
+        ),
+    }
+}
+
 /// The reference network's label, `mobilenet_v1@0.25`.
 pub fn reference_label() -> String {
     format!("{}@{}", DEVICE_REFERENCE.0, DEVICE_REFERENCE.1)
@@ -77,6 +95,11 @@ pub struct Basis {
     pub threads: usize,
     /// The reference network (`zoo@width`).
     pub network: String,
+    /// The build that measured it (`nas 0.1.0 release`, with the
+    /// onnxruntime version for that runtime): a basis from another build
+    /// of the engine is not used.
+    #[serde(default)]
+    pub build: String,
     /// The basis: the median of the last [`HISTORY`] establishments,
     /// milliseconds.
     pub p50_ms: f64,
@@ -216,6 +239,7 @@ impl References {
             runtime,
             threads,
             network: reference_label(),
+            build: build_label(runtime),
             p50_ms: basis_of(&history),
             history,
             drift,
@@ -268,7 +292,12 @@ fn read_file(file: &Path, device: &str) -> BTreeMap<(Runtime, usize), Basis> {
     match serde_json::from_str::<Vec<Basis>>(&text) {
         Ok(bases) => bases
             .into_iter()
-            .filter(|b| b.device == device && b.network == reference_label() && b.p50_ms > 0.0)
+            .filter(|b| {
+                b.device == device
+                    && b.network == reference_label()
+                    && b.build == build_label(b.runtime)
+                    && b.p50_ms > 0.0
+            })
             .map(|b| ((b.runtime, b.threads), b))
             .collect(),
         Err(e) => {
@@ -347,10 +376,13 @@ mod tests {
             config_quick,
             "read from the file, not measured again"
         );
-        // Another device's entry is ignored.
+        // Another device's entry, or another build's, is ignored.
         let mut other = config_quick.clone();
         other.device = "another cpu".into();
-        std::fs::write(&file, serde_json::to_string(&[other]).expect("json")).expect("write");
+        let mut older = config_quick.clone();
+        older.build = "nas 0.0.1 release".into();
+        std::fs::write(&file, serde_json::to_string(&[other, older]).expect("json"))
+            .expect("write");
         assert!(References::at(file.clone()).all().is_empty());
         std::fs::write(&file, "not json").expect("write");
         assert!(References::at(file).all().is_empty());
