@@ -6,7 +6,10 @@
 //! multiply-accumulates (millions), its output elements (thousands) and
 //! one per layer; for composites (residual, inception, SE: their nested
 //! layers are counted on their own) their output elements and one per
-//! composite, for the adds, concatenations and scalings they do. The same
+//! composite, for the adds, concatenations and scalings they do. A plain
+//! layer's MACs are also counted by its width class (the smaller of its
+//! input and output channels: under 8, 8-31, 32+), since narrow matrix
+//! products run at a fraction of the speed of wide ones. The same
 //! features summed over all kinds are added, so a kind this device has not
 //! measured yet still gets a cost. The predicted p50 is a constant plus the
 //! features weighted by non-negative per-device costs, fitted by ridge least
@@ -61,8 +64,31 @@ pub fn features(architecture: &Architecture) -> Result<Features, ValidationError
                 add(format!("{group}.macs"), layer.macs as f64 / 1e6);
             }
         }
+        if !composite && layer.macs > 0 {
+            // Our kernels multiply matrices whose smaller side is a channel
+            // count: narrow layers do a MAC at a fraction of the speed of
+            // wide ones, so their MACs get costs of their own.
+            add(
+                format!("{}.macs.{}", layer.kind, width_class(layer)),
+                layer.macs as f64 / 1e6,
+            );
+        }
     }
     Ok(f)
+}
+
+/// How wide a layer's matrix product is: the smaller of its input and
+/// output channel counts, in three classes.
+fn width_class(layer: &search::validate::LayerReport) -> &'static str {
+    let channels = |shape: search::Shape| match shape {
+        search::Shape::Map { c, .. } => c,
+        search::Shape::Flat(n) => n,
+    };
+    match channels(layer.input).min(channels(layer.output)) {
+        0..=7 => "narrow",
+        8..=31 => "mid",
+        _ => "wide",
+    }
 }
 
 /// The per-device predictor: its measured networks and the fitted costs.
