@@ -611,17 +611,17 @@ async function workersPage() {
   document.title = "Workers · nas";
   const body = el("tbody");
   show(el("h1", { text: "Workers" }), el("div", { class: "scroll" }, el("table", { id: "workers" },
-    el("thead", {}, el("tr", {}, ["worker", "alive", "labels", "threads", "device", "ISA", "memory", "speed factor", "runtimes", "latency reference", "current trial", "last seen"].map(h => el("th", { text: h })))), body)));
-  const referenceText = r => `${r.runtime}: ${r.network} ${fmt.ms(r.p50_ms)}` + (Math.abs(r.drift - 1) >= 0.005 ? ` (drift ${r.drift >= 1 ? "+" : ""}${((r.drift - 1) * 100).toFixed(1)}%)` : "");
+    el("thead", {}, el("tr", {}, ["worker", "alive", "labels", "threads", "device", "runtimes", "latency reference", "ISA", "memory", "speed factor", "current trial", "last seen"].map(h => el("th", { text: h })))), body)));
+  const referenceText = r => `${r.runtime} ${fmt.ms(r.p50_ms)}` + (Math.abs(r.drift - 1) >= 0.005 ? ` (drift ${r.drift >= 1 ? "+" : ""}${((r.drift - 1) * 100).toFixed(1)}%)` : "");
   async function render() {
     const list = await api("/workers");
     patch(body, list.workers.length ? list.workers.map(w => el("tr", {}, el("td", { text: w.id }), el("td", {}, el("span", { class: "badge " + (w.alive ? "succeeded" : "pending"), text: w.alive ? "alive" : "gone" })),
       el("td", { text: w.labels.join(", ") || "–" }), el("td", { text: w.threads }), el("td", { text: w.device }),
-      el("td", { text: w.profile ? w.profile.isa.join(" ") || "–" : "–" }),
+      el("td", { text: w.profile && w.profile.runtimes && w.profile.runtimes.length ? w.profile.runtimes.join(", ") : "nas" }),
+      el("td", { class: "reference", title: w.profile && w.profile.references && w.profile.references.length ? `the established p50 of ${w.profile.references[0].network} per runtime (the basis of relative latency figures), and the drift of its last re-establishment` : "not calibrated: latency on the absolute basis", text: w.profile && w.profile.references && w.profile.references.length ? w.profile.references.map(referenceText).join("; ") : "–" }),
+      el("td", { class: "isa", text: w.profile ? w.profile.isa.join(" ") || "–" : "–" }),
       el("td", { text: w.profile && w.profile.memory_mib ? `${(w.profile.memory_mib / 1024).toFixed(1)} GiB` : "–" }),
       el("td", { class: "num", title: "latency here / on the reference device (reference networks, geometric mean)", text: w.profile && w.profile.speed_factor != null ? `${w.profile.speed_factor.toFixed(2)}×` : "–" }),
-      el("td", { text: w.profile && w.profile.runtimes && w.profile.runtimes.length ? w.profile.runtimes.join(", ") : "nas" }),
-      el("td", { class: "reference", title: "the device reference network's established p50 per runtime (the basis of relative latency figures), and the drift of its last re-establishment", text: w.profile && w.profile.references && w.profile.references.length ? w.profile.references.map(referenceText).join("; ") : "–" }),
       el("td", {}, w.current_trial ? el("a", { href: "/trials/" + w.current_trial, text: w.current_trial }) : "idle"), el("td", { class: "muted", text: fmt.when(w.last_seen) })))
       : el("tr", {}, el("td", { colspan: 12, class: "muted", text: "No workers have registered. Start one with `nas worker` or `nas up`." })));
   }
