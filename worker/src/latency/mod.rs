@@ -14,8 +14,9 @@
 //! **Relative basis** ([`measure_with`] with the device's [`References`]):
 //! each timed unit is a pair, the network and the device reference network
 //! run back to back in alternating order, and the statistic is the pair's
-//! ratio; the median ratio (and its interval, p90 and min) times the
-//! reference's established p50 gives milliseconds, and the network's own
+//! ratio; the median ratio (and its interval and p90) times the
+//! reference's established p50 gives milliseconds (min is the network's
+//! own fastest run, carried over by the same factor as its own median), and the network's own
 //! median is kept beside it as `raw_p50`. A shared VM's fast and slow states
 //! (1.6x apart, 0.1 s to over a second each) hit both sides of a pair alike,
 //! so the ratio holds where the absolute time does not (see
@@ -460,10 +461,17 @@ pub fn measure_with(net: &mut Network, meter: &Meter<'_>) -> Result<Latency, Tra
     }
     let scale = basis.as_ref().map_or(1.0, |b| b.p50_ms);
     let s = best.summary;
+    // On the relative basis the fastest run is the network's own, carried
+    // over by the factor that carries its own median: a pair whose
+    // reference run was interrupted says nothing of how fast it can run.
+    let min = match &basis {
+        Some(_) if best.own_p50 > 0.0 => best.own_min * (s.p50 * scale) / best.own_p50,
+        _ => s.min * scale,
+    };
     Ok(Latency {
         p50: s.p50 * scale,
         p90: s.p90 * scale,
-        min: s.min * scale,
+        min,
         ci_low: s.ci_low * scale,
         ci_high: s.ci_high * scale,
         runs: s.runs,
@@ -495,6 +503,7 @@ struct Sample {
 struct Attempt {
     summary: Summary,
     own_p50: f64,
+    own_min: f64,
     warmup_runs: usize,
     cpus: BTreeSet<usize>,
 }
@@ -539,6 +548,7 @@ fn one_attempt(config: &LatencyConfig, run: &mut impl FnMut() -> Sample) -> Atte
     Attempt {
         summary: stats::summarise(&times),
         own_p50: stats::median(&own),
+        own_min: own.iter().copied().fold(f64::INFINITY, f64::min),
         warmup_runs,
         cpus,
     }

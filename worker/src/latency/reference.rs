@@ -340,6 +340,11 @@ mod tests {
         assert_eq!(latency.basis_p50, Some(basis.p50_ms));
         assert!((latency.p50 - ratio * basis.p50_ms).abs() < 1e-12);
         assert!(latency.ci_low <= latency.p50 && latency.p50 <= latency.ci_high);
+        // The fastest run is the network's own, on the same basis.
+        assert!(
+            latency.min > 0.0 && latency.min <= latency.p50,
+            "{latency:?}"
+        );
         // LeNet-5 is several times lighter than MobileNet v1 at 0.25.
         assert!(ratio > 0.0 && ratio < 1.0, "{ratio}");
         assert!(latency.raw_p50 > 0.0);
