@@ -158,18 +158,6 @@ impl LatencyLimit {
     }
 }
 
-/// The median of `values` (the mean of the middle two for an even count).
-fn median_ms(values: &[f64]) -> f64 {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    let n = sorted.len();
-    match n {
-        0 => f64::NAN,
-        _ if n % 2 == 1 => sorted[n / 2],
-        _ => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
-    }
-}
-
 /// Which split a trial's accuracy and reward come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ScoredOn {
@@ -268,7 +256,7 @@ impl Measured {
         } else {
             let mut all = self.earlier_ms.clone();
             all.push(l.p50);
-            (median_ms(&all), all)
+            (latency::stats::midpoint_median(&all), all)
         };
         let mut result = TrialResult::measured(
             LatencyMs {

@@ -150,6 +150,15 @@ fn version_of(path: &str, info: &str) -> String {
         .to_owned()
 }
 
+/// The loaded library, or the error saying how to load it.
+fn loaded_runtime() -> Result<&'static Runtime, TrainError> {
+    RUNTIME.get().ok_or_else(|| {
+        TrainError::Runtime(format!(
+            "onnxruntime is not loaded in this worker (start it with --onnxruntime PATH or {PATH_ENV})"
+        ))
+    })
+}
+
 /// A network's ONNX export in an ONNX Runtime session, with a fixed batch-1
 /// input.
 pub struct OrtInference {
@@ -173,11 +182,7 @@ impl OrtInference {
     /// `threads` intra-op threads. A network ONNX Runtime refuses is an
     /// error carrying its message.
     pub fn new(net: &Network, threads: usize) -> Result<Self, TrainError> {
-        let runtime = RUNTIME.get().ok_or_else(|| {
-            TrainError::Runtime(format!(
-                "onnxruntime is not loaded in this worker (start it with --onnxruntime PATH or {PATH_ENV})"
-            ))
-        })?;
+        let runtime = loaded_runtime()?;
         let bytes = crate::onnx::to_onnx(net, &[])
             .map_err(|e| TrainError::Runtime(format!("ONNX export: {e}")))?;
         let input = net.architecture().input;
@@ -192,11 +197,7 @@ impl OrtInference {
     /// An ONNX model's bytes in a session, fed a fixed input of `shape`
     /// (N x C x H x W).
     pub fn from_model(bytes: &[u8], shape: [usize; 4], threads: usize) -> Result<Self, TrainError> {
-        let runtime = RUNTIME.get().ok_or_else(|| {
-            TrainError::Runtime(format!(
-                "onnxruntime is not loaded in this worker (start it with --onnxruntime PATH or {PATH_ENV})"
-            ))
-        })?;
+        let runtime = loaded_runtime()?;
         Self::open(&runtime.environment, bytes, shape, threads)
     }
 
@@ -231,31 +232,37 @@ impl OrtInference {
 }
 
 impl OrtInference {
-    /// The first output of one run on the fixed input (the logits).
-    pub fn logits(&mut self) -> Result<Vec<f32>, TrainError> {
+    /// One run on the fixed input, its outputs handed to `read`.
+    fn run<R>(
+        &mut self,
+        read: impl FnOnce(&ort::session::SessionOutputs<'_>) -> Result<R, TrainError>,
+    ) -> Result<R, TrainError> {
         let input = Tensor::from_array((self.shape, self.image.clone()))
             .map_err(|e| TrainError::Runtime(format!("onnxruntime input: {e}")))?;
         let outputs = self
             .session
             .run(ort::inputs![self.input_name.as_str() => input])
             .map_err(|e| TrainError::Runtime(format!("onnxruntime run: {e}")))?;
-        let (_, values) = outputs[0]
-            .try_extract_tensor::<f32>()
-            .map_err(|e| TrainError::Runtime(format!("onnxruntime output: {e}")))?;
-        Ok(values.to_vec())
+        read(&outputs)
+    }
+
+    /// The first output of one run on the fixed input (the logits).
+    pub fn logits(&mut self) -> Result<Vec<f32>, TrainError> {
+        self.run(|outputs| {
+            let (_, values) = outputs[0]
+                .try_extract_tensor::<f32>()
+                .map_err(|e| TrainError::Runtime(format!("onnxruntime output: {e}")))?;
+            Ok(values.to_vec())
+        })
     }
 }
 
 impl Inference for OrtInference {
     fn infer(&mut self) -> Result<(), TrainError> {
-        let input = Tensor::from_array((self.shape, self.image.clone()))
-            .map_err(|e| TrainError::Runtime(format!("onnxruntime input: {e}")))?;
-        let outputs = self
-            .session
-            .run(ort::inputs![self.input_name.as_str() => input])
-            .map_err(|e| TrainError::Runtime(format!("onnxruntime run: {e}")))?;
-        std::hint::black_box(&outputs);
-        Ok(())
+        self.run(|outputs| {
+            std::hint::black_box(outputs);
+            Ok(())
+        })
     }
 }
 

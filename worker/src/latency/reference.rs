@@ -265,13 +265,7 @@ impl References {
 /// The basis of a history: the median of its establishments.
 fn basis_of(history: &[Establishment]) -> f64 {
     let values: Vec<f64> = history.iter().map(|e| e.p50_ms).collect();
-    let mut sorted = values.clone();
-    sorted.sort_by(f64::total_cmp);
-    match sorted.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => sorted[n / 2],
-        n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
-    }
+    super::stats::midpoint_median(&values)
 }
 
 fn now_ms() -> i64 {
