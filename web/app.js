@@ -135,11 +135,11 @@ function frame({ width = 560, height = 300, xmin, xmax, ymin, ymax, xlabel, ylab
 }
 
 function scatter(pareto, target) {
-  const pts = pareto.points, rej = pareto.rejected || [];
-  const lat = pts.map(p => p.latency_ms).concat(rej.map(r => r.latency_ms), target ? [target] : []);
+  const pts = pareto.points, rej = pareto.rejected || [], tested = pareto.tested || [];
+  const lat = pts.map(p => p.latency_ms).concat(rej.map(r => r.latency_ms), tested.map(t => t.latency_ms), target ? [target] : []);
   if (!lat.length) return el("p", { class: "muted", text: "No trained trials yet." });
   const xmin = Math.min(...lat) * 0.8, xmax = Math.max(...lat) * 1.25;
-  const accs = pts.map(p => p.accuracy);
+  const accs = pts.map(p => p.accuracy).concat(tested.map(t => t.test_accuracy));
   const ymin = accs.length ? Math.max(0, Math.floor(Math.min(...accs) * 10) / 10 - 0.05) : 0;
   const f = frame({ xmin, xmax, ymin, ymax: 1, log: xmax / xmin > 20, xlabel: "latency p50 (ms, batch 1)", ylabel: "validation accuracy",
     xfmt: v => v < 1 ? v.toPrecision(2) : String(+v.toPrecision(3)), yfmt: v => Math.round(v * 100) + "%" });
@@ -155,6 +155,24 @@ function scatter(pareto, target) {
     f.root.lastChild.addEventListener("click", go(p.trial_id));
     f.root.lastChild.addEventListener("keydown", e => { if (e.key === "Enter") go(p.trial_id)(); });
   }
+  for (const p of pts.filter(p => p.baseline)) {
+    f.root.append(svg("text", { class: "baseline-label", x: f.x(p.latency_ms) + 7, y: f.y(p.accuracy) - 6 }, p.baseline));
+  }
+  // The tested front: final models on test accuracy, a step line through the non-dominated ones.
+  const testedFront = tested.filter(t => t.on_front);
+  if (testedFront.length) {
+    const steps = testedFront.flatMap((t, k) => k ? [[t.latency_ms, testedFront[k - 1].test_accuracy], [t.latency_ms, t.test_accuracy]] : [[t.latency_ms, t.test_accuracy]]);
+    steps.push([xmax, testedFront[testedFront.length - 1].test_accuracy]);
+    f.root.append(svg("polyline", { class: "tested-line", points: steps.map(([x, y]) => `${f.x(x)},${f.y(y)}`).join(" ") }));
+  }
+  for (const t of tested) {
+    const [cx, cy] = [f.x(t.latency_ms), f.y(t.test_accuracy)];
+    const d = svg("path", { class: "point tested" + (t.on_front ? " front" : ""), d: `M${cx},${cy - 7}L${cx + 7},${cy}L${cx},${cy + 7}L${cx - 7},${cy}Z`, tabindex: 0 },
+      svg("title", {}, `final model ${t.trial_id}${t.source_index !== null ? " (from #" + t.source_index + ")" : ""}: ${fmt.pct(t.test_accuracy)} test, ${fmt.ms(t.latency_ms)}${t.on_front ? ", on the tested front" : ", dominated"}`));
+    d.addEventListener("click", go(t.trial_id));
+    d.addEventListener("keydown", e => { if (e.key === "Enter") go(t.trial_id)(); });
+    f.root.append(d);
+  }
   for (const r of rej) {
     const c = svg("rect", { class: "point rejected", x: f.x(r.latency_ms) - 3.5, y: f.y(ymin) - 3.5, width: 7, height: 7 },
       svg("title", {}, `trial ${r.trial_id} (#${r.index}): rejected at ${fmt.ms(r.latency_ms)}`));
@@ -163,7 +181,8 @@ function scatter(pareto, target) {
   }
   const legend = el("div", { class: "legend" },
     el("span", {}, el("i", { style: "background:#7ea6d8" }), "trial"),
-    el("span", {}, el("i", { style: "background:#f0a830" }), "Pareto front"),
+    el("span", {}, el("i", { style: "background:#f0a830" }), "validated front"),
+    tested.length ? el("span", {}, el("i", { style: "background:#c2185b;transform:rotate(45deg);border-radius:0" }), "final model, tested (line: tested front)") : null,
     pts.some(p => p.baseline) ? el("span", {}, el("i", { style: "background:#fff;border:2px solid #2e7d32" }), "zoo baseline") : null,
     pts.some(p => p.state === "stopped") ? el("span", {}, el("i", { style: "background:#fff;border:2px solid #7ea6d8" }), "stopped early (larger: trained to a higher rung)") : null,
     rej.length ? el("span", {}, el("i", { style: "background:#8e24aa;border-radius:2px" }), "rejected (over the latency limit)") : null,
@@ -185,6 +204,26 @@ function bestSoFar(pareto) {
   for (const b of best) f.root.append(svg("circle", { cx: f.x(b.index), cy: f.y(b.reward), r: 3, fill: "#1f4e79" }, svg("title", {}, `trial #${b.index}: reward ${fmt.r(b.reward)}`)));
   return el("figure", { style: "margin:0" }, f.root, el("div", { class: "legend" },
     el("span", {}, el("i", { style: "background:#1f4e79" }), "best reward so far"), el("span", {}, el("i", { style: "background:#b9c7d8" }), "each trial")));
+}
+
+function hypervolumeChart(h) {
+  const steps = h.over_compute || [];
+  if (!steps.length) return el("p", { class: "muted", text: "No rung results yet." });
+  const ys = steps.map(s => s.hypervolume).concat(h.tested !== null && h.tested !== undefined ? [h.tested] : []);
+  const xmax = Math.max(1, steps[steps.length - 1].epochs);
+  const f = frame({ xmin: 0, xmax, ymin: 0, ymax: Math.max(0.05, ...ys) * 1.1, xlabel: "epochs trained", ylabel: "hypervolume",
+    xfmt: v => Number.isInteger(v) ? fmt.num(v) : "", yfmt: v => v.toFixed(2) });
+  const pts = steps.flatMap((s, k) => k ? [[s.epochs, steps[k - 1].hypervolume], [s.epochs, s.hypervolume]] : [[s.epochs, s.hypervolume]]);
+  f.root.append(svg("polyline", { class: "series", stroke: "#1f4e79", points: pts.map(([x, y]) => `${f.x(x)},${f.y(y)}`).join(" ") }));
+  if (h.tested !== null && h.tested !== undefined) {
+    f.root.append(svg("line", { class: "target", stroke: "#c2185b", x1: f.m.l, x2: f.m.l + f.W, y1: f.y(h.tested), y2: f.y(h.tested), style: "stroke:#c2185b" }),
+      svg("text", { x: f.m.l + 4, y: f.y(h.tested) - 4 }, `tested front ${h.tested.toFixed(3)}`));
+  }
+  const ref = h.metrics.map((m, i) => m === "accuracy" ? `${(h.reference[i] * 100).toFixed(1)}% accuracy` : m === "latency" ? `${h.reference[i]} ms` : `${fmt.short(h.reference[i])} ${m}`).join(", ");
+  return el("figure", { style: "margin:0" }, f.root, el("div", { class: "legend" },
+    el("span", {}, el("i", { style: "background:#1f4e79" }), "validated front"),
+    h.tested !== null && h.tested !== undefined ? el("span", {}, el("i", { style: "background:#c2185b" }), "tested front") : null,
+    el("span", { class: "muted", text: `share of the box from the ideal to the reference (${ref})` })));
 }
 
 function curves(epochs) {
@@ -309,7 +348,13 @@ function schedulerText(spec) {
   return sc.kind === "asha" ? `ASHA: rungs at ${rungs(spec).join(", ")} epochs, the top 1/${sc.eta} of each rung go on` : "none (every trial trains the same epochs)";
 }
 
-const SORTS = [["rank", null], ["trial", null], ["blocks", null], ["val acc", "accuracy"], ["latency p50", "latency"], ["reward", "reward"], ["params", "params"], ["MACs", "macs"], ["epochs", null], ["rung", null], ["state", null]];
+function objectiveText(o) {
+  const lat = o.latency;
+  if (o.kind === "pareto") return `Pareto front of ${o.metrics.join(", ")}` + (lat && lat.max_ms ? `, reject over ${lat.max_ms} ms` : "");
+  return lat ? `accuracy × (latency / ${lat.target_ms} ms)^w, ${lat.mode || "soft"}` + (lat.max_ms ? `, reject over ${lat.max_ms} ms` : "") : "accuracy";
+}
+
+const SORTS = [["rank", null], ["front", "rank"], ["trial", null], ["blocks", null], ["val acc", "accuracy"], ["latency p50", "latency"], ["reward", "reward"], ["params", "params"], ["MACs", "macs"], ["epochs", null], ["rung", null], ["state", null]];
 async function searchPage(id) {
   let detail = await api("/searches/" + id);
   document.title = `${detail.name} · nas`;
@@ -348,11 +393,13 @@ async function searchPage(id) {
         el("dt", { text: "best" }), el("dd", {}, best ? el("a", { href: "/trials/" + best.trial_id }, `trial ${best.trial_id}: ${fmt.pct(best.accuracy)} at ${fmt.ms(best.latency_ms)}, reward ${fmt.r(best.reward)}`) : "–"),
         el("dt", { text: "dataset" }), el("dd", { text: s.spec.dataset }),
         el("dt", { text: "strategy" }), el("dd", { text: s.spec.strategy.kind + (s.spec.strategy.population ? ` (population ${s.spec.strategy.population}, sample ${s.spec.strategy.sample})` : "") }),
-        el("dt", { text: "objective" }), el("dd", { text: lat ? `accuracy × (latency / ${lat.target_ms} ms)^w, ${lat.mode}` + (lat.max_ms ? `, reject over ${lat.max_ms} ms` : "") : "accuracy" }),
+        el("dt", { text: "objective" }), el("dd", { id: "objective", text: objectiveText(s.spec.objective) }),
+        ...(s.hypervolume ? [el("dt", { text: "hypervolume" }), el("dd", { id: "hypervolume", text: `validated ${s.hypervolume.validated.toFixed(4)}` + (s.hypervolume.tested !== null && s.hypervolume.tested !== undefined ? `, tested ${s.hypervolume.tested.toFixed(4)}` : "") })] : []),
         el("dt", { text: "budget" }), el("dd", { text: `${s.spec.budget.max_trials} trials` + (s.spec.scheduler && s.spec.scheduler.kind === "asha" ? "" : ` × ${s.spec.budget.epochs} epoch(s)`) + `, ${s.spec.budget.parallelism} at once` + (s.spec.budget.max_epochs_total ? `, ${fmt.num(s.spec.budget.max_epochs_total)} epochs in all` : "") + (s.spec.budget.max_train_samples ? `, ${fmt.num(s.spec.budget.max_train_samples)} images` : "") }),
         el("dt", { text: "scheduler" }), el("dd", { id: "scheduler", text: schedulerText(s.spec) }),
         el("dt", { text: "created" }), el("dd", { text: fmt.when(s.created_at_ms) }))));
   }
+  let onTestedFront = new Set();
   function renderFinals() {
     const s = detail, models = s.final_models || [];
     if (!models.length) {
@@ -367,20 +414,26 @@ async function searchPage(id) {
       return;
     }
     patch(finals, el("h2", { text: "Final models" }),
-      el("p", { class: "muted", text: "Trained from scratch on training + validation data with the full recipe, tested once on the held-out test set. The search never saw the test set." }),
-      el("div", { class: "scroll" }, el("table", { id: "final-table" }, el("thead", {}, el("tr", {}, ["model", "from trial", "test acc", "latency p50", "params", "MACs", "epochs", "state", ""].map((h, i) => el("th", { class: i >= 2 && i <= 6 ? "num" : null, text: h })))),
+      el("p", { class: "muted", text: "Trained from scratch on training + validation data with the full recipe, tested once on the held-out test set; the search never saw the test set. Fastest first: for a latency budget, take the last model on the tested front within it." }),
+      el("div", { class: "scroll" }, el("table", { id: "final-table" }, el("thead", {}, el("tr", {}, ["model", "from trial", "test acc", "latency p50", "params", "MACs", "epochs", "tested front", "state", ""].map((h, i) => el("th", { class: i >= 2 && i <= 6 ? "num" : null, text: h })))),
         el("tbody", {}, models.map(m => { const r = m.result || {}; const p = m.progress || {}; return el("tr", {},
           el("td", {}, el("a", { href: "/trials/" + m.id, text: `trial ${m.id}` })),
           el("td", { text: m.source_index !== null && m.source_index !== undefined ? `#${m.source_index}` : "–" }),
           el("td", { class: "num", text: fmt.pct(m.test_accuracy) }), el("td", { class: "num", text: r.latency_ms ? fmt.ms(r.latency_ms.p50) : "–" }),
           el("td", { class: "num", text: fmt.short(r.params) }), el("td", { class: "num", text: fmt.short(r.macs) }),
-          el("td", { class: "num", text: r.epochs || (p.epochs ? `${p.epoch}/${p.epochs}` : "–") }), el("td", {}, badge(m.state)),
+          el("td", { class: "num", text: r.epochs || (p.epochs ? `${p.epoch}/${p.epochs}` : "–") }),
+          el("td", { class: "front-mark", text: onTestedFront.has(m.id) ? "on the front" : (m.state === "succeeded" ? "dominated" : "–") }), el("td", {}, badge(m.state)),
           el("td", {}, m.state === "succeeded" ? el("span", { class: "row" }, el("a", { class: "button secondary", href: `${API}/trials/${m.id}/model.onnx` }, "ONNX"), el("a", { class: "button secondary", href: `${API}/trials/${m.id}/weights` }, "Weights")) : null)); })))));
   }
   async function loadCharts() {
     const pareto = await api(`/searches/${id}/pareto?max_points=2000`);
     const lat = detail.spec.objective.latency;
-    patch(charts, ...[el("div", { class: "card", id: "scatter" }, scatter(pareto, lat && lat.target_ms)), el("div", { class: "card", id: "best-so-far" }, el("strong", { text: "Best reward by trial" }), bestSoFar(pareto)),
+    const front = new Set((pareto.tested || []).filter(t => t.on_front).map(t => t.trial_id));
+    if ([...front].join() !== [...onTestedFront].join()) { onTestedFront = front; renderFinals(); }
+    const pareto_search = detail.spec.objective.kind === "pareto";
+    patch(charts, ...[el("div", { class: "card", id: "scatter" }, scatter(pareto, lat && lat.target_ms)),
+      pareto.hypervolume && pareto_search ? null : el("div", { class: "card", id: "best-so-far" }, el("strong", { text: "Best reward by trial" }), bestSoFar(pareto)),
+      pareto.hypervolume ? el("div", { class: "card", id: "hypervolume-chart" }, el("strong", { text: "Hypervolume over compute" }), hypervolumeChart(pareto.hypervolume)) : null,
       pareto.total_points > pareto.points.length ? el("p", { class: "muted", style: "grid-column:1/-1;margin:0", text: `Charts show the Pareto front and ${fmt.num(pareto.points.length)} of ${fmt.num(pareto.total_points)} trained trials.` }) : null].filter(Boolean));
   }
   async function loadRunning() {
@@ -396,13 +449,13 @@ async function searchPage(id) {
     const page = await api(`/searches/${id}/leaderboard?limit=25&sort=${state.sort}` + (cursor ? "&cursor=" + encodeURIComponent(cursor) : ""));
     state.cursors[state.page + 1] = page.next_cursor;
     patch(board, page.entries.length ? page.entries.map(e => el("tr", {},
-      el("td", { class: "num", text: e.rank }), el("td", {}, el("a", { href: "/trials/" + e.trial_id, text: e.baseline ? `${e.trial_id}` : `${e.trial_id} (#${e.index})` }),
+      el("td", { class: "num", text: e.rank }), el("td", { class: "num", text: e.front !== undefined && e.front !== null ? e.front + 1 : "–" }), el("td", {}, el("a", { href: "/trials/" + e.trial_id, text: e.baseline ? `${e.trial_id}` : `${e.trial_id} (#${e.index})` }),
         e.baseline ? [" ", el("span", { class: "badge baseline", title: "reference-zoo baseline", text: "zoo: " + e.baseline })] : null),
       el("td", { class: "blocks", title: e.blocks, text: e.blocks }),
       el("td", { class: "num", text: fmt.pct(e.accuracy) }), el("td", { class: "num", text: fmt.ms(e.latency_ms) }), el("td", { class: "num", text: fmt.r(e.reward) }),
       el("td", { class: "num", text: fmt.short(e.params) }), el("td", { class: "num", text: fmt.short(e.macs) }), el("td", { class: "num", text: e.epochs }),
       el("td", { class: "num", text: `${e.rung + 1}/${rungCount(detail.spec)}` }), el("td", {}, badge(e.state === "stopped" ? "stopped early" : e.state))))
-      : el("tr", {}, el("td", { colspan: 11, class: "muted", text: "No trained trials yet." })));
+      : el("tr", {}, el("td", { colspan: 12, class: "muted", text: "No trained trials yet." })));
     patch(pager, el("button", { class: "secondary", type: "button", disabled: state.page === 0, onclick: () => { state.page--; loadBoard(); } }, "← Previous"),
       el("span", { class: "muted", text: `${page.total ? (page.entries[0] ? page.entries[0].rank : 0) : 0}–${page.entries.length ? page.entries[page.entries.length - 1].rank : 0} of ${page.total}` }),
       el("button", { class: "secondary", type: "button", disabled: !page.next_cursor, onclick: () => { state.page++; loadBoard(); } }, "Next →"));

@@ -7,7 +7,8 @@
 //! - [`zoo`]: the reference architectures (LeNet-5 ... MobileNet v2);
 //! - [`space`] and [`genotype`]: search spaces, sampling and mutation;
 //! - [`strategy`]: random search and regularized evolution;
-//! - [`objective`]: MnasNet's latency-aware reward, the Pareto front, ranking;
+//! - [`objective`]: MnasNet's latency-aware reward or a Pareto objective, the Pareto front, ranking;
+//! - [`pareto`]: non-dominated sorting, crowding, hypervolume, spreading picks along a front;
 //! - [`result`]: what a trial reports (result, progress, attempt errors);
 //! - [`summary`]: layer labels and one-line block summaries for people;
 //! - [`limits`]: what a network costs to train, and the limits a search stays within;
@@ -27,6 +28,7 @@ pub mod fidelity;
 pub mod genotype;
 pub mod limits;
 pub mod objective;
+pub mod pareto;
 pub mod recipe;
 pub mod result;
 pub mod space;
@@ -40,7 +42,9 @@ pub use arch::{Architecture, InputShape, Layer, ParseError};
 pub use dataset::{DatasetFacts, DatasetInfo, DatasetSummary, UnknownDataset};
 pub use fidelity::Scheduler;
 pub use genotype::{decode, mutate, sample, Genotype, GenotypeError, Mutation};
-pub use objective::{pareto_front, rank, Objective, Point, RankKey, RankRow, Runtime};
+pub use objective::{
+    pareto_front, rank, Metric, Objective, ObjectiveKind, Point, RankKey, RankRow, Runtime,
+};
 pub use result::{AttemptError, LatencyMs, TrialProgress, TrialResult};
 pub use space::{BlockOp, SearchSpace, SpaceError};
 pub use spec::{Budget, FinalTraining, SearchSpec, SpaceRef, SpecError, Training};

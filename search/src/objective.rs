@@ -1,10 +1,13 @@
 //! Objectives: how a trained candidate is scored (MnasNet's latency-aware
-//! reward), the accuracy/latency Pareto front, and leaderboard ranking.
+//! reward, or its place among others under a Pareto objective), the
+//! accuracy/latency Pareto front, and leaderboard ranking.
 
 use std::cmp::Ordering;
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
+
+use crate::pareto::{Bounds, Costs, MAX_METRICS};
 
 /// The latency penalty preset.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -77,8 +80,11 @@ impl std::fmt::Display for Runtime {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LatencyObjective {
-    /// Target batch-1 latency `T` in milliseconds.
-    pub target_ms: f64,
+    /// Target batch-1 latency `T` in milliseconds: required by the reward
+    /// objective; under a Pareto objective it only steers the latency
+    /// predictor's screen, and may be left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_ms: Option<f64>,
     /// The preset giving `alpha` and `beta` (default soft).
     #[serde(default)]
     pub mode: LatencyMode,
@@ -121,12 +127,110 @@ pub const MAX_TARGET_MS: f64 = 1e6;
 /// Steepest latency exponent accepted (MnasNet's hard preset is -1).
 pub const MIN_EXPONENT: f64 = -2.0;
 
+/// How a search ranks its results.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ObjectiveKind {
+    /// One number: accuracy, or MnasNet's latency-aware reward (the default).
+    #[default]
+    Reward,
+    /// Several metrics traded off: results are ranked by non-dominated
+    /// sorting, then crowding distance, and the search returns a front.
+    Pareto,
+}
+
+impl ObjectiveKind {
+    fn is_default(&self) -> bool {
+        *self == ObjectiveKind::Reward
+    }
+}
+
+/// A figure a Pareto objective trades off.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Metric {
+    /// Validation accuracy (test accuracy for final models), higher is better.
+    Accuracy,
+    /// Batch-1 latency p50 in milliseconds, lower is better.
+    Latency,
+    /// Trainable parameters, fewer is better.
+    Params,
+    /// Multiply-accumulates per image, fewer is better.
+    Macs,
+}
+
+impl Metric {
+    /// Its name in specs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Metric::Accuracy => "accuracy",
+            Metric::Latency => "latency",
+            Metric::Params => "params",
+            Metric::Macs => "macs",
+        }
+    }
+
+    /// The value to minimise for `point` (accuracy negated).
+    pub fn cost(self, point: &Point) -> f64 {
+        match self {
+            Metric::Accuracy => -point.accuracy,
+            Metric::Latency => point.latency_ms,
+            Metric::Params => point.params as f64,
+            Metric::Macs => point.macs as f64,
+        }
+    }
+
+    /// The best value a cost can take: -1 (100% accuracy), 0 otherwise.
+    fn ideal(self) -> f64 {
+        match self {
+            Metric::Accuracy => -1.0,
+            _ => 0.0,
+        }
+    }
+}
+
+/// The reference point of a Pareto objective's hypervolume: for each
+/// metric, the worst value that still counts. A point adds volume only
+/// where it beats the reference in every metric. Left out, accuracy's is 0,
+/// latency's is `latency.max_ms`, or else twice `latency.target_ms`;
+/// `params` and `macs` must be stated when they are metrics.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReferencePoint {
+    /// Accuracy in `[0, 1)` (default 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accuracy: Option<f64>,
+    /// Latency in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_ms: Option<f64>,
+    /// Trainable parameters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub params: Option<u64>,
+    /// Multiply-accumulates per image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub macs: Option<u64>,
+}
+
 /// What a search maximises.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Objective {
-    /// The latency target; plain accuracy when absent.
+    /// `reward` (default) or `pareto`.
+    #[serde(default, skip_serializing_if = "ObjectiveKind::is_default")]
+    pub kind: ObjectiveKind,
+    /// The metrics a Pareto objective trades off: `accuracy` and one or two
+    /// of `latency`, `params`, `macs`. Empty under the reward.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub metrics: Vec<Metric>,
+    /// The hypervolume's reference point (Pareto objective only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<ReferencePoint>,
+    /// The latency target (reward) or the latency settings (limit, device,
+    /// runtime); plain accuracy when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latency: Option<LatencyObjective>,
 }
@@ -155,22 +259,96 @@ impl Objective {
     }
 
     /// Plain accuracy.
-    pub const ACCURACY: Objective = Objective { latency: None };
+    pub const ACCURACY: Objective = Objective {
+        kind: ObjectiveKind::Reward,
+        metrics: Vec::new(),
+        reference: None,
+        latency: None,
+    };
+
+    /// Whether results are ranked by dominance (a Pareto objective).
+    pub fn is_pareto(&self) -> bool {
+        self.kind == ObjectiveKind::Pareto
+    }
+
+    /// The latency target, if any.
+    pub fn target_ms(&self) -> Option<f64> {
+        self.latency.as_ref().and_then(|l| l.target_ms)
+    }
+
+    /// A result's costs under a Pareto objective (one per metric, each
+    /// minimised); `None` under the reward.
+    pub fn costs(&self, point: &Point) -> Option<Costs> {
+        if !self.is_pareto() {
+            return None;
+        }
+        let values: Vec<f64> = self.metrics.iter().map(|m| m.cost(point)).collect();
+        Some(Costs::new(&values))
+    }
+
+    /// The reference value of `metric` (stated, or derived as documented on
+    /// [`ReferencePoint`]).
+    pub fn reference_of(&self, metric: Metric) -> Option<f64> {
+        let stated = self.reference.unwrap_or_default();
+        match metric {
+            Metric::Accuracy => Some(stated.accuracy.unwrap_or(0.0)),
+            Metric::Latency => stated.latency_ms.or_else(|| {
+                let latency = self.latency.as_ref()?;
+                latency.max_ms.or(latency.target_ms.map(|t| 2.0 * t))
+            }),
+            Metric::Params => stated.params.map(|p| p as f64),
+            Metric::Macs => stated.macs.map(|m| m as f64),
+        }
+    }
+
+    /// The box a Pareto objective's hypervolume is measured in: from the
+    /// ideal point (100% accuracy, 0 ms, 0 parameters, 0 MACs) to the
+    /// reference point. `None` under the reward, or when a reference value
+    /// is missing (refused by [`Objective::check`]).
+    pub fn bounds(&self) -> Option<Bounds> {
+        if !self.is_pareto() {
+            return None;
+        }
+        let mut ideal = Vec::with_capacity(MAX_METRICS);
+        let mut reference = Vec::with_capacity(MAX_METRICS);
+        for &metric in &self.metrics {
+            ideal.push(metric.ideal());
+            let value = self.reference_of(metric)?;
+            reference.push(match metric {
+                Metric::Accuracy => -value,
+                _ => value,
+            });
+        }
+        Some(Bounds {
+            ideal: Costs::new(&ideal),
+            reference: Costs::new(&reference),
+        })
+    }
 
     /// Checks the numbers: a target between [`MIN_TARGET_MS`] and
     /// [`MAX_TARGET_MS`], exponents in `[MIN_EXPONENT, 0]` (they never reward
     /// slowness, and the reward stays finite for any measured latency), a
     /// hard limit in the same range as the target.
     pub fn check(&self) -> Result<(), ObjectiveError> {
+        self.check_metrics()?;
         let Some(lat) = &self.latency else {
             return Ok(());
         };
         let in_range = |v: f64| v.is_finite() && (MIN_TARGET_MS..=MAX_TARGET_MS).contains(&v);
-        if !in_range(lat.target_ms) {
-            return Err(bad(
-                "latency.target_ms",
-                &format!("must be between {MIN_TARGET_MS} and {MAX_TARGET_MS}"),
-            ));
+        match lat.target_ms {
+            Some(target) if !in_range(target) => {
+                return Err(bad(
+                    "latency.target_ms",
+                    &format!("must be between {MIN_TARGET_MS} and {MAX_TARGET_MS}"),
+                ))
+            }
+            None if !self.is_pareto() => {
+                return Err(bad(
+                    "latency.target_ms",
+                    "is required by the reward objective (the latency its reward is centred on)",
+                ))
+            }
+            _ => {}
         }
         for (field, value) in [("latency.alpha", lat.alpha), ("latency.beta", lat.beta)] {
             if let Some(v) = value {
@@ -193,6 +371,85 @@ impl Objective {
         Ok(())
     }
 
+    /// Checks a Pareto objective's metrics and reference point, and that a
+    /// reward objective has neither.
+    fn check_metrics(&self) -> Result<(), ObjectiveError> {
+        if !self.is_pareto() {
+            if !self.metrics.is_empty() {
+                return Err(bad("metrics", "are for `\"kind\": \"pareto\"` only"));
+            }
+            if self.reference.is_some() {
+                return Err(bad("reference", "is for `\"kind\": \"pareto\"` only"));
+            }
+            return Ok(());
+        }
+        if !(2..=MAX_METRICS).contains(&self.metrics.len()) {
+            return Err(bad(
+                "metrics",
+                &format!(
+                    "a Pareto objective trades off 2 to {MAX_METRICS} metrics (accuracy and latency, params or macs); got {}",
+                    self.metrics.len()
+                ),
+            ));
+        }
+        for (i, metric) in self.metrics.iter().enumerate() {
+            if self.metrics[..i].contains(metric) {
+                return Err(bad(
+                    &format!("metrics[{i}]"),
+                    &format!("`{}` is named twice", metric.as_str()),
+                ));
+            }
+        }
+        if !self.metrics.contains(&Metric::Accuracy) {
+            return Err(bad(
+                "metrics",
+                "must include `accuracy`: every trial is trained and scored on it",
+            ));
+        }
+        let stated = self.reference.unwrap_or_default();
+        if let Some(a) = stated.accuracy {
+            if !(a.is_finite() && (0.0..1.0).contains(&a)) {
+                return Err(bad(
+                    "reference.accuracy",
+                    "must be in [0, 1): no accuracy can beat a reference of 1",
+                ));
+            }
+        }
+        if let Some(l) = stated.latency_ms {
+            if !(l.is_finite() && (MIN_TARGET_MS..=MAX_TARGET_MS).contains(&l)) {
+                return Err(bad(
+                    "reference.latency_ms",
+                    &format!("must be between {MIN_TARGET_MS} and {MAX_TARGET_MS}: no network runs in 0 ms or less"),
+                ));
+            }
+        }
+        for (field, value) in [
+            ("reference.params", stated.params),
+            ("reference.macs", stated.macs),
+        ] {
+            if value == Some(0) {
+                return Err(bad(
+                    field,
+                    "must be at least 1: no network has fewer than 0",
+                ));
+            }
+        }
+        for &metric in &self.metrics {
+            if self.reference_of(metric).is_none() {
+                let (field, how) = match metric {
+                    Metric::Latency => (
+                        "reference.latency_ms",
+                        "is needed for the hypervolume: state it, or set latency.max_ms (the reference) or latency.target_ms (twice it)",
+                    ),
+                    Metric::Params => ("reference.params", "is needed for the hypervolume when `params` is a metric"),
+                    _ => ("reference.macs", "is needed for the hypervolume when `macs` is a metric"),
+                };
+                return Err(bad(field, how));
+            }
+        }
+        Ok(())
+    }
+
     /// MnasNet's reward `ACC * (LAT / T)^w`, `w = alpha` if `LAT <= T` else
     /// `beta`; plain accuracy without a latency target. A non-positive or
     /// non-finite latency leaves accuracy unpenalised.
@@ -200,16 +457,15 @@ impl Objective {
         let Some(lat) = &self.latency else {
             return accuracy;
         };
+        let Some(target_ms) = lat.target_ms else {
+            return accuracy;
+        };
         if !(latency_ms.is_finite() && latency_ms > 0.0) {
             return accuracy;
         }
         let (alpha, beta) = lat.exponents();
-        let w = if latency_ms <= lat.target_ms {
-            alpha
-        } else {
-            beta
-        };
-        accuracy * (latency_ms / lat.target_ms).powf(w)
+        let w = if latency_ms <= target_ms { alpha } else { beta };
+        accuracy * (latency_ms / target_ms).powf(w)
     }
 
     /// Whether a measured latency is over the hard limit (reject untrained).
@@ -230,6 +486,8 @@ pub struct Point {
     pub latency_ms: f64,
     /// Trainable parameters (lower is better), used when asked.
     pub params: u64,
+    /// Multiply-accumulates per image (lower is better), used when asked.
+    pub macs: u64,
 }
 
 fn dominates(a: &Point, b: &Point, with_params: bool) -> bool {
@@ -311,6 +569,10 @@ pub enum RankKey {
     Params,
     /// MACs, cheapest first.
     Macs,
+    /// Non-dominated rank (on the search's Pareto metrics, or accuracy and
+    /// latency), the front first; inside a front, the most accurate first.
+    /// Ranked by the store; [`rank`] orders such rows by reward.
+    Rank,
 }
 
 /// One row to rank: a trial's figures, any of which may be missing.
@@ -348,7 +610,7 @@ fn cmp_present(a: Option<f64>, b: Option<f64>, higher_first: bool) -> Ordering {
 pub fn rank(rows: &mut [RankRow], key: RankKey) {
     rows.sort_by(|a, b| {
         let primary = match key {
-            RankKey::Reward => Ordering::Equal,
+            RankKey::Reward | RankKey::Rank => Ordering::Equal,
             RankKey::Accuracy => cmp_present(a.accuracy, b.accuracy, true),
             RankKey::Latency => cmp_present(a.latency_ms, b.latency_ms, false),
             RankKey::Params => a.params.cmp(&b.params),
@@ -366,8 +628,11 @@ mod tests {
 
     fn latency(target_ms: f64, mode: LatencyMode) -> Objective {
         Objective {
+            kind: ObjectiveKind::Reward,
+            metrics: Vec::new(),
+            reference: None,
             latency: Some(LatencyObjective {
-                target_ms,
+                target_ms: Some(target_ms),
                 mode,
                 alpha: None,
                 beta: None,
@@ -431,11 +696,83 @@ mod tests {
         assert!(o.rejects(11.0) && !o.rejects(9.0));
     }
 
+    fn pareto(json: &str) -> Result<Objective, String> {
+        let o: Objective = serde_json::from_str(json).map_err(|e| e.to_string())?;
+        o.check().map_err(|e| e.field)?;
+        Ok(o)
+    }
+
+    #[test]
+    fn pareto_objectives_are_checked_field_by_field() {
+        let o =
+            pareto(r#"{"kind":"pareto","metrics":["accuracy","latency"],"latency":{"max_ms":2}}"#)
+                .expect("valid");
+        let b = o.bounds().expect("bounds");
+        assert_eq!(b.reference.as_slice(), &[-0.0, 2.0]);
+        assert_eq!(b.ideal.as_slice(), &[-1.0, 0.0]);
+        // The reward of a Pareto objective without a target is plain accuracy.
+        assert_eq!(o.reward(0.9, 1.5), 0.9);
+        let point = p(0.9, 1.5, 7);
+        assert_eq!(o.costs(&point).expect("costs").as_slice(), &[-0.9, 1.5]);
+        // A target alone gives twice it.
+        let t = pareto(
+            r#"{"kind":"pareto","metrics":["latency","accuracy"],"latency":{"target_ms":0.5}}"#,
+        )
+        .expect("valid");
+        assert_eq!(t.bounds().expect("b").reference.as_slice(), &[1.0, -0.0]);
+        let cases = [
+            (
+                r#"{"kind":"pareto","metrics":["accuracy","speed"]}"#,
+                "unknown variant",
+            ),
+            (
+                r#"{"kind":"pareto","metrics":["accuracy","accuracy"],"reference":{"latency_ms":1}}"#,
+                "metrics[1]",
+            ),
+            (r#"{"kind":"pareto","metrics":["accuracy"]}"#, "metrics"),
+            (
+                r#"{"kind":"pareto","metrics":["latency","params"],"reference":{"latency_ms":1,"params":9}}"#,
+                "metrics",
+            ),
+            (
+                r#"{"kind":"pareto","metrics":["accuracy","latency","params","macs"]}"#,
+                "metrics",
+            ),
+            (
+                r#"{"kind":"pareto","metrics":["accuracy","latency"]}"#,
+                "reference.latency_ms",
+            ),
+            (
+                r#"{"kind":"pareto","metrics":["accuracy","params"]}"#,
+                "reference.params",
+            ),
+            (
+                r#"{"kind":"pareto","metrics":["accuracy","latency"],"reference":{"accuracy":1.0,"latency_ms":1}}"#,
+                "reference.accuracy",
+            ),
+            (
+                r#"{"kind":"pareto","metrics":["accuracy","latency"],"reference":{"latency_ms":0}}"#,
+                "reference.latency_ms",
+            ),
+            (
+                r#"{"kind":"pareto","metrics":["accuracy","macs"],"reference":{"macs":0}}"#,
+                "reference.macs",
+            ),
+            (r#"{"metrics":["accuracy","latency"]}"#, "metrics"),
+            (r#"{"latency":{"max_ms":3}}"#, "latency.target_ms"),
+        ];
+        for (json, field) in cases {
+            let got = pareto(json).expect_err(json);
+            assert!(got.contains(field), "{json}: {got}");
+        }
+    }
+
     fn p(accuracy: f64, latency_ms: f64, params: u64) -> Point {
         Point {
             accuracy,
             latency_ms,
             params,
+            macs: params,
         }
     }
 

@@ -10,6 +10,9 @@
 //!   multi-fidelity scheduler "best" is best-informed: the highest rung
 //!   reached, then fitness ([`crate::fidelity::best_informed_key`]), so a
 //!   lucky one-epoch score does not outrank a network proven over 27.
+//!   Under a Pareto objective (results carry [`Costs`]), "best" among
+//!   members of the same rung is NSGA-II's: the lower non-dominated front
+//!   among those members, then the larger crowding distance.
 //!
 //! Failed and rejected trials stay in the history: they are never proposed
 //! again, but they are not members of the population (they have no fitness).
@@ -17,6 +20,7 @@
 //! call (by [canonical hash](crate::Architecture::canonical_hash)); when the
 //! space is exhausted a strategy proposes fewer candidates than asked.
 
+use std::cmp::Ordering;
 use std::collections::HashSet;
 
 use rand::seq::index::sample as sample_indices;
@@ -26,6 +30,7 @@ use thiserror::Error;
 
 use crate::arch::{Architecture, InputShape};
 use crate::genotype::{mutate, sample, GenotypeError};
+use crate::pareto::{self, Costs, Standing};
 use crate::space::SearchSpace;
 
 fn default_population() -> usize {
@@ -103,6 +108,9 @@ pub enum Outcome {
         fitness: f64,
         /// The index of the highest rung reached (0 without a scheduler).
         rung: u32,
+        /// Under a Pareto objective, its costs at that rung (each
+        /// minimised): parents are then chosen by dominance.
+        costs: Option<Costs>,
     },
     /// Crashed, diverged or timed out.
     Failed,
@@ -323,9 +331,43 @@ fn population_members(history: &[HistoryEntry], population: usize) -> Vec<usize>
 /// highest rung reached, then fitness.
 fn standing(entry: &HistoryEntry) -> (u32, f64) {
     match entry.outcome {
-        Outcome::Succeeded { fitness, rung } => crate::fidelity::best_informed_key(rung, fitness),
+        Outcome::Succeeded { fitness, rung, .. } => {
+            crate::fidelity::best_informed_key(rung, fitness)
+        }
         _ => (0, f64::NEG_INFINITY),
     }
+}
+
+/// Under a Pareto objective (every member has costs), each member's
+/// NSGA-II standing among the members that reached the same rung, by
+/// history index; `None` otherwise.
+fn dominance_standings(
+    history: &[HistoryEntry],
+    members: &[usize],
+) -> Option<std::collections::HashMap<usize, Standing>> {
+    let costs: Vec<(usize, u32, Costs)> = members
+        .iter()
+        .map(|&i| match history[i].outcome {
+            Outcome::Succeeded {
+                rung,
+                costs: Some(c),
+                ..
+            } => Some((i, rung, c)),
+            _ => None,
+        })
+        .collect::<Option<_>>()?;
+    let mut out = std::collections::HashMap::with_capacity(costs.len());
+    let mut rungs: Vec<u32> = costs.iter().map(|&(_, r, _)| r).collect();
+    rungs.sort_unstable();
+    rungs.dedup();
+    for rung in rungs {
+        let group: Vec<&(usize, u32, Costs)> = costs.iter().filter(|c| c.1 == rung).collect();
+        let points: Vec<Costs> = group.iter().map(|c| c.2).collect();
+        for (member, standing) in group.iter().zip(pareto::standings(&points)) {
+            out.insert(member.0, standing);
+        }
+    }
+    Some(out)
 }
 
 fn evolve<R: Rng + ?Sized>(
@@ -336,16 +378,22 @@ fn evolve<R: Rng + ?Sized>(
     seen: &HashSet<String>,
     rng: &mut R,
 ) -> Result<Option<Proposal>, StrategyError> {
+    let dominance = dominance_standings(history, members);
     for _ in 0..ATTEMPTS_PER_PROPOSAL {
         let drawn = sample_indices(rng, members.len(), tournament.min(members.len()));
-        // The best-informed of the sample (highest rung, then fitness);
-        // among equals, the youngest.
+        // The best-informed of the sample (highest rung, then fitness, or
+        // under a Pareto objective front and crowding); among equals, the
+        // youngest.
         let parent = drawn.iter().map(|k| members[k]).max_by(|&a, &b| {
             let ((rung_a, fit_a), (rung_b, fit_b)) = (standing(&history[a]), standing(&history[b]));
-            rung_a
-                .cmp(&rung_b)
-                .then(fit_a.total_cmp(&fit_b))
-                .then(a.cmp(&b))
+            let within_rung = match &dominance {
+                Some(d) => match (d.get(&a), d.get(&b)) {
+                    (Some(sa), Some(sb)) => pareto::compare(sb, sa),
+                    _ => Ordering::Equal,
+                },
+                None => fit_a.total_cmp(&fit_b),
+            };
+            rung_a.cmp(&rung_b).then(within_rung).then(a.cmp(&b))
         });
         let Some(parent) = parent else {
             return Ok(None);
@@ -467,11 +515,13 @@ mod tests {
                         3 => Outcome::Succeeded {
                             fitness: 0.9,
                             rung: 0,
+                            costs: None,
                         },
                         5 => Outcome::Rejected,
                         _ => Outcome::Succeeded {
                             rung: 0,
                             fitness: 0.1 * i as f64,
+                            costs: None,
                         },
                     },
                 )
@@ -507,12 +557,61 @@ mod tests {
             .into_iter()
             .zip(outcomes)
             .map(|(p, (fitness, rung))| {
-                HistoryEntry::new(p.architecture, Outcome::Succeeded { fitness, rung })
+                HistoryEntry::new(
+                    p.architecture,
+                    Outcome::Succeeded {
+                        fitness,
+                        rung,
+                        costs: None,
+                    },
+                )
             })
             .collect();
         let next = propose(&strategy, &space, INPUT, 10, &history, 3, &mut rng).expect("ok");
         assert!(
             next.iter().all(|p| p.parent == Some(1)),
+            "{:?}",
+            next.iter().map(|p| p.parent).collect::<Vec<_>>()
+        );
+    }
+
+    /// Under a Pareto objective the parent is chosen by NSGA-II among the
+    /// members of the highest rung: the non-dominated one wins even with a
+    /// lower reward, and a higher rung still comes first.
+    #[test]
+    fn pareto_evolution_chooses_parents_by_front_within_the_highest_rung() {
+        let space = SearchSpace::preset("mobile").expect("mobile");
+        let strategy = Strategy::Evolution {
+            population: 5,
+            sample: 5,
+        };
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        let first = propose(&strategy, &space, INPUT, 10, &[], 5, &mut rng).expect("ok");
+        // (reward, rung, accuracy, latency)
+        let outcomes = [
+            (0.99, 0, 0.99, 0.01), // dominates everything, but at rung 0
+            (0.90, 1, 0.90, 1.00), // dominated by [3]
+            (0.95, 1, 0.85, 0.90), // dominated by [3] (higher reward, a worse point)
+            (0.20, 1, 0.91, 0.50), // non-dominated at rung 1, alone on its front
+            (0.80, 1, 0.80, 2.00), // dominated
+        ];
+        let history: Vec<HistoryEntry> = first
+            .into_iter()
+            .zip(outcomes)
+            .map(|(p, (fitness, rung, accuracy, latency))| {
+                HistoryEntry::new(
+                    p.architecture,
+                    Outcome::Succeeded {
+                        fitness,
+                        rung,
+                        costs: Some(Costs::new(&[-accuracy, latency])),
+                    },
+                )
+            })
+            .collect();
+        let next = propose(&strategy, &space, INPUT, 10, &history, 3, &mut rng).expect("ok");
+        assert!(
+            next.iter().all(|p| p.parent == Some(3)),
             "{:?}",
             next.iter().map(|p| p.parent).collect::<Vec<_>>()
         );

@@ -54,6 +54,7 @@ fn run(strategy: Strategy, seed: u64, trials: usize, batch: usize) -> Vec<Histor
                 Outcome::Succeeded {
                     fitness: synthetic_fitness(&p.architecture),
                     rung: 0,
+                    costs: None,
                 }
             };
             history.push(HistoryEntry::new(p.architecture, outcome));

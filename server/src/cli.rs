@@ -617,7 +617,10 @@ pub enum BenchCommand {
 /// Flags of `nas bench search`.
 #[derive(Debug, Args)]
 pub struct SearchBenchArgs {
-    /// Strategies, comma-separated: random, evolution, evolution+asha, random+asha.
+    /// Strategies, comma-separated: random, evolution, evolution+asha,
+    /// random+asha (the reward), and pareto-evolution+asha,
+    /// pareto-random+asha (a Pareto objective on accuracy and latency, with
+    /// NSGA-II parents and multi-objective ASHA).
     #[arg(
         long,
         value_delimiter = ',',
@@ -663,9 +666,21 @@ pub struct SearchBenchArgs {
     /// being faster than the target).
     #[arg(long, value_enum, default_value_t = BenchLatencyMode::Hard)]
     pub latency_mode: BenchLatencyMode,
-    /// Epochs of the final model's training.
+    /// Epochs of each final model's training.
     #[arg(long, default_value_t = 10)]
     pub final_epochs: u32,
+    /// Final models per search (the reward's top-k, or k spread along a
+    /// Pareto front): the tested front each run is scored by.
+    #[arg(long, default_value_t = 1)]
+    pub final_top_k: u32,
+    /// The hypervolume's reference accuracy (every run is scored in the
+    /// same box; a Pareto search also uses it as its own reference).
+    #[arg(long, default_value_t = 0.0)]
+    pub reference_accuracy: f64,
+    /// The hypervolume's reference latency, milliseconds (default: twice
+    /// `--target-ms`).
+    #[arg(long)]
+    pub reference_ms: Option<f64>,
     /// Random horizontal flips in final training (clothing: yes; digits: no).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub flip: bool,
@@ -982,7 +997,8 @@ pub struct LeaderboardArgs {
     /// Entries shown.
     #[arg(long, default_value_t = 10)]
     pub top: usize,
-    /// Sort: reward, accuracy, latency, params or macs.
+    /// Sort: reward, accuracy, latency, params, macs, or rank
+    /// (non-dominated rank: the Pareto front first).
     #[arg(long, default_value = "reward")]
     pub sort: String,
     /// table, json or csv.

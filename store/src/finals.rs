@@ -1,13 +1,19 @@
 //! Final training: a search's best distinct architectures trained from
 //! scratch with the full recipe on training + validation data, tested once
 //! on the held-out test set, and listed as the search's final models.
+//! Under a reward objective they are the top-k best-informed by reward;
+//! under a Pareto objective, k that spread along the validated front
+//! (greedy hypervolume contribution, best-informed rung first), so the
+//! tested front covers the whole trade-off.
 //!
 //! Final models are trials of phase `final` (indices from
 //! [`FINAL_INDEX_BASE`]). Nothing of the search reads them: the strategy's
 //! history, the rung decisions, leaderboards and Pareto fronts all take
 //! phase `search` only, so the test set never steers a search.
 
-use search::FinalTraining;
+use search::pareto::{self, Costs};
+use search::{FinalTraining, Objective, Point};
+use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
 use crate::rows::{trial_row, TRIAL_COLUMNS};
@@ -27,11 +33,12 @@ impl Store {
         tx: &mut Transaction<'static, Any>,
         search_id: i64,
         final_training: &FinalTraining,
+        objective: &Objective,
         now: i64,
     ) -> Result<usize, StoreError> {
         // Best-informed first: the highest rung reached, then the reward.
         let rows = sqlx::query(&format!(
-            "SELECT idx, architecture, arch_hash, params, macs, labels, max_attempts FROM trials \
+            "SELECT idx, architecture, arch_hash, params, macs, labels, max_attempts, rung, accuracy, latency_ms FROM trials \
              WHERE search_id = $1 AND phase = {PHASE_SEARCH} AND baseline IS NULL AND rung IS NOT NULL \
              AND reward IS NOT NULL AND state IN ({SUCCEEDED}, {STOPPED}) ORDER BY rung DESC, reward DESC, idx"
         ))
@@ -39,14 +46,21 @@ impl Store {
         .fetch_all(&mut **tx)
         .await?;
         let mut seen = std::collections::HashSet::new();
-        let chosen: Vec<_> = rows
+        let distinct: Vec<&AnyRow> = rows
             .iter()
             .filter(|r| {
                 r.try_get::<String, _>("arch_hash")
                     .is_ok_and(|h| seen.insert(h))
             })
-            .take(final_training.top_k as usize)
             .collect();
+        let chosen = if objective.is_pareto() {
+            spread_along_front(&distinct, objective, final_training.top_k as usize)?
+        } else {
+            distinct
+                .into_iter()
+                .take(final_training.top_k as usize)
+                .collect()
+        };
         if chosen.is_empty() {
             return Ok(0);
         }
@@ -131,7 +145,7 @@ impl Store {
             .map_err(|e| StoreError::Corrupt(format!("search {search_id} spec: {e}")))?;
         final_training.check(spec.budget.max_trials)?;
         let queued = self
-            .queue_final(&mut tx, search_id, final_training, now)
+            .queue_final(&mut tx, search_id, final_training, &spec.objective, now)
             .await?;
         if queued == 0 {
             return Err(StoreError::Conflict(format!(
@@ -153,17 +167,67 @@ impl Store {
         Ok(queued)
     }
 
-    /// A search's final models, best test accuracy first (those still
-    /// training last).
+    /// A search's final models, fastest first (those not yet measured
+    /// last): read down the list, each is the one to take for a latency
+    /// budget up to the next.
     pub async fn final_models(&self, search_id: i64) -> Result<Vec<TrialRow>, StoreError> {
         self.search(search_id).await?;
         let rows = sqlx::query(&format!(
             "SELECT {TRIAL_COLUMNS} FROM trials WHERE search_id = $1 AND phase = {PHASE_FINAL} \
-             ORDER BY COALESCE(-test_accuracy, 1), idx"
+             ORDER BY COALESCE(latency_ms, 1e300), idx"
         ))
         .bind(search_id)
         .fetch_all(self.pool())
         .await?;
         rows.iter().map(trial_row).collect()
     }
+}
+
+/// `k` of `rows` (distinct architectures, highest rung first) that spread
+/// along the validated front: the rungs are taken highest first, and inside
+/// a rung the trials are chosen greedily by hypervolume contribution
+/// ([`search::pareto::spread`]), so every pick is on the best evidence
+/// there is and the picks cover the trade-off rather than its accurate end.
+fn spread_along_front<'r>(
+    rows: &[&'r AnyRow],
+    objective: &Objective,
+    k: usize,
+) -> Result<Vec<&'r AnyRow>, StoreError> {
+    let Some(bounds) = objective.bounds() else {
+        return Ok(rows.iter().take(k).copied().collect());
+    };
+    let mut by_rung: Vec<(i64, Vec<&AnyRow>)> = Vec::new();
+    for &row in rows {
+        let rung: i64 = row.try_get("rung")?;
+        match by_rung.last_mut() {
+            Some((r, group)) if *r == rung => group.push(row),
+            _ => by_rung.push((rung, vec![row])),
+        }
+    }
+    let mut chosen = Vec::with_capacity(k);
+    for (_, group) in by_rung {
+        if chosen.len() >= k {
+            break;
+        }
+        let costs = group
+            .iter()
+            .map(|row| {
+                let point = Point {
+                    accuracy: row
+                        .try_get::<Option<f64>, _>("accuracy")?
+                        .unwrap_or(f64::NAN),
+                    latency_ms: row
+                        .try_get::<Option<f64>, _>("latency_ms")?
+                        .unwrap_or(f64::NAN),
+                    params: row.try_get::<Option<i64>, _>("params")?.unwrap_or(0).max(0) as u64,
+                    macs: row.try_get::<Option<i64>, _>("macs")?.unwrap_or(0).max(0) as u64,
+                };
+                Ok(objective.costs(&point).unwrap_or(Costs::new(&[f64::NAN])))
+            })
+            .collect::<Result<Vec<Costs>, StoreError>>()?;
+        for i in pareto::spread(&costs, k - chosen.len(), &bounds) {
+            chosen.push(group[i]);
+        }
+    }
+    Ok(chosen)
 }

@@ -42,6 +42,7 @@ use tokio::sync::broadcast;
 
 pub use model::*;
 pub use overview::{QueueStats, SearchPage, WorkerRow};
+pub use ranking::fronts::{dominance_objective, Fronts, Hypervolume, HypervolumeStep, TestedPoint};
 pub use ranking::{LeaderboardEntry, LeaderboardPage, ParetoPoint, RejectedPoint};
 pub use rungs::RungResult;
 

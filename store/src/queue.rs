@@ -611,7 +611,7 @@ impl Store {
         let mut tx = self.write_tx().await?;
         // Fenced: only the attempt holding the lease ends the unit.
         let sql = format!(
-            "SELECT search_id, phase, target_epochs, baseline FROM trials WHERE id = $1 AND attempt = $2 AND state = {RUNNING}{}",
+            "SELECT search_id, phase, target_epochs, baseline, params, macs FROM trials WHERE id = $1 AND attempt = $2 AND state = {RUNNING}{}",
             self.for_update()
         );
         let Some(unit) = sqlx::query(&sql)
@@ -632,6 +632,15 @@ impl Store {
                     trial,
                     target_epochs: unit.try_get("target_epochs")?,
                     reward: r.reward.unwrap_or(f64::NEG_INFINITY),
+                    point: search::Point {
+                        accuracy: r.val_accuracy.unwrap_or(f64::NAN),
+                        latency_ms: r.latency_ms.p50,
+                        params: unit
+                            .try_get::<Option<i64>, _>("params")?
+                            .unwrap_or(0)
+                            .max(0) as u64,
+                        macs: unit.try_get::<Option<i64>, _>("macs")?.unwrap_or(0).max(0) as u64,
+                    },
                     baseline: unit.try_get::<Option<String>, _>("baseline")?.is_some(),
                 };
                 self.end_rung(&mut tx, &ended, now).await?

@@ -1,13 +1,16 @@
-//! The end of a rung: ASHA's promotion decision, made in the transaction
-//! that records the rung's result (the search row locked, so decisions of
+//! The end of a rung: ASHA's promotion decision (by reward, or under a
+//! Pareto objective multi-objective ASHA's, by non-dominated sorting and
+//! crowding), made in the transaction that records the rung's result (the search row locked, so decisions of
 //! one search are taken one at a time and each sees every rung result
 //! before it). A trial's rung result is recorded once (`trial_rungs`' key),
 //! so no trial is promoted twice.
 
 use search::fidelity::goes_on;
-use search::SearchSpec;
+use search::pareto::goes_on_by_dominance;
+use search::{Point, SearchSpec};
 use sqlx::{Any, Row, Transaction};
 
+use crate::nullable;
 use crate::{SearchStatus, Store, StoreError, TrialState};
 
 /// A search trial that has just trained to the end of its unit of work.
@@ -22,6 +25,9 @@ pub(crate) struct RungEnded {
     pub target_epochs: i64,
     /// Its reward at that epoch.
     pub reward: f64,
+    /// Its figures there (accuracy, latency; parameters and MACs), which
+    /// a Pareto objective ranks by.
+    pub point: Point,
     /// Whether it is a zoo baseline (ranked with the others, but its
     /// compute is not part of the budget).
     pub baseline: bool,
@@ -39,6 +45,10 @@ pub struct RungResult {
     pub epochs: i64,
     /// Its reward there.
     pub reward: f64,
+    /// Its validation accuracy there (absent on results from before it was recorded).
+    pub accuracy: Option<f64>,
+    /// Its latency p50 there, milliseconds.
+    pub latency_ms: Option<f64>,
     /// Whether it went on to the next rung.
     pub goes_on: bool,
     /// When it was recorded, Unix ms (the database's clock).
@@ -84,6 +94,21 @@ impl Decision {
     }
 }
 
+/// Where a trial that ended a rung ranks there.
+#[derive(Debug, Clone, Copy)]
+struct RungRanking {
+    /// Whether the rule promotes it.
+    goes_on: bool,
+    /// Its 0-based position.
+    position: usize,
+    /// How many results the rung has, its own included.
+    of: usize,
+    /// What it was ranked by, for people.
+    by: &'static str,
+    /// The reduction factor.
+    eta: u32,
+}
+
 fn ordinal(n: usize) -> String {
     let suffix = match (n % 10, n % 100) {
         (1, r) if r != 11 => "st",
@@ -100,7 +125,7 @@ impl Store {
     /// trial's previous result's are the epochs that unit trained).
     pub async fn rung_results(&self, search_id: i64) -> Result<Vec<RungResult>, StoreError> {
         let rows = sqlx::query(
-            "SELECT trial_id, rung, epochs, reward, goes_on AS goes_on_n, recorded_at FROM trial_rungs \
+            "SELECT trial_id, rung, epochs, reward, accuracy, latency_ms, goes_on AS goes_on_n, recorded_at FROM trial_rungs \
              WHERE search_id = $1 ORDER BY recorded_at, trial_id, rung",
         )
         .bind(search_id)
@@ -113,6 +138,8 @@ impl Store {
                     rung: r.try_get("rung")?,
                     epochs: r.try_get("epochs")?,
                     reward: r.try_get("reward")?,
+                    accuracy: r.try_get("accuracy")?,
+                    latency_ms: r.try_get("latency_ms")?,
                     goes_on: r.try_get::<i64, _>("goes_on_n")? == 1,
                     recorded_at: r.try_get("recorded_at")?,
                 })
@@ -148,16 +175,6 @@ impl Store {
             .iter()
             .position(|&r| r >= target)
             .unwrap_or(rungs.len() - 1);
-        let rewards: Vec<f64> = sqlx::query_scalar::<_, f64>(
-            "SELECT reward FROM trial_rungs WHERE search_id = $1 AND rung = $2",
-        )
-        .bind(ended.search_id)
-        .bind(rung as i64)
-        .fetch_all(&mut **tx)
-        .await?
-        .into_iter()
-        .chain([ended.reward])
-        .collect();
         let last = rung + 1 == rungs.len();
         let mut decision = if last {
             Decision::Ends {
@@ -166,13 +183,16 @@ impl Store {
                 reason: None,
             }
         } else {
-            self.promotion(&spec, &search, ended, &rewards, &rungs, rung, now)?
+            let ranking = self.rank_at_rung(tx, &spec, ended, rung).await?;
+            self.promotion(&spec, &search, ended, &ranking, &rungs, rung, now)?
         };
         let goes = matches!(decision, Decision::GoesOn { .. });
-        let inserted = sqlx::query(
-            "INSERT INTO trial_rungs (trial_id, search_id, rung, epochs, reward, goes_on, recorded_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (trial_id, rung) DO NOTHING",
-        )
+        let inserted = sqlx::query(&format!(
+            "INSERT INTO trial_rungs (trial_id, search_id, rung, epochs, reward, goes_on, recorded_at, accuracy, latency_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, {}, {}) ON CONFLICT (trial_id, rung) DO NOTHING",
+            nullable::sql("$8"),
+            nullable::sql("$9")
+        ))
         .bind(ended.trial)
         .bind(ended.search_id)
         .bind(rung as i64)
@@ -180,6 +200,8 @@ impl Store {
         .bind(ended.reward)
         .bind(i64::from(goes))
         .bind(now)
+        .bind(nullable::bind_value(Some(ended.point.accuracy)))
+        .bind(nullable::bind_value(Some(ended.point.latency_ms)))
         .execute(&mut **tx)
         .await?
         .rows_affected();
@@ -205,23 +227,87 @@ impl Store {
         Ok(decision)
     }
 
-    /// ASHA's decision for a trial that ended rung `rung` (not the last)
-    /// with `rewards` recorded there (its own last).
+    /// Where `ended` ranks among the results recorded at `rung` (its own
+    /// included): by reward, or under a Pareto objective by non-dominated
+    /// sorting then crowding distance over the objective's metrics
+    /// (results recorded without figures rank last).
+    async fn rank_at_rung(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        spec: &SearchSpec,
+        ended: &RungEnded,
+        rung: usize,
+    ) -> Result<RungRanking, StoreError> {
+        let eta = spec.scheduler.eta().unwrap_or(2);
+        if !spec.objective.is_pareto() {
+            let rewards: Vec<f64> = sqlx::query_scalar::<_, f64>(
+                "SELECT reward FROM trial_rungs WHERE search_id = $1 AND rung = $2",
+            )
+            .bind(ended.search_id)
+            .bind(rung as i64)
+            .fetch_all(&mut **tx)
+            .await?
+            .into_iter()
+            .chain([ended.reward])
+            .collect();
+            return Ok(RungRanking {
+                goes_on: goes_on(ended.reward, &rewards, eta),
+                position: rewards.iter().filter(|&&r| r > ended.reward).count(),
+                of: rewards.len(),
+                by: "reward",
+                eta,
+            });
+        }
+        let rows = sqlx::query(
+            "SELECT r.accuracy, r.latency_ms, t.params, t.macs FROM trial_rungs r JOIN trials t ON t.id = r.trial_id \
+             WHERE r.search_id = $1 AND r.rung = $2",
+        )
+        .bind(ended.search_id)
+        .bind(rung as i64)
+        .fetch_all(&mut **tx)
+        .await?;
+        let mut points = Vec::with_capacity(rows.len() + 1);
+        for row in &rows {
+            let point = Point {
+                accuracy: row
+                    .try_get::<Option<f64>, _>("accuracy")?
+                    .unwrap_or(f64::NAN),
+                latency_ms: row
+                    .try_get::<Option<f64>, _>("latency_ms")?
+                    .unwrap_or(f64::NAN),
+                params: row.try_get::<Option<i64>, _>("params")?.unwrap_or(0).max(0) as u64,
+                macs: row.try_get::<Option<i64>, _>("macs")?.unwrap_or(0).max(0) as u64,
+            };
+            points.extend(spec.objective.costs(&point));
+        }
+        points.extend(spec.objective.costs(&ended.point));
+        let own = points.len() - 1;
+        let (goes, position) = goes_on_by_dominance(&points, own, eta);
+        Ok(RungRanking {
+            goes_on: goes,
+            position,
+            of: points.len(),
+            by: "non-dominated sorting",
+            eta,
+        })
+    }
+
+    /// ASHA's decision for a trial that ended rung `rung` (not the last),
+    /// ranked there as `ranking` says.
     #[allow(clippy::too_many_arguments)]
     fn promotion(
         &self,
         spec: &SearchSpec,
         search: &sqlx::any::AnyRow,
         ended: &RungEnded,
-        rewards: &[f64],
+        ranking: &RungRanking,
         rungs: &[u32],
         rung: usize,
         now: i64,
     ) -> Result<Decision, StoreError> {
-        let eta = spec.scheduler.eta().unwrap_or(2);
-        let n = rewards.len();
-        let rank = 1 + rewards.iter().filter(|&&r| r > ended.reward).count();
-        let cut = n.div_ceil(eta as usize);
+        let n = ranking.of;
+        let rank = 1 + ranking.position;
+        let cut = n.div_ceil(ranking.eta as usize);
         let (epochs, next) = (rungs[rung], rungs[rung + 1]);
         let stop = |why: String| Decision::Ends {
             state: TrialState::Stopped,
@@ -231,10 +317,11 @@ impl Store {
                 rung + 1
             )),
         };
-        if !goes_on(ended.reward, rewards, eta) {
+        if !ranking.goes_on {
             return Ok(stop(format!(
-                "ranked {} of {n} at this rung; the top {cut} go on",
-                ordinal(rank)
+                "ranked {} of {n} at this rung by {}; the top {cut} go on",
+                ordinal(rank),
+                ranking.by
             )));
         }
         let running = search.try_get::<String, _>("status")? == SearchStatus::Running.as_str();

@@ -6,7 +6,7 @@ use search::Architecture;
 use sqlx::{Any, Row, Transaction};
 
 use crate::{Event, SearchStatus, Store, StoreError, TrialState};
-use search::SearchSpec;
+use search::{Objective, SearchSpec};
 
 /// Each search's history as this process last read it (architectures parsed
 /// and hashed once), for the next top-up. Bounded: a few searches at a time.
@@ -104,8 +104,28 @@ impl HistoryCache {
     }
 }
 
-/// A strategy trial's outcome from its `state` and `reward` columns.
-fn outcome_of(row: &sqlx::any::AnyRow, search_id: i64) -> Result<Outcome, StoreError> {
+/// A strategy trial's outcome from its `state` and `reward` columns (and
+/// under a Pareto objective its costs, from its figures).
+fn outcome_of(
+    row: &sqlx::any::AnyRow,
+    search_id: i64,
+    objective: &Objective,
+) -> Result<Outcome, StoreError> {
+    let costs = if objective.is_pareto() {
+        let point = search::Point {
+            accuracy: row
+                .try_get::<Option<f64>, _>("accuracy")?
+                .unwrap_or(f64::NAN),
+            latency_ms: row
+                .try_get::<Option<f64>, _>("latency_ms")?
+                .unwrap_or(f64::NAN),
+            params: row.try_get::<Option<i64>, _>("params")?.unwrap_or(0).max(0) as u64,
+            macs: row.try_get::<Option<i64>, _>("macs")?.unwrap_or(0).max(0) as u64,
+        };
+        objective.costs(&point)
+    } else {
+        None
+    };
     let state: String = row.try_get("state")?;
     let state = TrialState::parse(&state)
         .ok_or_else(|| StoreError::Corrupt(format!("search {search_id}: trial state {state}")))?;
@@ -119,10 +139,12 @@ fn outcome_of(row: &sqlx::any::AnyRow, search_id: i64) -> Result<Outcome, StoreE
                 (Some(rung), Some(fitness)) => Outcome::Succeeded {
                     fitness,
                     rung: u32::try_from(rung.max(0)).unwrap_or(0),
+                    costs,
                 },
                 _ if state == TrialState::Succeeded => Outcome::Succeeded {
                     fitness: row.try_get::<Option<f64>, _>("reward")?.unwrap_or(0.0),
                     rung: 0,
+                    costs,
                 },
                 _ => Outcome::Pending,
             }
@@ -287,7 +309,9 @@ impl Store {
             || compute_room - (added as i64) <= 0;
         if active == 0 && added == 0 && spent {
             if let (Some(final_training), false) = (&spec.final_training, finalising) {
-                let queued = self.queue_final(tx, search_id, final_training, now).await?;
+                let queued = self
+                    .queue_final(tx, search_id, final_training, &spec.objective, now)
+                    .await?;
                 if queued > 0 {
                     after.push(Event::TrialsQueued {
                         search_id,
@@ -322,7 +346,7 @@ impl Store {
         want: usize,
         now: i64,
     ) -> Result<Proposed, StoreError> {
-        let mut history = self.history(tx, search_id).await?;
+        let mut history = self.history(tx, search_id, &spec.objective).await?;
         let dataset = match self.recorded_dataset(tx, spec).await {
             Ok(dataset) => dataset,
             Err(e @ (StoreError::NotFound(_) | StoreError::Spec(_))) => {
@@ -533,11 +557,12 @@ impl Store {
         &self,
         tx: &mut Transaction<'static, Any>,
         search_id: i64,
+        objective: &Objective,
     ) -> Result<History, StoreError> {
         let mut history = self.histories.take(search_id)?;
         let from = history.open_from.min(history.entries.len());
         let states = sqlx::query(
-            "SELECT idx, state, reward, rung FROM trials WHERE search_id = $1 AND idx >= $2 AND phase = 'search' ORDER BY idx",
+            "SELECT idx, state, reward, rung, accuracy, latency_ms, params, macs FROM trials WHERE search_id = $1 AND idx >= $2 AND phase = 'search' ORDER BY idx",
         )
         .bind(search_id)
         .bind(from as i64)
@@ -549,12 +574,12 @@ impl Store {
         });
         if !contiguous || from + states.len() < history.entries.len() {
             // Not what this process saw before: read everything again.
-            return self.history_from_scratch(tx, search_id).await;
+            return self.history_from_scratch(tx, search_id, objective).await;
         }
         self.append_new(tx, search_id, &mut history, from + states.len())
             .await?;
         for (entry, row) in history.entries[from..].iter_mut().zip(&states) {
-            entry.outcome = outcome_of(row, search_id)?;
+            entry.outcome = outcome_of(row, search_id, objective)?;
         }
         history.open_from = first_open(&states, from)?;
         Ok(history)
@@ -565,10 +590,11 @@ impl Store {
         &self,
         tx: &mut Transaction<'static, Any>,
         search_id: i64,
+        objective: &Objective,
     ) -> Result<History, StoreError> {
         let mut history = History::default();
         let states = sqlx::query(
-            "SELECT idx, state, reward, rung FROM trials WHERE search_id = $1 AND idx >= 0 AND phase = 'search' ORDER BY idx",
+            "SELECT idx, state, reward, rung, accuracy, latency_ms, params, macs FROM trials WHERE search_id = $1 AND idx >= 0 AND phase = 'search' ORDER BY idx",
         )
         .bind(search_id)
         .fetch_all(&mut **tx)
@@ -576,7 +602,7 @@ impl Store {
         self.append_new(tx, search_id, &mut history, states.len())
             .await?;
         for (entry, row) in history.entries.iter_mut().zip(&states) {
-            entry.outcome = outcome_of(row, search_id)?;
+            entry.outcome = outcome_of(row, search_id, objective)?;
         }
         history.open_from = first_open(&states, 0)?;
         Ok(history)

@@ -93,6 +93,11 @@ pub struct SearchDetail {
     /// data, tested once), best test accuracy first; empty until final
     /// training is queued.
     pub final_models: Vec<TrialView>,
+    /// The hypervolume of its validated and tested fronts (see
+    /// `GET /searches/{id}/pareto`, which adds it over compute), when its
+    /// objective has a reference point.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hypervolume: Option<store::Hypervolume>,
     /// Why its pending trials are not being run, when no live worker may
     /// run them: `waiting for a worker with onnxruntime` (the labels they
     /// require). Absent while some worker could claim them.
@@ -228,6 +233,13 @@ pub struct Pareto {
     pub total_points: usize,
     /// Each trial that beat every earlier one: the best reward so far, by trial index.
     pub best_so_far: Vec<BestStep>,
+    /// The final models on test accuracy and latency, fastest first, each
+    /// marked whether it is on the tested front; empty until they are tested.
+    pub tested: Vec<store::TestedPoint>,
+    /// The hypervolume of the validated and tested fronts (with the
+    /// validated one over compute), when the objective has a reference
+    /// point: a Pareto objective, or a latency target or limit.
+    pub hypervolume: Option<store::Hypervolume>,
 }
 
 /// A new best reward.

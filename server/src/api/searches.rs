@@ -127,6 +127,10 @@ pub async fn get_search(
         trial_counts: counts,
         best_trial: best,
         final_models: state.store.final_models(id).await?,
+        hypervolume: state.store.fronts(id).await?.hypervolume.map(|mut h| {
+            h.over_compute.clear();
+            h
+        }),
         waiting_for: match search.status {
             SearchStatus::Running => state
                 .store
@@ -333,7 +337,9 @@ pub struct ParetoQuery {
     pub max_points: Option<usize>,
 }
 
-/// `GET /searches/{id}/pareto`: the accuracy/latency plane and its front.
+/// `GET /searches/{id}/pareto`: the accuracy/latency plane with each
+/// trial's non-dominated rank (the validated front), the final models'
+/// tested front, and their hypervolumes.
 #[utoipa::path(get, path = "/api/v1/searches/{id}/pareto", tag = "searches",
     params(SearchId, ParetoQuery),
     responses((status = 200, body = Pareto), QueryErrors))]
@@ -350,7 +356,8 @@ pub async fn pareto(
             Some("max_points"),
         ));
     }
-    let mut points = state.store.pareto(id).await?;
+    let fronts = state.store.fronts(id).await?;
+    let mut points = fronts.points;
     let total_points = points.len();
     let best_so_far = best_so_far(&points);
     if q.front_only.unwrap_or(false) {
@@ -367,6 +374,8 @@ pub async fn pareto(
         points,
         rejected,
         best_so_far,
+        tested: fronts.tested,
+        hypervolume: fronts.hypervolume,
     }))
 }
 

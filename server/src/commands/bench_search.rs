@@ -1,11 +1,14 @@
 //! `nas bench search`: search quality at equal compute. Runs each strategy
-//! (random, evolution, evolution + ASHA) with several seeds on a real
-//! dataset, each search limited to the same number of training epochs
-//! (`budget.max_epochs_total`), with in-process workers on an embedded
-//! database; then trains each search's best architecture from scratch and
-//! tests it once. Prints, per run and per strategy, the best validation
-//! reward and the final model's test accuracy and latency; `--out` writes
-//! every run's best-so-far curve over compute as JSON (for plotting).
+//! (random, evolution, evolution + ASHA under the reward; evolution or
+//! random + multi-objective ASHA under a Pareto objective) with several
+//! seeds on a real dataset, each search limited to the same number of
+//! training epochs (`budget.max_epochs_total`), with in-process workers on
+//! an embedded database; then trains each search's final models (the same
+//! number for every strategy) from scratch and tests them once. Prints, per
+//! run and per strategy, the best validation reward, the best final
+//! model's test accuracy, and the hypervolume of the tested front (every
+//! run in the same box); `--out` writes every run, with its best-so-far
+//! curve over compute and its tested front, as JSON (for plotting).
 
 use std::time::{Duration, Instant};
 
@@ -49,18 +52,58 @@ struct Run {
     #[serde(default)]
     latency_mode: Option<String>,
     curve: Vec<Step>,
+    /// Every tested final model: (test accuracy, latency ms).
+    #[serde(default)]
+    tested: Vec<(f64, f64)>,
+    /// The hypervolume of the tested final models in the benchmark's box.
+    #[serde(default)]
+    tested_hypervolume: Option<f64>,
+    /// The hypervolume of the validated search trials in the same box.
+    #[serde(default)]
+    validated_hypervolume: Option<f64>,
+}
+
+/// The box every run's hypervolume is measured in.
+fn bench_bounds(args: &SearchBenchArgs) -> search::pareto::Bounds {
+    use search::pareto::Costs;
+    search::pareto::Bounds {
+        ideal: Costs::new(&[-1.0, 0.0]),
+        reference: Costs::new(&[-args.reference_accuracy, reference_ms(args)]),
+    }
+}
+
+fn reference_ms(args: &SearchBenchArgs) -> f64 {
+    args.reference_ms.unwrap_or(2.0 * args.target_ms)
+}
+
+/// The hypervolume of (accuracy, latency) points in the benchmark's box.
+fn plane_hypervolume(args: &SearchBenchArgs, points: &[(f64, f64)]) -> f64 {
+    let costs: Vec<search::pareto::Costs> = points
+        .iter()
+        .map(|&(accuracy, latency)| search::pareto::Costs::new(&[-accuracy, latency]))
+        .collect();
+    search::pareto::hypervolume(&costs, &bench_bounds(args))
 }
 
 /// The spec of one run.
 fn spec_of(args: &SearchBenchArgs, strategy: &str, seed: u64) -> anyhow::Result<SearchSpec> {
-    let (kind, asha) = match strategy {
-        "random" => ("random", false),
-        "evolution" => ("evolution", false),
-        "evolution+asha" => ("evolution", true),
-        "random+asha" => ("random", true),
+    let (kind, asha, pareto) = match strategy {
+        "random" => ("random", false, false),
+        "evolution" => ("evolution", false, false),
+        "evolution+asha" => ("evolution", true, false),
+        "random+asha" => ("random", true, false),
+        "pareto-evolution+asha" => ("evolution", true, true),
+        "pareto-random+asha" => ("random", true, true),
         other => bail!(
-            "unknown strategy `{other}`: use random, evolution, evolution+asha or random+asha"
+            "unknown strategy `{other}`: use random, evolution, evolution+asha, random+asha, \
+             pareto-evolution+asha or pareto-random+asha"
         ),
+    };
+    let objective = if pareto {
+        serde_json::json!({"kind": "pareto", "metrics": ["accuracy", "latency"],
+            "reference": {"accuracy": args.reference_accuracy, "latency_ms": reference_ms(args)}})
+    } else {
+        serde_json::json!({"latency": {"target_ms": args.target_ms, "mode": args.latency_mode.as_str()}})
     };
     let strategy = if kind == "evolution" {
         serde_json::json!({"kind": "evolution", "population": args.population, "sample": args.sample})
@@ -76,13 +119,13 @@ fn spec_of(args: &SearchBenchArgs, strategy: &str, seed: u64) -> anyhow::Result<
         "name": format!("bench {}", strategy["kind"]),
         "dataset": args.dataset, "space": args.space, "seed": seed,
         "strategy": strategy, "scheduler": scheduler,
-        "objective": {"latency": {"target_ms": args.target_ms, "mode": args.latency_mode.as_str()}},
+        "objective": objective,
         "budget": {
             "max_trials": 100_000, "parallelism": args.workers, "epochs": args.epochs_per_trial,
             "max_epochs_total": args.epochs_total, "max_train_samples": args.max_train_samples
         },
         "training": {"batch_size": 64, "learning_rate": 0.002},
-        "final": {"top_k": 1, "epochs": args.final_epochs, "training": {
+        "final": {"top_k": args.final_top_k, "epochs": args.final_epochs, "training": {
             "batch_size": 64, "learning_rate": 0.002,
             "schedule": {"kind": "cosine", "warmup_epochs": 1},
             "augmentation": {"crop_padding": 2, "horizontal_flip": args.flip}
@@ -174,7 +217,28 @@ async fn one_run(args: &SearchBenchArgs, strategy: &str, seed: u64) -> anyhow::R
         .max_by(|a, b| a.0.total_cmp(&b.0))
         .unwrap_or((f64::NAN, f64::NAN));
     let finals = store.final_models(id).await?;
-    let model = finals.first();
+    let tested: Vec<(f64, f64)> = finals
+        .iter()
+        .filter_map(|m| Some((m.test_accuracy?, m.result.as_ref()?.latency_ms.p50)))
+        .collect();
+    let validated: Vec<(f64, f64)> = search_trials
+        .iter()
+        .filter_map(|t| {
+            Some((
+                t.result.as_ref()?.val_accuracy?,
+                t.result.as_ref()?.latency_ms.p50,
+            ))
+        })
+        .collect();
+    // The best final model: the most accurate.
+    let model = finals
+        .iter()
+        .filter(|m| m.test_accuracy.is_some())
+        .max_by(|a, b| {
+            a.test_accuracy
+                .unwrap_or(0.0)
+                .total_cmp(&b.test_accuracy.unwrap_or(0.0))
+        });
     let result = model.and_then(|m| m.result.as_ref());
     let search_seconds = search_seconds.unwrap_or(total);
     let run = Run {
@@ -193,6 +257,9 @@ async fn one_run(args: &SearchBenchArgs, strategy: &str, seed: u64) -> anyhow::R
         trials_by_epochs: trials_by_epochs(&results),
         latency_mode: Some(args.latency_mode.as_str().to_owned()),
         curve: curve(&results),
+        tested_hypervolume: (!tested.is_empty()).then(|| plane_hypervolume(args, &tested)),
+        validated_hypervolume: Some(plane_hypervolume(args, &validated)),
+        tested,
     };
     let _ = std::fs::remove_file(&file);
     Ok(run)
@@ -236,10 +303,11 @@ pub fn run(args: &SearchBenchArgs) -> anyhow::Result<String> {
             }
             let run = runtime.block_on(one_run(args, strategy, seed))?;
             eprintln!(
-                "{strategy} seed {seed}: {} trials, {} epochs, best val reward {:.4} (acc {:.4}), final test {:?} at {:?} ms, {:.0} s + {:.0} s, trials by epochs trained {:?}",
+                "{strategy} seed {seed}: {} trials, {} epochs, best val reward {:.4} (acc {:.4}), final test {:?} at {:?} ms, \
+                 tested front {:?} (hypervolume {:?}), {:.0} s + {:.0} s, trials by epochs trained {:?}",
                 run.trials, run.epochs_trained, run.best_val_reward, run.best_val_accuracy,
-                run.final_test_accuracy, run.final_latency_ms, run.search_seconds, run.final_seconds,
-                run.trials_by_epochs
+                run.final_test_accuracy, run.final_latency_ms, run.tested, run.tested_hypervolume,
+                run.search_seconds, run.final_seconds, run.trials_by_epochs
             );
             runs.push(run);
             if let Some(out) = &args.out {
@@ -254,6 +322,8 @@ pub fn run(args: &SearchBenchArgs) -> anyhow::Result<String> {
         ("best val reward", Align::Right),
         ("final test acc", Align::Right),
         ("final latency ms", Align::Right),
+        ("tested HV", Align::Right),
+        ("validated HV", Align::Right),
         ("trials", Align::Right),
         ("search s", Align::Right),
     ]);
@@ -268,12 +338,21 @@ pub fn run(args: &SearchBenchArgs) -> anyhow::Result<String> {
             mean_and_spread(&of(&|r| Some(r.best_val_reward))),
             mean_and_spread(&of(&|r| r.final_test_accuracy)),
             mean_and_spread(&of(&|r| r.final_latency_ms)),
+            mean_and_spread(&of(&|r| r.tested_hypervolume)),
+            mean_and_spread(&of(&|r| r.validated_hypervolume)),
             mean_and_spread(&of(&|r| Some(r.trials as f64))),
             mean_and_spread(&of(&|r| Some(r.search_seconds))),
         ]);
     }
+    let trial_seconds: Vec<f64> = runs
+        .iter()
+        .filter(|r| r.trials > 0)
+        .map(|r| r.search_seconds / r.trials as f64)
+        .collect();
+    let mean_trial_seconds = trial_seconds.iter().sum::<f64>() / trial_seconds.len().max(1) as f64;
     Ok(format!(
-        "{} on {}, space {}, {} epochs of {} images per search, {} target {} ms, {} worker(s) x {} thread(s)\n{}",
+        "{} on {}, space {}, {} epochs of {} images per search, {} target {} ms, {} final model(s) each, \
+         hypervolume box: accuracy {} to 1, latency 0 to {} ms, {} worker(s) x {} thread(s)\n{}{}",
         "search quality at equal compute",
         args.dataset,
         args.space,
@@ -281,10 +360,63 @@ pub fn run(args: &SearchBenchArgs) -> anyhow::Result<String> {
         args.max_train_samples,
         args.latency_mode.as_str(),
         args.target_ms,
+        args.final_top_k,
+        args.reference_accuracy,
+        reference_ms(args),
         args.workers,
         args.threads,
-        table.render()
+        table.render(),
+        dominance_cost(1000, mean_trial_seconds)
     ))
+}
+
+/// What ranking by dominance costs a search of `trials` trials: every
+/// multi-objective ASHA decision (one per rung result, each ranking the
+/// rung's results so far, as the store does), NSGA-II parent choice over a
+/// population of 20 per proposal, and the final pick and hypervolumes,
+/// timed on synthetic points; compared with `trial_seconds`, the mean
+/// wall time of a trial in the runs above.
+fn dominance_cost(trials: usize, trial_seconds: f64) -> String {
+    use search::pareto::{self, Bounds, Costs};
+    let mut x: u64 = 0x2545F4914F6CDD1D;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        (x >> 11) as f64 / (1u64 << 53) as f64
+    };
+    let points: Vec<Costs> = (0..trials)
+        .map(|_| {
+            let latency = 0.02 + next() * 2.0;
+            Costs::new(&[-(0.8 + 0.15 * next() * latency.sqrt().min(1.0)), latency])
+        })
+        .collect();
+    let bounds = Bounds {
+        ideal: Costs::new(&[-1.0, 0.0]),
+        reference: Costs::new(&[0.0, 2.0]),
+    };
+    let start = Instant::now();
+    // Rung 0 sees every trial; eta 3 leaves a third for the next rung, and so on.
+    let mut rung_size = trials;
+    while rung_size >= 1 {
+        for n in 1..=rung_size {
+            std::hint::black_box(pareto::goes_on_by_dominance(&points[..n], n - 1, 3));
+        }
+        rung_size /= 3;
+    }
+    for n in 0..trials {
+        let start = n.saturating_sub(20);
+        std::hint::black_box(pareto::standings(&points[start..=n]));
+    }
+    std::hint::black_box(pareto::spread(&points, 20, &bounds));
+    std::hint::black_box(pareto::hypervolume(&points, &bounds));
+    let seconds = start.elapsed().as_secs_f64();
+    let search_seconds = trial_seconds * trials as f64;
+    format!(
+        "dominance sorting, crowding and hypervolume for a {trials}-trial search: {seconds:.2} s in all; \
+         at this run's mean trial time ({trial_seconds:.1} s) that is {:.3}% of the search's wall time\n",
+        if search_seconds > 0.0 { 100.0 * seconds / search_seconds } else { f64::NAN }
+    )
 }
 
 #[cfg(test)]
@@ -297,6 +429,8 @@ mod tests {
             rung: 0,
             epochs,
             reward,
+            accuracy: None,
+            latency_ms: None,
             goes_on: false,
             recorded_at: 0,
         }

@@ -170,8 +170,12 @@ fn percent(v: Option<f64>) -> String {
 
 /// The leaderboard as an aligned table.
 pub fn leaderboard_table(entries: &[store::LeaderboardEntry]) -> String {
-    let mut table = Table::new(&[
-        ("rank", Align::Right),
+    let by_front = entries.iter().any(|e| e.front.is_some());
+    let mut columns = vec![("rank", Align::Right)];
+    if by_front {
+        columns.push(("front", Align::Right));
+    }
+    columns.extend([
         ("trial", Align::Right),
         ("index", Align::Right),
         ("reward", Align::Right),
@@ -183,9 +187,13 @@ pub fn leaderboard_table(entries: &[store::LeaderboardEntry]) -> String {
         ("rung", Align::Right),
         ("state", Align::Left),
     ]);
+    let mut table = Table::new(&columns);
     for e in entries {
-        table.row(vec![
-            e.rank.to_string(),
+        let mut row = vec![e.rank.to_string()];
+        if by_front {
+            row.push(e.front.map_or("-".into(), |f| (f + 1).to_string()));
+        }
+        row.extend([
             e.trial_id.to_string(),
             e.index.to_string(),
             format!("{:.4}", e.reward),
@@ -197,6 +205,7 @@ pub fn leaderboard_table(entries: &[store::LeaderboardEntry]) -> String {
             (e.rung + 1).to_string(),
             e.state.as_str().to_owned(),
         ]);
+        table.row(row);
     }
     table.render()
 }
@@ -373,7 +382,7 @@ pub fn show(args: &ShowArgs) -> anyhow::Result<String> {
 fn search_text(detail: &SearchDetail, board: &Leaderboard) -> String {
     let s = &detail.search;
     format!(
-        "search {} ({}): {}\ndataset {}, {} trials, {} of {} ended ({:.0}%)\ntrials: {}\n\nbest trials:\n{}",
+        "search {} ({}): {}\ndataset {}, {} trials, {} of {} ended ({:.0}%)\ntrials: {}\n{}\nbest trials:\n{}",
         s.id,
         s.name,
         status_name(detail),
@@ -388,7 +397,31 @@ fn search_text(detail: &SearchDetail, board: &Leaderboard) -> String {
             .map(|(k, v)| format!("{v} {k}"))
             .collect::<Vec<_>>()
             .join(", "),
+        detail
+            .hypervolume
+            .as_ref()
+            .map_or(String::new(), hypervolume_line),
         leaderboard_table(&board.entries)
+    )
+}
+
+/// `hypervolume: validated 0.612, tested 0.587 (reference: accuracy 0%, latency 2 ms)`.
+fn hypervolume_line(h: &store::Hypervolume) -> String {
+    let reference: Vec<String> = h
+        .metrics
+        .iter()
+        .zip(&h.reference)
+        .map(|(m, &v)| match m {
+            search::Metric::Accuracy => format!("accuracy {:.1}%", v * 100.0),
+            search::Metric::Latency => format!("latency {v} ms"),
+            other => format!("{} {}", other.as_str(), thousands(v.max(0.0) as u64)),
+        })
+        .collect();
+    format!(
+        "hypervolume: validated {:.4}, tested {} (reference: {})\n",
+        h.validated,
+        h.tested.map_or("-".into(), |t| format!("{t:.4}")),
+        reference.join(", ")
     )
 }
 

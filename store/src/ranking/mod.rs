@@ -3,17 +3,19 @@
 //! accuracy/latency Pareto front and the rejected trials.
 //!
 //! - [`paging`]: cursors and the SQL of one page;
-//! - [`cache`]: versions, pages and totals kept in memory.
+//! - [`cache`]: versions, pages and totals kept in memory;
+//! - [`fronts`]: the validated and tested fronts and their hypervolumes.
 
 pub(crate) mod cache;
+pub mod fronts;
 mod paging;
 
-use search::objective::{pareto_front, Point, RankKey};
+use search::objective::RankKey;
 use sqlx::FromRow;
 
 use self::cache::Lookup;
 use self::paging::key_name;
-use crate::sql_states::{PHASE_SEARCH, REJECTED};
+use crate::sql_states::REJECTED;
 use crate::{Store, StoreError};
 
 /// One ranked trial.
@@ -52,6 +54,10 @@ pub struct LeaderboardEntry {
     pub rung: i64,
     /// Epochs its figures were trained for.
     pub epochs: i64,
+    /// Its non-dominated rank (0: on the front), on leaderboards sorted by
+    /// `rank` only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub front: Option<i64>,
 }
 
 /// One page of a leaderboard.
@@ -81,9 +87,15 @@ pub struct ParetoPoint {
     pub reward: f64,
     /// Trainable parameters.
     pub params: Option<i64>,
-    /// Whether no other trial is both at least as accurate and at least as fast.
+    /// Multiply-accumulates per image.
+    pub macs: Option<i64>,
+    /// Whether no other trial dominates it (on accuracy and latency, or on
+    /// the search's Pareto metrics).
     #[sqlx(skip)]
     pub on_front: bool,
+    /// Its non-dominated rank among the ranked trials (0: on the front).
+    #[sqlx(skip)]
+    pub front: i64,
     /// The zoo entry, when this trial is one of the search's baselines.
     pub baseline: Option<String>,
     /// The highest multi-fidelity rung reached (0-based).
@@ -159,38 +171,5 @@ impl Store {
             .iter()
             .map(RejectedPoint::from_row)
             .collect::<Result<_, _>>()?)
-    }
-
-    /// A search's ranked trials (every one with a rung result) on the accuracy/latency plane, fastest
-    /// first, each marked whether it is on the Pareto front.
-    pub async fn pareto(&self, search_id: i64) -> Result<Vec<ParetoPoint>, StoreError> {
-        self.search(search_id).await?;
-        // Succeeded trials always have a reward; COALESCE keeps the row type plain.
-        let sql = format!(
-            "SELECT id AS trial_id, idx AS \"index\", accuracy, latency_ms, COALESCE(reward, 0.0) AS reward, \
-             params, baseline, COALESCE(rung, 0) AS rung, state FROM trials \
-             WHERE search_id = $1 AND rung IS NOT NULL AND phase = {PHASE_SEARCH} AND accuracy IS NOT NULL AND latency_ms IS NOT NULL \
-             ORDER BY latency_ms, -accuracy, id"
-        );
-        let rows = sqlx::query(&sql)
-            .bind(search_id)
-            .fetch_all(self.pool())
-            .await?;
-        let mut points = rows
-            .iter()
-            .map(ParetoPoint::from_row)
-            .collect::<Result<Vec<_>, _>>()?;
-        let plane: Vec<Point> = points
-            .iter()
-            .map(|p| Point {
-                accuracy: p.accuracy,
-                latency_ms: p.latency_ms,
-                params: p.params.unwrap_or(0).max(0) as u64,
-            })
-            .collect();
-        for i in pareto_front(&plane, false) {
-            points[i].on_front = true;
-        }
-        Ok(points)
     }
 }

@@ -30,6 +30,8 @@ pub(super) fn column(key: RankKey) -> (&'static str, bool) {
         RankKey::Latency => ("latency_ms", false),
         RankKey::Params => ("params", false),
         RankKey::Macs => ("macs", false),
+        // Ranked in memory (see `dominance_page`); counted over trials with accuracy.
+        RankKey::Rank => ("accuracy", true),
     }
 }
 
@@ -40,6 +42,7 @@ pub(super) fn key_name(key: RankKey) -> &'static str {
         RankKey::Latency => "latency",
         RankKey::Params => "params",
         RankKey::Macs => "macs",
+        RankKey::Rank => "rank",
     }
 }
 
@@ -90,6 +93,7 @@ fn key_value(entry: &LeaderboardEntry, key: RankKey) -> f64 {
         RankKey::Latency => entry.latency_ms,
         RankKey::Params => entry.params.map(|v| v as f64),
         RankKey::Macs => entry.macs.map(|v| v as f64),
+        RankKey::Rank => entry.front.map(|v| v as f64),
     }
     .unwrap_or(0.0)
 }
@@ -133,6 +137,7 @@ impl RankedRow {
             })?,
             rung: self.rung.unwrap_or(0),
             epochs: self.epochs_done,
+            front: None,
         })
     }
 }
@@ -155,6 +160,11 @@ impl Store {
         version: u64,
     ) -> Result<LeaderboardPage, StoreError> {
         let after = cursor.map(|c| Cursor::decode(c, key)).transpose()?;
+        if key == RankKey::Rank {
+            return self
+                .dominance_page(search_id, limit, after.map_or(0, |c| c.rank))
+                .await;
+        }
         let (col, descending) = column(key);
         let sign = if descending { "-" } else { "" };
         // Ascending row order (negated where ranked highest first) matches
@@ -229,6 +239,94 @@ impl Store {
             // An empty page: tell "no such search" from "nothing ranked yet".
             self.search(search_id).await?;
         }
+        Ok(LeaderboardPage {
+            entries,
+            total,
+            next_cursor,
+        })
+    }
+}
+
+impl Store {
+    /// One page of the leaderboard by non-dominated rank, from position
+    /// `offset`: every ranked trial is sorted in memory (fronts are a
+    /// property of the whole set, not of a row), which the page cache then
+    /// serves until a trial of the search ends.
+    async fn dominance_page(
+        &self,
+        search_id: i64,
+        limit: i64,
+        offset: i64,
+    ) -> Result<LeaderboardPage, StoreError> {
+        let search = self.search(search_id).await?;
+        let spec: search::SearchSpec = serde_json::from_str(&search.spec)
+            .map_err(|e| StoreError::Corrupt(format!("search {search_id} spec: {e}")))?;
+        let objective = crate::dominance_objective(&spec);
+        let sql = format!(
+            "SELECT id, idx, reward, accuracy, latency_ms, params, macs, parent_idx, finished_at, architecture, baseline, \
+             state, rung, epochs_done FROM trials WHERE search_id = $1 AND rung IS NOT NULL AND phase = {PHASE_SEARCH} \
+             AND accuracy IS NOT NULL AND latency_ms IS NOT NULL AND reward IS NOT NULL ORDER BY id"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(search_id)
+            .fetch_all(self.pool())
+            .await?
+            .iter()
+            .map(RankedRow::from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        let costs: Vec<search::pareto::Costs> = rows
+            .iter()
+            .map(|r| {
+                let point = search::Point {
+                    accuracy: r.accuracy.unwrap_or(f64::NAN),
+                    latency_ms: r.latency_ms.unwrap_or(f64::NAN),
+                    params: r.params.unwrap_or(0).max(0) as u64,
+                    macs: r.macs.unwrap_or(0).max(0) as u64,
+                };
+                objective
+                    .costs(&point)
+                    .unwrap_or(search::pareto::Costs::new(&[f64::NAN]))
+            })
+            .collect();
+        let mut front_of = vec![0usize; rows.len()];
+        for (rank, front) in search::pareto::fronts(&costs).iter().enumerate() {
+            for &i in front {
+                front_of[i] = rank;
+            }
+        }
+        let mut order: Vec<usize> = (0..rows.len()).collect();
+        order.sort_by(|&a, &b| {
+            front_of[a]
+                .cmp(&front_of[b])
+                .then(costs[a].as_slice()[0].total_cmp(&costs[b].as_slice()[0]))
+                .then(rows[a].id.cmp(&rows[b].id))
+        });
+        let total = rows.len() as i64;
+        let start = offset.clamp(0, total) as usize;
+        let end = (start + limit as usize).min(rows.len());
+        let mut slots: Vec<Option<RankedRow>> = rows.into_iter().map(Some).collect();
+        let mut entries = Vec::with_capacity(end - start);
+        for (position, &i) in order[start..end].iter().enumerate() {
+            let row = slots[i]
+                .take()
+                .ok_or_else(|| StoreError::Corrupt("a trial ranked twice".into()))?;
+            let mut entry = row.entry(start as i64 + position as i64 + 1)?;
+            entry.front = Some(front_of[i] as i64);
+            entries.push(entry);
+        }
+        let next_cursor = match entries.last() {
+            Some(last) if end < order.len() => Some(
+                Cursor {
+                    key: RankKey::Rank,
+                    value: last.front.unwrap_or(0) as f64,
+                    reward: last.reward,
+                    id: last.trial_id,
+                    rank: last.rank,
+                }
+                .encode(),
+            ),
+            _ => None,
+        };
         Ok(LeaderboardPage {
             entries,
             total,

@@ -147,16 +147,27 @@ impl Predictor {
 
 /// A device's predictor as the judge of a search's candidates: a candidate
 /// predicted more than [`SCREEN_FACTOR`] times away from the latency target
-/// is drawn again (see `search::strategy::MAX_SCREENED_DRAWS`). Searches
-/// without a latency target, and predictors that have measured fewer than
+/// is drawn again (see `search::strategy::MAX_SCREENED_DRAWS`); under a
+/// Pareto objective, one predicted far over the hard limit. Searches
+/// without a latency target (or, Pareto, without a limit), and predictors that have measured fewer than
 /// [`TRUSTED_OBSERVATIONS`] networks, keep every candidate.
 #[derive(Debug, Clone)]
 pub struct PredictorScreen(pub Arc<Mutex<Predictor>>);
 
 impl store::CandidateScreen for PredictorScreen {
     fn keep(&self, architecture: &Architecture, objective: &Objective) -> bool {
-        let Some(target) = objective.latency.as_ref().map(|l| l.target_ms) else {
-            return true;
+        // A Pareto objective wants the whole range of latencies: only
+        // networks predicted far over its hard limit are drawn again.
+        let (low, high) = if objective.is_pareto() {
+            match objective.latency.as_ref().and_then(|l| l.max_ms) {
+                Some(max) => (0.0, max * SCREEN_FACTOR),
+                None => return true,
+            }
+        } else {
+            match objective.target_ms() {
+                Some(target) => (target / SCREEN_FACTOR, target * SCREEN_FACTOR),
+                None => return true,
+            }
         };
         let predictor = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         if predictor.observations() < TRUSTED_OBSERVATIONS {
@@ -164,7 +175,7 @@ impl store::CandidateScreen for PredictorScreen {
         }
         predictor
             .predict(architecture)
-            .is_none_or(|ms| ms <= target * SCREEN_FACTOR && ms >= target / SCREEN_FACTOR)
+            .is_none_or(|ms| ms <= high && ms >= low)
     }
 }
 
