@@ -707,6 +707,9 @@ async function newSearchPage() {
       field("strategy.population", "Population", inp("strategy.population", { type: "number", min: 2, value: 20 })),
       field("strategy.sample", "Tournament size", inp("strategy.sample", { type: "number", min: 1, value: 5 }))),
     el("fieldset", {}, el("legend", { text: "Objective" }),
+      field("objective.kind", "Kind", sel("objective.kind", ["reward", "pareto"], "reward"), "reward: one number (accuracy under a latency target); pareto: the accuracy/latency front, final models spread along it"),
+      field("objective.latency.max_ms", "Latency limit (ms, empty: none)", inp("objective.latency.max_ms", { type: "number", step: "any", min: 0 }), "slower candidates are rejected before they train"),
+      field("objective.reference.latency_ms", "Reference latency (ms, empty: the limit)", inp("objective.reference.latency_ms", { type: "number", step: "any", min: 0 }), "the hypervolume counts the front up to this latency"),
       field("objective.latency.target_ms", "Latency target (ms, empty: accuracy only)", inp("objective.latency.target_ms", { type: "number", step: "any", min: 0, value: 1 })),
       field("objective.latency.mode", "Mode", sel("objective.latency.mode", ["soft", "hard"], "soft"), "soft: smooth trade-off; hard: steep penalty over the target")),
     el("fieldset", {}, el("legend", { text: "Budget" }),
@@ -733,7 +736,11 @@ async function newSearchPage() {
     const s = { name: v("name"), dataset: v("dataset"), space: v("space"), strategy: { kind: v("strategy.kind") },
       budget: { max_trials: num("budget.max_trials"), epochs: num("budget.epochs"), parallelism: num("budget.parallelism") }, seed: num("seed") || 0 };
     if (s.strategy.kind === "evolution") Object.assign(s.strategy, { population: num("strategy.population"), sample: num("strategy.sample") });
-    if (v("objective.latency.target_ms") !== "") s.objective = { latency: { target_ms: num("objective.latency.target_ms"), mode: v("objective.latency.mode") } };
+    const maxMs = v("objective.latency.max_ms") === "" ? {} : { max_ms: num("objective.latency.max_ms") };
+    if (v("objective.kind") === "pareto") {
+      s.objective = { kind: "pareto", metrics: ["accuracy", "latency"], latency: maxMs };
+      if (v("objective.reference.latency_ms") !== "") s.objective.reference = { latency_ms: num("objective.reference.latency_ms") };
+    } else if (v("objective.latency.target_ms") !== "") s.objective = { latency: Object.assign({ target_ms: num("objective.latency.target_ms"), mode: v("objective.latency.mode") }, maxMs) };
     const baselines = v("baselines").split(",").map(b => b.trim()).filter(Boolean);
     if (baselines.length) s.baselines = baselines;
     if (v("budget.max_train_samples") !== "") s.budget.max_train_samples = num("budget.max_train_samples");
@@ -754,6 +761,9 @@ async function newSearchPage() {
     hide(["scheduler.min_epochs", "scheduler.max_epochs", "scheduler.eta"], !asha);
     hide(["budget.epochs"], asha);
     hide(["final.epochs"], form.elements["final.top_k"].value.trim() === "");
+    const pareto = form.elements["objective.kind"].value === "pareto";
+    hide(["objective.latency.target_ms", "objective.latency.mode"], pareto);
+    hide(["objective.reference.latency_ms"], !pareto);
   };
   form.addEventListener("input", update);
   form.addEventListener("submit", async e => {

@@ -681,6 +681,10 @@ pub struct SearchBenchArgs {
     /// `--target-ms`).
     #[arg(long)]
     pub reference_ms: Option<f64>,
+    /// Hard latency limit for every strategy (`objective.latency.max_ms`):
+    /// candidates measured slower are rejected before they train.
+    #[arg(long)]
+    pub max_ms: Option<f64>,
     /// Random horizontal flips in final training (clothing: yes; digits: no).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub flip: bool,

@@ -161,6 +161,7 @@ fn the_client_drives_a_search_on_nas_up() {
     std::fs::write(
         &spec,
         r#"{"name": "cli", "dataset": "mnist", "strategy": {"kind": "random"}, "seed": 3,
+            "objective": {"kind": "pareto", "metrics": ["accuracy", "latency"], "reference": {"latency_ms": 50}},
             "budget": {"max_trials": 2, "parallelism": 1, "epochs": 1, "max_train_samples": 2048},
             "training": {"learning_rate": 0.005}}"#,
     )
@@ -189,6 +190,15 @@ fn the_client_drives_a_search_on_nas_up() {
     );
     let shown = ok(&nas(&server, &["show", &id.to_string()]));
     assert!(shown.contains("2 succeeded"), "{shown}");
+    assert!(
+        shown.contains("hypervolume: validated 0.") && shown.contains("latency 50 ms"),
+        "a Pareto search shows its hypervolume: {shown}"
+    );
+    let by_rank = ok(&nas(&server, &["leaderboard", &id.to_string(), "--sort", "rank"]));
+    assert!(
+        by_rank.lines().next().is_some_and(|h| h.contains("front")),
+        "{by_rank}"
+    );
 
     let csv = ok(&nas(
         &server,

@@ -287,7 +287,7 @@ async fn a_search_from_the_form_to_cancel_in_a_real_browser() {
         .await
         .expect("pressed");
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let latencies: Vec<f64> = texts(&c, "#leaderboard tbody td:nth-child(5)")
+    let latencies: Vec<f64> = texts(&c, "#leaderboard tbody td:nth-child(6)")
         .await
         .iter()
         .filter_map(|t| t.trim_end_matches(" ms").parse().ok())
@@ -362,6 +362,7 @@ async fn a_multi_fidelity_search_and_its_final_model_in_a_real_browser() {
     let root = live.base.trim_end_matches("/api/v1").to_owned();
     let spec: search::SearchSpec = serde_json::from_value(serde_json::json!({
         "name": "asha in the browser", "dataset": "mnist", "space": "micro", "strategy": {"kind": "random"},
+        "objective": {"kind": "pareto", "metrics": ["accuracy", "latency"], "reference": {"latency_ms": 100}},
         "scheduler": {"kind": "asha", "min_epochs": 1, "max_epochs": 3, "eta": 3},
         "budget": {"max_trials": 5, "parallelism": 1, "max_train_samples": 512}, "seed": 4
     }))
@@ -404,15 +405,30 @@ async fn a_multi_fidelity_search_and_its_final_model_in_a_real_browser() {
         .for_element(Locator::Css("#leaderboard tbody tr:nth-child(5)"))
         .await
         .expect("five ranked trials");
-    let rungs = texts(&c, "#leaderboard tbody td:nth-child(10)").await;
+    let rungs = texts(&c, "#leaderboard tbody td:nth-child(11)").await;
     assert!(rungs.iter().all(|r| r == "1/2" || r == "2/2"), "{rungs:?}");
     assert!(rungs.iter().any(|r| r == "2/2"), "one went on: {rungs:?}");
-    let states = texts(&c, "#leaderboard tbody td:nth-child(11)").await;
+    let states = texts(&c, "#leaderboard tbody td:nth-child(12)").await;
     assert!(
         states.iter().any(|s| s == "stopped early"),
         "some trial stopped early: {states:?}"
     );
     assert!(texts(&c, "#scheduler").await[0].contains("rungs at 1, 3 epochs"));
+    assert!(texts(&c, "#objective").await[0].contains("Pareto front of accuracy, latency"));
+    // Sorted by non-dominated rank: the front (1) first.
+    click_live(&c, "button[data-sort='rank']").await;
+    c.wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css("#leaderboard tbody td:nth-child(2):not(:empty)"))
+        .await
+        .expect("fronts shown");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let fronts = texts(&c, "#leaderboard tbody td:nth-child(2)").await;
+    assert_eq!(fronts.first().map(String::as_str), Some("1"), "{fronts:?}");
+    assert!(fronts.windows(2).all(|w| w[0] <= w[1]), "{fronts:?}");
+    c.find(Locator::Css("#hypervolume-chart svg polyline"))
+        .await
+        .expect("the hypervolume over compute");
     c.find(Locator::Css("#scatter svg circle[data-rung='1']"))
         .await
         .expect("a second-rung point on the scatter");
@@ -422,6 +438,32 @@ async fn a_multi_fidelity_search_and_its_final_model_in_a_real_browser() {
         .for_element(Locator::Css("#final-table tbody td .badge.succeeded"))
         .await
         .expect("the final model trains and appears");
+    // Every final model tested: the tested front is drawn over the scatter.
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while live
+        .store
+        .final_models(id)
+        .await
+        .expect("finals")
+        .iter()
+        .any(|m| m.state != store::TrialState::Succeeded)
+    {
+        assert!(Instant::now() < deadline, "the final models did not finish");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    c.wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css("#scatter svg path.point.tested.front"))
+        .await
+        .expect("a tested final model on the front");
+    c.wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css("#final-table tbody td.front-mark"))
+        .await
+        .expect("the tested-front column");
+    let marks = texts(&c, "#final-table tbody td.front-mark").await;
+    assert!(marks.iter().any(|m| m == "on the front"), "{marks:?}");
+    assert!(texts(&c, "#hypervolume").await[0].contains("tested"));
     let row = texts(&c, "#final-table tbody td").await;
     assert!(row[2].ends_with('%'), "test accuracy shown: {row:?}");
     assert!(row[1].starts_with('#'), "its source trial: {row:?}");

@@ -625,6 +625,19 @@ impl Store {
         };
         let search_id: i64 = unit.try_get("search_id")?;
         let phase: String = unit.try_get("phase")?;
+        let is_baseline = unit.try_get::<Option<String>, _>("baseline")?.is_some();
+        if state == TrialState::Rejected && phase == TrialPhase::Search.as_str() && !is_baseline {
+            // Rejected before it trained (over the hard latency limit, only
+            // ever in a first unit): the epochs committed when it was
+            // queued go back to the compute budget.
+            sqlx::query(
+                "UPDATE searches SET epochs_committed = epochs_committed - $1 WHERE id = $2",
+            )
+            .bind(unit.try_get::<i64, _>("target_epochs")?.max(0))
+            .bind(search_id)
+            .execute(&mut *tx)
+            .await?;
+        }
         let end = match (&result, state) {
             (Some(r), TrialState::Succeeded) if phase == TrialPhase::Search.as_str() => {
                 let ended = crate::rungs::RungEnded {
@@ -641,7 +654,7 @@ impl Store {
                             .max(0) as u64,
                         macs: unit.try_get::<Option<i64>, _>("macs")?.unwrap_or(0).max(0) as u64,
                     },
-                    baseline: unit.try_get::<Option<String>, _>("baseline")?.is_some(),
+                    baseline: is_baseline,
                 };
                 self.end_rung(&mut tx, &ended, now).await?
             }

@@ -321,7 +321,45 @@ async fn final_models_spread_along_the_front(store: Store) {
     assert!(rest.next_cursor.is_none());
 }
 
+/// A trial rejected over the latency limit trained nothing: its epochs go
+/// back to the compute budget, so rejections do not end a search early.
+async fn a_rejected_trial_gives_its_epochs_back(store: Store) {
+    let w = worker("w", &[]);
+    let id = store
+        .create_search(&spec(
+            r#"{"name": "limit", "dataset": "mnist", "strategy": {"kind": "random"},
+                "objective": {"kind": "pareto", "metrics": ["accuracy", "latency"], "latency": {"max_ms": 1}},
+                "scheduler": {"kind": "asha", "min_epochs": 1, "max_epochs": 3, "eta": 3},
+                "budget": {"max_trials": 20, "parallelism": 1, "max_epochs_total": 2}}"#,
+        ))
+        .await
+        .expect("create");
+    let mut rejected = 0;
+    let mut trained = 0;
+    while let Some(t) = store.claim(&w).await.expect("claim") {
+        if rejected < 5 {
+            rejected += 1;
+            let result = TrialResult::synthetic(0.0, 5.0, 0.0);
+            store
+                .complete(t.id, t.attempt, Completion::Rejected { result })
+                .await
+                .expect("reject");
+            assert_eq!(store.search(id).await.expect("search").epochs_committed, 1);
+        } else {
+            trained += 1;
+            store
+                .complete(t.id, t.attempt, done(t.index, 0, 1))
+                .await
+                .expect("complete");
+        }
+    }
+    assert_eq!((rejected, trained), (5, 2), "the budget bought two trained trials");
+    let search = store.search(id).await.expect("search");
+    assert_eq!((search.status, search.epochs_committed), (SearchStatus::Finished, 2));
+}
+
 common::on_both_backends!(
+    a_rejected_trial_gives_its_epochs_back,
     mo_asha_promotes_by_dominance_and_a_crash_doubles_nothing,
     racing_workers_record_each_rung_once,
     final_models_spread_along_the_front,

@@ -127,10 +127,7 @@ pub async fn get_search(
         trial_counts: counts,
         best_trial: best,
         final_models: state.store.final_models(id).await?,
-        hypervolume: state.store.fronts(id).await?.hypervolume.map(|mut h| {
-            h.over_compute.clear();
-            h
-        }),
+        hypervolume: state.store.hypervolume(id).await?,
         waiting_for: match search.status {
             SearchStatus::Running => state
                 .store

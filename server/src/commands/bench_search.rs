@@ -99,12 +99,15 @@ fn spec_of(args: &SearchBenchArgs, strategy: &str, seed: u64) -> anyhow::Result<
              pareto-evolution+asha or pareto-random+asha"
         ),
     };
-    let objective = if pareto {
-        serde_json::json!({"kind": "pareto", "metrics": ["accuracy", "latency"],
+    let mut objective = if pareto {
+        serde_json::json!({"kind": "pareto", "metrics": ["accuracy", "latency"], "latency": {},
             "reference": {"accuracy": args.reference_accuracy, "latency_ms": reference_ms(args)}})
     } else {
         serde_json::json!({"latency": {"target_ms": args.target_ms, "mode": args.latency_mode.as_str()}})
     };
+    if let Some(max_ms) = args.max_ms {
+        objective["latency"]["max_ms"] = max_ms.into();
+    }
     let strategy = if kind == "evolution" {
         serde_json::json!({"kind": "evolution", "population": args.population, "sample": args.sample})
     } else {

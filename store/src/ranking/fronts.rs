@@ -125,6 +125,17 @@ fn volume(costs: &[Costs], bounds: &Bounds) -> f64 {
 impl Store {
     /// A search's fronts: see the module documentation.
     pub async fn fronts(&self, search_id: i64) -> Result<Fronts, StoreError> {
+        self.fronts_with(search_id, true).await
+    }
+
+    /// The hypervolumes of a search's validated and tested fronts, without
+    /// the series over compute (what `GET /searches/{id}` shows); `None`
+    /// when its objective has no reference point.
+    pub async fn hypervolume(&self, search_id: i64) -> Result<Option<Hypervolume>, StoreError> {
+        Ok(self.fronts_with(search_id, false).await?.hypervolume)
+    }
+
+    async fn fronts_with(&self, search_id: i64, over_compute: bool) -> Result<Fronts, StoreError> {
         let search = self.search(search_id).await?;
         let spec: SearchSpec = serde_json::from_str(&search.spec)
             .map_err(|e| StoreError::Corrupt(format!("search {search_id} spec: {e}")))?;
@@ -171,7 +182,11 @@ impl Store {
                         .collect(),
                     validated: volume(&searched, &bounds),
                     tested: (!tested.is_empty()).then(|| volume(&tested_costs, &bounds)),
-                    over_compute: self.over_compute(search_id, &objective, &bounds).await?,
+                    over_compute: if over_compute {
+                        self.over_compute(search_id, &objective, &bounds).await?
+                    } else {
+                        Vec::new()
+                    },
                 })
             }
             None => None,
