@@ -354,7 +354,10 @@ async fn api_contract(url: String) {
     let (status, body) = call("POST", format!("{base}/searches"), Some(bad.to_string())).await;
     assert_eq!((status, error_code(&body)), (422, "invalid_spec"), "{body}");
     assert!(
-        body["error"]["message"].as_str().unwrap_or("").contains("speed"),
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("speed"),
         "an unknown metric is named: {body}"
     );
     let bad = json!({"name": "x", "dataset": "mnist", "colour": "blue"});
@@ -527,16 +530,30 @@ async fn a_search_trains_to_its_leaderboard(url: String) {
     assert!(entries[0]["reward"].as_f64() >= entries[1]["reward"].as_f64());
     assert_eq!(detail["best_trial"]["trial_id"], entries[0]["trial_id"]);
     // A latency target gives a reference point (twice it): hypervolumes.
-    let validated = detail["hypervolume"]["validated"].as_f64().expect("hypervolume");
+    let validated = detail["hypervolume"]["validated"]
+        .as_f64()
+        .expect("hypervolume");
     assert!((0.0..=1.0).contains(&validated), "{detail}");
     assert_eq!(detail["hypervolume"]["reference"], json!([0.0, 2.0]));
     let (_, pareto) = get(format!("{base}/searches/{id}/pareto")).await;
-    assert_eq!(pareto["hypervolume"]["validated"], detail["hypervolume"]["validated"]);
-    assert_eq!(pareto["hypervolume"]["over_compute"].as_array().map(Vec::len), Some(3));
+    assert_eq!(
+        pareto["hypervolume"]["validated"],
+        detail["hypervolume"]["validated"]
+    );
+    assert_eq!(
+        pareto["hypervolume"]["over_compute"]
+            .as_array()
+            .map(Vec::len),
+        Some(3)
+    );
     assert_eq!(pareto["tested"], json!([]), "no final models: {pareto}");
     assert!(pareto["points"][0]["front"].as_i64() == Some(0), "{pareto}");
     let (status, by_rank) = get(format!("{base}/searches/{id}/leaderboard?sort=rank")).await;
-    assert_eq!((status, by_rank["total"].as_i64()), (200, Some(3)), "{by_rank}");
+    assert_eq!(
+        (status, by_rank["total"].as_i64()),
+        (200, Some(3)),
+        "{by_rank}"
+    );
     assert_eq!(by_rank["entries"][0]["front"], 0, "{by_rank}");
     let accuracy = entries[0]["accuracy"].as_f64().expect("accuracy");
     let (_, trials) = get(format!("{base}/searches/{id}/trials")).await;

@@ -194,7 +194,10 @@ fn the_client_drives_a_search_on_nas_up() {
         shown.contains("hypervolume: validated 0.") && shown.contains("latency 50 ms"),
         "a Pareto search shows its hypervolume: {shown}"
     );
-    let by_rank = ok(&nas(&server, &["leaderboard", &id.to_string(), "--sort", "rank"]));
+    let by_rank = ok(&nas(
+        &server,
+        &["leaderboard", &id.to_string(), "--sort", "rank"],
+    ));
     assert!(
         by_rank.lines().next().is_some_and(|h| h.contains("front")),
         "{by_rank}"

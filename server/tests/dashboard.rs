@@ -419,7 +419,9 @@ async fn a_multi_fidelity_search_and_its_final_model_in_a_real_browser() {
     click_live(&c, "button[data-sort='rank']").await;
     c.wait()
         .at_most(Duration::from_secs(10))
-        .for_element(Locator::Css("#leaderboard tbody td:nth-child(2):not(:empty)"))
+        .for_element(Locator::Css(
+            "#leaderboard tbody td:nth-child(2):not(:empty)",
+        ))
         .await
         .expect("fronts shown");
     tokio::time::sleep(Duration::from_millis(500)).await;

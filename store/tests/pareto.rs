@@ -353,9 +353,16 @@ async fn a_rejected_trial_gives_its_epochs_back(store: Store) {
                 .expect("complete");
         }
     }
-    assert_eq!((rejected, trained), (5, 2), "the budget bought two trained trials");
+    assert_eq!(
+        (rejected, trained),
+        (5, 2),
+        "the budget bought two trained trials"
+    );
     let search = store.search(id).await.expect("search");
-    assert_eq!((search.status, search.epochs_committed), (SearchStatus::Finished, 2));
+    assert_eq!(
+        (search.status, search.epochs_committed),
+        (SearchStatus::Finished, 2)
+    );
 }
 
 common::on_both_backends!(
