@@ -167,11 +167,13 @@ function scatter(pareto, target) {
   }
   for (const t of tested) {
     const [cx, cy] = [f.x(t.latency_ms), f.y(t.test_accuracy)];
-    const d = svg("path", { class: "point tested" + (t.on_front ? " front" : ""), d: `M${cx},${cy - 7}L${cx + 7},${cy}L${cx},${cy + 7}L${cx - 7},${cy}Z`, tabindex: 0 },
-      svg("title", {}, `final model ${t.trial_id}${t.source_index !== null ? " (from #" + t.source_index + ")" : ""}: ${fmt.pct(t.test_accuracy)} test, ${fmt.ms(t.latency_ms)}${t.on_front ? ", on the tested front" : ", dominated"}`));
+    const what = t.baseline ? `zoo baseline ${t.baseline}, trained with the final recipe` : `final model ${t.trial_id}${t.source_index !== null ? " (from #" + t.source_index + ")" : ""}`;
+    const d = svg("path", { class: "point tested" + (t.on_front ? " front" : "") + (t.baseline ? " baseline" : ""), d: `M${cx},${cy - 7}L${cx + 7},${cy}L${cx},${cy + 7}L${cx - 7},${cy}Z`, tabindex: 0 },
+      svg("title", {}, `${what}: ${fmt.pct(t.test_accuracy)} test, ${fmt.ms(t.latency_ms)}${t.baseline ? "" : t.on_front ? ", on the tested front" : ", dominated"}`));
     d.addEventListener("click", go(t.trial_id));
     d.addEventListener("keydown", e => { if (e.key === "Enter") go(t.trial_id)(); });
     f.root.append(d);
+    if (t.baseline) f.root.append(svg("text", { class: "baseline-label", x: cx + 9, y: cy + 4 }, `${t.baseline} (tested)`));
   }
   for (const r of rej) {
     const c = svg("rect", { class: "point rejected", x: f.x(r.latency_ms) - 3.5, y: f.y(ymin) - 3.5, width: 7, height: 7 },
@@ -418,11 +420,11 @@ async function searchPage(id) {
       el("div", { class: "scroll" }, el("table", { id: "final-table" }, el("thead", {}, el("tr", {}, ["model", "from trial", "test acc", "latency p50", "params", "MACs", "epochs", "tested front", "state", ""].map((h, i) => el("th", { class: i >= 2 && i <= 6 ? "num" : null, text: h })))),
         el("tbody", {}, models.map(m => { const r = m.result || {}; const p = m.progress || {}; return el("tr", {},
           el("td", {}, el("a", { href: "/trials/" + m.id, text: `trial ${m.id}` })),
-          el("td", { text: m.source_index !== null && m.source_index !== undefined ? `#${m.source_index}` : "–" }),
+          el("td", {}, m.baseline ? el("span", { class: "badge baseline", title: "reference-zoo baseline, trained with the same final recipe", text: "zoo: " + m.baseline }) : m.source_index !== null && m.source_index !== undefined ? `#${m.source_index}` : "–"),
           el("td", { class: "num", text: fmt.pct(m.test_accuracy) }), el("td", { class: "num", text: r.latency_ms ? fmt.ms(r.latency_ms.p50) : "–" }),
           el("td", { class: "num", text: fmt.short(r.params) }), el("td", { class: "num", text: fmt.short(r.macs) }),
           el("td", { class: "num", text: r.epochs || (p.epochs ? `${p.epoch}/${p.epochs}` : "–") }),
-          el("td", { class: "front-mark", text: onTestedFront.has(m.id) ? "on the front" : (m.state === "succeeded" ? "dominated" : "–") }), el("td", {}, badge(m.state)),
+          el("td", { class: "front-mark", text: m.baseline ? "reference" : onTestedFront.has(m.id) ? "on the front" : (m.state === "succeeded" ? "dominated" : "–") }), el("td", {}, badge(m.state)),
           el("td", {}, m.state === "succeeded" ? el("span", { class: "row" }, el("a", { class: "button secondary", href: `${API}/trials/${m.id}/model.onnx` }, "ONNX"), el("a", { class: "button secondary", href: `${API}/trials/${m.id}/weights` }, "Weights")) : null)); })))));
   }
   async function loadCharts() {

@@ -4,7 +4,9 @@
 //! Under a reward objective they are the top-k best-informed by reward;
 //! under a Pareto objective, k that spread along the validated front
 //! (greedy hypervolume contribution, best-informed rung first), so the
-//! tested front covers the whole trade-off.
+//! tested front covers the whole trade-off. The search's zoo baselines are
+//! trained and tested with the same recipe beside them (final models with
+//! `baseline` set), so the tested front can be compared with them.
 //!
 //! Final models are trials of phase `final` (indices from
 //! [`FINAL_INDEX_BASE`]). Nothing of the search reads them: the strategy's
@@ -26,8 +28,9 @@ pub const FINAL_INDEX_BASE: i64 = 1_000_000_000;
 
 impl Store {
     /// Within `tx`, with the search row locked: queues the final models of
-    /// `final_training` and records its settings. Returns how many were
-    /// queued (0 when the search has no trained candidate).
+    /// `final_training` (and the search's zoo baselines, trained with the
+    /// same recipe for comparison) and records its settings. Returns how
+    /// many were queued (0 when the search has no trained candidate).
     pub(crate) async fn queue_final(
         &self,
         tx: &mut Transaction<'static, Any>,
@@ -71,11 +74,26 @@ impl Store {
             .bind(search_id)
             .execute(&mut **tx)
             .await?;
-        for (k, row) in chosen.iter().enumerate() {
+        // The search's zoo baselines are trained with the same final recipe
+        // and tested too: the reference points of the tested front.
+        let baselines = sqlx::query(&format!(
+            "SELECT idx, architecture, arch_hash, params, macs, labels, max_attempts, baseline FROM trials \
+             WHERE search_id = $1 AND phase = {PHASE_SEARCH} AND baseline IS NOT NULL ORDER BY idx DESC"
+        ))
+        .bind(search_id)
+        .fetch_all(&mut **tx)
+        .await?;
+        let queue = chosen.iter().copied().chain(baselines.iter());
+        for (k, row) in queue.enumerate() {
+            let baseline: Option<String> = if k < chosen.len() {
+                None
+            } else {
+                row.try_get("baseline")?
+            };
             sqlx::query(&format!(
                 "INSERT INTO trials (search_id, idx, architecture, arch_hash, state, attempt, max_attempts, labels, errors, \
-                 run_at, created_at, params, macs, phase, source_idx, target_epochs) \
-                 VALUES ($1, $2, $3, $4, {PENDING}, 0, $5, $6, '[]', $7, $8, $9, $10, {PHASE_FINAL}, $11, $12)"
+                 run_at, created_at, params, macs, phase, source_idx, target_epochs, baseline) \
+                 VALUES ($1, $2, $3, $4, {PENDING}, 0, $5, $6, '[]', $7, $8, $9, $10, {PHASE_FINAL}, $11, $12, $13)"
             ))
             .bind(search_id)
             .bind(FINAL_INDEX_BASE + k as i64)
@@ -89,11 +107,18 @@ impl Store {
             .bind(row.try_get::<Option<i64>, _>("macs")?)
             .bind(row.try_get::<i64, _>("idx")?)
             .bind(i64::from(final_training.epochs))
+            .bind(baseline)
             .execute(&mut **tx)
             .await?;
         }
-        tracing::info!(search_id, models = chosen.len(), "final training queued");
-        Ok(chosen.len())
+        let queued = chosen.len() + baselines.len();
+        tracing::info!(
+            search_id,
+            models = chosen.len(),
+            baselines = baselines.len(),
+            "final training queued"
+        );
+        Ok(queued)
     }
 
     /// Starts final training of a finished search (`POST

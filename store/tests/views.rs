@@ -256,17 +256,28 @@ async fn baselines_train_first_outside_the_budget_and_are_marked(store: Store) {
     );
     let id = store
         .create_search(&spec(
-            r#"{"name": "b", "dataset": "mnist", "baselines": ["lenet5"], "strategy": {"kind": "random"}, "budget": {"max_trials": 2, "parallelism": 2}}"#,
+            r#"{"name": "b", "dataset": "mnist", "baselines": ["lenet5"], "strategy": {"kind": "random"}, "budget": {"max_trials": 2, "parallelism": 2},
+                "objective": {"kind": "pareto", "metrics": ["accuracy", "latency"], "reference": {"latency_ms": 10}},
+                "final": {"top_k": 1, "epochs": 1}}"#,
         ))
         .await
         .expect("create");
     let w = worker("w", &[]);
     store.register_worker(&w).await.expect("register");
     let mut order = Vec::new();
+    let mut finals = 0;
     while let Some(t) = store.claim(&w).await.expect("claim") {
-        order.push(t.index);
+        let mut result = search::TrialResult::synthetic(0.5, 1.0 + t.index as f64, 0.5);
+        if t.phase == store::TrialPhase::Final {
+            finals += 1;
+            result.val_accuracy = None;
+            result.test_accuracy = Some(0.9);
+            result.latency_ms = search::LatencyMs::of(1.0 + finals as f64, 1.1 + finals as f64);
+        } else {
+            order.push(t.index);
+        }
         let done = Completion::Succeeded {
-            result: search::TrialResult::synthetic(0.5, 1.0 + t.index as f64, 0.5),
+            result,
             weights: None,
         };
         store
@@ -296,6 +307,25 @@ async fn baselines_train_first_outside_the_budget_and_are_marked(store: Store) {
     assert_eq!(board.entries[0].params, Some(61_706));
     let pareto = store.pareto(id).await.expect("pareto");
     assert_eq!(pareto.iter().filter(|p| p.baseline.is_some()).count(), 1);
+    // The baseline is trained and tested with the final recipe beside the
+    // final model: a reference point of the tested front, not on it.
+    assert_eq!(finals, 2);
+    let models = store.final_models(id).await.expect("finals");
+    let sources: Vec<(Option<i64>, Option<&str>)> = models
+        .iter()
+        .map(|m| (m.source_index, m.lineage.baseline.as_deref()))
+        .collect();
+    assert_eq!(sources.len(), 2);
+    assert!(sources.contains(&(Some(-1), Some("lenet5"))), "{sources:?}");
+    let fronts = store.fronts(id).await.expect("fronts");
+    let tested: Vec<(Option<&str>, bool)> = fronts
+        .tested
+        .iter()
+        .map(|t| (t.baseline.as_deref(), t.on_front))
+        .collect();
+    assert_eq!(tested.len(), 2);
+    assert!(tested.contains(&(Some("lenet5"), false)), "{tested:?}");
+    assert!(tested.contains(&(None, true)), "{tested:?}");
 }
 
 async fn a_search_no_live_worker_may_run_says_what_it_waits_for(store: Store) {

@@ -222,6 +222,7 @@ async fn one_run(args: &SearchBenchArgs, strategy: &str, seed: u64) -> anyhow::R
     let finals = store.final_models(id).await?;
     let tested: Vec<(f64, f64)> = finals
         .iter()
+        .filter(|m| m.lineage.baseline.is_none())
         .filter_map(|m| Some((m.test_accuracy?, m.result.as_ref()?.latency_ms.p50)))
         .collect();
     let validated: Vec<(f64, f64)> = search_trials
@@ -236,7 +237,7 @@ async fn one_run(args: &SearchBenchArgs, strategy: &str, seed: u64) -> anyhow::R
     // The best final model: the most accurate.
     let model = finals
         .iter()
-        .filter(|m| m.test_accuracy.is_some())
+        .filter(|m| m.test_accuracy.is_some() && m.lineage.baseline.is_none())
         .max_by(|a, b| {
             a.test_accuracy
                 .unwrap_or(0.0)

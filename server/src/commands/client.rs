@@ -227,7 +227,10 @@ pub fn final_table(models: &[store::TrialRow]) -> String {
         let result = m.result.as_ref();
         table.row(vec![
             m.id.to_string(),
-            m.source_index.map_or("-".into(), |i| format!("#{i}")),
+            match &m.lineage.baseline {
+                Some(zoo) => format!("zoo: {zoo}"),
+                None => m.source_index.map_or("-".into(), |i| format!("#{i}")),
+            },
             m.state.as_str().to_owned(),
             percent(m.test_accuracy),
             result.map_or("-".into(), |r| format!("{:.3} ms", r.latency_ms.p50)),

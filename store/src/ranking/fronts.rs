@@ -37,7 +37,11 @@ pub struct TestedPoint {
     pub params: Option<i64>,
     /// Multiply-accumulates per image.
     pub macs: Option<i64>,
-    /// Whether no other final model dominates it on the search's metrics.
+    /// The zoo entry, when this is one of the search's baselines trained
+    /// with the same final recipe (a reference point, never on the front).
+    pub baseline: Option<String>,
+    /// Whether no other final model (baselines aside) dominates it on the
+    /// search's metrics.
     #[sqlx(skip)]
     pub on_front: bool,
 }
@@ -55,8 +59,8 @@ pub struct Hypervolume {
     /// 0 ms, 0 parameters) to the reference point that the search trials'
     /// validation figures dominate.
     pub validated: f64,
-    /// The same for the final models' test figures; absent without tested
-    /// final models.
+    /// The same for the final models' test figures (zoo baselines aside);
+    /// absent without tested final models.
     pub tested: Option<f64>,
     /// The validated hypervolume as the search spent compute: one step per
     /// rung result (at most 200, evenly spaced), epochs trained so far.
@@ -81,7 +85,8 @@ pub struct Fronts {
     /// Ranked search trials (baselines included), fastest first, each with
     /// its non-dominated rank among them.
     pub points: Vec<ParetoPoint>,
-    /// Tested final models, fastest first.
+    /// Tested final models (and the zoo baselines trained beside them),
+    /// fastest first.
     pub tested: Vec<TestedPoint>,
     /// The hypervolumes, when the objective has a reference point.
     pub hypervolume: Option<Hypervolume>,
@@ -154,15 +159,21 @@ impl Store {
             }
         }
         let mut tested = self.tested(search_id).await?;
+        // The front and its hypervolume are the search's models; the
+        // baselines are drawn beside them for comparison.
+        let models: Vec<usize> = (0..tested.len())
+            .filter(|&i| tested[i].baseline.is_none())
+            .collect();
         let tested_costs = costs_of(
             &objective,
-            tested
-                .iter()
-                .map(|t| point(t.test_accuracy, t.latency_ms, t.params, t.macs)),
+            models.iter().map(|&i| {
+                let t = &tested[i];
+                point(t.test_accuracy, t.latency_ms, t.params, t.macs)
+            }),
         );
         if let Some(front) = pareto::fronts(&tested_costs).first() {
             for &i in front {
-                tested[i].on_front = tested_costs[i].is_finite();
+                tested[models[i]].on_front = tested_costs[i].is_finite();
             }
         }
         let hypervolume = match objective.bounds() {
@@ -181,7 +192,7 @@ impl Store {
                         .map(|&m| objective.reference_of(m).unwrap_or(f64::NAN))
                         .collect(),
                     validated: volume(&searched, &bounds),
-                    tested: (!tested.is_empty()).then(|| volume(&tested_costs, &bounds)),
+                    tested: (!models.is_empty()).then(|| volume(&tested_costs, &bounds)),
                     over_compute: if over_compute {
                         self.over_compute(search_id, &objective, &bounds).await?
                     } else {
@@ -226,7 +237,7 @@ impl Store {
     /// The tested final models, fastest first.
     async fn tested(&self, search_id: i64) -> Result<Vec<TestedPoint>, StoreError> {
         let sql = format!(
-            "SELECT id AS trial_id, source_idx AS source_index, test_accuracy, latency_ms, params, macs FROM trials \
+            "SELECT id AS trial_id, source_idx AS source_index, test_accuracy, latency_ms, params, macs, baseline FROM trials \
              WHERE search_id = $1 AND phase = {PHASE_FINAL} AND state = {SUCCEEDED} \
              AND test_accuracy IS NOT NULL AND latency_ms IS NOT NULL ORDER BY latency_ms, id"
         );
