@@ -14,7 +14,7 @@
 //! phase `search` only, so the test set never steers a search.
 
 use search::pareto::{self, Costs};
-use search::{FinalTraining, Objective, Point};
+use search::{FinalTraining, Objective};
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
@@ -237,16 +237,7 @@ fn spread_along_front<'r>(
         let costs = group
             .iter()
             .map(|row| {
-                let point = Point {
-                    accuracy: row
-                        .try_get::<Option<f64>, _>("accuracy")?
-                        .unwrap_or(f64::NAN),
-                    latency_ms: row
-                        .try_get::<Option<f64>, _>("latency_ms")?
-                        .unwrap_or(f64::NAN),
-                    params: row.try_get::<Option<i64>, _>("params")?.unwrap_or(0).max(0) as u64,
-                    macs: row.try_get::<Option<i64>, _>("macs")?.unwrap_or(0).max(0) as u64,
-                };
+                let point = crate::rows::point_of(row)?;
                 Ok(objective.costs(&point).unwrap_or(Costs::new(&[f64::NAN])))
             })
             .collect::<Result<Vec<Costs>, StoreError>>()?;

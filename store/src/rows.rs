@@ -120,3 +120,23 @@ pub(crate) fn trial_row(row: &AnyRow) -> Result<TrialRow, StoreError> {
         checkpoint_bytes: r.checkpoint_bytes,
     })
 }
+
+/// A row's figures on the dominance plane, from its `accuracy`,
+/// `latency_ms`, `params` and `macs` columns (missing figures are NaN or 0:
+/// such a point ranks last).
+pub(crate) fn point_of(row: &AnyRow) -> Result<search::Point, StoreError> {
+    use sqlx::Row;
+    let count = |name: &str| -> Result<u64, StoreError> {
+        Ok(row.try_get::<Option<i64>, _>(name)?.unwrap_or(0).max(0) as u64)
+    };
+    Ok(search::Point {
+        accuracy: row
+            .try_get::<Option<f64>, _>("accuracy")?
+            .unwrap_or(f64::NAN),
+        latency_ms: row
+            .try_get::<Option<f64>, _>("latency_ms")?
+            .unwrap_or(f64::NAN),
+        params: count("params")?,
+        macs: count("macs")?,
+    })
+}

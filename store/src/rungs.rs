@@ -268,16 +268,7 @@ impl Store {
         .await?;
         let mut points = Vec::with_capacity(rows.len() + 1);
         for row in &rows {
-            let point = Point {
-                accuracy: row
-                    .try_get::<Option<f64>, _>("accuracy")?
-                    .unwrap_or(f64::NAN),
-                latency_ms: row
-                    .try_get::<Option<f64>, _>("latency_ms")?
-                    .unwrap_or(f64::NAN),
-                params: row.try_get::<Option<i64>, _>("params")?.unwrap_or(0).max(0) as u64,
-                macs: row.try_get::<Option<i64>, _>("macs")?.unwrap_or(0).max(0) as u64,
-            };
+            let point = crate::rows::point_of(row)?;
             points.extend(spec.objective.costs(&point));
         }
         points.extend(spec.objective.costs(&ended.point));

@@ -112,16 +112,7 @@ fn outcome_of(
     objective: &Objective,
 ) -> Result<Outcome, StoreError> {
     let costs = if objective.is_pareto() {
-        let point = search::Point {
-            accuracy: row
-                .try_get::<Option<f64>, _>("accuracy")?
-                .unwrap_or(f64::NAN),
-            latency_ms: row
-                .try_get::<Option<f64>, _>("latency_ms")?
-                .unwrap_or(f64::NAN),
-            params: row.try_get::<Option<i64>, _>("params")?.unwrap_or(0).max(0) as u64,
-            macs: row.try_get::<Option<i64>, _>("macs")?.unwrap_or(0).max(0) as u64,
-        };
+        let point = crate::rows::point_of(row)?;
         objective.costs(&point)
     } else {
         None
