@@ -207,3 +207,30 @@ def test_unknown_ids_raise_not_found(server: Server) -> None:
 def test_a_typed_spec_is_the_dict_it_stands_for() -> None:
     spec = SearchSpec(name="n", dataset="mnist", budget=Budget(max_trials=3), final=Final(top_k=2, extra={"epochs": 4}))
     assert spec.to_dict() == {"name": "n", "dataset": "mnist", "budget": {"max_trials": 3}, "final": {"top_k": 2, "epochs": 4}}
+
+
+def test_upload_list_and_remove_a_dataset(server: Server, tmp_path: Path) -> None:
+    # Kaggle's CSV layout: a label column and one column per pixel, 8x8 grey, 3 classes.
+    rows = ["label," + ",".join(f"pixel{i}" for i in range(64))]
+    for n in range(30):
+        label = ["coat", "shirt", "shoe"][n % 3]
+        rows.append(label + "," + ",".join(str((n * 7 + i * (n % 3 + 1)) % 256) for i in range(64)))
+    path = tmp_path / "tiny-clothes.csv"
+    path.write_text("\n".join(rows) + "\n")
+
+    client = Client(server.url)
+    uploaded = client.datasets.upload(path, test_fraction=0.2)
+    assert uploaded.name == "tiny-clothes" and not uploaded.builtin
+    assert uploaded.input == [1, 8, 8] and uploaded.class_names == ["coat", "shirt", "shoe"]
+    assert uploaded.train_images + uploaded.test_images == 30
+    assert "tiny-clothes" in [d.name for d in client.datasets.list() if not d.builtin]
+    assert client.datasets.get("tiny-clothes").id == uploaded.id
+
+    path.write_text(rows[0] + "\ncoat," + ",".join(["x"] * 64) + "\n")
+    with pytest.raises(SpecError) as refused:
+        client.datasets.upload(path, name="broken")
+    assert "x" in str(refused.value) or refused.value.field
+
+    client.datasets.remove("tiny-clothes")
+    with pytest.raises(NotFoundError):
+        client.datasets.get("tiny-clothes")
