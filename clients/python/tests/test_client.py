@@ -85,8 +85,8 @@ def test_submit_wait_and_read_the_results(server: Server) -> None:
 
 
 def test_the_downloaded_model_is_the_tested_one(server: Server, tmp_path: Path) -> None:
-    ort = pytest.importorskip("onnxruntime")
     import numpy as np
+    import onnxruntime as ort
 
     client = Client(server.url)
     search = client.submit(dict(TINY, seed=4, final={"top_k": 1, "epochs": 1})).wait(progress=False, timeout=600)
