@@ -7,7 +7,7 @@ from nas_client import Client
 
 search = Client().submit("examples/quick.json").wait(progress=True)
 print(search.leaderboard(top=5).to_pandas()[["rank", "trial_id", "accuracy", "latency_ms", "params", "blocks"]])
-search.train_final(top_k=1, epochs=3) and search.wait(progress=True)
+search.train_final(top_k=1, epochs=3).wait(progress=True)
 model = ort.InferenceSession(str(search.final_models()[0].download_onnx("best.onnx")))
 test = os.path.expanduser(os.environ.get("NAS_DATA_DIR", "~/.cache/nas/datasets")) + "/fashion-mnist/t10k-images-idx3-ubyte.gz"
 images = np.frombuffer(gzip.open(test).read()[16:], np.uint8).reshape(-1, 1, 28, 28)[:10].astype(np.float32)

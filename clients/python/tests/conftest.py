@@ -103,6 +103,18 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 
 @pytest.fixture(scope="session")
+def one_stream_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """``nas up`` that serves a single event stream at a time (``--max-streams 1``)."""
+    workdir = tmp_path_factory.mktemp("nas-up-one-stream")
+    port = free_port()
+    args = ["up", "--db", str(workdir / "nas.db"), "--port", str(port), "--workers", "1"]
+    args += ["--data-dir", str(data_dir()), "--calibrate", "false", "--max-streams", "1"]
+    running = Server(args, workdir, port)
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="session")
 def secured_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """``nas serve`` (API only) with a write token ``secret``."""
     workdir = tmp_path_factory.mktemp("nas-serve")

@@ -9,6 +9,7 @@ import threading
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from nas_client import (
@@ -132,8 +133,8 @@ def test_train_final_after_the_search(server: Server) -> None:
         search.train_final(top_k=0)
     assert bad.value.field is not None and "top_k" in bad.value.field
 
-    assert search.train_final(top_k=1, epochs=1) == 1
-    assert search.status == "running"
+    assert search.train_final(top_k=1, epochs=1) is search
+    assert search.final_queued == 1 and search.status == "running"
     search.wait(progress=False, timeout=600)
     assert search.status == "finished"
     finals = search.final_models()
@@ -165,6 +166,24 @@ def test_wait_returns_when_the_search_is_cancelled(server: Server) -> None:
     assert waited["search"].status == "cancelled"
     with pytest.raises(ConflictError):
         search.cancel()
+
+
+def test_wait_polls_when_the_event_stream_is_refused(one_stream_server: Server) -> None:
+    server = one_stream_server
+    client = Client(server.url)
+    # Another client holds the server's only event stream: wait() is refused one (503) and polls.
+    with httpx.stream("GET", f"{server.url}/api/v1/events", timeout=60) as held:
+        assert held.status_code == 200
+        search = client.submit(dict(TINY, seed=6))
+        served_before = server.requests_served()
+        started = time.monotonic()
+        search.wait(progress=False, timeout=600, poll_interval=1.0)
+        seconds = time.monotonic() - started
+        served = server.requests_served() - served_before
+    assert search.status == "finished"
+    assert search.progress is not None and search.progress.trials_ended == 2
+    # The refused stream, the first read, then one read a second at most.
+    assert served <= max(seconds, 1.0) + 3, f"{served} requests in {seconds:.1f} s"
 
 
 def test_lists(server: Server) -> None:

@@ -26,6 +26,8 @@ class Search:
 
     def __init__(self, transport: Transport, data: Dict[str, Any]) -> None:
         self._transport = transport
+        self.final_queued: Optional[int] = None
+        """How many final models the last ``train_final`` queued."""
         self._set(data)
 
     def _set(self, data: Dict[str, Any]) -> None:
@@ -51,6 +53,7 @@ class Search:
         """Hypervolume of the validated and tested fronts, when the objective has a reference point."""
         self.waiting_for: Optional[str] = data.get("waiting_for")
         """Set while no live worker can run its trials (``waiting for a worker with onnxruntime``)."""
+
 
     @property
     def running(self) -> bool:
@@ -79,13 +82,14 @@ class Search:
 
     def train_final(
         self, top_k: Optional[int] = None, epochs: Optional[int] = None, training: Optional[Dict[str, Any]] = None
-    ) -> int:
-        """Queues the final training of a finished search's best architectures; returns how many.
+    ) -> "Search":
+        """Queues the final training of a finished search's best architectures; returns the search, running again.
 
         Each is trained from scratch on training + validation data and tested
-        once; ``wait()`` then follows them. Leave a setting out for the
-        server's default. ``ConflictError`` while the search runs or once it
-        has final models; ``SpecError`` for bad settings.
+        once; ``wait()`` then follows them (``search.train_final(top_k=2).wait()``),
+        and ``final_queued`` says how many were queued. Leave a setting out
+        for the server's default. ``ConflictError`` while the search runs or
+        once it has final models; ``SpecError`` for bad settings.
         """
         body: Dict[str, Any] = {}
         if top_k is not None:
@@ -96,7 +100,8 @@ class Search:
             body["training"] = training
         queued = self._transport.post_json(f"/searches/{self.id}/final", body)
         self.refresh()
-        return int(queued["queued"])
+        self.final_queued = int(queued["queued"])
+        return self
 
     def leaderboard(self, sort: str = "reward", top: Optional[int] = None) -> Table[LeaderboardEntry]:
         """Its ranked trials, best first, by ``sort`` (one of ``RANK_KEYS``); ``top`` keeps the first ones.
