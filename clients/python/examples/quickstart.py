@@ -6,7 +6,7 @@ import gzip, json, os, numpy as np, onnxruntime as ort
 from nas_client import Client
 
 search = Client().submit("examples/quick.json").wait(progress=True)
-print(search.leaderboard(top=5).to_pandas()[["rank", "trial_id", "accuracy", "latency_ms", "params", "blocks"]])
+print(search.leaderboard(top=5).to_pandas()[["rank", "trial_id", "accuracy", "latency_ms", "params", "blocks"]].to_string(index=False))
 search.train_final(top_k=1, epochs=3).wait(progress=True)
 model = ort.InferenceSession(str(search.final_models()[0].download_onnx("best.onnx")))
 test = os.path.expanduser(os.environ.get("NAS_DATA_DIR", "~/.cache/nas/datasets")) + "/fashion-mnist/t10k-images-idx3-ubyte.gz"

@@ -90,8 +90,13 @@ def test_the_downloaded_model_is_the_tested_one(server: Server, tmp_path: Path) 
     import onnxruntime as ort
 
     client = Client(server.url)
-    search = client.submit(dict(TINY, seed=4, final={"top_k": 1, "epochs": 1})).wait(progress=False, timeout=600)
-    final = search.final_models()[0]
+    spec = dict(TINY, seed=4, baselines=["lenet5"], final={"top_k": 1, "epochs": 1})
+    search = client.submit(spec).wait(progress=False, timeout=600)
+    finals = search.final_models()
+    assert len(finals) == 1 and finals[0].baseline is None
+    with_baselines = search.final_models(baselines=True)
+    assert sorted(str(t.baseline) for t in with_baselines) == ["None", "lenet5"]
+    final = finals[0]
 
     path = final.download_onnx(tmp_path)
     assert path == tmp_path / f"trial-{final.id}.onnx" and path.stat().st_size > 0

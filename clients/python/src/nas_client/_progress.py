@@ -20,7 +20,7 @@ class Reporter:
             except ImportError:
                 tqdm = None
             if tqdm is not None:
-                self._bar = tqdm(total=0, unit="trial", file=self._stream, dynamic_ncols=True)
+                self._bar = tqdm(total=0, unit="trial", desc="trials", file=self._stream, dynamic_ncols=True)
 
     def update(self, summary: "SearchState") -> None:
         """Shows the search as last read."""
@@ -28,9 +28,13 @@ class Reporter:
             return
         line = summary.describe()
         if self._bar is not None:
-            if self._bar.total != summary.max_trials:
-                self._bar.total = summary.max_trials
-            self._bar.n = summary.trials_ended
+            # The search's trials, then (once they are queued) its final models.
+            unit, done, total = summary.phase()
+            if self._bar.total != total or self._bar.unit != unit:
+                self._bar.reset(total=total)
+                self._bar.unit = unit
+                self._bar.set_description_str(unit + "s", refresh=False)
+            self._bar.n = done
             self._bar.set_postfix_str(summary.postfix(), refresh=False)
             self._bar.refresh()
         elif line != self._last_line:
@@ -60,6 +64,12 @@ class SearchState:
         self.finals = len(finals)
         self.finals_done = sum(1 for f in finals if f.get("state") not in ("pending", "running"))
         self.waiting_for: Optional[str] = detail.get("waiting_for")
+
+    def phase(self) -> "tuple[str, int, int]":
+        """What the bar counts: ``("trial", ended, max)``, or ``("final model", done, queued)`` once they are queued."""
+        if self.finals:
+            return "final model", self.finals_done, self.finals
+        return "trial", self.trials_ended, self.max_trials
 
     def postfix(self) -> str:
         """Running trials, best accuracy and final models, for the bar's right side."""

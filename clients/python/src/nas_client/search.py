@@ -110,10 +110,15 @@ class Search:
         """
         return leaderboard(self._transport, self.id, sort, top)
 
-    def final_models(self) -> Table[Trial]:
-        """Its final models (and the zoo baselines trained beside them), fastest first."""
+    def final_models(self, baselines: bool = False) -> Table[Trial]:
+        """Its final models, fastest first; ``baselines=True`` adds the zoo baselines trained beside them.
+
+        The baselines (``trial.baseline`` names the zoo entry) are trained
+        with the same final recipe as reference points, not picked by the search.
+        """
         listed = self._transport.get_json(f"/searches/{self.id}/final")
-        return TrialTable(Trial(self._transport, t) for t in listed["trials"])
+        trials = (Trial(self._transport, t) for t in listed["trials"])
+        return TrialTable(t for t in trials if baselines or t.baseline is None)
 
     def pareto(self, front_only: bool = False) -> Pareto:
         """The validated front, the tested front of its final models, and hypervolumes."""
