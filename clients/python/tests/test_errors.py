@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.server
+import json
 import threading
 import time
 from pathlib import Path
@@ -36,6 +37,19 @@ def test_the_token_comes_from_the_environment(secured_server: Server, monkeypatc
     client = Client()
     assert client.url == secured_server.url
     assert client.submit(SPEC).status == "running"
+
+
+def test_a_spec_file_is_submitted_and_a_bad_one_named(secured_server: Server, tmp_path: Path) -> None:
+    client = Client(secured_server.url, token="secret")
+    path = tmp_path / "spec.json"
+    path.write_text(json.dumps(SPEC))
+    assert client.submit(path).spec["name"] == "token test"
+    assert client.submit(str(path)).status == "running"
+    path.write_text("{not json")
+    with pytest.raises(ValueError, match="spec.json is not JSON"):
+        client.submit(path)
+    with pytest.raises(FileNotFoundError, match="no-such.json"):
+        client.submit(tmp_path / "no-such.json")
 
 
 def test_no_server_names_the_url_within_the_timeout() -> None:
