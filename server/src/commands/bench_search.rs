@@ -183,12 +183,15 @@ async fn one_run(args: &SearchBenchArgs, strategy: &str, seed: u64) -> anyhow::R
         .data_dir
         .clone()
         .unwrap_or_else(worker::data::default_data_dir);
-    let pool = AgentPool::new(
+    let mut pool = AgentPool::new(
         args.workers as usize,
         Some(args.threads),
         &["cpu".to_owned()],
         data_dir,
     )?;
+    // As `nas up` does: latency on the relative basis and a seeded predictor,
+    // so every run of the benchmark measures latency the way searches do.
+    super::worker::calibrate(&mut pool, true)?;
     let (stop, stopped) = watch::channel(false);
     let agents = pool.spawn(&store, &stopped);
     let start = Instant::now();
