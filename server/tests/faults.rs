@@ -28,6 +28,8 @@ fn worker(url: &str, name: &str, failpoint: Option<&str>) -> Child {
         .args(["worker", "--database-url", url, "--threads", "1"])
         .args(["--data-dir", &datasets(), "--lease-secs", "2"])
         .args(["--heartbeat-secs", "0.3", "--poll-secs", "0.2"])
+        // Calibration (13 s a start here) is not what these tests are about.
+        .args(["--calibrate", "false"])
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).expect("log file"));
@@ -290,6 +292,7 @@ async fn a_worker_process_refuses_networks_over_its_memory() {
     command
         .args(["worker", "--database-url", &url, "--threads", "1"])
         .args(["--data-dir", &datasets(), "--max-memory-mib", "1"])
+        .args(["--calibrate", "false"])
         .args(["--poll-secs", "0.2"])
         .stdout(Stdio::null())
         .stderr(Stdio::null());
