@@ -233,7 +233,7 @@ pub struct LeaderboardQuery {
     /// the order it came from (its sort overrides `sort`). Empty: the
     /// first page.
     #[param(
-        pattern = r"^$|^(reward|accuracy|latency|params|macs)_-?[0-9]{1,20}(\.[0-9]{1,20})?_-?[0-9]{1,20}(\.[0-9]{1,20})?_[0-9]{1,18}_[0-9]{1,9}$"
+        pattern = r"^$|^(reward|accuracy|latency|params|macs|rank)_-?[0-9]{1,20}(\.[0-9]{1,20})?_-?[0-9]{1,20}(\.[0-9]{1,20})?_[0-9]{1,18}_[0-9]{1,9}$"
     )]
     pub cursor: Option<String>,
     /// json (default) or csv.
