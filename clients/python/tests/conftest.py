@@ -90,28 +90,27 @@ class Server:
         self._log.close()
 
 
-@pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """``nas up`` with one worker (two threads), no calibration, on the shared datasets."""
-    workdir = tmp_path_factory.mktemp("nas-up")
+def up(tmp_path_factory: pytest.TempPathFactory, name: str, *extra: str) -> Iterator[Server]:
+    """``nas up`` with one worker, no calibration, on the shared datasets, and ``extra`` flags."""
+    workdir = tmp_path_factory.mktemp(name)
     port = free_port()
     args = ["up", "--db", str(workdir / "nas.db"), "--port", str(port), "--workers", "1"]
-    args += ["--data-dir", str(data_dir()), "--calibrate", "false"]
+    args += ["--data-dir", str(data_dir()), "--calibrate", "false", *extra]
     running = Server(args, workdir, port)
     yield running
     running.stop()
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """``nas up`` with one worker (two threads)."""
+    yield from up(tmp_path_factory, "nas-up")
 
 
 @pytest.fixture(scope="session")
 def one_stream_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """``nas up`` that serves a single event stream at a time (``--max-streams 1``)."""
-    workdir = tmp_path_factory.mktemp("nas-up-one-stream")
-    port = free_port()
-    args = ["up", "--db", str(workdir / "nas.db"), "--port", str(port), "--workers", "1"]
-    args += ["--data-dir", str(data_dir()), "--calibrate", "false", "--max-streams", "1"]
-    running = Server(args, workdir, port)
-    yield running
-    running.stop()
+    yield from up(tmp_path_factory, "nas-up-one-stream", "--max-streams", "1")
 
 
 @pytest.fixture(scope="session")
