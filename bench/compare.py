@@ -4,11 +4,16 @@ PyTorch reference (`bench/torch_reference.py`) on the same architectures,
 data, batch and threads, alternating engine by engine, and prints a Markdown
 table of medians: training images/second, batch-1 latency and peak resident
 memory during training, with nas/PyTorch ratios and their geometric means.
+With `--onnxruntime-python PY` (a Python with the onnxruntime package), each
+network is also exported to ONNX (`nas arch onnx --untrained`) and timed at
+batch 1 in onnxruntime (`bench/ort_latency.py`, 1 thread), in the same
+rounds, and the table gains nas/onnxruntime latency ratios.
 
     cargo build --release -p server
     python3 bench/compare.py                  # two-conv and fashion_cnn
     python3 bench/compare.py --suite          # the suite in bench/suite/
     python3 bench/compare.py --suite --only mobile --repeats 1
+    python3 bench/compare.py --suite --onnxruntime-python venv/bin/python
 
 Ratios: training throughput above 1 means nas is faster; latency and memory
 below 1 mean nas is faster or smaller.
@@ -20,6 +25,7 @@ import os
 import platform
 import subprocess
 import sys
+import tempfile
 
 QUICK = [
     {"name": "two-conv", "arch": "bench/two_conv.json", "dataset": "fashion-mnist"},
@@ -72,6 +78,19 @@ def model_flags(net):
     return ["--arch", net["arch"]] if "arch" in net else ["--zoo", net["zoo"]]
 
 
+def onnx_model(nas, net, folder):
+    """`net` exported to ONNX with freshly initialised weights (weights do not change latency)."""
+    arch = net.get("arch")
+    if arch is None:
+        arch = os.path.join(folder, net["name"] + ".json")
+        zoo = subprocess.run([nas, "zoo", "show", net["zoo"], "--json"], check=True, capture_output=True, text=True)
+        with open(arch, "w") as f:
+            f.write(zoo.stdout)
+    out = os.path.join(folder, os.path.basename(arch).replace(".json", ".onnx"))
+    subprocess.run([nas, "arch", "onnx", arch, "--untrained", "--out", out], check=True, capture_output=True)
+    return out
+
+
 def fmt(v, spec, unit=""):
     return "-" if v is None else f"{v:{spec}}{unit}"
 
@@ -87,26 +106,37 @@ def main():
     p.add_argument("--python", default=sys.executable, help="the Python with torch installed")
     p.add_argument("--repeats", type=int, default=3, help="alternating runs per engine; medians are reported")
     p.add_argument("--json-out", help="also write every measurement and ratio to this file")
+    p.add_argument("--onnxruntime-python", help="a Python with onnxruntime: also time each network's ONNX export")
     args = p.parse_args()
+    work = tempfile.mkdtemp(prefix="nas-compare-")
     nets = suite_networks(args.only) if args.suite else QUICK
     here = os.path.dirname(os.path.abspath(__file__))
     rows = []
+    ort = bool(args.onnxruntime_python)
     print(f"| network | params | train img/s nas | PyTorch | **ratio** | batch-1 p50 nas | PyTorch | **ratio** "
-          f"| peak RSS nas | PyTorch | **ratio** |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+          f"| peak RSS nas | PyTorch | **ratio** |" + (" batch-1 p50 onnxruntime | **nas/ort** |" if ort else ""))
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---:|---:|" if ort else ""))
     for net in nets:
         common = ["--threads", str(args.threads), "--steps", str(args.steps), "--data-dir", args.data_dir,
                   "--dataset", net.get("dataset", "fashion-mnist")]
-        ours_runs, ref_runs = [], []
+        ours_runs, ref_runs, ort_runs = [], [], []
+        model = onnx_model(args.nas, net, work) if ort else None
         for _ in range(args.repeats):
             ours_runs.append(run([args.nas, "bench", "train", *model_flags(net), *common]))
             ref_runs.append(run([args.python, os.path.join(here, "torch_reference.py"), *model_flags(net), *common,
                                  "--nas", args.nas]))
+            if ort:
+                ort_runs.append(run([args.onnxruntime_python, os.path.join(here, "ort_latency.py"), model,
+                                     "--threads", "1"]))
         ours, ref = summary_of(ours_runs), summary_of(ref_runs)
         ratio = lambda key: ours[key] / ref[key] if ours[key] and ref[key] else None  # noqa: E731
         row = {"network": net["name"], "nas": ours, "pytorch": ref,
                "train_ratio": ratio("train_images_per_second"), "latency_ratio": ratio("latency_ms_p50"),
                "memory_ratio": ratio("peak_rss_mib")}
+        if ort:
+            ort_p50 = median([r["p50"] for r in ort_runs])
+            row["onnxruntime"] = {"engine": ort_runs[0]["engine"], "latency_ms_p50": ort_p50, "runs": len(ort_runs)}
+            row["onnxruntime_latency_ratio"] = ours["latency_ms_p50"] / ort_p50 if ort_p50 else None
         rows.append(row)
         print(f"| {net['name']} | {ours['params']:,} "
               f"| {ours['train_images_per_second']:,.0f} | {ref['train_images_per_second']:,.0f} "
@@ -114,10 +144,14 @@ def main():
               f"| {ours['latency_ms_p50']:.3f} ms | {ref['latency_ms_p50']:.3f} ms "
               f"| **{fmt(row['latency_ratio'], '.2f', 'x')}** "
               f"| {fmt(ours['peak_rss_mib'], ',.0f', ' MiB')} | {fmt(ref['peak_rss_mib'], ',.0f', ' MiB')} "
-              f"| **{fmt(row['memory_ratio'], '.2f', 'x')}** |", flush=True)
-    means = {key: geomean([r[key] for r in rows]) for key in ("train_ratio", "latency_ratio", "memory_ratio")}
+              f"| **{fmt(row['memory_ratio'], '.2f', 'x')}** |"
+              + (f" {row['onnxruntime']['latency_ms_p50']:.3f} ms | **{fmt(row['onnxruntime_latency_ratio'], '.2f', 'x')}** |"
+                 if ort else ""), flush=True)
+    keys = ("train_ratio", "latency_ratio", "memory_ratio") + (("onnxruntime_latency_ratio",) if ort else ())
+    means = {key: geomean([r.get(key) for r in rows]) for key in keys}
     print(f"| **geometric mean** | | | | **{fmt(means['train_ratio'], '.2f', 'x')}** | | "
-          f"| **{fmt(means['latency_ratio'], '.2f', 'x')}** | | | **{fmt(means['memory_ratio'], '.2f', 'x')}** |")
+          f"| **{fmt(means['latency_ratio'], '.2f', 'x')}** | | | **{fmt(means['memory_ratio'], '.2f', 'x')}** |"
+          + (f" | **{fmt(means['onnxruntime_latency_ratio'], '.2f', 'x')}** |" if ort else ""))
     slowest = min(rows, key=lambda r: r["train_ratio"] or math.inf)
     device = ours_runs[-1].get("device", platform.processor())
     print(f"\nmedians of {args.repeats} alternating runs; batch 64, Adam, {args.steps} timed steps, "

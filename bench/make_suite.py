@@ -7,10 +7,19 @@ be regenerated after the zoo or the presets change:
 
 28x28x1 networks train on Fashion-MNIST; 32x32x3 ones on seeded synthetic
 images (`--dataset synthetic`), as no 3-channel dataset ships with the tests.
+
+Besides the fixed entries, the wide preset samples are chosen by a seeded
+draw, not by hand: for each of the `mobile`, `classic` and `full` presets and
+each input, seeds come from `random.Random(SELECTION_SEED)` and the first
+sample with 0.5-1M parameters joins the suite; `mobile` and `full` samples
+must also hold both a residual and a squeeze-and-excitation block. These are the networks searches
+in those presets actually train, and the ones where the engine trailed.
 """
 import argparse
 import json
 import os
+import random
+import re
 import subprocess
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -39,7 +48,18 @@ NETWORKS = [
     ("resnet18-w0.25 32x32x3", ("zoo", "resnet18", 0.25), COLOUR),
     ("mobilenet_v2-w0.5 32x32x3", ("zoo", "mobilenet_v2", 0.5), COLOUR),
     ("small-seed3 32x32x3", ("preset", "small", 3), COLOUR),
+    # Full width: what a user training the classics as published runs.
+    ("fashion_cnn-w1", ("zoo", "fashion_cnn", 1.0), FASHION),
+    ("resnet18-w1 32x32x3", ("zoo", "resnet18", 1.0), COLOUR),
+    ("mobilenet_v2-w1 32x32x3", ("zoo", "mobilenet_v2", 1.0), COLOUR),
 ]
+
+# The seeded draw of wide preset samples (see the module's doc).
+SELECTION_SEED = 2026
+# Each preset with the wide blocks it must hold (`classic` has only conv and pooling).
+WIDE_PRESETS = [("mobile", {"se", "residual"}), ("classic", set()), ("full", {"se", "residual"})]
+WIDE_PARAMS = (500_000, 1_000_000)
+MAX_DRAWS = 2000
 
 
 def architecture(nas, source, shape):
@@ -51,6 +71,46 @@ def architecture(nas, source, shape):
     return json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
 
 
+def kinds(node, found):
+    """Every layer kind in an architecture tree."""
+    if isinstance(node, dict):
+        if "kind" in node:
+            found.add(node["kind"])
+        for value in node.values():
+            kinds(value, found)
+    elif isinstance(node, list):
+        for value in node:
+            kinds(value, found)
+    return found
+
+
+def param_count(nas, preset, seed, shape):
+    cmd = [nas, "space", "sample", "--preset", preset, "--seed", str(seed), "--input", shape]
+    table = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    return int(re.search(r"total params:\s*([\d,]+)", table).group(1).replace(",", ""))
+
+
+def wide_samples(nas):
+    """(name, source, input) of the first qualifying seed per preset and input."""
+    rng = random.Random(SELECTION_SEED)
+    chosen = []
+    for preset, required in WIDE_PRESETS:
+        for shape, dataset in (FASHION, COLOUR):
+            for _ in range(MAX_DRAWS):
+                seed = rng.randrange(1, 1_000_000)
+                found = kinds(architecture(nas, ("preset", preset, seed), shape), set())
+                if not required <= found:
+                    continue
+                if WIDE_PARAMS[0] <= param_count(nas, preset, seed, shape) <= WIDE_PARAMS[1]:
+                    suffix = " 32x32x3" if shape == COLOUR[0] else ""
+                    chosen.append((f"{preset}-seed{seed}-wide{suffix}", ("preset", preset, seed), (shape, dataset)))
+                    break
+            else:
+                raise SystemExit(f"no {preset} sample at {shape} in {MAX_DRAWS} draws has {sorted(required)} and "
+                                 f"{WIDE_PARAMS[0]:,}-{WIDE_PARAMS[1]:,} parameters")
+    return chosen
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--nas", default="target/release/nas")
@@ -58,7 +118,7 @@ def main():
     out = os.path.join(HERE, "suite")
     os.makedirs(out, exist_ok=True)
     entries = []
-    for name, source, (shape, dataset) in NETWORKS:
+    for name, source, (shape, dataset) in NETWORKS + wide_samples(args.nas):
         arch = architecture(args.nas, source, shape)
         arch["name"] = name
         file = name.split(" ")[0] + ("-32x32x3" if shape == "32x32x3" else "") + ".json"
