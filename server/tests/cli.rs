@@ -160,6 +160,42 @@ fn shared_datasets() -> String {
         .to_string()
 }
 
+/// A CPU without AVX2 or AVX-512 runs the portable path: forced with
+/// `NAS_SIMD=scalar`, a short training and its latency run and report it.
+#[test]
+fn the_scalar_path_trains_and_measures_when_forced() {
+    let arch = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../bench/two_conv.json");
+    let bench = |simd: Option<&str>| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_nas"));
+        if let Some(simd) = simd {
+            cmd.env("NAS_SIMD", simd);
+        }
+        let out = cmd
+            .args(["bench", "train", "--arch"])
+            .arg(&arch)
+            .args(["--dataset", "mnist", "--data-dir", &shared_datasets()])
+            .args(["--steps", "3", "--warmup", "1", "--threads", "1"])
+            .output()
+            .expect("runs nas");
+        let text = stdout(&out);
+        let line = text.lines().last().expect("a summary line");
+        serde_json::from_str::<serde_json::Value>(line).expect("json")
+    };
+    let scalar = bench(Some("scalar"));
+    assert_eq!(scalar["simd"], "scalar", "{scalar}");
+    assert!(scalar["train_images_per_second"].as_f64().unwrap_or(0.0) > 0.0);
+    assert!(scalar["latency_ms"]["p50"].as_f64().unwrap_or(0.0) > 0.0);
+    let native = bench(None);
+    eprintln!(
+        "scalar {} img/s, {} ({}) {} img/s",
+        scalar["train_images_per_second"],
+        native["simd"],
+        native["device"],
+        native["train_images_per_second"]
+    );
+    assert!(["avx512", "avx2", "scalar"].contains(&native["simd"].as_str().unwrap_or("")));
+}
+
 #[test]
 fn train_prints_epochs_then_a_json_summary_and_saves_weights() {
     let weights = std::env::temp_dir().join(format!("nas-cli-{}.safetensors", std::process::id()));

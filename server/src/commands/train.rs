@@ -367,6 +367,7 @@ pub fn bench(args: &BenchArgs) -> anyhow::Result<String> {
         "latency_ms": latency.as_ref().map(|l| json!({ "p50": l.p50, "p90": l.p90 })),
         "latency_threads": args.latency_threads,
         "device": worker::latency::Device::current(args.latency_threads).fingerprint(),
+        "simd": worker::ops::simd_path().name(),
         "dataset": dataset_name,
         "rss_mib": {
             "before_training": resident_before.map(mebibytes),

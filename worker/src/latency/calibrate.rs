@@ -54,32 +54,35 @@ impl ReferenceNetwork {
 /// device's p50 (`nas calibrate --protocol trial --repeat 5` on the
 /// reference device, relative basis, the median of the five; re-measured
 /// when the engine got faster: a factor is only meaningful against figures
-/// of the same engine).
+/// of the same engine). Since the inference path (revision 1), each is the
+/// earlier figure times the new engine's latency over the old one's,
+/// measured in alternation on one machine (median of three rounds,
+/// `docs/training-engine.md`, "The inference path").
 pub const REFERENCE_SET: [ReferenceNetwork; 5] = [
     ReferenceNetwork {
         zoo: "lenet5",
         width: 1.0,
-        reference_p50_ms: 0.0378,
+        reference_p50_ms: 0.0374,
     },
     ReferenceNetwork {
         zoo: "fashion_cnn",
         width: 1.0,
-        reference_p50_ms: 1.2486,
+        reference_p50_ms: 1.0064,
     },
     ReferenceNetwork {
         zoo: "mobilenet_v1",
         width: 0.25,
-        reference_p50_ms: 0.2555,
+        reference_p50_ms: 0.1338,
     },
     ReferenceNetwork {
         zoo: "resnet18",
         width: 0.25,
-        reference_p50_ms: 0.5740,
+        reference_p50_ms: 0.4831,
     },
     ReferenceNetwork {
         zoo: "googlenet",
         width: 0.25,
-        reference_p50_ms: 1.7689,
+        reference_p50_ms: 1.2212,
     },
 ];
 

@@ -51,7 +51,8 @@ pub fn reference_architecture() -> Result<Architecture, TrainError> {
     })
 }
 
-/// The build a basis belongs to: this crate's version and profile, and for
+/// The build a basis belongs to: this crate's version and profile, the
+/// inference path's revision (its speed changes with it), and for
 /// onnxruntime the loaded library's version.
 pub fn build_label(runtime: Runtime) -> String {
     let profile = if cfg!(debug_assertions) {
@@ -59,7 +60,11 @@ pub fn build_label(runtime: Runtime) -> String {
     } else {
         "release"
     };
-    let engine = format!("nas {} {profile}", env!("CARGO_PKG_VERSION"));
+    let engine = format!(
+        "nas {} {profile}, inference r{}",
+        env!("CARGO_PKG_VERSION"),
+        crate::net::INFERENCE_REVISION
+    );
     match runtime {
         Runtime::Nas => engine,
         Runtime::Onnxruntime => format!(

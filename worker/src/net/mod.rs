@@ -6,6 +6,7 @@
 //! so the pass records its backward operations on the input's tape.
 
 mod forward;
+mod inference;
 pub(crate) mod plan;
 
 use dfdx::prelude::*;
@@ -17,6 +18,7 @@ use crate::data::ChannelStats;
 use crate::ops::{Flat, Map, Param, RunningStats};
 
 pub use forward::Mode;
+pub use inference::{InferencePlan, INFERENCE_REVISION};
 
 /// Why a network could not be built.
 #[derive(Debug, Error)]

@@ -220,6 +220,24 @@ pub(super) fn forward<E: Real>(zs: &[E], act: Activation) -> Vec<E> {
     ys
 }
 
+/// `y = act(y)` for every element, on the calling thread (the inference
+/// path's epilogue; its maps are small).
+pub(crate) fn in_place<E: Real>(ys: &mut [E], act: Activation) {
+    if act == Activation::None {
+        return;
+    }
+    with_act!(act, A => simd(|| ys.iter_mut().for_each(|y| *y = A::value(*y))));
+}
+
+/// `y = act(a + b)` for every element, on the calling thread.
+pub(crate) fn add_into_activated<E: Real>(a: &[E], b: &[E], act: Activation, ys: &mut [E]) {
+    with_act!(act, A => simd(|| {
+        for ((y, &a), &b) in ys.iter_mut().zip(a).zip(b) {
+            *y = A::value(a + b);
+        }
+    }));
+}
+
 /// Turns `d` from the gradient at `act(z)` into the gradient at `z`, in place.
 pub(super) fn backward_in_place<E: Real>(d: &mut [E], zs: &[E], act: Activation) {
     if act == Activation::None {

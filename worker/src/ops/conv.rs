@@ -93,7 +93,7 @@ pub(super) struct Geometry {
 }
 
 impl Geometry {
-    fn new(spec: Conv2dSpec, c: usize, h: usize, w: usize) -> Self {
+    pub(super) fn new(spec: Conv2dSpec, c: usize, h: usize, w: usize) -> Self {
         assert_eq!(
             c, spec.in_channels,
             "conv2d: input channels differ from the spec"
@@ -191,7 +191,9 @@ impl Geometry {
 
     /// Fills one image's block of an im2col matrix whose rows are `stride`
     /// apart: row `r` of group `group` of `image` goes to
-    /// `col[r * stride..][..oh * ow]`.
+    /// `col[r * stride..][..oh * ow]`. Inlined into [`simd`]'s caller so it
+    /// compiles for the vector width dispatched to.
+    #[inline(always)]
     fn im2col<E: Real>(&self, image: &[E], group: usize, col: &mut [E], stride: usize) {
         let (hw, ow, sw) = (self.h * self.w, self.ow, self.spec.stride.1);
         let planes = &image[group * self.cg * hw..(group + 1) * self.cg * hw];
@@ -222,25 +224,33 @@ impl Geometry {
             }
             return;
         }
-        self.for_each_window_line(|row, oy, ci, iy, offset| {
-            let dst = &mut col[row * stride + oy * ow..][..ow];
-            let Some(iy) = iy else {
-                dst.fill(E::zero());
-                return;
-            };
-            let src = &planes[ci * hw + iy * self.w..ci * hw + (iy + 1) * self.w];
-            let (lo, hi) = self.valid_columns(offset);
-            dst[..lo].fill(E::zero());
-            dst[hi..].fill(E::zero());
-            if sw == 1 {
-                let start = (lo as isize + offset) as usize;
-                dst[lo..hi].copy_from_slice(&src[start..start + hi - lo]);
-            } else {
-                for (ox, d) in dst[lo..hi].iter_mut().enumerate() {
-                    *d = src[(((ox + lo) * sw) as isize + offset) as usize];
+        // Strided or shrinking windows: line by line, with each kernel
+        // column's valid output columns worked out once, not once per line.
+        let s = &self.spec;
+        let (kh, kw) = s.kernel;
+        for (ci, plane) in planes.chunks_exact(hw.max(1)).enumerate() {
+            for ki in 0..kh {
+                for kj in 0..kw {
+                    let row = (ci * kh + ki) * kw + kj;
+                    let offset = (kj * s.dilation.1) as isize - s.padding[2] as isize;
+                    let (lo, hi) = self.valid_columns(offset);
+                    let first = (lo * sw) as isize + offset;
+                    let lines = col[row * stride..][..self.oh * ow].chunks_exact_mut(ow.max(1));
+                    for (oy, dst) in lines.enumerate() {
+                        let iy =
+                            (oy * s.stride.0 + ki * s.dilation.0) as isize - s.padding[0] as isize;
+                        if !(0..self.h as isize).contains(&iy) || lo >= hi {
+                            dst.fill(E::zero());
+                            continue;
+                        }
+                        let src = &plane[iy as usize * self.w..][..self.w];
+                        dst[..lo].fill(E::zero());
+                        dst[hi..].fill(E::zero());
+                        gather(&src[first as usize..], sw, &mut dst[lo..hi]);
+                    }
                 }
             }
-        });
+        }
     }
 
     /// Adds one image's block of an im2col-shaped gradient (rows `stride`
@@ -314,10 +324,124 @@ impl Geometry {
             );
         }
         let width = count * ohw;
+        let (col, phases) = col.split_at_mut(self.kdim * width);
         for (j, image) in images.chunks_exact(self.in_len().max(1)).enumerate() {
-            simd(|| self.im2col(image, group, &mut col[j * ohw..], width));
+            let block = &mut col[j * ohw..];
+            simd(
+                #[inline(always)]
+                || {
+                    if self.uses_phases() {
+                        self.im2col_by_phases(image, group, block, width, phases);
+                    } else {
+                        self.im2col(image, group, block, width);
+                    }
+                },
+            );
         }
-        MatRef::rows(&col[..self.kdim * width], self.kdim, width)
+        MatRef::rows(col, self.kdim, width)
+    }
+
+    /// Whether [`Geometry::im2col_by_phases`] fills the im2col matrix:
+    /// stride 2 both ways, no dilation.
+    fn uses_phases(&self) -> bool {
+        self.spec.stride == (2, 2) && self.spec.dilation == (1, 1)
+    }
+
+    /// Height and width of one stride phase of a plane.
+    fn phase_size(&self) -> (usize, usize) {
+        (self.h.div_ceil(2), self.w.div_ceil(2))
+    }
+
+    /// Scratch elements [`Geometry::im2col_by_phases`] needs for one group.
+    fn phase_len(&self) -> usize {
+        if self.uses_phases() {
+            let (ph, pw) = self.phase_size();
+            self.cg * 4 * ph * pw
+        } else {
+            0
+        }
+    }
+
+    /// [`Geometry::im2col`] for stride 2: each input plane is first split
+    /// into its four stride phases (`P_ab[y][x] = x[2y + a][2x + b]`, zero
+    /// past the plane), once; every kernel tap's im2col row is then a
+    /// shifted copy of one phase, contiguous line by line, instead of a
+    /// strided gather per tap (25 gathers of the whole plane for a 5 x 5
+    /// kernel, against one split).
+    #[inline(always)]
+    fn im2col_by_phases<E: Real>(
+        &self,
+        image: &[E],
+        group: usize,
+        col: &mut [E],
+        stride: usize,
+        phases: &mut [E],
+    ) {
+        let (h, w, hw) = (self.h, self.w, self.h * self.w);
+        let (ph, pw) = self.phase_size();
+        let pp = ph * pw;
+        let planes = &image[group * self.cg * hw..(group + 1) * self.cg * hw];
+        for (plane, split) in planes
+            .chunks_exact(hw.max(1))
+            .zip(phases.chunks_exact_mut((4 * pp).max(1)))
+        {
+            for (phase, (a, b)) in
+                split
+                    .chunks_exact_mut(pp.max(1))
+                    .zip([(0, 0), (0, 1), (1, 0), (1, 1)])
+            {
+                let valid = w.saturating_sub(b).div_ceil(2);
+                for (y, line) in phase.chunks_exact_mut(pw.max(1)).enumerate() {
+                    let iy = 2 * y + a;
+                    if iy >= h || valid == 0 {
+                        line.fill(E::zero());
+                        continue;
+                    }
+                    gather(&plane[iy * w + b..(iy + 1) * w], 2, &mut line[..valid]);
+                    line[valid..].fill(E::zero());
+                }
+            }
+        }
+        let (kh, kw) = self.spec.kernel;
+        let (top, left) = (self.spec.padding[0] as isize, self.spec.padding[2] as isize);
+        let (oh, ow) = (self.oh, self.ow);
+        for (ci, split) in phases[..self.cg * 4 * pp]
+            .chunks_exact((4 * pp).max(1))
+            .enumerate()
+        {
+            for ki in 0..kh {
+                let offset_y = ki as isize - top;
+                let (a, dy) = (offset_y.rem_euclid(2) as usize, offset_y.div_euclid(2));
+                // Output rows whose phase row `oy + dy` exists.
+                let oy_lo = (-dy).clamp(0, oh as isize) as usize;
+                let oy_hi = (ph as isize - dy).clamp(oy_lo as isize, oh as isize) as usize;
+                for kj in 0..kw {
+                    let offset_x = kj as isize - left;
+                    let (b, dx) = (offset_x.rem_euclid(2) as usize, offset_x.div_euclid(2));
+                    let phase = &split[(a * 2 + b) * pp..][..pp];
+                    let row = (ci * kh + ki) * kw + kj;
+                    let dst = &mut col[row * stride..][..oh * ow];
+                    let lo = (-dx).clamp(0, ow as isize) as usize;
+                    let hi = (pw as isize - dx).clamp(lo as isize, ow as isize) as usize;
+                    dst[..oy_lo * ow].fill(E::zero());
+                    dst[oy_hi * ow..].fill(E::zero());
+                    if lo == 0 && hi == ow && pw == ow {
+                        // Whole lines: one copy of the block.
+                        let from = (oy_lo as isize + dy) as usize * pw;
+                        dst[oy_lo * ow..oy_hi * ow]
+                            .copy_from_slice(&phase[from..from + (oy_hi - oy_lo) * pw]);
+                        continue;
+                    }
+                    for oy in oy_lo..oy_hi {
+                        let line = &mut dst[oy * ow..(oy + 1) * ow];
+                        line[..lo].fill(E::zero());
+                        line[hi..].fill(E::zero());
+                        let from = (oy as isize + dy) as usize * pw + (lo as isize + dx) as usize;
+                        line[lo..hi].copy_from_slice(&phase[from..from + hi - lo]);
+                    }
+                }
+            }
+        }
     }
 
     /// Group `group` of a run of output gradients as one
@@ -352,7 +476,7 @@ impl Geometry {
         let cols = if self.spec.is_pointwise() && count == 1 {
             0
         } else {
-            self.kdim * width
+            self.kdim * width + self.phase_len()
         };
         let outputs = if count == 1 { 0 } else { self.og * width };
         (cols, outputs)
@@ -458,7 +582,8 @@ pub fn conv_block<E: Real, T: Tape<E, Cpu>>(
     let ws = weight.values.clone();
     let bs = bias.map(|b| b.values.clone());
     let kernels = Kernels::choose(&geo, n);
-    let zs = kernels.forward(&geo, n, &xs, &ws, bs.as_deref().map(Vec::as_slice));
+    let mut zs = vec![E::zero(); n * geo.out_len()];
+    kernels.forward_into(&geo, n, &xs, &ws, bs.as_deref().map(Vec::as_slice), &mut zs);
     let dims = (n, spec.out_channels, geo.oh * geo.ow);
     let norm_ghosts = batch_norm
         .as_ref()
@@ -519,7 +644,7 @@ pub fn conv_block<E: Real, T: Tape<E, Cpu>>(
 /// Which kernels run one convolution call: chosen once, so its forward and
 /// backward passes always agree.
 #[derive(Clone, Copy)]
-enum Kernels {
+pub(super) enum Kernels {
     /// im2col + GEMM.
     Im2col,
     /// Depthwise, plane by plane ([`depthwise`]).
@@ -529,7 +654,7 @@ enum Kernels {
 }
 
 impl Kernels {
-    fn choose(geo: &Geometry, n: usize) -> Self {
+    pub(super) fn choose(geo: &Geometry, n: usize) -> Self {
         if geo.channels_last_pays(n) {
             Self::DepthwiseChannelsLast
         } else if geo.is_depthwise() {
@@ -539,18 +664,32 @@ impl Kernels {
         }
     }
 
-    fn forward<E: Real>(
+    /// [`Kernels::choose`] for the inference path: channels-last depthwise
+    /// also for one image when the pool has one thread (where splitting the
+    /// planes over threads gains nothing and vectors over channels do).
+    pub(super) fn choose_for_inference(geo: &Geometry, n: usize) -> Self {
+        if geo.channels_last_applies() && rayon::current_num_threads() == 1 {
+            Self::DepthwiseChannelsLast
+        } else {
+            Self::choose(geo, n)
+        }
+    }
+
+    /// The forward pass into `ys` (`n x out x oh x ow`, every element written),
+    /// bias included.
+    pub(super) fn forward_into<E: Real>(
         self,
         geo: &Geometry,
         n: usize,
         xs: &[E],
         ws: &[E],
         bias: Option<&[E]>,
-    ) -> Vec<E> {
+        ys: &mut [E],
+    ) {
         match self {
-            Self::Im2col => im2col_forward(geo, n, xs, ws, bias),
-            Self::Depthwise => depthwise::forward(geo, n, xs, ws, bias),
-            Self::DepthwiseChannelsLast => depthwise_cl::forward(geo, n, xs, ws, bias),
+            Self::Im2col => im2col_forward_into(geo, n, xs, ws, bias, ys),
+            Self::Depthwise => depthwise::forward_into(geo, n, xs, ws, bias, ys),
+            Self::DepthwiseChannelsLast => depthwise_cl::forward_into(geo, n, xs, ws, bias, ys),
         }
     }
 
@@ -577,16 +716,17 @@ impl Kernels {
     }
 }
 
-/// The forward pass as im2col + GEMM, one product per run of images.
-fn im2col_forward<E: Real>(
+/// The forward pass as im2col + GEMM into `ys`, one product per run of images.
+fn im2col_forward_into<E: Real>(
     geo: &Geometry,
     n: usize,
     xs: &[E],
     ws: &[E],
     bs: Option<&[E]>,
-) -> Vec<E> {
+    ys: &mut [E],
+) {
     let (spec, runs, ohw) = (geo.spec, geo.runs(n), geo.oh * geo.ow);
-    let mut ys = vec![E::zero(); n * geo.out_len()];
+    debug_assert_eq!(ys.len(), n * geo.out_len());
     ys.par_chunks_mut((runs.images * geo.out_len()).max(1))
         .zip(xs.par_chunks((runs.images * geo.in_len()).max(1)))
         .for_each(|(y, images)| {
@@ -618,7 +758,29 @@ fn im2col_forward<E: Real>(
                 }
             }
         });
-    ys
+}
+
+/// `dst[i] = src[i * step]`: one output line of a strided window. The
+/// slice is cut to what the line reads first, so the loop has no bounds
+/// checks and vectorises (a shuffle of contiguous loads for `step == 2`).
+#[inline(always)]
+fn gather<E: Real>(src: &[E], step: usize, dst: &mut [E]) {
+    let Some(last) = dst.len().checked_sub(1) else {
+        return;
+    };
+    let src = &src[..last * step + 1];
+    if step == 2 {
+        // Fixed-size pairs: an interleaved load the vectoriser recognises.
+        let (body, tail) = dst.split_at_mut(last);
+        for (d, pair) in body.iter_mut().zip(src.chunks_exact(2)) {
+            *d = pair[0];
+        }
+        tail[0] = src[2 * last];
+    } else {
+        for (i, d) in dst.iter_mut().enumerate() {
+            *d = src[i * step];
+        }
+    }
 }
 
 /// Input channels per group from which [`Geometry::pixel_major_pays`].

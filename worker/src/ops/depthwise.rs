@@ -162,14 +162,15 @@ fn planes_per_task(images: usize, channels: usize) -> usize {
     }
 }
 
-/// The forward pass over a batch: `n x out x oh x ow`, bias included.
-pub(super) fn forward<E: Real>(
+/// The forward pass over a batch into `ys` (`n x out x oh x ow`), bias included.
+pub(super) fn forward_into<E: Real>(
     geo: &Geometry,
     n: usize,
     xs: &[E],
     ws: &[E],
     bias: Option<&[E]>,
-) -> Vec<E> {
+    ys: &mut [E],
+) {
     let out = geo.spec.out_channels;
     let (hw, ohw, taps_len) = (
         geo.h * geo.w,
@@ -177,7 +178,7 @@ pub(super) fn forward<E: Real>(
         geo.spec.kernel.0 * geo.spec.kernel.1,
     );
     let taps = geo.column_taps();
-    let mut ys = vec![E::zero(); n * out * ohw];
+    debug_assert_eq!(ys.len(), n * out * ohw);
     let per_task = planes_per_task(n, out);
     ys.par_chunks_mut((per_task * ohw).max(1))
         .enumerate()
@@ -187,17 +188,13 @@ pub(super) fn forward<E: Real>(
                     let p = task * per_task + k;
                     let (i, oc) = (p / out, p % out);
                     let g = oc / geo.og;
-                    if let Some(b) = bias {
-                        y.fill(b[oc]);
-                    }
+                    y.fill(bias.map_or(E::zero(), |b| b[oc]));
                     let x = &xs[(i * geo.spec.in_channels + g) * hw..][..hw];
                     let kernel = &ws[oc * taps_len..(oc + 1) * taps_len];
                     forward_plane(geo, &taps, x, kernel, y);
                 }
             });
         });
-    debug_assert_eq!(ys.len(), n * geo.out_len());
-    ys
 }
 
 /// Adds the input gradient into `dx` (`n x c x h x w`), plane by plane.

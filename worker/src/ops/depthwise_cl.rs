@@ -19,7 +19,15 @@ impl Geometry {
     /// batch of `n`: a depthwise convolution with multiplier 1, enough
     /// channels to fill vectors, and several images to share out.
     pub(super) fn channels_last_pays(&self, n: usize) -> bool {
-        self.is_depthwise() && self.og == 1 && self.spec.in_channels >= MIN_CHANNELS && n > 1
+        self.channels_last_applies() && n > 1
+    }
+
+    /// Whether the channels-last kernels can run this convolution at all: a
+    /// depthwise convolution with multiplier 1 and enough channels to fill
+    /// vectors. (At batch 1 they run one image as one task: right on one
+    /// thread, as inference is timed, but not for training on several.)
+    pub(super) fn channels_last_applies(&self) -> bool {
+        self.is_depthwise() && self.og == 1 && self.spec.in_channels >= MIN_CHANNELS
     }
 
     /// Calls `f(output pixel, tap, input pixel)` for every kernel tap of
@@ -52,6 +60,43 @@ impl Geometry {
     }
 }
 
+impl Geometry {
+    /// `yt += conv(xt, wt)` channels-last (`xt: h*w x c`, `yt: oh*ow x c`,
+    /// `wt: taps x c`), tap by tap: each kernel tap walks the output rows it
+    /// reaches, and along a row its valid output pixels read input pixels
+    /// `stride` apart, so the inner loop is one vector update per pixel with
+    /// no per-pixel bounds arithmetic.
+    #[inline(always)]
+    fn forward_taps<E: Real>(&self, c: usize, wt: &[E], xt: &[E], yt: &mut [E]) {
+        let s = &self.spec;
+        let (kh, kw) = s.kernel;
+        let sw = s.stride.1;
+        for ki in 0..kh {
+            for kj in 0..kw {
+                let weights = &wt[(ki * kw + kj) * c..][..c];
+                let offset = (kj * s.dilation.1) as isize - s.padding[2] as isize;
+                let (lo, hi) = self.valid_columns(offset);
+                if lo >= hi {
+                    continue;
+                }
+                let first_x = (lo * sw) as isize + offset;
+                for oy in 0..self.oh {
+                    let iy = (oy * s.stride.0 + ki * s.dilation.0) as isize - s.padding[0] as isize;
+                    if !(0..self.h as isize).contains(&iy) {
+                        continue;
+                    }
+                    let out = &mut yt[(oy * self.ow + lo) * c..(oy * self.ow + hi) * c];
+                    let start = (iy as usize * self.w + first_x as usize) * c;
+                    let input = &xt[start..start + ((hi - lo - 1) * sw + 1) * c];
+                    for (y, x) in out.chunks_exact_mut(c).zip(input.chunks(sw * c)) {
+                        fma_into(y, weights, &x[..c]);
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// The kernels as `taps x channels` (channels contiguous).
 fn taps_by_channel<E: Real>(geo: &Geometry, ws: &[E]) -> Vec<E> {
     let (c, taps) = (geo.spec.in_channels, geo.spec.kernel.0 * geo.spec.kernel.1);
@@ -68,18 +113,19 @@ fn fma_into<E: Real>(out: &mut [E], a: &[E], b: &[E]) {
     }
 }
 
-/// The forward pass: `n x c x oh x ow`, bias included.
-pub(super) fn forward<E: Real>(
+/// The forward pass into `ys` (`n x c x oh x ow`), bias included.
+pub(super) fn forward_into<E: Real>(
     geo: &Geometry,
     n: usize,
     xs: &[E],
     ws: &[E],
     bias: Option<&[E]>,
-) -> Vec<E> {
+    ys: &mut [E],
+) {
     let c = geo.spec.in_channels;
     let (hw, ohw) = (geo.h * geo.w, geo.oh * geo.ow);
     let wt = taps_by_channel(geo, ws);
-    let mut ys = vec![E::zero(); n * c * ohw];
+    debug_assert_eq!(ys.len(), n * c * ohw);
     ys.par_chunks_mut((c * ohw).max(1))
         .zip(xs.par_chunks((c * hw).max(1)))
         .for_each(|(y, x)| {
@@ -95,19 +141,12 @@ pub(super) fn forward<E: Real>(
                                 None => out.fill(E::zero()),
                             }
                         }
-                        geo.for_each_tap(|p, tap, q| {
-                            fma_into(
-                                &mut yt[p * c..(p + 1) * c],
-                                &wt[tap * c..(tap + 1) * c],
-                                &xt[q * c..(q + 1) * c],
-                            );
-                        });
+                        geo.forward_taps(c, &wt, xt, yt);
                         transpose_into(yt, (ohw, c, c), y, ohw);
                     },
                 );
             });
         });
-    ys
 }
 
 /// Adds the input gradient into `dx` (`n x c x h x w`).

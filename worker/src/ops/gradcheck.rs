@@ -200,6 +200,17 @@ fn conv_cases() -> Vec<((usize, usize, usize, usize), Conv2dSpec)> {
             (2, 1, 8, 8),
             conv_spec(1, 3, (5, 5), (1, 1), (1, 1), [0; 4], 1),
         ),
+        // Stride 2 through the stride phases: a 5 x 5 window with "same"
+        // padding (taps before the first phase row), odd and even sizes,
+        // groups, and runs of two images sharing one GEMM.
+        (
+            (4, 3, 8, 7),
+            conv_spec(3, 4, (5, 5), (2, 2), (1, 1), [2, 2, 2, 2], 1),
+        ),
+        (
+            (2, 4, 6, 9),
+            conv_spec(4, 4, (3, 3), (2, 2), (1, 1), [1, 0, 1, 1], 2),
+        ),
         // Batches of 4 and 5 images: runs of several images share one GEMM
         // (groups, "same" padding as plane shifts, stride 2, a short last run).
         (
@@ -337,6 +348,7 @@ fn pool_cases() -> Vec<((usize, usize, usize, usize), Pool2dSpec)> {
         ((2, 1, 5, 6), spec((3, 3), (1, 1), [1, 1, 1, 1])),
         ((1, 2, 5, 4), spec((3, 2), (2, 1), [0, 1, 0, 0])),
         ((2, 2, 5, 5), spec((2, 2), (2, 2), [0, 1, 0, 1])),
+        ((1, 2, 9, 8), spec((5, 5), (3, 3), [2, 2, 2, 2])),
     ]
 }
 
@@ -345,6 +357,30 @@ fn pooling_gradients_match_finite_differences() {
     for (shape, spec) in pool_cases() {
         check(shape, &[], true, |x, _| max_pool2d(x, spec));
         check(shape, &[], true, |x, _| avg_pool2d(x, spec));
+    }
+}
+
+#[test]
+fn inference_pooling_equals_the_training_ops() {
+    let dev = Cpu::default();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(17);
+    for (shape, spec) in pool_cases() {
+        let (n, c, h, w) = shape;
+        let xs = random(&mut rng, n * c * h * w);
+        let x = dev.tensor_from_vec(xs.clone(), shape);
+        let (oh, ow) = spec.output_size(h, w);
+        for max in [true, false] {
+            let expected = if max {
+                to_vec(&max_pool2d(x.clone(), spec))
+            } else {
+                to_vec(&avg_pool2d(x.clone(), spec))
+            };
+            let mut got = vec![f64::NAN; n * c * oh * ow];
+            infer::pool_into(max, &xs, (h, w), spec, &mut got);
+            for (g, e) in got.iter().zip(&expected) {
+                assert!((g - e).abs() < 1e-12, "{spec:?} max={max}: {g} vs {e}");
+            }
+        }
     }
 }
 

@@ -19,9 +19,13 @@
 //! - [`global_avg_pool`], [`channel_scale`]: the squeeze and the gating of a
 //!   squeeze-and-excitation block.
 //! - [`lrn`]: local response normalisation across channels.
+//! - [`infer`]: the same kernels' forward halves on plain slices, for the
+//!   inference path (`crate::net::inference`).
 
 #[cfg(test)]
 mod gradcheck;
+#[cfg(test)]
+mod simd_tests;
 
 use dfdx::prelude::{Cpu, Tensor};
 
@@ -30,6 +34,7 @@ mod conv;
 mod depthwise;
 mod depthwise_cl;
 mod gemm;
+pub(crate) mod infer;
 mod norm;
 mod pool;
 mod residual;
@@ -166,13 +171,85 @@ pub(crate) fn release_grad<E>(dy: Vec<E>) -> Result<(), dfdx::tensor::CpuError> 
 
 pub(crate) use take_grad;
 
-/// Runs `f` compiled for the widest vector instructions this CPU has
-/// (AVX2 + FMA or AVX-512, detected at run time), so the element-wise loops
-/// inlined into it vectorise beyond the portable x86-64 baseline the binary
-/// is built for. Element-wise results do not depend on the width chosen.
+/// Runs `f` compiled for the vector instructions [`simd_path`] names (the
+/// widest this CPU has: AVX-512 or AVX2 + FMA, detected at run time), so the
+/// loops inlined into it vectorise beyond the portable x86-64 baseline the
+/// binary is built for. The closure must be `#[inline(always)]` (or
+/// trivially inlined) for its body to be compiled for that width.
 #[inline(always)]
 pub(crate) fn simd<R>(f: impl FnOnce() -> R) -> R {
-    pulp::Arch::new().dispatch(f)
+    dispatch_arch().dispatch(f)
+}
+
+/// The vector instruction set our own loops run with (the `gemm` crate's
+/// matrix products dispatch on their own).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SimdPath {
+    /// x86-64-v4: AVX-512 (F, BW, CD, DQ, VL) with the v3 set.
+    Avx512,
+    /// x86-64-v3: AVX2, FMA, BMI and friends.
+    Avx2,
+    /// The portable baseline (SSE2 on x86-64): what a CPU without AVX2 runs.
+    Scalar,
+}
+
+impl SimdPath {
+    /// Its name in reports and in `NAS_SIMD`: `avx512`, `avx2` or `scalar`.
+    pub fn name(self) -> &'static str {
+        match self {
+            SimdPath::Avx512 => "avx512",
+            SimdPath::Avx2 => "avx2",
+            SimdPath::Scalar => "scalar",
+        }
+    }
+}
+
+/// The path [`simd`] dispatches to in this process, chosen once: the widest
+/// the CPU supports, or a narrower one named by `NAS_SIMD` (`scalar`,
+/// `avx2`), which is how the paths of older CPUs are run and tested on a
+/// newer one. A wider path than the CPU has is never taken.
+pub fn simd_path() -> SimdPath {
+    arch_path(dispatch_arch())
+}
+
+fn arch_path(arch: pulp::Arch) -> SimdPath {
+    #[cfg(target_arch = "x86_64")]
+    {
+        match arch {
+            pulp::Arch::V4(_) => SimdPath::Avx512,
+            pulp::Arch::V3(_) => SimdPath::Avx2,
+            _ => SimdPath::Scalar,
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = arch;
+        SimdPath::Scalar
+    }
+}
+
+/// The detected dispatch target, narrowed by `NAS_SIMD`, once per process.
+#[inline(always)]
+fn dispatch_arch() -> pulp::Arch {
+    static ARCH: std::sync::OnceLock<pulp::Arch> = std::sync::OnceLock::new();
+    *ARCH.get_or_init(|| {
+        let detected = pulp::Arch::new();
+        let wanted = std::env::var("NAS_SIMD").unwrap_or_default();
+        narrowed(detected, &wanted)
+    })
+}
+
+/// `detected`, or the narrower path `wanted` names (unknown names keep it).
+fn narrowed(detected: pulp::Arch, wanted: &str) -> pulp::Arch {
+    match (
+        wanted.trim().to_ascii_lowercase().as_str(),
+        arch_path(detected),
+    ) {
+        ("scalar", _) => pulp::Arch::Scalar,
+        #[cfg(target_arch = "x86_64")]
+        ("avx2", SimdPath::Avx512) => pulp::x86::V3::try_new().map_or(detected, pulp::Arch::V3),
+        _ => detected,
+    }
 }
 
 /// `dst += src`, element-wise, in parallel.

@@ -270,35 +270,71 @@ pub struct LrnSpec {
     pub k: f64,
 }
 
+/// An LRN's constants in the op's float type: the window's channels before
+/// and after the centre, `alpha / size`, `beta` and `k`.
+struct LrnTerms<E> {
+    before: usize,
+    after: usize,
+    alpha: E,
+    beta: E,
+    k: E,
+}
+
+impl<E: Real> LrnTerms<E> {
+    fn new(spec: LrnSpec) -> Self {
+        Self {
+            before: spec.size / 2,
+            after: (spec.size.max(1) - 1) / 2,
+            alpha: real::<E>(spec.alpha / spec.size.max(1) as f64),
+            beta: real::<E>(spec.beta),
+            k: real::<E>(spec.k),
+        }
+    }
+
+    /// The denominator base `s = k + alpha/size * sum(a^2)` of every element
+    /// of one image (`c x hw`) into `s`.
+    fn base_of_image(&self, image: &[E], (c, hw): (usize, usize), s: &mut [E]) {
+        for ch in 0..c {
+            let lo = ch.saturating_sub(self.before);
+            let hi = (ch + self.after).min(c - 1);
+            let dst = &mut s[ch * hw..(ch + 1) * hw];
+            dst.fill(E::zero());
+            for j in lo..=hi {
+                let src = &image[j * hw..(j + 1) * hw];
+                dst.iter_mut().zip(src).for_each(|(d, &a)| *d += a * a);
+            }
+            dst.iter_mut().for_each(|d| *d = self.k + self.alpha * *d);
+        }
+    }
+}
+
+/// Local response normalisation of `xs: N x C x HW` into `ys`, on the
+/// calling thread (the inference path).
+pub(crate) fn lrn_into<E: Real>(xs: &[E], (c, hw): (usize, usize), spec: LrnSpec, ys: &mut [E]) {
+    let terms = LrnTerms::<E>::new(spec);
+    for (image, y) in xs
+        .chunks_exact((c * hw).max(1))
+        .zip(ys.chunks_exact_mut((c * hw).max(1)))
+    {
+        terms.base_of_image(image, (c, hw), y);
+        y.iter_mut()
+            .zip(image)
+            .for_each(|(s, &a)| *s = a * s.powf(-terms.beta));
+    }
+}
+
 /// Local response normalisation across channels of `x: N x C x H x W`.
 pub fn lrn<E: Real, T: Tape<E, Cpu>>(x: Map<E, T>, spec: LrnSpec) -> Map<E, T> {
     let (n, c, h, w) = *x.shape();
     let hw = h * w;
     let (x, mut tape) = x.split_tape();
     let xs = to_vec(&x);
-    let (before, after) = (spec.size / 2, (spec.size.max(1) - 1) / 2);
-    let (alpha, beta, k) = (
-        real::<E>(spec.alpha / spec.size.max(1) as f64),
-        real::<E>(spec.beta),
-        real::<E>(spec.k),
-    );
-    // The denominator base `s = k + alpha/size * sum(a^2)`, per element.
+    let terms = LrnTerms::<E>::new(spec);
+    let (alpha, beta, before, after) = (terms.alpha, terms.beta, terms.before, terms.after);
     let mut base = vec![E::zero(); xs.len()];
     base.par_chunks_mut((c * hw).max(1))
         .zip(xs.par_chunks((c * hw).max(1)))
-        .for_each(|(s, image)| {
-            for ch in 0..c {
-                let lo = ch.saturating_sub(before);
-                let hi = (ch + after).min(c - 1);
-                let dst = &mut s[ch * hw..(ch + 1) * hw];
-                dst.fill(E::zero());
-                for j in lo..=hi {
-                    let src = &image[j * hw..(j + 1) * hw];
-                    dst.iter_mut().zip(src).for_each(|(d, &a)| *d += a * a);
-                }
-                dst.iter_mut().for_each(|d| *d = k + alpha * *d);
-            }
-        });
+        .for_each(|(s, image)| terms.base_of_image(image, (c, hw), s));
     let ys: Vec<E> = xs
         .iter()
         .zip(&base)

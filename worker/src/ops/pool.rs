@@ -40,6 +40,159 @@ impl Pool2dSpec {
     }
 }
 
+/// Max pooling of one `h x w` plane into `y` (`oh x ow`); `arg` receives
+/// each window's maximum's index in the plane (the first of tied maxima in
+/// row-major order, as PyTorch picks).
+fn max_pool_plane<E: Real>(
+    plane: &[E],
+    (h, w): (usize, usize),
+    spec: Pool2dSpec,
+    y: &mut [E],
+    arg: &mut [u32],
+) {
+    let (oh, ow) = spec.output_size(h, w);
+    for oy in 0..oh {
+        for ox in 0..ow {
+            let (y0, y1, x0, x1) = spec.window(h, w, oy, ox);
+            let mut best = y0 * w + x0;
+            for iy in y0..y1 {
+                for ix in x0..x1 {
+                    // `>` keeps the first of tied maxima.
+                    if plane[iy * w + ix] > plane[best] {
+                        best = iy * w + ix;
+                    }
+                }
+            }
+            y[oy * ow + ox] = plane[best];
+            arg[oy * ow + ox] = best as u32;
+        }
+    }
+}
+
+/// Average pooling of one `h x w` plane into `y` (`oh x ow`), padding left
+/// out of each window's count.
+fn avg_pool_plane<E: Real>(plane: &[E], (h, w): (usize, usize), spec: Pool2dSpec, y: &mut [E]) {
+    let (oh, ow) = spec.output_size(h, w);
+    for oy in 0..oh {
+        for ox in 0..ow {
+            let (y0, y1, x0, x1) = spec.window(h, w, oy, ox);
+            let mut sum = E::zero();
+            for iy in y0..y1 {
+                sum = plane[iy * w + x0..iy * w + x1]
+                    .iter()
+                    .fold(sum, |a, &v| a + v);
+            }
+            let count = ((y1 - y0) * (x1 - x0)).max(1);
+            y[oy * ow + ox] = sum / E::from(count).unwrap_or_else(E::one);
+        }
+    }
+}
+
+/// `f(dst[i], src[i * step])` for every `i`, on a slice cut to what it reads
+/// (no bounds checks in the loop, so it vectorises).
+#[inline(always)]
+fn strided_apply<E: Real>(src: &[E], step: usize, dst: &mut [E], f: impl Fn(&mut E, E)) {
+    let Some(last) = dst.len().checked_sub(1) else {
+        return;
+    };
+    let src = &src[..last * step + 1];
+    if step == 1 {
+        dst.iter_mut().zip(src).for_each(|(d, &v)| f(d, v));
+    } else if step == 2 {
+        let (body, tail) = dst.split_at_mut(last);
+        body.iter_mut()
+            .zip(src.chunks_exact(2))
+            .for_each(|(d, pair)| f(d, pair[0]));
+        f(&mut tail[0], src[2 * last]);
+    } else {
+        dst.iter_mut()
+            .enumerate()
+            .for_each(|(i, d)| f(d, src[i * step]));
+    }
+}
+
+/// Max or average pooling of every `h x w` plane of `xs` into `ys`, on the
+/// calling thread (the inference path). Tap by tap: each window row and
+/// column is one strided pass over an output line, so the loops vectorise
+/// (the training kernels track each window's argmax and cannot).
+pub(crate) fn pool_into<E: Real>(
+    max: bool,
+    xs: &[E],
+    (h, w): (usize, usize),
+    spec: Pool2dSpec,
+    ys: &mut [E],
+) {
+    let (oh, ow) = spec.output_size(h, w);
+    let (kh, kw) = spec.kernel;
+    let (sh, sw) = spec.stride;
+    let (top, left) = (spec.padding[0] as isize, spec.padding[2] as isize);
+    // The output columns whose input column `ox * sw + offset` is inside.
+    let columns = |offset: isize| {
+        let lo = if offset >= 0 {
+            0
+        } else {
+            (-offset as usize).div_ceil(sw)
+        };
+        let last = w as isize - 1 - offset;
+        let hi = if last < 0 {
+            0
+        } else {
+            (last as usize / sw + 1).min(ow)
+        };
+        (lo.min(hi), hi)
+    };
+    let start = if max { E::neg_infinity() } else { E::zero() };
+    for (plane, y) in xs
+        .chunks_exact((h * w).max(1))
+        .zip(ys.chunks_exact_mut((oh * ow).max(1)))
+    {
+        simd(
+            #[inline(always)]
+            || {
+                for (oy, line) in y.chunks_exact_mut(ow.max(1)).enumerate() {
+                    line.fill(start);
+                    let first_row = (oy * sh) as isize - top;
+                    let rows = (first_row.max(0)..(first_row + kh as isize).min(h as isize))
+                        .map(|iy| &plane[iy as usize * w..][..w]);
+                    let mut row_count = 0usize;
+                    for row in rows {
+                        row_count += 1;
+                        for kx in 0..kw {
+                            let offset = kx as isize - left;
+                            let (lo, hi) = columns(offset);
+                            if lo >= hi {
+                                continue;
+                            }
+                            let src = &row[(lo as isize * sw as isize + offset) as usize..];
+                            if max {
+                                strided_apply(src, sw, &mut line[lo..hi], |d, v| *d = d.max(v));
+                            } else {
+                                strided_apply(src, sw, &mut line[lo..hi], |d, v| *d += v);
+                            }
+                        }
+                    }
+                    if !max {
+                        for (ox, v) in line.iter_mut().enumerate() {
+                            let x0 = (ox * sw) as isize - left;
+                            let cols = (x0 + kw as isize).min(w as isize) - x0.max(0);
+                            let count = (row_count * cols.max(0) as usize).max(1);
+                            *v /= E::from(count).unwrap_or_else(E::one);
+                        }
+                    }
+                }
+            },
+        );
+    }
+}
+
+/// The mean of every `hw`-element plane of `xs`, into `ys`.
+pub(crate) fn global_avg_pool_into<E: Real>(xs: &[E], hw: usize, ys: &mut [E]) {
+    let count = real::<E>(hw as f64);
+    for (plane, y) in xs.chunks_exact(hw.max(1)).zip(ys.iter_mut()) {
+        *y = plane.iter().copied().sum::<E>() / count;
+    }
+}
+
 /// Max pooling. The gradient goes to one maximum per window (the first in
 /// row-major order, as PyTorch does), not to every tied one.
 pub fn max_pool2d<E: Real, T: Tape<E, Cpu>>(x: Map<E, T>, spec: Pool2dSpec) -> Map<E, T> {
@@ -52,24 +205,7 @@ pub fn max_pool2d<E: Real, T: Tape<E, Cpu>>(x: Map<E, T>, spec: Pool2dSpec) -> M
     ys.par_chunks_mut((oh * ow).max(1))
         .zip(argmax.par_chunks_mut((oh * ow).max(1)))
         .zip(xs.par_chunks((h * w).max(1)))
-        .for_each(|((y, arg), plane)| {
-            for oy in 0..oh {
-                for ox in 0..ow {
-                    let (y0, y1, x0, x1) = spec.window(h, w, oy, ox);
-                    let mut best = y0 * w + x0;
-                    for iy in y0..y1 {
-                        for ix in x0..x1 {
-                            // `>` keeps the first of tied maxima.
-                            if plane[iy * w + ix] > plane[best] {
-                                best = iy * w + ix;
-                            }
-                        }
-                    }
-                    y[oy * ow + ox] = plane[best];
-                    arg[oy * ow + ox] = best as u32;
-                }
-            }
-        });
+        .for_each(|((y, arg), plane)| max_pool_plane(plane, (h, w), spec, y, arg));
     let y = x.device().tensor_from_vec(ys, (n, c, oh, ow));
     if T::OWNS_TAPE {
         let (xg, yg) = (x.ghost(), y.ghost());
@@ -100,21 +236,7 @@ pub fn avg_pool2d<E: Real, T: Tape<E, Cpu>>(x: Map<E, T>, spec: Pool2dSpec) -> M
     let mut ys = vec![E::zero(); n * c * oh * ow];
     ys.par_chunks_mut((oh * ow).max(1))
         .zip(xs.par_chunks((h * w).max(1)))
-        .for_each(|(y, plane)| {
-            for oy in 0..oh {
-                for ox in 0..ow {
-                    let (y0, y1, x0, x1) = spec.window(h, w, oy, ox);
-                    let mut sum = E::zero();
-                    for iy in y0..y1 {
-                        sum = plane[iy * w + x0..iy * w + x1]
-                            .iter()
-                            .fold(sum, |a, &v| a + v);
-                    }
-                    let count = ((y1 - y0) * (x1 - x0)).max(1);
-                    y[oy * ow + ox] = sum / E::from(count).unwrap_or_else(E::one);
-                }
-            }
-        });
+        .for_each(|(y, plane)| avg_pool_plane(plane, (h, w), spec, y));
     let y = x.device().tensor_from_vec(ys, (n, c, oh, ow));
     if T::OWNS_TAPE {
         let (xg, yg) = (x.ghost(), y.ghost());

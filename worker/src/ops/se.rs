@@ -6,6 +6,24 @@ use rayon::prelude::*;
 
 use super::{add_into, release_grad, simd, take_grad, to_vec, Flat, Map, Real};
 
+/// `y = plane * gate`.
+#[inline(always)]
+fn scale_plane<E: Real>(plane: &[E], gate: E, y: &mut [E]) {
+    simd(|| y.iter_mut().zip(plane).for_each(|(y, &v)| *y = v * gate))
+}
+
+/// Every `hw`-element plane of `xs` times its gate, into `ys`, on the
+/// calling thread (the inference path).
+pub(crate) fn channel_scale_into<E: Real>(xs: &[E], gates: &[E], hw: usize, ys: &mut [E]) {
+    for ((y, plane), &g) in ys
+        .chunks_exact_mut(hw.max(1))
+        .zip(xs.chunks_exact(hw.max(1)))
+        .zip(gates)
+    {
+        scale_plane(plane, g, y);
+    }
+}
+
 /// `y[i, c, :, :] = x[i, c, :, :] * gate[i, c]` for `x: N x C x H x W` and
 /// `gate: N x C`. Panics if the gate's shape is not `N x C`.
 pub fn channel_scale<E: Real, T: Tape<E, Cpu>>(x: Map<E, T>, gate: Flat<E, T>) -> Map<E, T> {
@@ -21,9 +39,7 @@ pub fn channel_scale<E: Real, T: Tape<E, Cpu>>(x: Map<E, T>, gate: Flat<E, T>) -
     ys.par_chunks_mut(hw)
         .zip(xs.par_chunks(hw))
         .zip(&gs)
-        .for_each(|((y, plane), &g)| {
-            simd(|| y.iter_mut().zip(plane).for_each(|(y, &v)| *y = v * g))
-        });
+        .for_each(|((y, plane), &g)| scale_plane(plane, g, y));
     let y = x.device().tensor_from_vec(ys, (n, c, h, w));
     if T::OWNS_TAPE {
         let (xg, gg, yg) = (x.ghost(), gate.ghost(), y.ghost());
