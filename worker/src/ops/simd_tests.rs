@@ -15,8 +15,15 @@ fn cpu_path() -> SimdPath {
             "avx512vl" => std::arch::is_x86_feature_detected!("avx512vl"),
             _ => false,
         };
-        let v3 = std::arch::is_x86_feature_detected!("avx2")
-            && std::arch::is_x86_feature_detected!("fma");
+        // x86-64-v3 as `pulp` defines it.
+        let v3 = std::arch::is_x86_feature_detected!("sse4.2")
+            && std::arch::is_x86_feature_detected!("popcnt")
+            && std::arch::is_x86_feature_detected!("avx")
+            && std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("bmi1")
+            && std::arch::is_x86_feature_detected!("bmi2")
+            && std::arch::is_x86_feature_detected!("fma")
+            && std::arch::is_x86_feature_detected!("lzcnt");
         if v3 && v4.iter().all(|f| has(f)) {
             SimdPath::Avx512
         } else if v3 {
