@@ -11,7 +11,10 @@ use super::norm::{
     batch_norm_backward_in_place, batch_norm_forward, BatchNormArgs, BatchNormSaved,
 };
 use super::{act, depthwise, depthwise_cl};
-use super::{add_into, release_grad, simd, take_grad, to_vec, with_scratch, Map, Param, Real};
+use super::{
+    add_into, release_grad, simd, strided_apply, take_grad, to_vec, valid_columns, with_scratch,
+    Map, Param, Real,
+};
 
 /// The geometry of a convolution. Weights are `out x in/groups x kh x kw`,
 /// stored flat; the bias (if any) has `out` elements.
@@ -123,18 +126,7 @@ impl Geometry {
     /// The output columns `lo..hi` whose input column `ox * stride + offset`
     /// lies inside the image.
     pub(super) fn valid_columns(&self, offset: isize) -> (usize, usize) {
-        let (sw, w) = (self.spec.stride.1 as isize, self.w as isize);
-        let lo = if offset >= 0 {
-            0
-        } else {
-            (-offset + sw - 1) / sw
-        };
-        let hi = if w - 1 - offset < 0 {
-            0
-        } else {
-            ((w - 1 - offset) / sw + 1).min(self.ow as isize)
-        };
-        (lo.min(hi) as usize, hi as usize)
+        valid_columns(offset, self.spec.stride.1, self.w, self.ow)
     }
 
     /// Calls `f(im2col row, output row, input channel, input row, column
@@ -246,7 +238,7 @@ impl Geometry {
                         let src = &plane[iy as usize * self.w..][..self.w];
                         dst[..lo].fill(E::zero());
                         dst[hi..].fill(E::zero());
-                        gather(&src[first as usize..], sw, &mut dst[lo..hi]);
+                        strided_apply(&src[first as usize..], sw, &mut dst[lo..hi], |d, v| *d = v);
                     }
                 }
             }
@@ -397,7 +389,12 @@ impl Geometry {
                         line.fill(E::zero());
                         continue;
                     }
-                    gather(&plane[iy * w + b..(iy + 1) * w], 2, &mut line[..valid]);
+                    strided_apply(
+                        &plane[iy * w + b..(iy + 1) * w],
+                        2,
+                        &mut line[..valid],
+                        |d, v| *d = v,
+                    );
                     line[valid..].fill(E::zero());
                 }
             }
@@ -758,29 +755,6 @@ fn im2col_forward_into<E: Real>(
                 }
             }
         });
-}
-
-/// `dst[i] = src[i * step]`: one output line of a strided window. The
-/// slice is cut to what the line reads first, so the loop has no bounds
-/// checks and vectorises (a shuffle of contiguous loads for `step == 2`).
-#[inline(always)]
-fn gather<E: Real>(src: &[E], step: usize, dst: &mut [E]) {
-    let Some(last) = dst.len().checked_sub(1) else {
-        return;
-    };
-    let src = &src[..last * step + 1];
-    if step == 2 {
-        // Fixed-size pairs: an interleaved load the vectoriser recognises.
-        let (body, tail) = dst.split_at_mut(last);
-        for (d, pair) in body.iter_mut().zip(src.chunks_exact(2)) {
-            *d = pair[0];
-        }
-        tail[0] = src[2 * last];
-    } else {
-        for (i, d) in dst.iter_mut().enumerate() {
-            *d = src[i * step];
-        }
-    }
 }
 
 /// Input channels per group from which [`Geometry::pixel_major_pays`].

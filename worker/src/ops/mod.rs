@@ -261,6 +261,52 @@ pub(crate) fn add_into<E: Real>(dst: &mut [E], src: &[E]) {
         .for_each(|(d, s)| simd(|| d.iter_mut().zip(s).for_each(|(d, &s)| *d += s)));
 }
 
+/// `f(dst[i], src[i * step])` for every `i`, on a slice cut to what it reads
+/// (no bounds checks in the loop, so it vectorises).
+#[inline(always)]
+pub(crate) fn strided_apply<E: Real>(src: &[E], step: usize, dst: &mut [E], f: impl Fn(&mut E, E)) {
+    let Some(last) = dst.len().checked_sub(1) else {
+        return;
+    };
+    let src = &src[..last * step + 1];
+    if step == 1 {
+        dst.iter_mut().zip(src).for_each(|(d, &v)| f(d, v));
+    } else if step == 2 {
+        let (body, tail) = dst.split_at_mut(last);
+        body.iter_mut()
+            .zip(src.chunks_exact(2))
+            .for_each(|(d, pair)| f(d, pair[0]));
+        f(&mut tail[0], src[2 * last]);
+    } else {
+        dst.iter_mut()
+            .enumerate()
+            .for_each(|(i, d)| f(d, src[i * step]));
+    }
+}
+
+/// The output columns `lo..hi` of a `out_w`-wide output whose input column
+/// `ox * stride + offset` lies inside a `w`-wide input (a window tap's valid
+/// span, for convolutions and pooling alike).
+pub(crate) fn valid_columns(
+    offset: isize,
+    stride: usize,
+    w: usize,
+    out_w: usize,
+) -> (usize, usize) {
+    let (sw, w) = (stride as isize, w as isize);
+    let lo = if offset >= 0 {
+        0
+    } else {
+        (-offset + sw - 1) / sw
+    };
+    let hi = if w - 1 - offset < 0 {
+        0
+    } else {
+        ((w - 1 - offset) / sw + 1).min(out_w as isize)
+    };
+    (lo.min(hi) as usize, hi as usize)
+}
+
 /// Converts an `f64` constant into the op's float type.
 fn real<E: Real>(v: f64) -> E {
     E::from(v).unwrap_or_else(E::zero)

@@ -3,7 +3,10 @@
 use dfdx::prelude::*;
 use rayon::prelude::*;
 
-use super::{real, release_grad, simd, take_grad, to_vec, with_scratch, Flat, Map, Real};
+use super::{
+    real, release_grad, simd, strided_apply, take_grad, to_vec, valid_columns, with_scratch, Flat,
+    Map, Real,
+};
 
 /// The geometry of a pooling window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,29 +91,6 @@ fn avg_pool_plane<E: Real>(plane: &[E], (h, w): (usize, usize), spec: Pool2dSpec
     }
 }
 
-/// `f(dst[i], src[i * step])` for every `i`, on a slice cut to what it reads
-/// (no bounds checks in the loop, so it vectorises).
-#[inline(always)]
-fn strided_apply<E: Real>(src: &[E], step: usize, dst: &mut [E], f: impl Fn(&mut E, E)) {
-    let Some(last) = dst.len().checked_sub(1) else {
-        return;
-    };
-    let src = &src[..last * step + 1];
-    if step == 1 {
-        dst.iter_mut().zip(src).for_each(|(d, &v)| f(d, v));
-    } else if step == 2 {
-        let (body, tail) = dst.split_at_mut(last);
-        body.iter_mut()
-            .zip(src.chunks_exact(2))
-            .for_each(|(d, pair)| f(d, pair[0]));
-        f(&mut tail[0], src[2 * last]);
-    } else {
-        dst.iter_mut()
-            .enumerate()
-            .for_each(|(i, d)| f(d, src[i * step]));
-    }
-}
-
 /// Max or average pooling of every `h x w` plane of `xs` into `ys`, on the
 /// calling thread (the inference path). Tap by tap: each window row and
 /// column is one strided pass over an output line, so the loops vectorise
@@ -126,21 +106,6 @@ pub(crate) fn pool_into<E: Real>(
     let (kh, kw) = spec.kernel;
     let (sh, sw) = spec.stride;
     let (top, left) = (spec.padding[0] as isize, spec.padding[2] as isize);
-    // The output columns whose input column `ox * sw + offset` is inside.
-    let columns = |offset: isize| {
-        let lo = if offset >= 0 {
-            0
-        } else {
-            (-offset as usize).div_ceil(sw)
-        };
-        let last = w as isize - 1 - offset;
-        let hi = if last < 0 {
-            0
-        } else {
-            (last as usize / sw + 1).min(ow)
-        };
-        (lo.min(hi), hi)
-    };
     let start = if max { E::neg_infinity() } else { E::zero() };
     for (plane, y) in xs
         .chunks_exact((h * w).max(1))
@@ -159,7 +124,7 @@ pub(crate) fn pool_into<E: Real>(
                         row_count += 1;
                         for kx in 0..kw {
                             let offset = kx as isize - left;
-                            let (lo, hi) = columns(offset);
+                            let (lo, hi) = valid_columns(offset, sw, w, ow);
                             if lo >= hi {
                                 continue;
                             }
@@ -271,11 +236,13 @@ pub fn global_avg_pool<E: Real, T: Tape<E, Cpu>>(x: Map<E, T>) -> Flat<E, T> {
     let hw = (h * w).max(1);
     let (x, mut tape) = x.split_tape();
     let count = real::<E>((h * w) as f64);
-    let means: Vec<E> = with_scratch(n * c * h * w, |xs: &mut [E]| {
+    let mut means = vec![E::zero(); n * c];
+    with_scratch(n * c * h * w, |xs: &mut [E]| {
         x.copy_into(xs);
-        xs.par_chunks(hw)
-            .map(|plane| plane.iter().copied().sum::<E>() / count)
-            .collect()
+        means
+            .par_chunks_mut(c.max(1))
+            .zip(xs.par_chunks(c * hw))
+            .for_each(|(m, image)| global_avg_pool_into(image, hw, m));
     });
     let y = x.device().tensor_from_vec(means, (n, c));
     if T::OWNS_TAPE {
