@@ -231,7 +231,7 @@ pub(crate) fn in_place<E: Real>(ys: &mut [E], act: Activation) {
 
 /// `y = act(a + b)` for every element, on the calling thread.
 pub(crate) fn add_into_activated<E: Real>(a: &[E], b: &[E], act: Activation, ys: &mut [E]) {
-    with_act!(act, A => simd(|| {
+    with_act!(act, A => simd(#[inline(always)] || {
         for ((y, &a), &b) in ys.iter_mut().zip(a).zip(b) {
             *y = A::value(a + b);
         }

@@ -249,6 +249,9 @@ impl Geometry {
     /// apart, as [`Geometry::im2col`] lays them out) back into group
     /// `group` of that image's gradient. The block's cells that fall in the
     /// padding are zeroed on the way (they are not needed after this).
+    /// Inlined into [`simd`]'s caller so it compiles for the vector width
+    /// dispatched to.
+    #[inline(always)]
     fn col2im<E: Real>(&self, col: &mut [E], group: usize, image: &mut [E], stride: usize) {
         let (hw, ow, sw) = (self.h * self.w, self.ow, self.spec.stride.1);
         let planes = &mut image[group * self.cg * hw..(group + 1) * self.cg * hw];
@@ -435,6 +438,77 @@ impl Geometry {
                         line[hi..].fill(E::zero());
                         let from = (oy as isize + dy) as usize * pw + (lo as isize + dx) as usize;
                         line[lo..hi].copy_from_slice(&phase[from..from + hi - lo]);
+                    }
+                }
+            }
+        }
+    }
+
+    /// [`Geometry::col2im`] for stride 2, the reverse of
+    /// [`Geometry::im2col_by_phases`]: every kernel tap's im2col row is added
+    /// line by line into one of the plane's four stride phases (contiguous
+    /// adds), and each phase is then added into the plane once, instead of
+    /// a strided scatter per tap.
+    #[inline(always)]
+    fn col2im_by_phases<E: Real>(
+        &self,
+        col: &[E],
+        group: usize,
+        image: &mut [E],
+        stride: usize,
+        phases: &mut [E],
+    ) {
+        let (h, w, hw) = (self.h, self.w, self.h * self.w);
+        let (ph, pw) = self.phase_size();
+        let pp = ph * pw;
+        let (kh, kw) = self.spec.kernel;
+        let (top, left) = (self.spec.padding[0] as isize, self.spec.padding[2] as isize);
+        let (oh, ow) = (self.oh, self.ow);
+        let phases = &mut phases[..self.cg * 4 * pp];
+        phases.fill(E::zero());
+        for (ci, split) in phases.chunks_exact_mut((4 * pp).max(1)).enumerate() {
+            for ki in 0..kh {
+                let offset_y = ki as isize - top;
+                let (a, dy) = (offset_y.rem_euclid(2) as usize, offset_y.div_euclid(2));
+                let oy_lo = (-dy).clamp(0, oh as isize) as usize;
+                let oy_hi = (ph as isize - dy).clamp(oy_lo as isize, oh as isize) as usize;
+                for kj in 0..kw {
+                    let offset_x = kj as isize - left;
+                    let (b, dx) = (offset_x.rem_euclid(2) as usize, offset_x.div_euclid(2));
+                    let phase = &mut split[(a * 2 + b) * pp..][..pp];
+                    let row = (ci * kh + ki) * kw + kj;
+                    let src = &col[row * stride..][..oh * ow];
+                    let lo = (-dx).clamp(0, ow as isize) as usize;
+                    let hi = (pw as isize - dx).clamp(lo as isize, ow as isize) as usize;
+                    for oy in oy_lo..oy_hi {
+                        let from = (oy as isize + dy) as usize * pw + (lo as isize + dx) as usize;
+                        let line = &src[oy * ow + lo..oy * ow + hi];
+                        for (d, &v) in phase[from..from + hi - lo].iter_mut().zip(line) {
+                            *d += v;
+                        }
+                    }
+                }
+            }
+        }
+        let planes = &mut image[group * self.cg * hw..(group + 1) * self.cg * hw];
+        for (plane, split) in planes
+            .chunks_exact_mut(hw.max(1))
+            .zip(phases.chunks_exact((4 * pp).max(1)))
+        {
+            for (phase, (a, b)) in
+                split
+                    .chunks_exact(pp.max(1))
+                    .zip([(0, 0), (0, 1), (1, 0), (1, 1)])
+            {
+                let valid = w.saturating_sub(b).div_ceil(2);
+                for (y, line) in phase.chunks_exact(pw.max(1)).enumerate() {
+                    let iy = 2 * y + a;
+                    if iy >= h || valid == 0 {
+                        continue;
+                    }
+                    let dst = &mut plane[iy * w + b..(iy + 1) * w];
+                    for (x, &v) in line[..valid].iter().enumerate() {
+                        dst[2 * x] += v;
                     }
                 }
             }
@@ -802,6 +876,7 @@ impl Geometry {
     /// each image's group is first transposed to pixel-major (`hw x cg`, in
     /// `pixels`), so every kernel tap of an output pixel is one contiguous
     /// copy of `cg` channels.
+    #[inline(always)]
     fn pixel_major_columns<E: Real>(
         &self,
         images: &[E],
@@ -864,18 +939,21 @@ fn pixel_major_weight_grads<E: Real>(
             let (grads_t, rest) = rest.split_at_mut(grads_len);
             let (pixels, product) = rest.split_at_mut(pixels_len);
             for g in 0..geo.spec.groups {
-                simd(|| {
-                    geo.pixel_major_columns(images, g, pixels, cols_t);
-                    let block = geo.og * ohw;
-                    for (j, image) in grads.chunks_exact(geo.out_len().max(1)).enumerate() {
-                        transpose_into(
-                            &image[g * block..(g + 1) * block],
-                            (geo.og, ohw, ohw),
-                            &mut grads_t[j * ohw * geo.og..],
-                            geo.og,
-                        );
-                    }
-                });
+                simd(
+                    #[inline(always)]
+                    || {
+                        geo.pixel_major_columns(images, g, pixels, cols_t);
+                        let block = geo.og * ohw;
+                        for (j, image) in grads.chunks_exact(geo.out_len().max(1)).enumerate() {
+                            transpose_into(
+                                &image[g * block..(g + 1) * block],
+                                (geo.og, ohw, ohw),
+                                &mut grads_t[j * ohw * geo.og..],
+                                geo.og,
+                            );
+                        }
+                    },
+                );
                 let dy_g = MatRef::rows(&grads_t[..width * geo.og], width, geo.og).t();
                 let cols = MatRef::rows(&cols_t[..width * geo.kdim], width, geo.kdim);
                 matmul(product, false, dy_g, cols, gemm_threads);
@@ -962,9 +1040,11 @@ fn input_grads<E: Real>(geo: &Geometry, ws: &[E], dy: &[E], dx: &mut [E]) {
             let count = grads.len() / geo.out_len().max(1);
             let width = count * ohw;
             let cols_len = geo.kdim * width;
+            let phases_len = geo.phase_len();
             let (_, out_len) = geo.run_scratch(count);
-            with_scratch(cols_len + out_len, |scratch: &mut [E]| {
-                let (col, gathered) = scratch.split_at_mut(cols_len);
+            with_scratch(cols_len + phases_len + out_len, |scratch: &mut [E]| {
+                let (col, rest) = scratch.split_at_mut(cols_len);
+                let (phases, gathered) = rest.split_at_mut(phases_len);
                 for g in 0..spec.groups {
                     let dy_g = geo.run_grads(grads, g, gathered);
                     let w_t = geo.weights(ws, g).t();
@@ -976,7 +1056,17 @@ fn input_grads<E: Real>(geo: &Geometry, ws: &[E], dy: &[E], dx: &mut [E]) {
                     }
                     matmul(col, false, w_t, dy_g, runs.gemm_threads);
                     for (j, image) in dx.chunks_exact_mut(geo.in_len().max(1)).enumerate() {
-                        simd(|| geo.col2im(&mut col[j * ohw..], g, image, width));
+                        let block = &mut col[j * ohw..];
+                        simd(
+                            #[inline(always)]
+                            || {
+                                if geo.uses_phases() {
+                                    geo.col2im_by_phases(block, g, image, width, phases);
+                                } else {
+                                    geo.col2im(block, g, image, width);
+                                }
+                            },
+                        );
                     }
                 }
             });

@@ -183,17 +183,20 @@ pub(super) fn forward_into<E: Real>(
     ys.par_chunks_mut((per_task * ohw).max(1))
         .enumerate()
         .for_each(|(task, block)| {
-            simd(|| {
-                for (k, y) in block.chunks_exact_mut(ohw.max(1)).enumerate() {
-                    let p = task * per_task + k;
-                    let (i, oc) = (p / out, p % out);
-                    let g = oc / geo.og;
-                    y.fill(bias.map_or(E::zero(), |b| b[oc]));
-                    let x = &xs[(i * geo.spec.in_channels + g) * hw..][..hw];
-                    let kernel = &ws[oc * taps_len..(oc + 1) * taps_len];
-                    forward_plane(geo, &taps, x, kernel, y);
-                }
-            });
+            simd(
+                #[inline(always)]
+                || {
+                    for (k, y) in block.chunks_exact_mut(ohw.max(1)).enumerate() {
+                        let p = task * per_task + k;
+                        let (i, oc) = (p / out, p % out);
+                        let g = oc / geo.og;
+                        y.fill(bias.map_or(E::zero(), |b| b[oc]));
+                        let x = &xs[(i * geo.spec.in_channels + g) * hw..][..hw];
+                        let kernel = &ws[oc * taps_len..(oc + 1) * taps_len];
+                        forward_plane(geo, &taps, x, kernel, y);
+                    }
+                },
+            );
         });
 }
 
@@ -211,17 +214,20 @@ pub(super) fn input_grads<E: Real>(geo: &Geometry, ws: &[E], dy: &[E], dx: &mut 
     dx.par_chunks_mut((per_task * hw).max(1))
         .enumerate()
         .for_each(|(task, block)| {
-            simd(|| {
-                for (k, dx) in block.chunks_exact_mut(hw.max(1)).enumerate() {
-                    let p = task * per_task + k;
-                    let (i, g) = (p / c, p % c);
-                    for oc in g * geo.og..(g + 1) * geo.og {
-                        let grad = &dy[(i * out + oc) * ohw..][..ohw];
-                        let kernel = &ws[oc * taps_len..(oc + 1) * taps_len];
-                        input_grad_plane(geo, &taps, grad, kernel, dx);
+            simd(
+                #[inline(always)]
+                || {
+                    for (k, dx) in block.chunks_exact_mut(hw.max(1)).enumerate() {
+                        let p = task * per_task + k;
+                        let (i, g) = (p / c, p % c);
+                        for oc in g * geo.og..(g + 1) * geo.og {
+                            let grad = &dy[(i * out + oc) * ohw..][..ohw];
+                            let kernel = &ws[oc * taps_len..(oc + 1) * taps_len];
+                            input_grad_plane(geo, &taps, grad, kernel, dx);
+                        }
                     }
-                }
-            });
+                },
+            );
         });
 }
 
@@ -251,16 +257,19 @@ pub(super) fn weight_grads<E: Real>(
             partial.clear();
             partial.resize(taps_len * geo.ow + geo.ow, E::zero());
             let (products, bias_partial) = partial.split_at_mut(taps_len * geo.ow);
-            simd(|| {
-                for i in 0..n {
-                    let grad = &dy[(i * out + oc) * ohw..][..ohw];
-                    let x = &xs[(i * c + g) * hw..][..hw];
-                    weight_grad_plane(geo, &taps, x, grad, products);
-                    for row in grad.chunks_exact(geo.ow.max(1)) {
-                        bias_partial.iter_mut().zip(row).for_each(|(b, &v)| *b += v);
+            simd(
+                #[inline(always)]
+                || {
+                    for i in 0..n {
+                        let grad = &dy[(i * out + oc) * ohw..][..ohw];
+                        let x = &xs[(i * c + g) * hw..][..hw];
+                        weight_grad_plane(geo, &taps, x, grad, products);
+                        for row in grad.chunks_exact(geo.ow.max(1)) {
+                            bias_partial.iter_mut().zip(row).for_each(|(b, &v)| *b += v);
+                        }
                     }
-                }
-            });
+                },
+            );
             for (d, tap) in dkernel.iter_mut().zip(products.chunks_exact(geo.ow.max(1))) {
                 *d = tap.iter().copied().sum::<E>();
             }

@@ -154,7 +154,7 @@ pub(crate) fn batch_norm_forward<E: Real>(
     .enumerate()
     .for_each(|(p, (y, plane))| {
         let (scale, shift) = saved.scale_shift(p % c);
-        simd(|| {
+        simd(#[inline(always)] || {
             y.iter_mut()
                 .zip(plane)
                 .for_each(|(y, &v)| *y = A::value(v * scale + shift))
@@ -184,7 +184,7 @@ pub(crate) fn batch_norm_backward_in_place<E: Real>(
             let ch = p % c;
             let (scale, shift) = saved.scale_shift(ch);
             let (mu, inv) = (saved.mean[ch], saved.invstd[ch]);
-            simd(|| {
+            simd(#[inline(always)] || {
                 let (mut s, mut sx) = (E::zero(), E::zero());
                 for (g, &v) in d.iter_mut().zip(plane) {
                     *g *= A::slope(v * scale + shift);
@@ -212,12 +212,15 @@ pub(crate) fn batch_norm_backward_in_place<E: Real>(
                 BatchNormMode::Train => {
                     let (s, sx) = sums[ch];
                     let (mu, inv) = (saved.mean[ch], saved.invstd[ch]);
-                    simd(|| {
-                        for (g, &v) in d.iter_mut().zip(plane) {
-                            let xhat = (v - mu) * inv;
-                            *g = k * (*g - (s + xhat * sx) / count);
-                        }
-                    });
+                    simd(
+                        #[inline(always)]
+                        || {
+                            for (g, &v) in d.iter_mut().zip(plane) {
+                                let xhat = (v - mu) * inv;
+                                *g = k * (*g - (s + xhat * sx) / count);
+                            }
+                        },
+                    );
                 }
                 BatchNormMode::Eval => simd(|| d.iter_mut().for_each(|g| *g *= k)),
             }

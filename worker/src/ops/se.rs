@@ -52,14 +52,17 @@ pub fn channel_scale<E: Real, T: Tape<E, Cpu>>(x: Map<E, T>, gate: Flat<E, T>) -
                 .zip(xs.par_chunks(hw))
                 .zip(&gs)
                 .map(|(((dx, dy), plane), &g)| {
-                    simd(|| {
-                        let mut dot = E::zero();
-                        for ((d, &gy), &v) in dx.iter_mut().zip(dy).zip(plane) {
-                            *d += gy * g;
-                            dot += gy * v;
-                        }
-                        dot
-                    })
+                    simd(
+                        #[inline(always)]
+                        || {
+                            let mut dot = E::zero();
+                            for ((d, &gy), &v) in dx.iter_mut().zip(dy).zip(plane) {
+                                *d += gy * g;
+                                dot += gy * v;
+                            }
+                            dot
+                        },
+                    )
                 })
                 .collect();
             add_into(grads.get_or_alloc_mut(&gg)?, &dgate);
