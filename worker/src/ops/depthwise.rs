@@ -9,7 +9,7 @@
 
 use rayon::prelude::*;
 
-use super::conv::Geometry;
+use super::conv::{ConvKernel, Forward, Geometry};
 use super::{simd, Real};
 
 impl Geometry {
@@ -162,118 +162,123 @@ fn planes_per_task(images: usize, channels: usize) -> usize {
     }
 }
 
-/// The forward pass over a batch into `ys` (`n x out x oh x ow`), bias included.
-pub(super) fn forward_into<E: Real>(
-    geo: &Geometry,
-    n: usize,
-    xs: &[E],
-    ws: &[E],
-    bias: Option<&[E]>,
-    ys: &mut [E],
+/// Elements of an input plane, of an output plane, and kernel taps.
+fn sizes(geo: &Geometry) -> (usize, usize, usize) {
+    (
+        geo.h * geo.w,
+        geo.oh * geo.ow,
+        geo.spec.kernel.0 * geo.spec.kernel.1,
+    )
+}
+
+/// Calls `f(plane index, plane)` for every `len`-element plane of `buf`,
+/// `per_task` planes a parallel task, compiled for the dispatched vector
+/// width (`f` is inlined into the dispatch).
+#[inline(always)]
+fn for_each_plane<E: Real>(
+    buf: &mut [E],
+    len: usize,
+    per_task: usize,
+    f: impl Fn(usize, &mut [E]) + Sync,
 ) {
-    let out = geo.spec.out_channels;
-    let (hw, ohw, taps_len) = (
-        geo.h * geo.w,
-        geo.oh * geo.ow,
-        geo.spec.kernel.0 * geo.spec.kernel.1,
-    );
-    let taps = geo.column_taps();
-    debug_assert_eq!(ys.len(), n * out * ohw);
-    let per_task = planes_per_task(n, out);
-    ys.par_chunks_mut((per_task * ohw).max(1))
+    buf.par_chunks_mut((per_task * len).max(1))
         .enumerate()
         .for_each(|(task, block)| {
             simd(
                 #[inline(always)]
                 || {
-                    for (k, y) in block.chunks_exact_mut(ohw.max(1)).enumerate() {
-                        let p = task * per_task + k;
-                        let (i, oc) = (p / out, p % out);
-                        let g = oc / geo.og;
-                        y.fill(bias.map_or(E::zero(), |b| b[oc]));
-                        let x = &xs[(i * geo.spec.in_channels + g) * hw..][..hw];
-                        let kernel = &ws[oc * taps_len..(oc + 1) * taps_len];
-                        forward_plane(geo, &taps, x, kernel, y);
+                    for (k, plane) in block.chunks_exact_mut(len.max(1)).enumerate() {
+                        f(task * per_task + k, plane);
                     }
                 },
             );
         });
 }
 
-/// Adds the input gradient into `dx` (`n x c x h x w`), plane by plane.
-pub(super) fn input_grads<E: Real>(geo: &Geometry, ws: &[E], dy: &[E], dx: &mut [E]) {
-    let (hw, ohw, taps_len) = (
-        geo.h * geo.w,
-        geo.oh * geo.ow,
-        geo.spec.kernel.0 * geo.spec.kernel.1,
-    );
-    let (c, out) = (geo.spec.in_channels, geo.spec.out_channels);
-    let taps = geo.column_taps();
-    let n = dx.len() / (c * hw).max(1);
-    let per_task = planes_per_task(n, c);
-    dx.par_chunks_mut((per_task * hw).max(1))
-        .enumerate()
-        .for_each(|(task, block)| {
-            simd(
-                #[inline(always)]
-                || {
-                    for (k, dx) in block.chunks_exact_mut(hw.max(1)).enumerate() {
-                        let p = task * per_task + k;
-                        let (i, g) = (p / c, p % c);
-                        for oc in g * geo.og..(g + 1) * geo.og {
+/// Depthwise convolution plane by plane.
+pub(in crate::ops) struct DepthwisePlanes;
+
+impl ConvKernel for DepthwisePlanes {
+    /// The forward pass over a batch into `ys` (`n x out x oh x ow`), bias included.
+    fn forward_into<E: Real>(geo: &Geometry, args: Forward<'_, E>, ys: &mut [E]) {
+        let Forward { n, xs, ws, bias } = args;
+        let out = geo.spec.out_channels;
+        let (hw, ohw, taps_len) = sizes(geo);
+        let taps = geo.column_taps();
+        debug_assert_eq!(ys.len(), n * out * ohw);
+        for_each_plane(
+            ys,
+            ohw,
+            planes_per_task(n, out),
+            #[inline(always)]
+            |p, y| {
+                let (i, oc) = (p / out, p % out);
+                let g = oc / geo.og;
+                y.fill(bias.map_or(E::zero(), |b| b[oc]));
+                let x = &xs[(i * geo.spec.in_channels + g) * hw..][..hw];
+                let kernel = &ws[oc * taps_len..(oc + 1) * taps_len];
+                forward_plane(geo, &taps, x, kernel, y);
+            },
+        );
+    }
+
+    /// Weight and bias gradients summed over the batch. Each output channel is
+    /// one task that visits the images in order, so the sums round the same way
+    /// on any number of threads (checkpointed runs resume identically).
+    fn weight_grads<E: Real>(geo: &Geometry, n: usize, xs: &[E], dy: &[E]) -> (Vec<E>, Vec<E>) {
+        let (hw, ohw, taps_len) = sizes(geo);
+        let (c, out) = (geo.spec.in_channels, geo.spec.out_channels);
+        let taps = geo.column_taps();
+        let mut dw = vec![E::zero(); geo.spec.weight_len()];
+        let mut db = vec![E::zero(); out];
+        dw.par_chunks_mut(taps_len.max(1))
+            .zip(db.par_iter_mut())
+            .enumerate()
+            .for_each_init(Vec::new, |partial, (oc, (dkernel, dbias))| {
+                let g = oc / geo.og;
+                partial.clear();
+                partial.resize(taps_len * geo.ow + geo.ow, E::zero());
+                let (products, bias_partial) = partial.split_at_mut(taps_len * geo.ow);
+                simd(
+                    #[inline(always)]
+                    || {
+                        for i in 0..n {
                             let grad = &dy[(i * out + oc) * ohw..][..ohw];
-                            let kernel = &ws[oc * taps_len..(oc + 1) * taps_len];
-                            input_grad_plane(geo, &taps, grad, kernel, dx);
+                            let x = &xs[(i * c + g) * hw..][..hw];
+                            weight_grad_plane(geo, &taps, x, grad, products);
+                            for row in grad.chunks_exact(geo.ow.max(1)) {
+                                bias_partial.iter_mut().zip(row).for_each(|(b, &v)| *b += v);
+                            }
                         }
-                    }
-                },
-            );
-        });
-}
+                    },
+                );
+                for (d, tap) in dkernel.iter_mut().zip(products.chunks_exact(geo.ow.max(1))) {
+                    *d = tap.iter().copied().sum::<E>();
+                }
+                *dbias = bias_partial.iter().copied().sum::<E>();
+            });
+        (dw, db)
+    }
 
-/// Weight and bias gradients summed over the batch. Each output channel is
-/// one task that visits the images in order, so the sums round the same way
-/// on any number of threads (checkpointed runs resume identically).
-pub(super) fn weight_grads<E: Real>(
-    geo: &Geometry,
-    n: usize,
-    xs: &[E],
-    dy: &[E],
-) -> (Vec<E>, Vec<E>) {
-    let (hw, ohw, taps_len) = (
-        geo.h * geo.w,
-        geo.oh * geo.ow,
-        geo.spec.kernel.0 * geo.spec.kernel.1,
-    );
-    let (c, out) = (geo.spec.in_channels, geo.spec.out_channels);
-    let taps = geo.column_taps();
-    let mut dw = vec![E::zero(); geo.spec.weight_len()];
-    let mut db = vec![E::zero(); out];
-    dw.par_chunks_mut(taps_len.max(1))
-        .zip(db.par_iter_mut())
-        .enumerate()
-        .for_each_init(Vec::new, |partial, (oc, (dkernel, dbias))| {
-            let g = oc / geo.og;
-            partial.clear();
-            partial.resize(taps_len * geo.ow + geo.ow, E::zero());
-            let (products, bias_partial) = partial.split_at_mut(taps_len * geo.ow);
-            simd(
-                #[inline(always)]
-                || {
-                    for i in 0..n {
-                        let grad = &dy[(i * out + oc) * ohw..][..ohw];
-                        let x = &xs[(i * c + g) * hw..][..hw];
-                        weight_grad_plane(geo, &taps, x, grad, products);
-                        for row in grad.chunks_exact(geo.ow.max(1)) {
-                            bias_partial.iter_mut().zip(row).for_each(|(b, &v)| *b += v);
-                        }
-                    }
-                },
-            );
-            for (d, tap) in dkernel.iter_mut().zip(products.chunks_exact(geo.ow.max(1))) {
-                *d = tap.iter().copied().sum::<E>();
-            }
-            *dbias = bias_partial.iter().copied().sum::<E>();
-        });
-    (dw, db)
+    /// Adds the input gradient into `dx` (`n x c x h x w`), plane by plane.
+    fn input_grads<E: Real>(geo: &Geometry, ws: &[E], dy: &[E], dx: &mut [E]) {
+        let (hw, ohw, taps_len) = sizes(geo);
+        let (c, out) = (geo.spec.in_channels, geo.spec.out_channels);
+        let taps = geo.column_taps();
+        let n = dx.len() / (c * hw).max(1);
+        for_each_plane(
+            dx,
+            hw,
+            planes_per_task(n, c),
+            #[inline(always)]
+            |p, dx| {
+                let (i, g) = (p / c, p % c);
+                for oc in g * geo.og..(g + 1) * geo.og {
+                    let grad = &dy[(i * out + oc) * ohw..][..ohw];
+                    let kernel = &ws[oc * taps_len..(oc + 1) * taps_len];
+                    input_grad_plane(geo, &taps, grad, kernel, dx);
+                }
+            },
+        );
+    }
 }

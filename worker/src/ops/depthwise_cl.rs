@@ -8,7 +8,7 @@
 
 use rayon::prelude::*;
 
-use super::conv::{transpose_into, Geometry};
+use super::conv::{transpose_into, ConvKernel, Forward, Geometry};
 use super::{simd, with_scratch, Real};
 
 /// Channels from which the channels-last kernels are used.
@@ -113,115 +113,114 @@ fn fma_into<E: Real>(out: &mut [E], a: &[E], b: &[E]) {
     }
 }
 
-/// The forward pass into `ys` (`n x c x oh x ow`), bias included.
-pub(super) fn forward_into<E: Real>(
-    geo: &Geometry,
-    n: usize,
-    xs: &[E],
-    ws: &[E],
-    bias: Option<&[E]>,
-    ys: &mut [E],
-) {
-    let c = geo.spec.in_channels;
-    let (hw, ohw) = (geo.h * geo.w, geo.oh * geo.ow);
-    let wt = taps_by_channel(geo, ws);
-    debug_assert_eq!(ys.len(), n * c * ohw);
-    ys.par_chunks_mut((c * ohw).max(1))
-        .zip(xs.par_chunks((c * hw).max(1)))
-        .for_each(|(y, x)| {
-            with_scratch((hw + ohw) * c, |buf: &mut [E]| {
-                let (xt, yt) = buf.split_at_mut(hw * c);
-                simd(
-                    #[inline(always)]
-                    || {
-                        transpose_into(x, (c, hw, hw), xt, c);
-                        for out in yt.chunks_exact_mut(c) {
-                            match bias {
-                                Some(b) => out.copy_from_slice(b),
-                                None => out.fill(E::zero()),
+/// Depthwise convolution channels-last: vectors across channels.
+pub(in crate::ops) struct DepthwiseChannelsLast;
+
+impl ConvKernel for DepthwiseChannelsLast {
+    /// The forward pass into `ys` (`n x c x oh x ow`), bias included.
+    fn forward_into<E: Real>(geo: &Geometry, args: Forward<'_, E>, ys: &mut [E]) {
+        let Forward { n, xs, ws, bias } = args;
+        let c = geo.spec.in_channels;
+        let (hw, ohw) = (geo.h * geo.w, geo.oh * geo.ow);
+        let wt = taps_by_channel(geo, ws);
+        debug_assert_eq!(ys.len(), n * c * ohw);
+        ys.par_chunks_mut((c * ohw).max(1))
+            .zip(xs.par_chunks((c * hw).max(1)))
+            .for_each(|(y, x)| {
+                with_scratch((hw + ohw) * c, |buf: &mut [E]| {
+                    let (xt, yt) = buf.split_at_mut(hw * c);
+                    simd(
+                        #[inline(always)]
+                        || {
+                            transpose_into(x, (c, hw, hw), xt, c);
+                            for out in yt.chunks_exact_mut(c) {
+                                match bias {
+                                    Some(b) => out.copy_from_slice(b),
+                                    None => out.fill(E::zero()),
+                                }
                             }
-                        }
-                        geo.forward_taps(c, &wt, xt, yt);
-                        transpose_into(yt, (ohw, c, c), y, ohw);
-                    },
-                );
+                            geo.forward_taps(c, &wt, xt, yt);
+                            transpose_into(yt, (ohw, c, c), y, ohw);
+                        },
+                    );
+                });
             });
-        });
-}
-
-/// Adds the input gradient into `dx` (`n x c x h x w`).
-pub(super) fn input_grads<E: Real>(geo: &Geometry, ws: &[E], dy: &[E], dx: &mut [E]) {
-    let c = geo.spec.in_channels;
-    let (hw, ohw) = (geo.h * geo.w, geo.oh * geo.ow);
-    let wt = taps_by_channel(geo, ws);
-    dx.par_chunks_mut((c * hw).max(1))
-        .zip(dy.par_chunks((c * ohw).max(1)))
-        .for_each(|(dx, dy)| {
-            with_scratch((hw + ohw) * c + hw * c, |buf: &mut [E]| {
-                let (dxt, rest) = buf.split_at_mut(hw * c);
-                let (dyt, back) = rest.split_at_mut(ohw * c);
-                simd(
-                    #[inline(always)]
-                    || {
-                        transpose_into(dy, (c, ohw, ohw), dyt, c);
-                        dxt.fill(E::zero());
-                        geo.for_each_tap(|p, tap, q| {
-                            fma_into(
-                                &mut dxt[q * c..(q + 1) * c],
-                                &wt[tap * c..(tap + 1) * c],
-                                &dyt[p * c..(p + 1) * c],
-                            );
-                        });
-                        transpose_into(dxt, (hw, c, c), back, hw);
-                        dx.iter_mut().zip(&*back).for_each(|(d, &v)| *d += v);
-                    },
-                );
-            });
-        });
-}
-
-/// Weight and bias gradients: per image (in parallel), then summed over the
-/// images in order.
-pub(super) fn weight_grads<E: Real>(geo: &Geometry, xs: &[E], dy: &[E]) -> (Vec<E>, Vec<E>) {
-    let c = geo.spec.in_channels;
-    let (hw, ohw) = (geo.h * geo.w, geo.oh * geo.ow);
-    let taps = geo.spec.kernel.0 * geo.spec.kernel.1;
-    let per_image: Vec<Vec<E>> = xs
-        .par_chunks((c * hw).max(1))
-        .zip(dy.par_chunks((c * ohw).max(1)))
-        .map(|(x, dy)| {
-            // `taps x c` weight sums, then `c` bias sums.
-            let mut sums = vec![E::zero(); (taps + 1) * c];
-            with_scratch((hw + ohw) * c, |buf: &mut [E]| {
-                let (xt, dyt) = buf.split_at_mut(hw * c);
-                simd(
-                    #[inline(always)]
-                    || {
-                        transpose_into(x, (c, hw, hw), xt, c);
-                        transpose_into(dy, (c, ohw, ohw), dyt, c);
-                        let (dw, db) = sums.split_at_mut(taps * c);
-                        geo.for_each_tap(|p, tap, q| {
-                            fma_into(
-                                &mut dw[tap * c..(tap + 1) * c],
-                                &dyt[p * c..(p + 1) * c],
-                                &xt[q * c..(q + 1) * c],
-                            );
-                        });
-                        for g in dyt.chunks_exact(c) {
-                            db.iter_mut().zip(g).for_each(|(b, &v)| *b += v);
-                        }
-                    },
-                );
-            });
-            sums
-        })
-        .collect();
-    let mut total = vec![E::zero(); (taps + 1) * c];
-    for sums in &per_image {
-        total.iter_mut().zip(sums).for_each(|(t, &v)| *t += v);
     }
-    let (dw_t, db) = total.split_at(taps * c);
-    let mut dw = vec![E::zero(); taps * c];
-    transpose_into(dw_t, (taps, c, c), &mut dw, taps);
-    (dw, db.to_vec())
+
+    /// Weight and bias gradients: per image (in parallel), then summed over the
+    /// images in order.
+    fn weight_grads<E: Real>(geo: &Geometry, _n: usize, xs: &[E], dy: &[E]) -> (Vec<E>, Vec<E>) {
+        let c = geo.spec.in_channels;
+        let (hw, ohw) = (geo.h * geo.w, geo.oh * geo.ow);
+        let taps = geo.spec.kernel.0 * geo.spec.kernel.1;
+        let per_image: Vec<Vec<E>> = xs
+            .par_chunks((c * hw).max(1))
+            .zip(dy.par_chunks((c * ohw).max(1)))
+            .map(|(x, dy)| {
+                // `taps x c` weight sums, then `c` bias sums.
+                let mut sums = vec![E::zero(); (taps + 1) * c];
+                with_scratch((hw + ohw) * c, |buf: &mut [E]| {
+                    let (xt, dyt) = buf.split_at_mut(hw * c);
+                    simd(
+                        #[inline(always)]
+                        || {
+                            transpose_into(x, (c, hw, hw), xt, c);
+                            transpose_into(dy, (c, ohw, ohw), dyt, c);
+                            let (dw, db) = sums.split_at_mut(taps * c);
+                            geo.for_each_tap(|p, tap, q| {
+                                fma_into(
+                                    &mut dw[tap * c..(tap + 1) * c],
+                                    &dyt[p * c..(p + 1) * c],
+                                    &xt[q * c..(q + 1) * c],
+                                );
+                            });
+                            for g in dyt.chunks_exact(c) {
+                                db.iter_mut().zip(g).for_each(|(b, &v)| *b += v);
+                            }
+                        },
+                    );
+                });
+                sums
+            })
+            .collect();
+        let mut total = vec![E::zero(); (taps + 1) * c];
+        for sums in &per_image {
+            total.iter_mut().zip(sums).for_each(|(t, &v)| *t += v);
+        }
+        let (dw_t, db) = total.split_at(taps * c);
+        let mut dw = vec![E::zero(); taps * c];
+        transpose_into(dw_t, (taps, c, c), &mut dw, taps);
+        (dw, db.to_vec())
+    }
+
+    /// Adds the input gradient into `dx` (`n x c x h x w`).
+    fn input_grads<E: Real>(geo: &Geometry, ws: &[E], dy: &[E], dx: &mut [E]) {
+        let c = geo.spec.in_channels;
+        let (hw, ohw) = (geo.h * geo.w, geo.oh * geo.ow);
+        let wt = taps_by_channel(geo, ws);
+        dx.par_chunks_mut((c * hw).max(1))
+            .zip(dy.par_chunks((c * ohw).max(1)))
+            .for_each(|(dx, dy)| {
+                with_scratch((hw + ohw) * c + hw * c, |buf: &mut [E]| {
+                    let (dxt, rest) = buf.split_at_mut(hw * c);
+                    let (dyt, back) = rest.split_at_mut(ohw * c);
+                    simd(
+                        #[inline(always)]
+                        || {
+                            transpose_into(dy, (c, ohw, ohw), dyt, c);
+                            dxt.fill(E::zero());
+                            geo.for_each_tap(|p, tap, q| {
+                                fma_into(
+                                    &mut dxt[q * c..(q + 1) * c],
+                                    &wt[tap * c..(tap + 1) * c],
+                                    &dyt[p * c..(p + 1) * c],
+                                );
+                            });
+                            transpose_into(dxt, (hw, c, c), back, hw);
+                            dx.iter_mut().zip(&*back).for_each(|(d, &v)| *d += v);
+                        },
+                    );
+                });
+            });
+    }
 }

@@ -6,7 +6,7 @@
 use search::arch::Activation;
 
 use super::act;
-use super::conv::{Geometry, Kernels};
+use super::conv::{Forward, Geometry, Kernels};
 use super::gemm::{matmul, MatRef};
 use super::{Conv2dSpec, Real};
 
@@ -30,7 +30,13 @@ pub(crate) fn conv_into<E: Real>(
     ys: &mut [E],
 ) {
     let geo = Geometry::new(spec, spec.in_channels, h, w);
-    Kernels::choose_for_inference(&geo, n).forward_into(&geo, n, xs, weights, bias, ys);
+    let args = Forward {
+        n,
+        xs,
+        ws: weights,
+        bias,
+    };
+    Kernels::choose_for_inference(&geo, n).forward_into(&geo, args, ys);
     act::in_place(ys, activation);
 }
 
