@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
-use crate::genotype::Genotype;
+use crate::genome::Genotype;
 
 /// The version of the architecture JSON format this crate reads and writes.
 pub const ARCHITECTURE_VERSION: u32 = 1;

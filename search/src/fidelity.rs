@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::spec::SpecError;
+use crate::spec_error::SpecError;
 
 /// Largest `eta`.
 pub const MAX_ETA: u32 = 16;

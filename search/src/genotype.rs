@@ -6,75 +6,18 @@
 //! changes exactly one of them (or inserts or removes one block), the
 //! neighbourhood regularized evolution explores.
 
-use std::fmt;
-
 use rand::seq::SliceRandom;
 use rand::Rng;
-use serde::{Deserialize, Serialize};
+
 use thiserror::Error;
 
 use crate::arch::{Activation, Architecture, InputShape, Layer, Shortcut, ARCHITECTURE_VERSION};
 use crate::build::{
     branches, conv, dense, dropout, flatten, global_avg_pool, max_pool, residual, se, separable,
 };
+pub use crate::genome::{BlockGene, Genotype};
 use crate::space::{BlockOp, HeadPooling, SearchSpace, SpaceError};
 use crate::validate::{validate, ValidationError};
-
-/// The decisions for one block.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BlockGene {
-    /// The kind of block.
-    pub op: BlockOp,
-    /// Output channels (kept, though unused, by pooling blocks so that
-    /// changing the op is a single decision).
-    pub channels: usize,
-    /// Kernel size.
-    pub kernel: usize,
-}
-
-impl fmt::Display for BlockGene {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.op.has_channels() {
-            write!(
-                f,
-                "{} {}x{} {}",
-                self.op.name(),
-                self.kernel,
-                self.kernel,
-                self.channels
-            )
-        } else {
-            write!(f, "{} {}x{}", self.op.name(), self.kernel, self.kernel)
-        }
-    }
-}
-
-/// Every decision a search space made for one candidate.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Genotype {
-    /// Output channels of the stem convolution.
-    pub stem_channels: usize,
-    /// The blocks, in order.
-    pub blocks: Vec<BlockGene>,
-    /// Units of the head's hidden dense layer; 0 for none.
-    #[serde(default)]
-    pub head_hidden: usize,
-}
-
-impl Genotype {
-    /// A one-line summary such as `stem 16 | conv 3x3 32, pool 3x3 | head 0`.
-    pub fn summary(&self) -> String {
-        let blocks: Vec<String> = self.blocks.iter().map(ToString::to_string).collect();
-        format!(
-            "stem {} | {} | head {}",
-            self.stem_channels,
-            blocks.join(", "),
-            self.head_hidden
-        )
-    }
-}
 
 /// Why sampling, decoding or mutating failed.
 #[derive(Debug, Error)]

@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::spec::SpecError;
+use crate::spec_error::SpecError;
 
 /// Which optimiser, with its hyper-parameters (the learning rate comes from
 /// the schedule). Follows PyTorch's definitions.

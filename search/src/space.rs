@@ -12,55 +12,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::arch::{from_json_with_path, Activation};
-
-/// The kinds of block a search space may contain.
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum BlockOp {
-    /// `k x k` convolution, batch norm, activation.
-    Conv,
-    /// Depthwise-separable `k x k` convolution, batch norm, activation.
-    Separable,
-    /// Inception module: 1x1 | 1x1 -> kxk | 1x1 -> (k+2)x(k+2) | 3x3 max-pool -> 1x1.
-    Inception,
-    /// Two `k x k` convolutions with an identity or projection shortcut.
-    Residual,
-    /// Convolution followed by squeeze-and-excitation.
-    Se,
-    /// `k x k` max pooling (channels unchanged).
-    Pool,
-}
-
-impl BlockOp {
-    /// Every block kind.
-    pub const ALL: [BlockOp; 6] = [
-        BlockOp::Conv,
-        BlockOp::Separable,
-        BlockOp::Inception,
-        BlockOp::Residual,
-        BlockOp::Se,
-        BlockOp::Pool,
-    ];
-
-    /// The JSON name.
-    pub const fn name(self) -> &'static str {
-        match self {
-            BlockOp::Conv => "conv",
-            BlockOp::Separable => "separable",
-            BlockOp::Inception => "inception",
-            BlockOp::Residual => "residual",
-            BlockOp::Se => "se",
-            BlockOp::Pool => "pool",
-        }
-    }
-
-    /// Whether the block's output channels are a decision (pooling keeps its
-    /// input's channels).
-    pub const fn has_channels(self) -> bool {
-        !matches!(self, BlockOp::Pool)
-    }
-}
+pub use crate::genome::BlockOp;
 
 /// Inclusive range of the number of blocks.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -239,14 +191,7 @@ impl SearchSpace {
             // (`nas space latency --preset small`; see docs/latency.md).
             "small" => SearchSpace {
                 name: "small".into(),
-                ops: vec![
-                    BlockOp::Conv,
-                    BlockOp::Separable,
-                    BlockOp::Inception,
-                    BlockOp::Residual,
-                    BlockOp::Se,
-                    BlockOp::Pool,
-                ],
+                ops: BlockOp::ALL.to_vec(),
                 channels: vec![16, 24, 32, 48, 64],
                 kernels: vec![3, 5],
                 depth: DepthRange { min: 3, max: 7 },

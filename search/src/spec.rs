@@ -4,9 +4,9 @@ use crate::dataset::{self, DatasetFacts, DatasetInfo};
 use crate::fidelity::Scheduler;
 use crate::limits::{self, Footprint, ResourceLimits};
 use crate::recipe::{Augmentation, OptimizerKind, Schedule};
+pub use crate::spec_error::SpecError;
 use crate::{Objective, SearchSpace, Strategy};
 use serde::{Deserialize, Serialize};
-use thiserror::Error;
 
 /// A search space by preset name or written out.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -344,26 +344,6 @@ pub struct SearchSpec {
 
 fn default_attempts() -> u32 {
     3
-}
-
-/// A spec field that is wrong, and why.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
-#[error("{field}: {message}")]
-pub struct SpecError {
-    /// Dotted path of the field, e.g. `budget.max_trials`.
-    pub field: String,
-    /// What is wrong.
-    pub message: String,
-}
-
-impl SpecError {
-    /// An error in `field`.
-    pub fn field(field: &str, message: impl Into<String>) -> Self {
-        Self {
-            field: field.to_owned(),
-            message: message.into(),
-        }
-    }
 }
 
 /// Bounds of a spec's numbers and texts (the OpenAPI document states them too).
