@@ -18,6 +18,7 @@
 #![deny(missing_docs)]
 
 pub mod blobs;
+mod cache;
 pub mod datasets;
 mod db;
 pub mod depth;
@@ -145,7 +146,7 @@ pub struct Store {
     /// How big a network a search may train; submissions over it are refused.
     limits: search::limits::ResourceLimits,
     /// Search specs never change: claims read each once per process.
-    specs: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<i64, String>>>,
+    specs: std::sync::Arc<cache::BoundedCache<i64, String>>,
     /// Recent leaderboard totals (counting is the one O(trials) part of a page).
     totals: std::sync::Arc<ranking::cache::TotalsCache>,
     /// Leaderboard versions per search, and the pages served at each.
@@ -198,7 +199,10 @@ impl Store {
             events,
             origin,
             limits: Default::default(),
-            specs: Default::default(),
+            specs: std::sync::Arc::new(cache::BoundedCache::new(
+                "search specs",
+                queue::MAX_CACHED_SPECS,
+            )),
             totals: Default::default(),
             changes,
             pages: Default::default(),

@@ -127,7 +127,7 @@ pub(crate) async fn cancel_pending(
 }
 
 /// Most search specs a store keeps for claims.
-const MAX_CACHED_SPECS: usize = 1024;
+pub(crate) const MAX_CACHED_SPECS: usize = 1024;
 
 /// How a rescued attempt's error starts.
 const LEASE_EXPIRED: &str = "lease expired";
@@ -245,14 +245,7 @@ impl Store {
             return Ok(None);
         };
         let search_id: i64 = row.try_get("search_id")?;
-        let specs_poisoned = |_| StoreError::Poisoned("search specs");
-        let cached = self
-            .specs
-            .lock()
-            .map_err(specs_poisoned)?
-            .get(&search_id)
-            .cloned();
-        let spec = match cached {
+        let spec = match self.specs.get_cloned(&search_id)? {
             Some(spec) => spec,
             None => {
                 let spec: String = sqlx::query("SELECT spec FROM searches WHERE id = $1")
@@ -260,12 +253,7 @@ impl Store {
                     .fetch_one(self.pool())
                     .await?
                     .try_get("spec")?;
-                let mut specs = self.specs.lock().map_err(specs_poisoned)?;
-                // Bounded: start over rather than grow with every search ever claimed.
-                if specs.len() >= MAX_CACHED_SPECS {
-                    specs.clear();
-                }
-                specs.insert(search_id, spec.clone());
+                self.specs.insert(search_id, spec.clone())?;
                 spec
             }
         };

@@ -10,8 +10,17 @@ use search::{Objective, SearchSpec};
 
 /// Each search's history as this process last read it (architectures parsed
 /// and hashed once), for the next top-up. Bounded: a few searches at a time.
-#[derive(Debug, Default)]
-pub(crate) struct HistoryCache(std::sync::Mutex<std::collections::HashMap<i64, History>>);
+#[derive(Debug)]
+pub(crate) struct HistoryCache(crate::cache::BoundedCache<i64, History>);
+
+impl Default for HistoryCache {
+    fn default() -> Self {
+        Self(crate::cache::BoundedCache::new(
+            "search histories",
+            MAX_CACHED_HISTORIES,
+        ))
+    }
+}
 
 /// A search's strategy trials as last read, and every canonical hash tried.
 #[derive(Debug, Default)]
@@ -82,25 +91,12 @@ const MAX_CACHED_HISTORIES: usize = 16;
 impl HistoryCache {
     /// Takes a search's cached history out (empty if none).
     fn take(&self, search_id: i64) -> Result<History, StoreError> {
-        Ok(self
-            .0
-            .lock()
-            .map_err(|_| StoreError::Poisoned("search histories"))?
-            .remove(&search_id)
-            .unwrap_or_default())
+        Ok(self.0.remove(&search_id)?.unwrap_or_default())
     }
 
     /// Keeps a search's history for its next top-up.
     fn put(&self, search_id: i64, history: History) -> Result<(), StoreError> {
-        let mut cache = self
-            .0
-            .lock()
-            .map_err(|_| StoreError::Poisoned("search histories"))?;
-        if cache.len() >= MAX_CACHED_HISTORIES {
-            cache.clear();
-        }
-        cache.insert(search_id, history);
-        Ok(())
+        self.0.insert(search_id, history)
     }
 }
 

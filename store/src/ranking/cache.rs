@@ -1,7 +1,7 @@
 //! The leaderboard's in-memory caches: a version per search (bumped when a
 //! trial of it ends), the pages served at each version, and counted totals.
-//! A lock poisoned by a panicking thread is reported as
-//! [`StoreError::Poisoned`], never silently bypassed.
+//! Totals and pages are [`BoundedCache`]s; a lock poisoned by a panicking
+//! thread is reported as [`StoreError::Poisoned`], never silently bypassed.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::OnceCell;
 
 use super::LeaderboardPage;
+use crate::cache::BoundedCache;
 use crate::{Event, StoreError};
 
 /// How long a counted total or a served page is reused before one caller
@@ -23,7 +24,7 @@ const MAX_CACHED_PAGES: usize = 4096;
 /// Most totals kept before old ones are dropped.
 const MAX_TOTALS: usize = 10_000;
 
-/// Locks `mutex`, naming the cache in the error if a panicking thread
+/// Locks `mutex`, naming the map in the error if a panicking thread
 /// poisoned it.
 fn lock<'a, T>(mutex: &'a Mutex<T>, cache: &'static str) -> Result<MutexGuard<'a, T>, StoreError> {
     mutex.lock().map_err(|_| StoreError::Poisoned(cache))
@@ -43,8 +44,19 @@ struct Counted {
 /// were counted at. A total younger than [`TTL`] is reused; an older one is
 /// recounted by one caller while the others keep using it, so a burst of
 /// requests never counts at once.
-#[derive(Debug, Default)]
-pub(crate) struct TotalsCache(Mutex<HashMap<(i64, &'static str), Counted>>);
+#[derive(Debug)]
+pub(crate) struct TotalsCache(BoundedCache<(i64, &'static str), Counted>);
+
+impl Default for TotalsCache {
+    fn default() -> Self {
+        // When full, the totals still fresh stay.
+        Self(BoundedCache::evicting(
+            "leaderboard totals",
+            MAX_TOTALS,
+            |c: &Counted| c.at.elapsed() < TTL,
+        ))
+    }
+}
 
 impl TotalsCache {
     /// The total to show, or `None`: the caller must count (and `put`).
@@ -54,7 +66,7 @@ impl TotalsCache {
         column: &'static str,
         version: u64,
     ) -> Result<Option<i64>, StoreError> {
-        let mut cache = lock(&self.0, "leaderboard totals")?;
+        let mut cache = self.0.lock()?;
         let Some(entry) = cache.get_mut(&(search_id, column)) else {
             return Ok(None);
         };
@@ -82,18 +94,13 @@ impl TotalsCache {
         version: u64,
         total: i64,
     ) -> Result<(), StoreError> {
-        let mut cache = lock(&self.0, "leaderboard totals")?;
-        if cache.len() > MAX_TOTALS {
-            cache.retain(|_, c| c.at.elapsed() < TTL);
-        }
         let counted = Counted {
             total,
             version,
             at: Instant::now(),
             recounting_since: None,
         };
-        cache.insert((search_id, column), counted);
-        Ok(())
+        self.0.insert((search_id, column), counted)
     }
 }
 
@@ -167,13 +174,19 @@ pub(crate) enum Lookup {
 /// by one caller while the others keep getting it (the age bound covers
 /// writers this process hears nothing from: other processes on SQLite). A
 /// changed page is fetched once, however many requests want it.
-#[derive(Debug, Default)]
-pub(crate) struct PageCache(Mutex<HashMap<PageKey, Arc<Slot>>>);
+#[derive(Debug)]
+pub(crate) struct PageCache(BoundedCache<PageKey, Arc<Slot>>);
+
+impl Default for PageCache {
+    fn default() -> Self {
+        Self(BoundedCache::new("leaderboard pages", MAX_CACHED_PAGES))
+    }
+}
 
 impl PageCache {
     /// What to serve for `key` at `version`.
     pub(crate) fn lookup(&self, key: &PageKey, version: u64) -> Result<Lookup, StoreError> {
-        let mut cache = lock(&self.0, "leaderboard pages")?;
+        let mut cache = self.0.lock()?;
         if let Some(slot) = cache.get(key).filter(|slot| slot.version == version) {
             if slot.at.elapsed() < TTL {
                 return Ok(Lookup::Shared(slot.clone()));
@@ -187,9 +200,6 @@ impl PageCache {
                 });
             }
         }
-        if cache.len() >= MAX_CACHED_PAGES {
-            cache.clear();
-        }
         let slot = Slot::new(version, None);
         cache.insert(key.clone(), slot.clone());
         Ok(Lookup::Shared(slot))
@@ -197,7 +207,7 @@ impl PageCache {
 
     /// A refetch failed: let the next caller try again.
     pub(crate) fn store_failed(&self, key: &PageKey) -> Result<(), StoreError> {
-        if let Some(slot) = lock(&self.0, "leaderboard pages")?.get(key) {
+        if let Some(slot) = self.0.lock()?.get(key) {
             slot.refreshing.store(false, Ordering::Release);
         }
         Ok(())
@@ -210,8 +220,7 @@ impl PageCache {
         version: u64,
         page: LeaderboardPage,
     ) -> Result<(), StoreError> {
-        lock(&self.0, "leaderboard pages")?.insert(key, Slot::new(version, Some(page)));
-        Ok(())
+        self.0.insert(key, Slot::new(version, Some(page)))
     }
 }
 
