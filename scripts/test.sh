@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The test command: every Rust test of the workspace, then the Python
-# client's tests against the nas binary those built, with what they need
+# The test command: the README's and docs' links, every Rust test of the
+# workspace, then the Python client's tests against the nas binary those built, with what they need
 # installed or started first (scripts/with-test-services.sh: Chromium,
 # onnxruntime, and PostgreSQL at DATABASE_URL or a throwaway cluster).
 # Ends with a count of passed and failed tests; exits non-zero if any failed.
@@ -12,6 +12,9 @@ if [ -z "${NAS_TEST_SERVICES_UP:-}" ]; then
   NAS_TEST_SERVICES_UP=1 exec scripts/with-test-services.sh "$0" "$@"
 fi
 
+echo "== links in the README and docs/"
+python3 scripts/check-links.py
+echo
 echo "== Rust tests (DATABASE_URL=$DATABASE_URL)"
 log=$(mktemp)
 pylog=$(mktemp)
