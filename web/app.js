@@ -251,41 +251,48 @@ function curves(epochs) {
 }
 
 // The architecture as boxes top to bottom; residual bodies with their skip
-// connection, inception branches side by side, SE gates marked.
-const KIND_COLORS = { conv: "#dbe8f6", separable_conv: "#d6efe7", pool: "#f4e6cc", global_avg_pool: "#f4e6cc", dense: "#e7dcf3",
-  se: "#fbe0e0", residual: "#fff", branches: "#fff", flatten: "#eceff3", dropout: "#eceff3", activation: "#eceff3", lrn: "#eceff3" };
+// connection, inception branches side by side, SE gates marked. Each kind's
+// colour comes from the server (`GET /layer-kinds`), read once per page load.
+let kindColours = null;
+async function layerKindColours() {
+  if (!kindColours) {
+    const { kinds } = await api("/layer-kinds");
+    kindColours = new Map(kinds.map(k => [k.kind, k.colour]));
+  }
+  return kindColours;
+}
 // Labels come from the server (`layers[].label`, by path); the walk below
 // only follows the nesting of residual bodies and branches.
-function layoutLayers(layers, prefix, labels, x, y, width, parts) {
+function layoutLayers(layers, prefix, labels, colours, x, y, width, parts) {
   let cy = y;
   layers.forEach((layer, i) => {
     const path = `${prefix}[${i}]`;
     if (layer.kind === "residual") {
       const top = cy;
-      cy = layoutLayers(layer.body, path + ".body", labels, x + 18, cy, width - 36, parts);
+      cy = layoutLayers(layer.body, path + ".body", labels, colours, x + 18, cy, width - 36, parts);
       parts.push(svg("path", { class: "skip", d: `M${x + width - 8},${top + 6} C${x + width + 10},${top + 6} ${x + width + 10},${cy - 10} ${x + width - 8},${cy - 10}` },
         svg("title", {}, `shortcut: ${layer.shortcut}`)));
       parts.push(svg("text", { x: x + width + 12, y: (top + cy) / 2, "text-anchor": "start" }, layer.shortcut === "identity" ? "+ identity" : "+ projection"));
     } else if (layer.kind === "branches") {
       const n = layer.branches.length, gap = 6, w = (width - gap * (n - 1)) / n;
       let bottom = cy;
-      layer.branches.forEach((branch, j) => { bottom = Math.max(bottom, layoutLayers(branch, `${path}.branches[${j}]`, labels, x + j * (w + gap), cy, w, parts)); });
+      layer.branches.forEach((branch, j) => { bottom = Math.max(bottom, layoutLayers(branch, `${path}.branches[${j}]`, labels, colours, x + j * (w + gap), cy, w, parts)); });
       parts.push(svg("text", { x: x + width / 2, y: bottom + 8, "text-anchor": "middle" }, "concat"));
       cy = bottom + 14;
     } else {
-      parts.push(svg("rect", { x, y: cy, width, height: 24, fill: KIND_COLORS[layer.kind] || "#eceff3" }),
+      parts.push(svg("rect", { x, y: cy, width, height: 24, fill: colours.get(layer.kind) || "#eceff3" }),
         svg("text", { x: x + width / 2, y: cy + 16, "text-anchor": "middle" }, labels.get(path) || layer.kind));
       cy += 30;
     }
   });
   return cy;
 }
-function diagram(arch, layers) {
+function diagram(arch, layers, colours) {
   const parts = [];
   const width = 300;
   const labels = new Map(layers.map(l => [l.path, l.label]));
   parts.push(svg("text", { x: width / 2 + 20, y: 14, "text-anchor": "middle" }, `input ${arch.input.join("×")}`));
-  const bottom = layoutLayers(arch.layers, "layers", labels, 20, 24, width, parts);
+  const bottom = layoutLayers(arch.layers, "layers", labels, colours, 20, 24, width, parts);
   parts.push(svg("text", { x: width / 2 + 20, y: bottom + 12, "text-anchor": "middle" }, `${arch.classes} classes`));
   return el("figure", { class: "diagram", style: "margin:0" }, svg("svg", { viewBox: `0 0 ${width + 110} ${bottom + 22}`, width: "100%", style: `max-width:${width + 110}px`, role: "img", "aria-label": "architecture diagram" }, parts));
 }
@@ -489,7 +496,7 @@ function latencyText(l) {
 }
 
 async function trialPage(id) {
-  const t = await api("/trials/" + id);
+  const [t, colours] = await Promise.all([api("/trials/" + id), layerKindColours()]);
   document.title = `Trial ${id} · nas`;
   const r = t.result || {};
   const facts = [
@@ -515,7 +522,7 @@ async function trialPage(id) {
       ["succeeded", "stopped"].includes(t.state) ? el("a", { class: "button secondary", href: `${API}/trials/${id}/weights` }, "Weights") : null),
     el("div", { class: "grid" },
       el("div", { class: "card" }, el("dl", { class: "facts" }, facts.map(([k, v]) => [el("dt", { text: k }), el("dd", {}, v)]))),
-      el("div", { class: "card", id: "diagram" }, el("strong", { text: "Architecture" }), diagram(t.architecture, t.layers))),
+      el("div", { class: "card", id: "diagram" }, el("strong", { text: "Architecture" }), diagram(t.architecture, t.layers, colours))),
     el("h2", { text: "Learning curves" }), el("div", { class: "card", id: "curves" }, curves(t.epochs)),
     t.errors.length ? el("div", {}, el("h2", { text: "Errors" }), el("ul", {}, t.errors.map(e => el("li", {}, `attempt ${e.attempt}: ${e.error}`)))) : null,
     el("h2", { text: "Layers" }), layerTable(t.layers));
@@ -535,7 +542,7 @@ async function zooPage() {
     detail);
   async function showZoo(name) {
     const z = await api("/zoo/" + name);
-    detail.replaceChildren(el("h2", { text: `${z.name}: ${z.title}` }), el("div", { class: "grid" }, el("div", { class: "card" }, diagram(z.architecture, z.layers)), layerTable(z.layers.filter(l => l.depth === 0))));
+    detail.replaceChildren(el("h2", { text: `${z.name}: ${z.title}` }), el("div", { class: "grid" }, el("div", { class: "card" }, diagram(z.architecture, z.layers, await layerKindColours())), layerTable(z.layers.filter(l => l.depth === 0))));
     detail.scrollIntoView();
   }
 }

@@ -237,6 +237,19 @@ pub struct FinalTraining {
     pub epochs: u32,
     /// The recipe (default: the search's `training`).
     pub training: Option<Training>,
+    /// Wall time the final models may take to train in all, seconds
+    /// (default: none). Each is estimated from the throughput its search
+    /// trial measured (images per second, on one agent's share of the
+    /// cores, so an overestimate where a final model gets them all) times
+    /// the training images and `epochs`; the search's baselines count
+    /// first, then the picks in their order of preference while they fit.
+    /// If none fits, the one estimated fastest is trained alone.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(exclusive_minimum = 0, maximum = 2_592_000)
+    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_seconds: Option<f64>,
 }
 
 impl Default for FinalTraining {
@@ -245,6 +258,7 @@ impl Default for FinalTraining {
             top_k: 3,
             epochs: 30,
             training: None,
+            max_seconds: None,
         }
     }
 }
@@ -261,6 +275,17 @@ impl FinalTraining {
             ));
         }
         check_range("final.epochs", self.epochs, 1, bounds::MAX_EPOCHS)?;
+        if let Some(seconds) = self.max_seconds {
+            if !(seconds.is_finite() && seconds > 0.0 && seconds <= bounds::MAX_SECONDS) {
+                return Err(SpecError::field(
+                    "final.max_seconds",
+                    format!(
+                        "must be a positive number of seconds, at most {}",
+                        bounds::MAX_SECONDS
+                    ),
+                ));
+            }
+        }
         if let Some(training) = &self.training {
             training.check("final.training")?;
         }

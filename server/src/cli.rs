@@ -294,6 +294,37 @@ pub struct SpaceShowArgs {
     pub preset: String,
 }
 
+/// Which network, for `nas train`, `nas bench` and `nas latency`: an
+/// architecture file, or a zoo entry at a width.
+#[derive(Debug, Args)]
+pub struct ModelArgs {
+    /// The file or the zoo entry.
+    #[command(flatten)]
+    pub source: ModelSource,
+    /// Width multiplier for `--zoo`.
+    #[arg(long, default_value_t = 1.0)]
+    pub width: f64,
+}
+
+/// Where datasets are kept on this machine (`nas train`, `nas bench`,
+/// `nas worker`, `nas up`, `nas bench search`).
+#[derive(Debug, Args, Clone)]
+pub struct DataDirArgs {
+    /// Folder holding `<dataset>/` (default: $NAS_DATA_DIR, else the user
+    /// cache folder).
+    #[arg(long, env = "NAS_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+impl DataDirArgs {
+    /// The folder: the flag, else $NAS_DATA_DIR, else the user cache folder.
+    pub fn resolve(&self) -> PathBuf {
+        self.data_dir
+            .clone()
+            .unwrap_or_else(worker::data::default_data_dir)
+    }
+}
+
 /// Which network: an architecture file or a zoo entry.
 #[derive(Debug, Args)]
 #[group(required = true, multiple = false)]
@@ -311,16 +342,13 @@ pub struct ModelSource {
 pub struct TrainArgs {
     /// The network to train.
     #[command(flatten)]
-    pub model: ModelSource,
-    /// Width multiplier for `--zoo`.
-    #[arg(long, default_value_t = 1.0)]
-    pub width: f64,
+    pub model: ModelArgs,
     /// Dataset: mnist, fashion-mnist or cifar10.
     #[arg(long, default_value = "fashion-mnist")]
     pub dataset: String,
-    /// Folder holding `<dataset>/` (default: $NAS_DATA_DIR, else the user cache folder).
-    #[arg(long, env = "NAS_DATA_DIR", value_name = "DIR")]
-    pub data_dir: Option<std::path::PathBuf>,
+    /// Where datasets are kept.
+    #[command(flatten)]
+    pub datasets: DataDirArgs,
     /// Passes over the training set.
     #[arg(long, default_value_t = 1)]
     pub epochs: usize,
@@ -376,10 +404,7 @@ pub struct TrainArgs {
 pub struct LatencyArgs {
     /// The network to time.
     #[command(flatten)]
-    pub model: ModelSource,
-    /// Width multiplier for `--zoo`.
-    #[arg(long, default_value_t = 1.0)]
-    pub width: f64,
+    pub model: ModelArgs,
     /// Input as HxWxC for `--zoo` (default 28x28x1).
     #[arg(long, default_value = "28x28x1")]
     pub input: search::InputShape,
@@ -497,17 +522,14 @@ impl LatencyProtocol {
 pub struct BenchArgs {
     /// The network to benchmark.
     #[command(flatten)]
-    pub model: ModelSource,
-    /// Width multiplier for `--zoo`.
-    #[arg(long, default_value_t = 1.0)]
-    pub width: f64,
+    pub model: ModelArgs,
     /// Dataset whose first images feed the steps, or `synthetic` (seeded
     /// random images of the architecture's input shape; any shape, no files).
     #[arg(long, default_value = "fashion-mnist")]
     pub dataset: String,
-    /// Folder holding `<dataset>/`.
-    #[arg(long, env = "NAS_DATA_DIR", value_name = "DIR")]
-    pub data_dir: Option<std::path::PathBuf>,
+    /// Where datasets are kept.
+    #[command(flatten)]
+    pub datasets: DataDirArgs,
     /// Timed training steps.
     #[arg(long, default_value_t = 50)]
     pub steps: usize,
@@ -570,9 +592,9 @@ pub struct WorkerArgs {
     /// Labels this worker offers (searches may require some).
     #[command(flatten)]
     pub labels: WorkerLabels,
-    /// Dataset folder (default: $NAS_DATA_DIR, else the user cache folder).
-    #[arg(long, env = "NAS_DATA_DIR", value_name = "DIR")]
-    pub data_dir: Option<std::path::PathBuf>,
+    /// Where datasets are kept.
+    #[command(flatten)]
+    pub datasets: DataDirArgs,
     /// Seconds between heartbeats while training.
     #[arg(long, env = "NAS_HEARTBEAT_SECS", default_value_t = 5.0)]
     pub heartbeat_secs: f64,
@@ -694,9 +716,9 @@ pub struct SearchBenchArgs {
     /// Training threads per worker.
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
-    /// Dataset folder (default: $NAS_DATA_DIR, else the user cache folder).
-    #[arg(long, env = "NAS_DATA_DIR", value_name = "DIR")]
-    pub data_dir: Option<std::path::PathBuf>,
+    /// Where datasets are kept.
+    #[command(flatten)]
+    pub datasets: DataDirArgs,
     /// Write every run (with its best-so-far curve over compute) as JSON
     /// here, after each run.
     #[arg(long)]
@@ -916,9 +938,9 @@ pub struct UpArgs {
     /// In-process workers (trials trained at once); they share the cores.
     #[arg(long, env = "NAS_WORKERS", default_value_t = 1)]
     pub workers: usize,
-    /// Dataset folder (default: $NAS_DATA_DIR, else the user cache folder).
-    #[arg(long, env = "NAS_DATA_DIR", value_name = "DIR")]
-    pub data_dir: Option<PathBuf>,
+    /// Where datasets are kept.
+    #[command(flatten)]
+    pub datasets: DataDirArgs,
     /// Measure the reference networks when starting (a few seconds) and
     /// register this machine's speed factor; `--calibrate false` skips it.
     #[arg(long, env = "NAS_CALIBRATE", default_value_t = true, action = clap::ArgAction::Set)]
@@ -1027,6 +1049,10 @@ pub struct FinalArgs {
     /// Epochs each.
     #[arg(long, default_value_t = 30)]
     pub epochs: u32,
+    /// Choose only final models whose estimated training fits this many
+    /// seconds in all (estimated from each one's search throughput).
+    #[arg(long)]
+    pub max_seconds: Option<f64>,
     /// The server.
     #[command(flatten)]
     pub server: ServerArgs,

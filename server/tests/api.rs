@@ -84,6 +84,20 @@ async fn api_contract(url: String) {
     assert_eq!(lenet.map(|e| e["params"].clone()), Some(json!(61_706)));
     let (_, spaces) = call("GET", format!("{base}/spaces"), None).await;
     assert!(spaces["presets"]["micro"]["ops"].is_array(), "{spaces}");
+    let (_, kinds) = call("GET", format!("{base}/layer-kinds"), None).await;
+    let listed: Vec<&str> = kinds["kinds"]
+        .as_array()
+        .map(|k| k.iter().filter_map(|k| k["kind"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(listed, search::arch::LayerKind::names(), "{kinds}");
+    assert!(
+        kinds["kinds"]
+            .as_array()
+            .is_some_and(|k| k.iter().all(|k| k["colour"]
+                .as_str()
+                .is_some_and(|c| c.len() == 7 && c.starts_with('#')))),
+        "{kinds}"
+    );
     let (_, list) = call("GET", format!("{base}/searches"), None).await;
     assert_eq!(list["searches"].as_array().map(Vec::len), Some(1));
 
@@ -803,6 +817,7 @@ async fn the_openapi_document_lists_every_route_and_schema() {
         ("get", "/api/v1/zoo"),
         ("get", "/api/v1/zoo/{name}"),
         ("get", "/api/v1/spaces"),
+        ("get", "/api/v1/layer-kinds"),
         ("get", "/api/v1/datasets"),
         ("post", "/api/v1/datasets"),
         ("get", "/api/v1/datasets/{name}"),

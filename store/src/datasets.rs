@@ -94,7 +94,7 @@ fn parse_summary(id: &str, json: &str) -> Result<DatasetSummary, StoreError> {
 }
 
 /// The summary of the uploaded content `id`, if it is stored.
-async fn summary_of(
+pub(crate) async fn summary_of(
     tx: &mut Transaction<'static, Any>,
     id: &str,
     lock: &str,
@@ -340,21 +340,18 @@ impl Store {
         let mut tx = self.write_tx().await?;
         // Serialises with a submission recording this content.
         summary_of(&mut tx, &dataset.id, self.for_update()).await?;
-        let running: Vec<String> = sqlx::query(&format!(
-            "SELECT spec FROM searches WHERE status = {SEARCH_RUNNING}"
+        let running = sqlx::query(&format!(
+            "SELECT id, spec FROM searches WHERE status = {SEARCH_RUNNING}"
         ))
         .fetch_all(&mut *tx)
         .await?
         .iter()
-        .map(|r| r.try_get::<String, _>("spec"))
-        .collect::<Result<_, _>>()?;
-        let uses = |spec: &String| {
-            serde_json::from_str::<serde_json::Value>(spec).is_ok_and(|v| {
-                v["dataset"]
-                    .as_str()
-                    .is_some_and(|d| d == name || d == dataset.id)
-                    || v["dataset_id"].as_str() == Some(dataset.id.as_str())
-            })
+        .map(|r| self.spec_from_text(r.try_get("id")?, &r.try_get::<String, _>("spec")?))
+        .collect::<Result<Vec<_>, StoreError>>()?;
+        let uses = |spec: &std::sync::Arc<SearchSpec>| {
+            spec.dataset == name
+                || spec.dataset == dataset.id
+                || spec.dataset_id.as_deref() == Some(dataset.id.as_str())
         };
         if running.iter().any(uses) {
             return Err(StoreError::Conflict(format!(

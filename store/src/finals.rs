@@ -14,7 +14,7 @@
 //! phase `search` only, so the test set never steers a search.
 
 use search::pareto::{self, Costs};
-use search::{FinalTraining, Objective};
+use search::{FinalTraining, Objective, SearchSpec, TrialResult};
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
@@ -26,6 +26,11 @@ use crate::{Event, SearchStatus, Store, StoreError, TrialRow};
 /// at most `search::spec::bounds::MAX_TRIALS`).
 pub const FINAL_INDEX_BASE: i64 = 1_000_000_000;
 
+/// With a time budget (`final.max_seconds`), how many candidates per final
+/// model are put in order of preference, so that one that does not fit can
+/// be passed over for the next.
+const CANDIDATES_PER_PICK: usize = 4;
+
 impl Store {
     /// Within `tx`, with the search row locked: queues the final models of
     /// `final_training` (and the search's zoo baselines, trained with the
@@ -36,12 +41,13 @@ impl Store {
         tx: &mut Transaction<'static, Any>,
         search_id: i64,
         final_training: &FinalTraining,
-        objective: &Objective,
+        spec: &SearchSpec,
         now: i64,
     ) -> Result<usize, StoreError> {
+        let objective = &spec.objective;
         // Best-informed first: the highest rung reached, then the reward.
         let rows = sqlx::query(&format!(
-            "SELECT idx, architecture, arch_hash, params, macs, labels, max_attempts, rung, accuracy, latency_ms FROM trials \
+            "SELECT idx, architecture, arch_hash, params, macs, labels, max_attempts, rung, accuracy, latency_ms, result FROM trials \
              WHERE search_id = $1 AND phase = {PHASE_SEARCH} AND baseline IS NULL AND rung IS NOT NULL \
              AND reward IS NOT NULL AND state IN ({SUCCEEDED}, {STOPPED}) ORDER BY rung DESC, reward DESC, idx"
         ))
@@ -56,13 +62,31 @@ impl Store {
                     .is_ok_and(|h| seen.insert(h))
             })
             .collect();
-        let chosen = if objective.is_pareto() {
-            spread_along_front(&distinct, objective, final_training.top_k as usize)?
+        let k = final_training.top_k as usize;
+        let wanted = match final_training.max_seconds {
+            Some(_) => distinct.len().min(k * CANDIDATES_PER_PICK),
+            None => k,
+        };
+        let preferred = if objective.is_pareto() {
+            spread_along_front(&distinct, objective, wanted)?
         } else {
-            distinct
-                .into_iter()
-                .take(final_training.top_k as usize)
-                .collect()
+            distinct.into_iter().take(wanted).collect()
+        };
+        // The search's zoo baselines are trained with the same final recipe
+        // and tested too: the reference points of the tested front.
+        let baselines = sqlx::query(&format!(
+            "SELECT idx, architecture, arch_hash, params, macs, labels, max_attempts, baseline, result FROM trials \
+             WHERE search_id = $1 AND phase = {PHASE_SEARCH} AND baseline IS NOT NULL ORDER BY idx DESC"
+        ))
+        .bind(search_id)
+        .fetch_all(&mut **tx)
+        .await?;
+        let chosen = match final_training.max_seconds {
+            None => preferred,
+            Some(budget) => {
+                let images = self.final_images(tx, spec).await?;
+                within_budget(preferred, &baselines, final_training, budget, images)
+            }
         };
         if chosen.is_empty() {
             return Ok(0);
@@ -74,15 +98,6 @@ impl Store {
             .bind(search_id)
             .execute(&mut **tx)
             .await?;
-        // The search's zoo baselines are trained with the same final recipe
-        // and tested too: the reference points of the tested front.
-        let baselines = sqlx::query(&format!(
-            "SELECT idx, architecture, arch_hash, params, macs, labels, max_attempts, baseline FROM trials \
-             WHERE search_id = $1 AND phase = {PHASE_SEARCH} AND baseline IS NOT NULL ORDER BY idx DESC"
-        ))
-        .bind(search_id)
-        .fetch_all(&mut **tx)
-        .await?;
         let queue = chosen.iter().copied().chain(baselines.iter());
         for (k, row) in queue.enumerate() {
             let baseline: Option<String> = if k < chosen.len() {
@@ -90,25 +105,16 @@ impl Store {
             } else {
                 row.try_get("baseline")?
             };
-            sqlx::query(&format!(
-                "INSERT INTO trials (search_id, idx, architecture, arch_hash, state, attempt, max_attempts, labels, errors, \
-                 run_at, created_at, params, macs, phase, source_idx, target_epochs, baseline) \
-                 VALUES ($1, $2, $3, $4, {PENDING}, 0, $5, $6, '[]', $7, $8, $9, $10, {PHASE_FINAL}, $11, $12, $13)"
-            ))
-            .bind(search_id)
-            .bind(FINAL_INDEX_BASE + k as i64)
-            .bind(row.try_get::<String, _>("architecture")?)
-            .bind(row.try_get::<String, _>("arch_hash")?)
-            .bind(row.try_get::<i64, _>("max_attempts")?)
-            .bind(row.try_get::<String, _>("labels")?)
-            .bind(now)
-            .bind(now)
-            .bind(row.try_get::<Option<i64>, _>("params")?)
-            .bind(row.try_get::<Option<i64>, _>("macs")?)
-            .bind(row.try_get::<i64, _>("idx")?)
-            .bind(i64::from(final_training.epochs))
-            .bind(baseline)
-            .execute(&mut **tx)
+            let index = FINAL_INDEX_BASE + k as i64;
+            insert_final(
+                tx,
+                search_id,
+                index,
+                row,
+                final_training.epochs,
+                baseline,
+                now,
+            )
             .await?;
         }
         let queued = chosen.len() + baselines.len();
@@ -166,11 +172,10 @@ impl Store {
                 "search {search_id} {why}: its state is `{status}`"
             )));
         }
-        let spec: search::SearchSpec = serde_json::from_str(&row.try_get::<String, _>("spec")?)
-            .map_err(|e| StoreError::Corrupt(format!("search {search_id} spec: {e}")))?;
+        let spec = self.spec_from_text(search_id, &row.try_get::<String, _>("spec")?)?;
         final_training.check(spec.budget.max_trials)?;
         let queued = self
-            .queue_final(&mut tx, search_id, final_training, &spec.objective, now)
+            .queue_final(&mut tx, search_id, final_training, &spec, now)
             .await?;
         if queued == 0 {
             return Err(StoreError::Conflict(format!(
@@ -206,6 +211,97 @@ impl Store {
         .await?;
         rows.iter().map(trial_row).collect()
     }
+}
+
+impl Store {
+    /// Images a final model of `spec` trains on per epoch: the dataset's
+    /// whole training split (training and validation data); `None` if the
+    /// dataset is not known here.
+    async fn final_images(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        spec: &SearchSpec,
+    ) -> Result<Option<u64>, StoreError> {
+        if let Some(id) = &spec.dataset_id {
+            let summary = crate::datasets::summary_of(tx, id, "").await?;
+            return Ok(summary.map(|s| s.train_per_class.iter().sum()));
+        }
+        Ok(search::dataset::dataset(&spec.dataset)
+            .ok()
+            .map(|d| d.train_images as u64))
+    }
+}
+
+/// The final models of `preferred` (in order of preference) whose
+/// estimated training, after the `baselines`', fits `budget` seconds (see
+/// `FinalTraining::max_seconds`), at most `top_k` of them. Without the
+/// training set's size (`images`) nothing can be estimated and the first
+/// `top_k` are taken.
+fn within_budget<'r>(
+    preferred: Vec<&'r AnyRow>,
+    baselines: &[AnyRow],
+    final_training: &FinalTraining,
+    budget: f64,
+    images: Option<u64>,
+) -> Vec<&'r AnyRow> {
+    let k = final_training.top_k as usize;
+    let Some(images) = images else {
+        tracing::warn!(
+            "the training set's size is unknown: final models chosen without their time budget"
+        );
+        return preferred.into_iter().take(k).collect();
+    };
+    let estimate = |row: &AnyRow| estimated_seconds(row, images, final_training.epochs);
+    let spent: f64 = baselines.iter().filter_map(estimate).sum();
+    let chosen = pick_within(&preferred, k, budget - spent, estimate);
+    tracing::info!(
+        budget_seconds = budget,
+        baselines_seconds = spent,
+        models_seconds = chosen.iter().filter_map(|row| estimate(row)).sum::<f64>(),
+        models = chosen.len(),
+        "final models chosen within their time budget (estimated)"
+    );
+    chosen
+}
+
+/// Up to `k` of `preferred`, in order, each taken if its estimate fits
+/// what is left of `budget` and passed over if it does not (or has none).
+/// If none fits, the one estimated fastest (else the first) alone.
+fn pick_within<T: Copy>(
+    preferred: &[T],
+    k: usize,
+    budget: f64,
+    estimate: impl Fn(T) -> Option<f64>,
+) -> Vec<T> {
+    let mut chosen = Vec::with_capacity(k);
+    let mut left = budget;
+    for &pick in preferred {
+        if chosen.len() >= k {
+            break;
+        }
+        if let Some(seconds) = estimate(pick).filter(|&s| s <= left) {
+            chosen.push(pick);
+            left -= seconds;
+        }
+    }
+    if chosen.is_empty() {
+        let fastest = preferred
+            .iter()
+            .filter_map(|&pick| estimate(pick).map(|s| (pick, s)))
+            .min_by(|a, b| a.1.total_cmp(&b.1))
+            .map(|(pick, _)| pick);
+        chosen.extend(fastest.or_else(|| preferred.first().copied()));
+    }
+    chosen
+}
+
+/// The estimated wall time of training `row`'s architecture for `epochs`
+/// over `images` images: at the throughput its search trial measured.
+fn estimated_seconds(row: &AnyRow, images: u64, epochs: u32) -> Option<f64> {
+    let json: String = row.try_get::<Option<String>, _>("result").ok()??;
+    let per_second = TrialResult::from_json(&json).ok()?.images_per_second?;
+    (per_second.is_finite() && per_second > 0.0)
+        .then(|| images as f64 * f64::from(epochs) / per_second)
 }
 
 /// `k` of `rows` (distinct architectures, highest rung first) that spread
@@ -246,4 +342,39 @@ fn spread_along_front<'r>(
         }
     }
     Ok(chosen)
+}
+
+/// Within `tx`: queues the final model `index` of search `search_id`, a
+/// retraining of the search trial `row` for `epochs` (`baseline`: the zoo
+/// entry it is, if it is one).
+async fn insert_final(
+    tx: &mut Transaction<'static, Any>,
+    search_id: i64,
+    index: i64,
+    row: &AnyRow,
+    epochs: u32,
+    baseline: Option<String>,
+    now: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(&format!(
+        "INSERT INTO trials (search_id, idx, architecture, arch_hash, state, attempt, max_attempts, labels, errors, \
+         run_at, created_at, params, macs, phase, source_idx, target_epochs, baseline) \
+         VALUES ($1, $2, $3, $4, {PENDING}, 0, $5, $6, '[]', $7, $8, $9, $10, {PHASE_FINAL}, $11, $12, $13)"
+    ))
+    .bind(search_id)
+    .bind(index)
+    .bind(row.try_get::<String, _>("architecture")?)
+    .bind(row.try_get::<String, _>("arch_hash")?)
+    .bind(row.try_get::<i64, _>("max_attempts")?)
+    .bind(row.try_get::<String, _>("labels")?)
+    .bind(now)
+    .bind(now)
+    .bind(row.try_get::<Option<i64>, _>("params")?)
+    .bind(row.try_get::<Option<i64>, _>("macs")?)
+    .bind(row.try_get::<i64, _>("idx")?)
+    .bind(i64::from(epochs))
+    .bind(baseline)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }

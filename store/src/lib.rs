@@ -32,6 +32,7 @@ pub mod ranking;
 mod rows;
 pub mod rungs;
 mod searches;
+mod specs;
 mod sql_states;
 pub mod testing;
 mod topup;
@@ -145,8 +146,9 @@ pub struct Store {
     origin: u64,
     /// How big a network a search may train; submissions over it are refused.
     limits: search::limits::ResourceLimits,
-    /// Search specs never change: claims read each once per process.
-    specs: std::sync::Arc<cache::BoundedCache<i64, String>>,
+    /// Search specs never change: each is decoded once per process (see
+    /// `specs.rs`).
+    specs: std::sync::Arc<cache::BoundedCache<i64, std::sync::Arc<search::SearchSpec>>>,
     /// Recent leaderboard totals (counting is the one O(trials) part of a page).
     totals: std::sync::Arc<ranking::cache::TotalsCache>,
     /// Leaderboard versions per search, and the pages served at each.
@@ -201,7 +203,7 @@ impl Store {
             limits: Default::default(),
             specs: std::sync::Arc::new(cache::BoundedCache::new(
                 "search specs",
-                queue::MAX_CACHED_SPECS,
+                specs::MAX_CACHED_SPECS,
             )),
             totals: Default::default(),
             changes,

@@ -213,17 +213,19 @@ pub struct ClaimedTrial {
     pub attempt: i64,
     /// The architecture to train, JSON.
     pub architecture: String,
-    /// The search's spec, JSON.
-    pub spec: String,
+    /// The search's spec (decoded once per process and shared).
+    pub spec: std::sync::Arc<search::SearchSpec>,
     /// A search candidate or a final model.
     pub phase: TrialPhase,
     /// Train until this epoch (the end of its rung, or a final model's
-    /// epochs).
+    /// epochs); never 0.
     pub target_epochs: u32,
     /// Epochs already trained and kept in its checkpoint (0: start afresh).
     pub epochs_done: u32,
-    /// For a final model: the settings of the final training, JSON.
-    pub final_spec: Option<String>,
+    /// For a final model: the settings of the final training (those fixed
+    /// when the final models were queued, else the spec's, else the
+    /// defaults); `None` for a search candidate.
+    pub final_training: Option<search::FinalTraining>,
     /// The latency medians of this trial's earlier measurements, from the
     /// result it reported at the end of its last rung, milliseconds (empty
     /// before its first rung ends). A trial with any has passed the hard
@@ -337,7 +339,7 @@ pub struct TrialRow {
 }
 
 /// A search as stored.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SearchRow {
     /// Search id.
     pub id: i64,
@@ -345,8 +347,8 @@ pub struct SearchRow {
     pub name: String,
     /// Status.
     pub status: SearchStatus,
-    /// The spec, JSON.
-    pub spec: String,
+    /// The spec (decoded once per process and shared).
+    pub spec: std::sync::Arc<search::SearchSpec>,
     /// Trials created so far.
     pub proposed: i64,
     /// Created, Unix ms.

@@ -137,7 +137,7 @@ impl Store {
             .await?;
         let mut searches = rows
             .iter()
-            .map(crate::rows::search_row)
+            .map(|row| crate::rows::search_row(self, row))
             .collect::<Result<Vec<_>, _>>()?;
         let more = searches.len() as i64 > limit;
         searches.truncate(limit as usize);

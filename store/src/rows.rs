@@ -7,7 +7,9 @@ use search::{AttemptError, TrialProgress, TrialResult};
 use sqlx::any::AnyRow;
 use sqlx::FromRow;
 
-use crate::{Lineage, SearchRow, SearchStatus, StoreError, TrialPhase, TrialRow, TrialState};
+use crate::{
+    Lineage, SearchRow, SearchStatus, Store, StoreError, TrialPhase, TrialRow, TrialState,
+};
 
 /// The columns [`SearchRecord`] reads.
 pub(crate) const SEARCH_COLUMNS: &str =
@@ -58,8 +60,9 @@ struct TrialRecord {
     checkpoint_bytes: Option<i64>,
 }
 
-/// Reads a search row selected with [`SEARCH_COLUMNS`].
-pub(crate) fn search_row(row: &AnyRow) -> Result<SearchRow, StoreError> {
+/// Reads a search row selected with [`SEARCH_COLUMNS`], its spec decoded
+/// through `store` (once per process).
+pub(crate) fn search_row(store: &Store, row: &AnyRow) -> Result<SearchRow, StoreError> {
     let r = SearchRecord::from_row(row)?;
     let status = SearchStatus::parse(&r.status)
         .ok_or_else(|| StoreError::Corrupt(format!("search {}: status {}", r.id, r.status)))?;
@@ -67,7 +70,7 @@ pub(crate) fn search_row(row: &AnyRow) -> Result<SearchRow, StoreError> {
         id: r.id,
         name: r.name,
         status,
-        spec: r.spec,
+        spec: store.spec_from_text(r.id, &r.spec)?,
         proposed: r.proposed,
         created_at: r.created_at,
         finished_at: r.finished_at,

@@ -163,13 +163,9 @@ impl Store {
             .bind(ended.search_id)
             .fetch_one(&mut **tx)
             .await?;
-        let spec: SearchSpec = serde_json::from_str(&search.try_get::<String, _>("spec")?)
-            .map_err(|e| StoreError::Corrupt(format!("search {} spec: {e}", ended.search_id)))?;
+        let spec = self.spec_from_text(ended.search_id, &search.try_get::<String, _>("spec")?)?;
         let rungs = spec.rungs();
-        let target = match u32::try_from(ended.target_epochs) {
-            Ok(0) | Err(_) => spec.first_rung_epochs(),
-            Ok(epochs) => epochs,
-        };
+        let target = crate::specs::rung_target(&spec, ended.target_epochs);
         // The rung this unit ended: the first that ends at or after it.
         let rung = rungs
             .iter()

@@ -113,7 +113,10 @@ impl Store {
             .bind(id)
             .fetch_optional(self.pool())
             .await?;
-        search_row(&row.ok_or_else(|| StoreError::NotFound(format!("search {id}")))?)
+        search_row(
+            self,
+            &row.ok_or_else(|| StoreError::NotFound(format!("search {id}")))?,
+        )
     }
 
     /// Every search, newest first.
@@ -123,7 +126,7 @@ impl Store {
             .fetch_all(self.pool())
             .await?
             .iter()
-            .map(search_row)
+            .map(|row| search_row(self, row))
             .collect()
     }
 

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use sqlx::Connection;
 
-use crate::StoreError;
+use crate::{Store, StoreError};
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
@@ -15,6 +15,24 @@ fn unique(tag: &str) -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos());
     format!("nas_{tag}_{}_{n}_{nanos}", std::process::id())
+}
+
+/// `store` as another process on the same database sees it: the same
+/// connections, nothing cached. For tests that change rows behind a
+/// store's back, as an older release or another machine would have written
+/// them (a process reads each search's spec once and keeps it).
+pub fn another_process(store: &Store) -> Store {
+    Store {
+        specs: std::sync::Arc::new(crate::cache::BoundedCache::new(
+            "search specs",
+            crate::specs::MAX_CACHED_SPECS,
+        )),
+        totals: Default::default(),
+        changes: Default::default(),
+        pages: Default::default(),
+        histories: Default::default(),
+        ..store.clone()
+    }
 }
 
 /// The PostgreSQL server for tests: `DATABASE_URL` (as `.ci/run` sets it),

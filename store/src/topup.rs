@@ -233,11 +233,9 @@ impl Store {
         if row.try_get::<String, _>("status")? != SearchStatus::Running.as_str() {
             return Ok(AfterCommit::default());
         }
-        let spec: SearchSpec = serde_json::from_str(&row.try_get::<String, _>("spec")?)
-            .map_err(|e| StoreError::Corrupt(format!("search {search_id} spec: {e}")))?;
+        let spec = self.spec_from_text(search_id, &row.try_get::<String, _>("spec")?)?;
         let proposed: i64 = row.try_get("proposed")?;
         let created_at: i64 = row.try_get("created_at")?;
-        let committed: i64 = row.try_get("epochs_committed")?;
         // Once final training is queued the search proposes nothing more.
         let finalising = row.try_get::<Option<String>, _>("final_spec")?.is_some();
         let active: i64 = sqlx::query(&format!("SELECT COUNT(*) AS n FROM trials WHERE search_id = $1 AND state IN ({PENDING}, {RUNNING})"))
@@ -249,22 +247,19 @@ impl Store {
         let in_time = budget
             .max_seconds
             .is_none_or(|s| ((now - created_at) as f64) < s * 1000.0);
-        let first_rung = i64::from(spec.first_rung_epochs().max(1));
-        let compute_room = budget
-            .max_epochs_total
-            .map_or(i64::MAX, |total| (total as i64 - committed) / first_rung);
-        let room = (i64::from(budget.parallelism) - active)
-            .min(i64::from(budget.max_trials) - proposed)
-            .min(compute_room)
-            .max(0);
+        let compute_room = compute_room(&spec, row.try_get("epochs_committed")?);
         let want = if in_time && !finalising {
-            room as usize
+            (i64::from(budget.parallelism) - active)
+                .min(i64::from(budget.max_trials) - proposed)
+                .min(compute_room)
+                .max(0) as usize
         } else {
             0
         };
         let mut after = AfterCommit::default();
-        let (added, exhausted) = if want > 0 {
-            match self
+        let (added, exhausted) = match want {
+            0 => (0, false),
+            _ => match self
                 .propose_trials(tx, search_id, &spec, proposed, want, now)
                 .await?
             {
@@ -279,9 +274,7 @@ impl Store {
                 Proposed::Impossible(reason) => {
                     return self.fail_search(tx, search_id, &reason, now).await;
                 }
-            }
-        } else {
-            (0, false)
+            },
         };
         if added > 0 {
             after.push(Event::TrialsQueued {
@@ -295,30 +288,48 @@ impl Store {
             || finalising
             || compute_room - (added as i64) <= 0;
         if active == 0 && added == 0 && spent {
-            if let (Some(final_training), false) = (&spec.final_training, finalising) {
-                let queued = self
-                    .queue_final(tx, search_id, final_training, &spec.objective, now)
-                    .await?;
-                if queued > 0 {
-                    after.push(Event::TrialsQueued {
-                        search_id,
-                        count: queued,
-                    });
-                    return Ok(after);
-                }
-            }
-            sqlx::query("UPDATE searches SET status = $1, finished_at = $2 WHERE id = $3")
-                .bind(SearchStatus::Finished.as_str())
-                .bind(now)
-                .bind(search_id)
-                .execute(&mut **tx)
-                .await?;
-            after.push(Event::SearchFinished {
-                search_id,
-                status: SearchStatus::Finished.as_str().into(),
-            });
+            let finals = if finalising {
+                None
+            } else {
+                spec.final_training.as_ref()
+            };
+            after.push(self.wind_up(tx, search_id, finals, &spec, now).await?);
         }
         Ok(after)
+    }
+
+    /// Within `tx`: the search's budget is spent and nothing is pending or
+    /// running. It queues its final models (`finals`, unless none qualify)
+    /// or finishes. Returns the event to publish.
+    async fn wind_up(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        search_id: i64,
+        finals: Option<&search::FinalTraining>,
+        spec: &SearchSpec,
+        now: i64,
+    ) -> Result<Event, StoreError> {
+        if let Some(final_training) = finals {
+            let queued = self
+                .queue_final(tx, search_id, final_training, spec, now)
+                .await?;
+            if queued > 0 {
+                return Ok(Event::TrialsQueued {
+                    search_id,
+                    count: queued,
+                });
+            }
+        }
+        sqlx::query("UPDATE searches SET status = $1, finished_at = $2 WHERE id = $3")
+            .bind(SearchStatus::Finished.as_str())
+            .bind(now)
+            .bind(search_id)
+            .execute(&mut **tx)
+            .await?;
+        Ok(Event::SearchFinished {
+            search_id,
+            status: SearchStatus::Finished.as_str().into(),
+        })
     }
 
     /// Asks the strategy for up to `want` trials after the `proposed` so
@@ -630,6 +641,16 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// How many more first-rung units the compute budget
+/// (`budget.max_epochs_total`) allows after `committed` epochs (`i64::MAX`
+/// without one).
+fn compute_room(spec: &SearchSpec, committed: i64) -> i64 {
+    let first_rung = i64::from(spec.first_rung_epochs().max(1));
+    spec.budget
+        .max_epochs_total
+        .map_or(i64::MAX, |total| (total as i64 - committed) / first_rung)
 }
 
 #[cfg(test)]

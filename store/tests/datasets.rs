@@ -91,8 +91,8 @@ fn summary_of_shape(input: [usize; 3]) -> DatasetSummary {
     DatasetSummary { input, ..summary() }
 }
 
-fn recorded(raw: &str) -> search::SearchSpec {
-    serde_json::from_str(raw).expect("stored spec")
+fn recorded(spec: &std::sync::Arc<search::SearchSpec>) -> search::SearchSpec {
+    (**spec).clone()
 }
 
 async fn searches_resolve_uploads_and_record_their_content(store: Store, _pool: AnyPool) {

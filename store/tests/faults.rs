@@ -36,6 +36,8 @@ async fn a_strategy_failure_keeps_the_result_and_fails_the_search(store: Store, 
         .execute(&pool)
         .await
         .expect("break the spec");
+    // As a process that never read the search before finds it.
+    let store = store::testing::another_process(&store);
     store
         .complete(t.id, t.attempt, done(0.8))
         .await
@@ -217,6 +219,8 @@ async fn a_failed_search_keeps_no_checkpoint(store: Store, pool: AnyPool) {
         .execute(&pool)
         .await
         .expect("break the spec");
+    // As a process that never read the search before finds it.
+    let store = store::testing::another_process(&store);
     store
         .complete(other.id, other.attempt, done(0.1))
         .await

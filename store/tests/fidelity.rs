@@ -296,10 +296,7 @@ async fn final_training_retrains_the_top_distinct_architectures(store: Store) {
             }
             TrialPhase::Final => {
                 assert_eq!(t.target_epochs, 5);
-                assert!(t
-                    .final_spec
-                    .as_deref()
-                    .is_some_and(|s| s.contains("\"top_k\":2")));
+                assert!(t.final_training.as_ref().is_some_and(|s| s.top_k == 2));
                 let mut result = TrialResult::synthetic(0.0, 1.0, 0.9);
                 result.val_accuracy = None;
                 result.test_accuracy = Some(0.9 - 0.01 * finals.len() as f64);
@@ -375,7 +372,7 @@ async fn final_training_on_request_is_refused_while_running_and_bounded(store: S
     let one = search::FinalTraining {
         top_k: 1,
         epochs: 2,
-        training: None,
+        ..Default::default()
     };
     assert_eq!(store.request_final(id, &one).await.expect("queued"), 1);
     let again = store.request_final(id, &one).await.expect_err("twice");

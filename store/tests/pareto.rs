@@ -365,9 +365,101 @@ async fn a_rejected_trial_gives_its_epochs_back(store: Store) {
     );
 }
 
+/// Runs a Pareto search of the six trials of `plane` (accuracy, latency,
+/// images per second) with `final` settings to its end; returns the
+/// search trials its final models retrain, sorted.
+async fn finals_of(store: &Store, plane: &[(f64, f64, f64)], finals: &str) -> Vec<i64> {
+    let w = worker("w", &[]);
+    store
+        .create_search(&spec(&format!(
+            r#"{{"name": "budget", "dataset": "mnist", "strategy": {{"kind": "random"}},
+                "objective": {{"kind": "pareto", "metrics": ["accuracy", "latency"],
+                              "reference": {{"accuracy": 0.5, "latency_ms": 2}}}},
+                "budget": {{"max_trials": {}, "parallelism": 1}}, "final": {finals}}}"#,
+            plane.len()
+        )))
+        .await
+        .expect("create");
+    let mut sources = Vec::new();
+    while let Some(t) = store.claim(&w).await.expect("claim") {
+        let result = match t.phase {
+            TrialPhase::Search => {
+                let (accuracy, latency, per_second) = plane[t.index as usize];
+                let mut result = TrialResult::synthetic(accuracy, latency, accuracy);
+                result.images_per_second = Some(per_second);
+                result
+            }
+            TrialPhase::Final => {
+                let trial = store.trial(t.id).await.expect("trial");
+                sources.push(trial.source_index.expect("a source"));
+                let mut result = TrialResult::synthetic(0.9, 1.0, 0.0);
+                result.val_accuracy = None;
+                result.test_accuracy = Some(0.9);
+                result
+            }
+        };
+        store
+            .complete(
+                t.id,
+                t.attempt,
+                Completion::Succeeded {
+                    result,
+                    weights: None,
+                },
+            )
+            .await
+            .expect("complete");
+    }
+    sources.sort_unstable();
+    sources
+}
+
+/// `final.max_seconds`: the final models are those of the spread along the
+/// front whose training, estimated from their search throughput, fits; a
+/// slow pick is passed over for a faster one; if none fits, the fastest
+/// trains alone.
+async fn final_models_fit_their_time_budget(store: Store) {
+    // MNIST: 60,000 training images, 2 epochs: 120,000 images a model.
+    // The accurate ones at 1,000 images/s (120 s), the fast ones at 6,000
+    // and 12,000 (20 s and 10 s).
+    let plane = [
+        (0.930, 1.80, 1_000.0),
+        (0.929, 1.70, 1_000.0),
+        (0.928, 1.75, 1_000.0),
+        (0.910, 0.20, 6_000.0),
+        (0.880, 0.10, 12_000.0),
+        (0.700, 1.90, 1_000.0),
+    ];
+    let unbounded = finals_of(&store, &plane, r#"{"top_k": 3, "epochs": 2}"#).await;
+    assert_eq!(unbounded.len(), 3);
+    assert!(unbounded.iter().any(|&s| s <= 2), "{unbounded:?}");
+    let within = finals_of(
+        &store,
+        &plane,
+        r#"{"top_k": 3, "epochs": 2, "max_seconds": 100}"#,
+    )
+    .await;
+    assert_eq!(within, vec![3, 4], "no 120 s model fits beside 30 s");
+    let roomy = finals_of(
+        &store,
+        &plane,
+        r#"{"top_k": 3, "epochs": 2, "max_seconds": 200}"#,
+    )
+    .await;
+    assert_eq!(roomy.len(), 3, "{roomy:?}");
+    let tight = finals_of(
+        &store,
+        &plane,
+        r#"{"top_k": 3, "epochs": 2, "max_seconds": 5}"#,
+    )
+    .await;
+    assert_eq!(tight, vec![4], "none fits: the fastest alone");
+}
+
 common::on_both_backends!(
     a_rejected_trial_gives_its_epochs_back,
     mo_asha_promotes_by_dominance_and_a_crash_doubles_nothing,
     racing_workers_record_each_rung_once,
     final_models_spread_along_the_front,
+    final_models_fit_their_time_budget,
 );

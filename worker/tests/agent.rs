@@ -10,7 +10,8 @@ use search::SearchSpec;
 use store::{testing, QueueConfig, SearchStatus, Store, TrialState, WorkerInfo};
 use tokio::sync::watch;
 use worker::agent::{Agent, AgentConfig};
-use worker::latency::{HostGate, LatencyConfig, References};
+use worker::host::HostGate;
+use worker::latency::{LatencyConfig, References};
 
 fn agent_config(id: &str) -> AgentConfig {
     AgentConfig {

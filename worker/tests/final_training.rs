@@ -19,8 +19,8 @@ use search::SearchSpec;
 use store::{testing, QueueConfig, SearchStatus, Store, TrialPhase, TrialState, WorkerInfo};
 use tokio::sync::watch;
 use worker::agent::{Agent, AgentConfig};
-use worker::cores::CoreShare;
 use worker::data::import::CanonicalDataset;
+use worker::host::CoreShare;
 use worker::latency::LatencyConfig;
 
 const SPEC: &str = r#"{
@@ -128,9 +128,7 @@ async fn run(source: Source) -> (Decisions, f64) {
             let empty = dir.with_extension("workers");
             let _ = std::fs::remove_dir_all(&empty);
             let id = store.create_search(&spec).await.expect("create");
-            let recorded: SearchSpec =
-                serde_json::from_str(&store.search(id).await.expect("search").spec)
-                    .expect("stored spec");
+            let recorded = store.search(id).await.expect("search").spec;
             assert_eq!(
                 recorded.dataset_id.as_deref(),
                 Some(stored.dataset.id.as_str()),

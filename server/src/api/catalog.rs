@@ -5,7 +5,11 @@ use std::collections::BTreeMap;
 use axum::extract::{Path, State};
 use axum::Json;
 
-use super::dto::{DatasetList, SpaceList, ZooDetail, ZooEntryView, ZooList};
+use search::arch::LayerKind;
+
+use super::dto::{
+    DatasetList, LayerKindList, LayerKindView, SpaceList, ZooDetail, ZooEntryView, ZooList,
+};
 use super::{ApiError, ApiResult, AppState};
 
 /// `GET /zoo`: the reference architectures with params and MACs at their
@@ -55,6 +59,41 @@ pub async fn zoo_entry(Path(name): Path<String>) -> ApiResult<Json<ZooDetail>> {
         layers: super::dto::layers_of(&arch)?,
         architecture: serde_json::to_value(&arch).map_err(ApiError::internal)?,
     }))
+}
+
+/// `GET /layer-kinds`: every layer kind of the architecture JSON, with the
+/// colour the dashboard draws it in (the dashboard keeps no list of its
+/// own).
+#[utoipa::path(get, path = "/api/v1/layer-kinds", tag = "catalogue",
+    responses((status = 200, body = LayerKindList), (status = 401, body = super::dto::ErrorBody)))]
+pub async fn layer_kinds() -> Json<LayerKindList> {
+    Json(LayerKindList {
+        kinds: LayerKind::ALL
+            .iter()
+            .map(|&kind| LayerKindView {
+                kind: kind.name().to_owned(),
+                composite: matches!(kind, LayerKind::Residual | LayerKind::Branches),
+                colour: colour(kind).to_owned(),
+            })
+            .collect(),
+    })
+}
+
+/// A layer kind's fill in the architecture diagram: convolutions blue,
+/// separable green, pooling sand, dense violet, SE rose, the rest grey (a
+/// new kind must be given one here: the match is exhaustive).
+fn colour(kind: LayerKind) -> &'static str {
+    match kind {
+        LayerKind::Conv => "#dbe8f6",
+        LayerKind::SeparableConv => "#d6efe7",
+        LayerKind::Pool | LayerKind::GlobalAvgPool => "#f4e6cc",
+        LayerKind::Dense => "#e7dcf3",
+        LayerKind::Se => "#fbe0e0",
+        LayerKind::Residual | LayerKind::Branches => "#ffffff",
+        LayerKind::Flatten | LayerKind::Dropout | LayerKind::Activation | LayerKind::Lrn => {
+            "#eceff3"
+        }
+    }
 }
 
 /// `GET /spaces`: the preset search spaces (a starting point for your own).

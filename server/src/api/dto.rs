@@ -53,8 +53,7 @@ impl TryFrom<&SearchRow> for SearchView {
             name: s.name.clone(),
             status: s.status,
             error: s.error.clone(),
-            spec: serde_json::from_str(&s.spec)
-                .map_err(|e| ApiError::internal(format!("stored spec of search {}: {e}", s.id)))?,
+            spec: (*s.spec).clone(),
             trials_proposed: s.proposed,
             epochs_committed: s.epochs_committed,
             epochs_wasted: s.epochs_wasted,
@@ -280,6 +279,25 @@ pub struct ZooEntryView {
 pub struct ZooList {
     /// Its entries, oldest first.
     pub zoo: Vec<ZooEntryView>,
+}
+
+/// One layer kind as the dashboard draws it.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct LayerKindView {
+    /// The JSON `kind` name.
+    pub kind: String,
+    /// Whether it holds other layers (`residual`, `branches`): drawn as a
+    /// frame around them rather than as a box.
+    pub composite: bool,
+    /// Its box's fill colour in the architecture diagram, `#rrggbb`.
+    pub colour: String,
+}
+
+/// Every layer kind of the architecture JSON.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct LayerKindList {
+    /// In the order of the architecture format's definition.
+    pub kinds: Vec<LayerKindView>,
 }
 
 /// The preset search spaces.

@@ -129,6 +129,7 @@ pub fn router(state: AppState) -> Router {
         .route("/zoo", get(catalog::zoo))
         .route("/zoo/{name}", get(catalog::zoo_entry))
         .route("/spaces", get(catalog::spaces))
+        .route("/layer-kinds", get(catalog::layer_kinds))
         .route("/datasets", get(catalog::datasets).post(datasets::upload))
         .route(
             "/datasets/{name}",

@@ -19,7 +19,7 @@ use super::{catalog, datasets, dto, events, finals, ops, searches, trials};
         searches::list_trials, searches::leaderboard, searches::pareto,
         finals::request_final, finals::final_models,
         trials::get_trial, trials::get_architecture, trials::get_weights, trials::get_onnx,
-        catalog::zoo, catalog::zoo_entry, catalog::spaces, catalog::datasets,
+        catalog::zoo, catalog::zoo_entry, catalog::spaces, catalog::layer_kinds, catalog::datasets,
         datasets::upload, datasets::dataset, datasets::samples, datasets::remove,
         ops::healthz, ops::readyz, ops::workers, ops::metrics, events::events, openapi_json,
     ),
@@ -28,7 +28,7 @@ use super::{catalog, datasets, dto, events, finals, ops, searches, trials};
     tags(
         (name = "searches", description = "Searches, their trials, leaderboards and Pareto fronts"),
         (name = "trials", description = "One trial: result, epochs, architecture, weights"),
-        (name = "catalogue", description = "The datasets, the reference zoo and the preset search spaces"),
+        (name = "catalogue", description = "The datasets, the reference zoo, the preset search spaces and the layer kinds"),
         (name = "operations", description = "Health, workers, metrics, live events"),
     )
 )]

@@ -170,6 +170,8 @@ fn trials_by_epochs(results: &[store::RungResult]) -> std::collections::BTreeMap
     counts
 }
 
+/// One search of `strategy` with `seed`, start to end, on a database of
+/// its own, and what it found.
 async fn one_run(args: &SearchBenchArgs, strategy: &str, seed: u64) -> anyhow::Result<Run> {
     let file = std::env::temp_dir().join(format!(
         "nas-bench-search-{}-{strategy}-{seed}.db",
@@ -177,12 +179,30 @@ async fn one_run(args: &SearchBenchArgs, strategy: &str, seed: u64) -> anyhow::R
     ));
     let url = format!("sqlite://{}", file.display());
     let store = Store::connect(&url, QueueConfig::default()).await?;
+    let (id, timing) = search_to_the_end(args, &store, strategy, seed).await?;
+    let run = summarise_run(args, &store, id, strategy, seed, timing).await?;
+    let _ = std::fs::remove_file(&file);
+    Ok(run)
+}
+
+/// Wall time of a run: the search phase (up to the first final model) and
+/// in all, seconds.
+struct RunTiming {
+    search_seconds: f64,
+    total_seconds: f64,
+}
+
+/// Submits the search to `store` and runs in-process workers until it
+/// ends.
+async fn search_to_the_end(
+    args: &SearchBenchArgs,
+    store: &Store,
+    strategy: &str,
+    seed: u64,
+) -> anyhow::Result<(i64, RunTiming)> {
     let spec = spec_of(args, strategy, seed)?;
     let id = store.create_search(&spec).await?;
-    let data_dir = args
-        .data_dir
-        .clone()
-        .unwrap_or_else(worker::data::default_data_dir);
+    let data_dir = args.datasets.resolve();
     let mut pool = AgentPool::new(
         args.workers as usize,
         Some(args.threads),
@@ -193,7 +213,7 @@ async fn one_run(args: &SearchBenchArgs, strategy: &str, seed: u64) -> anyhow::R
     // so every run of the benchmark measures latency the way searches do.
     super::worker::calibrate(&mut pool, true)?;
     let (stop, stopped) = watch::channel(false);
-    let agents = pool.spawn(&store, &stopped);
+    let agents = pool.spawn(store, &stopped);
     let start = Instant::now();
     let mut search_seconds = None;
     loop {
@@ -211,6 +231,23 @@ async fn one_run(args: &SearchBenchArgs, strategy: &str, seed: u64) -> anyhow::R
     for agent in agents {
         agent.await.context("worker task")??;
     }
+    let timing = RunTiming {
+        search_seconds: search_seconds.unwrap_or(total),
+        total_seconds: total,
+    };
+    Ok((id, timing))
+}
+
+/// What the run found: its best validated trial, its final models, its
+/// fronts' hypervolumes and its compute.
+async fn summarise_run(
+    args: &SearchBenchArgs,
+    store: &Store,
+    id: i64,
+    strategy: &str,
+    seed: u64,
+    timing: RunTiming,
+) -> anyhow::Result<Run> {
     let results = store.rung_results(id).await?;
     let trials = store.trials(id).await?;
     let search_trials: Vec<_> = trials
@@ -247,8 +284,7 @@ async fn one_run(args: &SearchBenchArgs, strategy: &str, seed: u64) -> anyhow::R
                 .total_cmp(&b.test_accuracy.unwrap_or(0.0))
         });
     let result = model.and_then(|m| m.result.as_ref());
-    let search_seconds = search_seconds.unwrap_or(total);
-    let run = Run {
+    Ok(Run {
         strategy: strategy.to_owned(),
         seed,
         trials: search_trials.len(),
@@ -259,17 +295,15 @@ async fn one_run(args: &SearchBenchArgs, strategy: &str, seed: u64) -> anyhow::R
         final_latency_ms: result.map(|r| r.latency_ms.p50),
         final_params: result.map(|r| r.params),
         final_reward: model.and_then(|m| m.reward),
-        search_seconds,
-        final_seconds: total - search_seconds,
+        search_seconds: timing.search_seconds,
+        final_seconds: timing.total_seconds - timing.search_seconds,
         trials_by_epochs: trials_by_epochs(&results),
         latency_mode: Some(args.latency_mode.as_str().to_owned()),
         curve: curve(&results),
         tested_hypervolume: (!tested.is_empty()).then(|| plane_hypervolume(args, &tested)),
         validated_hypervolume: Some(plane_hypervolume(args, &validated)),
         tested,
-    };
-    let _ = std::fs::remove_file(&file);
-    Ok(run)
+    })
 }
 
 fn mean_and_spread(values: &[f64]) -> String {
@@ -289,15 +323,7 @@ pub fn run(args: &SearchBenchArgs) -> anyhow::Result<String> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let mut runs = match &args.out {
-        Some(out) if args.resume && out.exists() => {
-            let text = std::fs::read_to_string(out)
-                .with_context(|| format!("reading {}", out.display()))?;
-            serde_json::from_str::<Vec<Run>>(&text)
-                .with_context(|| format!("{} is not a runs file", out.display()))?
-        }
-        _ => Vec::new(),
-    };
+    let mut runs = earlier_runs(args)?;
     // Seed by seed, every strategy within a seed: a benchmark cut short
     // still compares the strategies on the seeds it finished.
     for seed in 0..u64::from(args.seeds) {
@@ -323,6 +349,51 @@ pub fn run(args: &SearchBenchArgs) -> anyhow::Result<String> {
             }
         }
     }
+    Ok(format!(
+        "{} on {}, space {}, {} epochs of {} images per search, {} target {} ms, {} final model(s) each, \
+         hypervolume box: accuracy {} to 1, latency 0 to {} ms, {} worker(s) x {} thread(s)\n{}{}",
+        "search quality at equal compute",
+        args.dataset,
+        args.space,
+        args.epochs_total,
+        args.max_train_samples,
+        args.latency_mode.as_str(),
+        args.target_ms,
+        args.final_top_k,
+        args.reference_accuracy,
+        reference_ms(args),
+        args.workers,
+        args.threads,
+        strategy_table(args, &runs),
+        dominance_cost(1000, mean_trial_seconds(&runs))
+    ))
+}
+
+/// The runs already in `--out`, with `--resume` (none otherwise).
+fn earlier_runs(args: &SearchBenchArgs) -> anyhow::Result<Vec<Run>> {
+    Ok(match &args.out {
+        Some(out) if args.resume && out.exists() => {
+            let text = std::fs::read_to_string(out)
+                .with_context(|| format!("reading {}", out.display()))?;
+            serde_json::from_str::<Vec<Run>>(&text)
+                .with_context(|| format!("{} is not a runs file", out.display()))?
+        }
+        _ => Vec::new(),
+    })
+}
+
+/// Mean wall time of a search trial over `runs`, seconds.
+fn mean_trial_seconds(runs: &[Run]) -> f64 {
+    let trial_seconds: Vec<f64> = runs
+        .iter()
+        .filter(|r| r.trials > 0)
+        .map(|r| r.search_seconds / r.trials as f64)
+        .collect();
+    trial_seconds.iter().sum::<f64>() / trial_seconds.len().max(1) as f64
+}
+
+/// One row per strategy: the mean and spread of its runs' figures.
+fn strategy_table(args: &SearchBenchArgs, runs: &[Run]) -> String {
     let mut table = Table::new(&[
         ("strategy", Align::Left),
         ("runs", Align::Right),
@@ -351,30 +422,7 @@ pub fn run(args: &SearchBenchArgs) -> anyhow::Result<String> {
             mean_and_spread(&of(&|r| Some(r.search_seconds))),
         ]);
     }
-    let trial_seconds: Vec<f64> = runs
-        .iter()
-        .filter(|r| r.trials > 0)
-        .map(|r| r.search_seconds / r.trials as f64)
-        .collect();
-    let mean_trial_seconds = trial_seconds.iter().sum::<f64>() / trial_seconds.len().max(1) as f64;
-    Ok(format!(
-        "{} on {}, space {}, {} epochs of {} images per search, {} target {} ms, {} final model(s) each, \
-         hypervolume box: accuracy {} to 1, latency 0 to {} ms, {} worker(s) x {} thread(s)\n{}{}",
-        "search quality at equal compute",
-        args.dataset,
-        args.space,
-        args.epochs_total,
-        args.max_train_samples,
-        args.latency_mode.as_str(),
-        args.target_ms,
-        args.final_top_k,
-        args.reference_accuracy,
-        reference_ms(args),
-        args.workers,
-        args.threads,
-        table.render(),
-        dominance_cost(1000, mean_trial_seconds)
-    ))
+    table.render()
 }
 
 /// What ranking by dominance costs a search of `trials` trials: every

@@ -482,6 +482,7 @@ pub fn request_final(args: &FinalArgs) -> anyhow::Result<String> {
         top_k: args.top_k,
         epochs: args.epochs,
         training: None,
+        max_seconds: args.max_seconds,
     };
     let body = serde_json::to_string(&settings)?;
     let queued: serde_json::Value =

@@ -6,7 +6,8 @@
 use std::sync::Arc;
 
 use anyhow::Context;
-use worker::latency::{gate, onnxruntime, HostGate, LatencyConfig, Meter, References, Runtime};
+use worker::host::gate::{self, HostGate};
+use worker::latency::{onnxruntime, LatencyConfig, Meter, References, Runtime};
 
 use crate::cli::{Basis, BasisArgs, OnnxRuntimeArgs};
 

@@ -5,29 +5,29 @@ use std::sync::atomic::AtomicBool;
 use anyhow::{bail, Context};
 use search::{Architecture, TrialResult};
 use serde_json::json;
-use worker::data::{default_data_dir, load_image_folder, open_dataset, Split};
-use worker::latency::{self, gate, HostGate, LatencyConfig};
+use worker::data::{load_image_folder, open_dataset, Split};
+use worker::host::gate::{self, HostGate};
+use worker::latency::{self, LatencyConfig};
 use worker::net::Network;
 use worker::pipeline::{Candidate, TrainingRun, TrialOutcome};
 use worker::train::{self, AugmentationConfig, OptimizerKind, Schedule, TrainConfig, TrainData};
 
 use super::arch::read_input;
-use crate::cli::{BenchArgs, LatencyArgs, ModelSource, TrainArgs};
+use crate::cli::{BenchArgs, DataDirArgs, LatencyArgs, ModelArgs, TrainArgs};
 use crate::table::thousands;
 
 /// The architecture named by `--arch` or `--zoo`.
 fn architecture(
-    model: &ModelSource,
-    width: f64,
+    model: &ModelArgs,
     input: search::InputShape,
     classes: usize,
 ) -> anyhow::Result<Architecture> {
-    match (&model.arch, &model.zoo) {
+    match (&model.source.arch, &model.source.zoo) {
         (Some(path), _) => {
             let text = read_input(path)?;
             Ok(Architecture::from_json(&text).with_context(|| format!("{}", path.display()))?)
         }
-        (None, Some(name)) => Ok(search::zoo::build(name, input, classes, width)?),
+        (None, Some(name)) => Ok(search::zoo::build(name, input, classes, model.width)?),
         (None, None) => bail!("give --arch FILE or --zoo NAME"),
     }
 }
@@ -38,10 +38,12 @@ fn percent(v: Option<f64>) -> String {
 
 /// A known dataset (downloaded on first use into the data folder) or an
 /// image folder given by path. Returns the split and a display name.
-fn load_dataset(name: &str, data_dir: Option<&std::path::Path>) -> anyhow::Result<(Split, String)> {
+fn load_dataset(name: &str, datasets: &DataDirArgs) -> anyhow::Result<(Split, String)> {
     if let Ok(dataset) = search::dataset::dataset(name) {
-        let dir = data_dir.map_or_else(default_data_dir, std::path::Path::to_path_buf);
-        return Ok((open_dataset(dataset, &dir)?, dataset.name.to_owned()));
+        return Ok((
+            open_dataset(dataset, &datasets.resolve())?,
+            dataset.name.to_owned(),
+        ));
     }
     let path = std::path::Path::new(name);
     if path.is_dir() {
@@ -60,13 +62,12 @@ fn load_dataset(name: &str, data_dir: Option<&std::path::Path>) -> anyhow::Resul
 /// The dataset and the network for it (a zoo entry is built for the
 /// dataset's input and classes; a file must match them).
 fn dataset_and_architecture(
-    model: &ModelSource,
-    width: f64,
+    model: &ModelArgs,
     dataset: &str,
-    data_dir: Option<&std::path::Path>,
+    datasets: &DataDirArgs,
 ) -> anyhow::Result<(Split, String, Architecture)> {
-    let (split, dataset_name) = load_dataset(dataset, data_dir)?;
-    let arch = architecture(model, width, split.train.shape, split.train.classes)?;
+    let (split, dataset_name) = load_dataset(dataset, datasets)?;
+    let arch = architecture(model, split.train.shape, split.train.classes)?;
     if arch.input != split.train.shape {
         bail!(
             "the architecture takes {} images but {} has {}",
@@ -116,12 +117,8 @@ fn train_config(args: &TrainArgs) -> anyhow::Result<TrainConfig> {
 /// Trains and prints one line per epoch, then a JSON summary line.
 pub fn train(args: &TrainArgs) -> anyhow::Result<String> {
     let config = train_config(args)?;
-    let (split, dataset_name, arch) = dataset_and_architecture(
-        &args.model,
-        args.width,
-        &args.dataset,
-        args.data_dir.as_deref(),
-    )?;
+    let (split, dataset_name, arch) =
+        dataset_and_architecture(&args.model, &args.dataset, &args.datasets)?;
     let (train_set, val_set) = split.train.split_validation(args.val_fraction, args.seed);
     let candidate = Candidate::build(&arch, args.seed)?;
     let report = candidate.report();
@@ -186,7 +183,7 @@ pub fn train(args: &TrainArgs) -> anyhow::Result<String> {
 }
 
 /// This process's handle on the host's latency gate (see
-/// `worker::latency::gate`): measurements wait for a quiet host, and
+/// `worker::host::gate`): measurements wait for a quiet host, and
 /// training batches wait out the host's measurements.
 fn host_gate() -> Option<std::sync::Arc<HostGate>> {
     gate::open_or_warn(&HostGate::default_path())
@@ -216,7 +213,7 @@ impl TrainSummary {
 
 /// Prints the batch-1 latency of an architecture.
 pub fn latency(args: &LatencyArgs) -> anyhow::Result<String> {
-    let arch = architecture(&args.model, args.width, args.input, args.classes)?;
+    let arch = architecture(&args.model, args.input, args.classes)?;
     let mut net = Network::new(&arch, 0)?;
     let config = LatencyConfig {
         threads: args.threads,
@@ -284,27 +281,52 @@ fn mebibytes(bytes: u64) -> f64 {
     bytes as f64 / (1024.0 * 1024.0)
 }
 
+/// The wall time of each of `--steps` training steps of `trainer` (after
+/// `--warmup` untimed ones) on batches of consecutive images of `set`,
+/// seconds.
+fn timed_steps(
+    trainer: &mut train::Trainer,
+    set: &worker::data::Dataset,
+    stats: &worker::data::ChannelStats,
+    args: &BenchArgs,
+) -> Vec<f64> {
+    let batch = args.batch_size.max(1);
+    let mut rng = search::seeded_rng(0);
+    let (mut images, mut labels) = (Vec::new(), Vec::new());
+    let mut timed = Vec::with_capacity(args.steps);
+    for step in 0..args.steps + args.warmup {
+        let start = (step * batch) % (set.len() - batch + 1);
+        let indices: Vec<usize> = (start..start + batch).collect();
+        worker::data::fill_batch(
+            set,
+            &indices,
+            stats,
+            Default::default(),
+            &mut rng,
+            &mut images,
+            &mut labels,
+        );
+        let t = std::time::Instant::now();
+        trainer.step(std::mem::take(&mut images), &labels, 1e-3);
+        if step >= args.warmup {
+            timed.push(t.elapsed().as_secs_f64());
+        }
+    }
+    timed
+}
+
 /// Times `--steps` Adam steps at `--batch-size` on the dataset's first images
 /// (after `--warmup` untimed ones) and the batch-1 latency; prints one JSON
 /// line. Throughput is the batch over the median step time (robust to a
 /// noisy machine); `train_images_per_second_overall` is over the total.
 pub fn bench(args: &BenchArgs) -> anyhow::Result<String> {
     let (train_set, dataset_name, arch) = if args.dataset == SYNTHETIC {
-        let arch = architecture(
-            &args.model,
-            args.width,
-            search::InputShape::new(1, 28, 28),
-            10,
-        )?;
+        let arch = architecture(&args.model, search::InputShape::new(1, 28, 28), 10)?;
         let images = (args.steps + args.warmup) * args.batch_size.max(1);
         (synthetic_images(&arch, images), SYNTHETIC.to_owned(), arch)
     } else {
-        let (split, name, arch) = dataset_and_architecture(
-            &args.model,
-            args.width,
-            &args.dataset,
-            args.data_dir.as_deref(),
-        )?;
+        let (split, name, arch) =
+            dataset_and_architecture(&args.model, &args.dataset, &args.datasets)?;
         (split.train, name, arch)
     };
     let mut net = Network::new(&arch, 0)?;
@@ -325,34 +347,11 @@ pub fn bench(args: &BenchArgs) -> anyhow::Result<String> {
     if train_set.len() < batch {
         bail!("{} has fewer than {batch} training images", dataset_name);
     }
-    let pool = train::thread_pool(args.threads)?;
+    let pool = worker::host::thread_pool(args.threads)?;
     let mut trainer = train::Trainer::new(net, OptimizerKind::adam());
-    let mut rng = search::seeded_rng(0);
     let resident_before = worker::memory::resident_now();
     let peak_is_training_only = worker::memory::reset_resident_peak();
-    let seconds = pool.install(|| {
-        let (mut images, mut labels) = (Vec::new(), Vec::new());
-        let mut timed = Vec::with_capacity(args.steps);
-        for step in 0..args.steps + args.warmup {
-            let start = (step * batch) % (train_set.len() - batch + 1);
-            let indices: Vec<usize> = (start..start + batch).collect();
-            worker::data::fill_batch(
-                &train_set,
-                &indices,
-                &stats,
-                Default::default(),
-                &mut rng,
-                &mut images,
-                &mut labels,
-            );
-            let t = std::time::Instant::now();
-            trainer.step(std::mem::take(&mut images), &labels, 1e-3);
-            if step >= args.warmup {
-                timed.push(t.elapsed().as_secs_f64());
-            }
-        }
-        timed
-    });
+    let seconds = pool.install(|| timed_steps(&mut trainer, &train_set, &stats, args));
     let total: f64 = seconds.iter().sum();
     let median_step = median(&seconds);
     let summary = json!({

@@ -6,7 +6,6 @@ use std::net::{Ipv4Addr, SocketAddr};
 use anyhow::Context;
 use store::{QueueConfig, Store};
 use tokio::sync::watch;
-use worker::data::default_data_dir;
 
 use super::serve::{bind, serve};
 use super::worker::shutdown_signal;
@@ -17,7 +16,7 @@ use worker::pool::AgentPool;
 
 /// Runs everything until a shutdown signal.
 pub fn run(args: &UpArgs) -> anyhow::Result<String> {
-    let data_dir = args.data_dir.clone().unwrap_or_else(default_data_dir);
+    let data_dir = args.datasets.resolve();
     let onnxruntime = super::timing::load_onnxruntime(&args.onnxruntime)?;
     let mut pool = AgentPool::new(args.workers, None, &["cpu".to_owned()], data_dir)?;
     super::worker::calibrate(&mut pool, args.calibrate)?;

@@ -6,7 +6,6 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use store::{QueueConfig, Store};
 use tokio::sync::watch;
-use worker::data::default_data_dir;
 use worker::health::Health;
 use worker::pool::AgentPool;
 
@@ -66,7 +65,7 @@ pub fn run(args: &WorkerArgs) -> anyhow::Result<String> {
         args.concurrency,
         args.threads,
         &args.labels.labels,
-        args.data_dir.clone().unwrap_or_else(default_data_dir),
+        args.datasets.resolve(),
     )?;
     pool.heartbeat = seconds("heartbeat-secs", args.heartbeat_secs)?;
     pool.reference_period = seconds("reference-every-secs", args.reference_every_secs)?;

@@ -1,16 +1,15 @@
 //! Claiming: which search a worker serves next (fair between searches,
-//! promotions first) and the trial it takes, with the search specs cached.
+//! promotions first) and the trial it takes, with its search's spec (decoded
+//! once per process), its final-training settings and its rung target
+//! resolved.
 
 use crate::sql_states::{PENDING, RUNNING, SEARCH_RUNNING};
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
-use search::TrialResult;
+use search::{FinalTraining, TrialResult};
 
 use crate::{ClaimedTrial, Event, Store, StoreError, TrialPhase, WorkerInfo};
-
-/// Most search specs a store keeps for claims.
-pub(crate) const MAX_CACHED_SPECS: usize = 1024;
 
 /// Most labels a worker's claim considers (2^10 label sets).
 const MAX_WORKER_LABELS: usize = 10;
@@ -80,63 +79,70 @@ impl Store {
         let Some(row) = claimed else {
             return Ok(None);
         };
+        let claimed = self.claimed_trial(&row).await?;
+        self.publish([Event::TrialClaimed {
+            search_id: claimed.search_id,
+            trial_id: claimed.id,
+        }]);
+        Ok(Some(claimed))
+    }
+
+    /// The claimed trial `row` as the worker gets it: its search's spec,
+    /// its rung target resolved, a final model's settings, and the latency
+    /// figures of its earlier rungs.
+    async fn claimed_trial(&self, row: &AnyRow) -> Result<ClaimedTrial, StoreError> {
         let search_id: i64 = row.try_get("search_id")?;
-        let spec = match self.specs.get_cloned(&search_id)? {
-            Some(spec) => spec,
-            None => {
-                let spec: String = sqlx::query("SELECT spec FROM searches WHERE id = $1")
-                    .bind(search_id)
-                    .fetch_one(self.pool())
-                    .await?
-                    .try_get("spec")?;
-                self.specs.insert(search_id, spec.clone())?;
-                spec
-            }
-        };
+        let spec = self.spec_of(search_id).await?;
         let phase_name: String = row.try_get("phase")?;
         let phase = TrialPhase::parse(&phase_name)
             .ok_or_else(|| StoreError::Corrupt(format!("trial phase {phase_name}")))?;
-        let final_spec = match phase {
-            TrialPhase::Search => None,
-            TrialPhase::Final => sqlx::query("SELECT final_spec FROM searches WHERE id = $1")
-                .bind(search_id)
-                .fetch_one(self.pool())
-                .await?
-                .try_get("final_spec")?,
-        };
         let epochs = |column: &str| -> Result<u32, StoreError> {
             Ok(u32::try_from(row.try_get::<i64, _>(column)?.max(0)).unwrap_or(u32::MAX))
         };
-        let id: i64 = row.try_get("id")?;
-        let earlier_latency_ms = match row.try_get::<Option<String>, _>("result")? {
-            None => Vec::new(),
-            Some(json) => match TrialResult::from_json(&json) {
-                Ok(result) => result.all_latency_measurements(),
-                Err(e) => {
-                    // Only the refinement is lost: the trial still runs.
-                    tracing::warn!(trial = id, error = %e, "the trial's earlier result does not read");
-                    Vec::new()
-                }
-            },
+        let (target_epochs, final_training) = match phase {
+            TrialPhase::Search => (
+                crate::specs::rung_target(&spec, row.try_get("target_epochs")?),
+                None,
+            ),
+            TrialPhase::Final => (
+                epochs("target_epochs")?,
+                Some(self.final_training_of(search_id, &spec).await?),
+            ),
         };
-        let claimed = ClaimedTrial {
+        let id: i64 = row.try_get("id")?;
+        Ok(ClaimedTrial {
             id,
             search_id,
             index: row.try_get("idx")?,
             attempt: row.try_get("attempt")?,
             architecture: row.try_get("architecture")?,
+            target_epochs,
             spec,
             phase,
-            target_epochs: epochs("target_epochs")?,
             epochs_done: epochs("epochs_done")?,
-            final_spec,
-            earlier_latency_ms,
-        };
-        self.publish([Event::TrialClaimed {
-            search_id,
-            trial_id: claimed.id,
-        }]);
-        Ok(Some(claimed))
+            final_training,
+            earlier_latency_ms: earlier_latency_ms(id, row)?,
+        })
+    }
+
+    /// The settings of search `search_id`'s final models: those fixed when
+    /// they were queued, else the spec's, else the defaults.
+    async fn final_training_of(
+        &self,
+        search_id: i64,
+        spec: &search::SearchSpec,
+    ) -> Result<FinalTraining, StoreError> {
+        let stored: Option<String> = sqlx::query("SELECT final_spec FROM searches WHERE id = $1")
+            .bind(search_id)
+            .fetch_one(self.pool())
+            .await?
+            .try_get("final_spec")?;
+        match stored {
+            Some(text) => serde_json::from_str(&text).map_err(|e| {
+                StoreError::Corrupt(format!("search {search_id} final training: {e}"))
+            }),
+            None => Ok(spec.final_training.clone().unwrap_or_default()),
+        }
     }
 
     /// The running search to claim from: of those with a due pending trial
@@ -208,6 +214,22 @@ impl Store {
         }
         Ok(query.fetch_optional(self.pool()).await?)
     }
+}
+
+/// The latency medians of trial `id`'s earlier rungs, from the result its
+/// claimed `row` holds (empty before its first rung ends, or if that result
+/// does not read: only the refinement is lost, the trial still runs).
+fn earlier_latency_ms(id: i64, row: &AnyRow) -> Result<Vec<f64>, StoreError> {
+    Ok(match row.try_get::<Option<String>, _>("result")? {
+        None => Vec::new(),
+        Some(json) => match TrialResult::from_json(&json) {
+            Ok(result) => result.all_latency_measurements(),
+            Err(e) => {
+                tracing::warn!(trial = id, error = %e, "the trial's earlier result does not read");
+                Vec::new()
+            }
+        },
+    })
 }
 
 #[cfg(test)]

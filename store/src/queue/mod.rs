@@ -22,7 +22,7 @@ mod rescue;
 
 use artifacts::delete_artifact;
 pub(crate) use artifacts::{CHECKPOINT, WEIGHTS};
-pub(crate) use claim::{label_subsets, MAX_CACHED_SPECS};
+pub(crate) use claim::label_subsets;
 
 use crate::sql_states::{CANCELLED, PENDING, RUNNING};
 use sqlx::{Any, FromRow, Row, Transaction};

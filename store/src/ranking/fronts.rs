@@ -141,9 +141,7 @@ impl Store {
     }
 
     async fn fronts_with(&self, search_id: i64, over_compute: bool) -> Result<Fronts, StoreError> {
-        let search = self.search(search_id).await?;
-        let spec: SearchSpec = serde_json::from_str(&search.spec)
-            .map_err(|e| StoreError::Corrupt(format!("search {search_id} spec: {e}")))?;
+        let spec = self.search(search_id).await?.spec;
         let objective = dominance_objective(&spec);
         let mut points = self.plane(search_id).await?;
         let costs = costs_of(

@@ -47,6 +47,17 @@ pub(super) fn key_name(key: RankKey) -> &'static str {
 }
 
 impl Cursor {
+    /// The cursor of the page that follows `last`, ranked by `key`.
+    fn after(last: &LeaderboardEntry, key: RankKey) -> Self {
+        Self {
+            key,
+            value: key_value(last, key),
+            reward: last.reward,
+            id: last.trial_id,
+            rank: last.rank,
+        }
+    }
+
     pub(super) fn encode(&self) -> String {
         format!(
             "{}_{}_{}_{}_{}",
@@ -150,6 +161,27 @@ fn blocks_of(architecture: &str) -> Result<String, StoreError> {
 }
 
 impl Store {
+    /// How many trials `filter` ranks by `col` (cached per leaderboard
+    /// version: counting is the one O(trials) part of a page).
+    async fn ranked_total(
+        &self,
+        search_id: i64,
+        col: &'static str,
+        filter: &str,
+        version: u64,
+    ) -> Result<i64, StoreError> {
+        if let Some(total) = self.totals.get(search_id, col, version)? {
+            return Ok(total);
+        }
+        let total: i64 = sqlx::query(&format!("SELECT COUNT(*) AS n FROM trials WHERE {filter}"))
+            .bind(search_id)
+            .fetch_one(self.pool())
+            .await?
+            .try_get("n")?;
+        self.totals.put(search_id, col, version, total)?;
+        Ok(total)
+    }
+
     /// Fetches one page of the leaderboard from the database.
     pub(super) async fn leaderboard_page(
         &self,
@@ -210,31 +242,10 @@ impl Store {
             .map(|(i, row)| RankedRow::from_row(row)?.entry(first_rank + i as i64))
             .collect::<Result<Vec<_>, _>>()?;
         let next_cursor = match entries.last() {
-            Some(last) if rows.len() as i64 > limit => Some(
-                Cursor {
-                    key,
-                    value: key_value(last, key),
-                    reward: last.reward,
-                    id: last.trial_id,
-                    rank: last.rank,
-                }
-                .encode(),
-            ),
+            Some(last) if rows.len() as i64 > limit => Some(Cursor::after(last, key).encode()),
             _ => None,
         };
-        let total = match self.totals.get(search_id, col, version)? {
-            Some(total) => total,
-            None => {
-                let total: i64 =
-                    sqlx::query(&format!("SELECT COUNT(*) AS n FROM trials WHERE {filter}"))
-                        .bind(search_id)
-                        .fetch_one(self.pool())
-                        .await?
-                        .try_get("n")?;
-                self.totals.put(search_id, col, version, total)?;
-                total
-            }
-        };
+        let total = self.ranked_total(search_id, col, &filter, version).await?;
         if entries.is_empty() {
             // An empty page: tell "no such search" from "nothing ranked yet".
             self.search(search_id).await?;
@@ -258,9 +269,7 @@ impl Store {
         limit: i64,
         offset: i64,
     ) -> Result<LeaderboardPage, StoreError> {
-        let search = self.search(search_id).await?;
-        let spec: search::SearchSpec = serde_json::from_str(&search.spec)
-            .map_err(|e| StoreError::Corrupt(format!("search {search_id} spec: {e}")))?;
+        let spec = self.search(search_id).await?.spec;
         let objective = crate::dominance_objective(&spec);
         let sql = format!(
             "SELECT id, idx, reward, accuracy, latency_ms, params, macs, parent_idx, finished_at, architecture, baseline, \

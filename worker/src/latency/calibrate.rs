@@ -22,9 +22,8 @@ use search::{zoo, Architecture, InputShape};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use super::{measure_with, Meter};
+use super::{measure_with, LatencyError, Meter};
 use crate::net::{Network, NetworkError};
-use crate::train::TrainError;
 
 /// One network of the reference set.
 #[derive(Debug, Clone, Copy)]
@@ -97,7 +96,7 @@ pub enum CalibrationError {
     Network(#[from] NetworkError),
     /// The measurement could not run.
     #[error(transparent)]
-    Measure(#[from] TrainError),
+    Measure(#[from] LatencyError),
 }
 
 /// One reference network as measured here.

@@ -26,7 +26,7 @@
 pub mod calibrate;
 mod cpu;
 mod device;
-pub mod gate;
+mod error;
 pub mod onnxruntime;
 pub mod predict;
 pub mod reference;
@@ -38,13 +38,13 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 pub use device::Device;
-pub use gate::HostGate;
+pub use error::LatencyError;
 pub use reference::References;
 pub use search::Runtime;
 pub use stats::Summary;
 
+use crate::host::{thread_pool, HostGate};
 use crate::net::{InferencePlan, Network};
-use crate::train::{thread_pool, TrainError};
 
 /// How to measure.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -126,9 +126,9 @@ impl LatencyConfig {
     }
 
     /// Checks the settings, naming the first bad one.
-    pub fn check(&self) -> Result<(), TrainError> {
+    pub fn check(&self) -> Result<(), LatencyError> {
         let bad = |field, message: &str| {
-            Err(TrainError::Config {
+            Err(LatencyError::Config {
                 field,
                 message: message.to_owned(),
             })
@@ -233,7 +233,7 @@ impl Latency {
 /// One batch-1 forward pass of a network on a fixed input, in some engine.
 pub trait Inference: Send {
     /// Runs it once.
-    fn infer(&mut self) -> Result<(), TrainError>;
+    fn infer(&mut self) -> Result<(), LatencyError>;
 }
 
 /// A network in our own engine: its inference plan at batch 1 (batch norm
@@ -257,7 +257,7 @@ impl EngineInference {
 }
 
 impl Inference for EngineInference {
-    fn infer(&mut self) -> Result<(), TrainError> {
+    fn infer(&mut self) -> Result<(), LatencyError> {
         std::hint::black_box(self.plan.run(&self.image));
         Ok(())
     }
@@ -276,7 +276,7 @@ fn inference<'a>(
     net: &'a mut Network,
     runtime: Runtime,
     threads: usize,
-) -> Result<Box<dyn Inference + Send + 'a>, TrainError> {
+) -> Result<Box<dyn Inference + Send + 'a>, LatencyError> {
     Ok(match runtime {
         Runtime::Nas => Box::new(EngineInference::new(net)),
         Runtime::Onnxruntime => Box::new(onnxruntime::OrtInference::new(net, threads)?),
@@ -318,7 +318,7 @@ pub fn measure(
     net: &mut Network,
     config: LatencyConfig,
     gate: Option<&HostGate>,
-) -> Result<Latency, TrainError> {
+) -> Result<Latency, LatencyError> {
     measure_absolute(net, Runtime::Nas, config, gate)
 }
 
@@ -329,7 +329,7 @@ pub fn measure_absolute(
     runtime: Runtime,
     config: LatencyConfig,
     gate: Option<&HostGate>,
-) -> Result<Latency, TrainError> {
+) -> Result<Latency, LatencyError> {
     measure_with(
         net,
         &Meter {
@@ -345,7 +345,7 @@ pub fn measure_absolute(
 /// device's references (the network and the reference network alternate,
 /// run by run, and the median of the per-pair ratios is multiplied by the
 /// reference's established p50), else on the absolute basis.
-pub fn measure_with(net: &mut Network, meter: &Meter<'_>) -> Result<Latency, TrainError> {
+pub fn measure_with(net: &mut Network, meter: &Meter<'_>) -> Result<Latency, LatencyError> {
     let config = meter.config;
     config.check()?;
     let started = Instant::now();
@@ -357,41 +357,89 @@ pub fn measure_with(net: &mut Network, meter: &Meter<'_>) -> Result<Latency, Tra
     let mut reference_network = match &basis {
         Some(_) => Some(
             Network::new(&reference::reference_architecture()?, 1)
-                .map_err(|e| TrainError::Data(format!("reference network: {e}")))?,
+                .map_err(|e| LatencyError::Network(format!("reference network: {e}")))?,
         ),
         None => None,
     };
-    let pool = thread_pool(config.threads)?;
-    let allowed = cpu::allowed_cpus();
-    let pinned = config.pin
-        && pool
-            .broadcast(|ctx| {
-                // The last CPUs first: CPU 0 takes most interrupts.
-                let cpu = allowed[allowed.len() - 1 - ctx.index() % allowed.len()];
-                cpu::pin_current_thread(cpu)
-            })
-            .into_iter()
-            .all(|ok| ok);
-    let mut candidate = inference(net, meter.runtime, config.threads)?;
-    let mut reference = reference_network
-        .as_mut()
-        .map(|n| inference(n, meter.runtime, config.threads))
-        .transpose()?;
+    let (pool, pinned) = pinned_pool(&config)?;
+    let mut sampler = Sampler {
+        candidate: inference(net, meter.runtime, config.threads)?,
+        reference: reference_network
+            .as_mut()
+            .map(|n| inference(n, meter.runtime, config.threads))
+            .transpose()?,
+        pairs: 0,
+        failure: None,
+    };
     // One run each before anything is timed: a runtime that cannot run the
     // network says so here, with its message.
-    pool.install(|| -> Result<(), TrainError> {
-        candidate.infer()?;
-        reference.as_mut().map_or(Ok(()), |r| r.infer())
-    })?;
+    pool.install(|| sampler.try_each())?;
     let quiet = meter.gate.and_then(|g| {
         g.quiet()
             .map_err(|e| tracing::warn!(error = %e, path = %g.path().display(), "latency gate unavailable; measuring beside training"))
             .ok()
     });
     let quiet_wait_ms = quiet.as_ref().map_or(0.0, |q| q.waited.as_secs_f64() * 1e3);
-    let mut failure: Option<TrainError> = None;
-    let mut pairs = 0usize;
-    let mut sample = || -> Sample {
+    let (best, attempts) = pool.install(|| best_attempt(&config, &mut || sampler.sample()));
+    drop(quiet);
+    if let Some(e) = sampler.failure {
+        return Err(e);
+    }
+    let best = best.ok_or_else(|| LatencyError::Config {
+        field: "latency.attempts",
+        message: "no attempt ran".into(),
+    })?;
+    let how = HowMeasured {
+        attempts,
+        pinned,
+        quiet_wait_ms,
+        seconds_spent: started.elapsed().as_secs_f64(),
+        runtime: meter.runtime,
+    };
+    Ok(latency_of(
+        best,
+        basis.as_ref().map(|b| b.p50_ms),
+        &config,
+        how,
+    ))
+}
+
+/// The measuring pool, its threads pinned to CPUs where `config` asks and
+/// the OS allows (the last CPUs first: CPU 0 takes most interrupts).
+/// Returns whether every thread was pinned.
+fn pinned_pool(config: &LatencyConfig) -> Result<(rayon::ThreadPool, bool), LatencyError> {
+    let pool = thread_pool(config.threads)?;
+    let allowed = cpu::allowed_cpus();
+    let pinned = config.pin
+        && pool
+            .broadcast(|ctx| {
+                let cpu = allowed[allowed.len() - 1 - ctx.index() % allowed.len()];
+                cpu::pin_current_thread(cpu)
+            })
+            .into_iter()
+            .all(|ok| ok);
+    Ok((pool, pinned))
+}
+
+/// Times the candidate, alone or in pairs with the reference network; the
+/// first failure is kept and every later sample is NaN.
+struct Sampler<'a> {
+    candidate: Box<dyn Inference + Send + 'a>,
+    reference: Option<Box<dyn Inference + Send + 'a>>,
+    pairs: usize,
+    failure: Option<LatencyError>,
+}
+
+impl Sampler<'_> {
+    /// One untimed run of each network.
+    fn try_each(&mut self) -> Result<(), LatencyError> {
+        self.candidate.infer()?;
+        self.reference.as_mut().map_or(Ok(()), |r| r.infer())
+    }
+
+    /// One timed unit.
+    fn sample(&mut self) -> Sample {
+        let failure = &mut self.failure;
         let mut time = |inference: &mut Box<dyn Inference + Send + '_>| {
             let t = Instant::now();
             match inference.infer() {
@@ -402,21 +450,21 @@ pub fn measure_with(net: &mut Network, meter: &Meter<'_>) -> Result<Latency, Tra
                 }
             }
         };
-        match reference.as_mut() {
+        match self.reference.as_mut() {
             None => {
-                let own = time(&mut candidate);
+                let own = time(&mut self.candidate);
                 Sample { value: own, own }
             }
             Some(reference) => {
                 // The order alternates, so neither side always runs in the
                 // other's wake.
-                pairs += 1;
-                let (own, theirs) = if pairs.is_multiple_of(2) {
-                    let own = time(&mut candidate);
+                self.pairs += 1;
+                let (own, theirs) = if self.pairs.is_multiple_of(2) {
+                    let own = time(&mut self.candidate);
                     (own, time(reference))
                 } else {
                     let theirs = time(reference);
-                    (time(&mut candidate), theirs)
+                    (time(&mut self.candidate), theirs)
                 };
                 Sample {
                     value: own / theirs,
@@ -424,53 +472,71 @@ pub fn measure_with(net: &mut Network, meter: &Meter<'_>) -> Result<Latency, Tra
                 }
             }
         }
-    };
-    let (best, attempts) = pool.install(|| {
-        let mut best: Option<Attempt> = None;
-        let mut attempts = 0;
-        while attempts < config.attempts {
-            attempts += 1;
-            let attempt = one_attempt(&config, &mut sample);
-            let width = attempt.summary.relative_half_width();
-            let better = best
-                .as_ref()
-                .is_none_or(|b| width < b.summary.relative_half_width());
-            if better {
-                best = Some(attempt);
-            }
-            if width <= config.accept_ci || attempt_failed(&best) {
-                break;
-            }
-        }
-        (best, attempts)
-    });
-    drop(quiet);
-    if let Some(e) = failure {
-        return Err(e);
     }
-    let best = best.ok_or_else(|| TrainError::Config {
-        field: "latency.attempts",
-        message: "no attempt ran".into(),
-    })?;
-    let unstable = best.summary.relative_half_width() > config.accept_ci;
+}
+
+/// Attempts until one's interval is within `accept_ci` (or one fails, or
+/// `attempts` ran): the narrowest attempt, and how many ran.
+fn best_attempt(
+    config: &LatencyConfig,
+    sample: &mut impl FnMut() -> Sample,
+) -> (Option<Attempt>, usize) {
+    let mut best: Option<Attempt> = None;
+    let mut attempts = 0;
+    while attempts < config.attempts {
+        attempts += 1;
+        let attempt = one_attempt(config, sample);
+        let width = attempt.summary.relative_half_width();
+        let better = best
+            .as_ref()
+            .is_none_or(|b| width < b.summary.relative_half_width());
+        if better {
+            best = Some(attempt);
+        }
+        if width <= config.accept_ci || attempt_failed(&best) {
+            break;
+        }
+    }
+    (best, attempts)
+}
+
+/// How a measurement went, besides its timings.
+struct HowMeasured {
+    attempts: usize,
+    pinned: bool,
+    quiet_wait_ms: f64,
+    seconds_spent: f64,
+    runtime: Runtime,
+}
+
+/// The measurement `best` stands for, in milliseconds: on the relative
+/// basis (the reference's established p50 `basis_ms`) the median ratio
+/// times it, else the run times themselves.
+fn latency_of(
+    best: Attempt,
+    basis_ms: Option<f64>,
+    config: &LatencyConfig,
+    how: HowMeasured,
+) -> Latency {
+    let s = best.summary;
+    let unstable = s.relative_half_width() > config.accept_ci;
     if unstable {
         tracing::warn!(
-            p50 = best.summary.p50,
-            half_width = best.summary.relative_half_width(),
-            attempts,
+            p50 = s.p50,
+            half_width = s.relative_half_width(),
+            attempts = how.attempts,
             "latency interval stayed wide"
         );
     }
-    let scale = basis.as_ref().map_or(1.0, |b| b.p50_ms);
-    let s = best.summary;
+    let scale = basis_ms.unwrap_or(1.0);
     // On the relative basis the fastest run is the network's own, carried
     // over by the factor that carries its own median: a pair whose
     // reference run was interrupted says nothing of how fast it can run.
-    let min = match &basis {
+    let min = match basis_ms {
         Some(_) if best.own_p50 > 0.0 => best.own_min * (s.p50 * scale) / best.own_p50,
         _ => s.min * scale,
     };
-    Ok(Latency {
+    Latency {
         p50: s.p50 * scale,
         p90: s.p90 * scale,
         min,
@@ -479,18 +545,18 @@ pub fn measure_with(net: &mut Network, meter: &Meter<'_>) -> Result<Latency, Tra
         runs: s.runs,
         outliers: s.outliers,
         warmup_runs: best.warmup_runs,
-        attempts,
+        attempts: how.attempts,
         unstable,
         cpus: best.cpus.into_iter().collect(),
-        pinned,
-        quiet_wait_ms,
-        seconds_spent: started.elapsed().as_secs_f64(),
+        pinned: how.pinned,
+        quiet_wait_ms: how.quiet_wait_ms,
+        seconds_spent: how.seconds_spent,
         device: Device::current(config.threads),
-        runtime: meter.runtime,
+        runtime: how.runtime,
         raw_p50: best.own_p50,
-        ratio: basis.as_ref().map(|_| s.p50),
-        basis_p50: basis.as_ref().map(|b| b.p50_ms),
-    })
+        ratio: basis_ms.map(|_| s.p50),
+        basis_p50: basis_ms,
+    }
 }
 
 /// One timed unit: the figure summarised (a run time, or a pair's ratio)

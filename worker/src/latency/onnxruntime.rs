@@ -17,9 +17,8 @@ use ort::session::Session;
 use ort::value::Tensor;
 use thiserror::Error;
 
-use super::Inference;
+use super::{Inference, LatencyError};
 use crate::net::Network;
-use crate::train::TrainError;
 
 /// The environment variable naming the library, besides `--onnxruntime`.
 pub const PATH_ENV: &str = "NAS_ONNXRUNTIME";
@@ -151,9 +150,9 @@ fn version_of(path: &str, info: &str) -> String {
 }
 
 /// The loaded library, or the error saying how to load it.
-fn loaded_runtime() -> Result<&'static Runtime, TrainError> {
+fn loaded_runtime() -> Result<&'static Runtime, LatencyError> {
     RUNTIME.get().ok_or_else(|| {
-        TrainError::Runtime(format!(
+        LatencyError::Runtime(format!(
             "onnxruntime is not loaded in this worker (start it with --onnxruntime PATH or {PATH_ENV})"
         ))
     })
@@ -181,10 +180,10 @@ impl OrtInference {
     /// Exports `net` to ONNX in memory and opens it in a session with
     /// `threads` intra-op threads. A network ONNX Runtime refuses is an
     /// error carrying its message.
-    pub fn new(net: &Network, threads: usize) -> Result<Self, TrainError> {
+    pub fn new(net: &Network, threads: usize) -> Result<Self, LatencyError> {
         let runtime = loaded_runtime()?;
         let bytes = crate::onnx::to_onnx(net, &[])
-            .map_err(|e| TrainError::Runtime(format!("ONNX export: {e}")))?;
+            .map_err(|e| LatencyError::Runtime(format!("ONNX export: {e}")))?;
         let input = net.architecture().input;
         Self::open(
             &runtime.environment,
@@ -196,7 +195,11 @@ impl OrtInference {
 
     /// An ONNX model's bytes in a session, fed a fixed input of `shape`
     /// (N x C x H x W).
-    pub fn from_model(bytes: &[u8], shape: [usize; 4], threads: usize) -> Result<Self, TrainError> {
+    pub fn from_model(
+        bytes: &[u8],
+        shape: [usize; 4],
+        threads: usize,
+    ) -> Result<Self, LatencyError> {
         let runtime = loaded_runtime()?;
         Self::open(&runtime.environment, bytes, shape, threads)
     }
@@ -206,9 +209,9 @@ impl OrtInference {
         bytes: &[u8],
         shape: [usize; 4],
         threads: usize,
-    ) -> Result<Self, TrainError> {
+    ) -> Result<Self, LatencyError> {
         let refused =
-            |e: String| TrainError::Runtime(format!("onnxruntime refused the network: {e}"));
+            |e: String| LatencyError::Runtime(format!("onnxruntime refused the network: {e}"));
         let session = Session::builder(environment)
             .map_err(|e| refused(e.to_string()))?
             .with_intra_threads(threads)
@@ -235,30 +238,30 @@ impl OrtInference {
     /// One run on the fixed input, its outputs handed to `read`.
     fn run<R>(
         &mut self,
-        read: impl FnOnce(&ort::session::SessionOutputs<'_>) -> Result<R, TrainError>,
-    ) -> Result<R, TrainError> {
+        read: impl FnOnce(&ort::session::SessionOutputs<'_>) -> Result<R, LatencyError>,
+    ) -> Result<R, LatencyError> {
         let input = Tensor::from_array((self.shape, self.image.clone()))
-            .map_err(|e| TrainError::Runtime(format!("onnxruntime input: {e}")))?;
+            .map_err(|e| LatencyError::Runtime(format!("onnxruntime input: {e}")))?;
         let outputs = self
             .session
             .run(ort::inputs![self.input_name.as_str() => input])
-            .map_err(|e| TrainError::Runtime(format!("onnxruntime run: {e}")))?;
+            .map_err(|e| LatencyError::Runtime(format!("onnxruntime run: {e}")))?;
         read(&outputs)
     }
 
     /// The first output of one run on the fixed input (the logits).
-    pub fn logits(&mut self) -> Result<Vec<f32>, TrainError> {
+    pub fn logits(&mut self) -> Result<Vec<f32>, LatencyError> {
         self.run(|outputs| {
             let (_, values) = outputs[0]
                 .try_extract_tensor::<f32>()
-                .map_err(|e| TrainError::Runtime(format!("onnxruntime output: {e}")))?;
+                .map_err(|e| LatencyError::Runtime(format!("onnxruntime output: {e}")))?;
             Ok(values.to_vec())
         })
     }
 }
 
 impl Inference for OrtInference {
-    fn infer(&mut self) -> Result<(), TrainError> {
+    fn infer(&mut self) -> Result<(), LatencyError> {
         self.run(|outputs| {
             std::hint::black_box(outputs);
             Ok(())

@@ -23,7 +23,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use search::{validate, Architecture, Objective, ValidationError};
+use search::{validate, Architecture, Objective, Report, ValidationError};
 
 /// Feature name -> value for one network.
 pub type Features = BTreeMap<String, f64>;
@@ -47,7 +47,11 @@ const RIDGE: f64 = 1e-4;
 
 /// The features of `architecture` (see the module docs).
 pub fn features(architecture: &Architecture) -> Result<Features, ValidationError> {
-    let report = validate(architecture)?;
+    Ok(features_of(&validate(architecture)?))
+}
+
+/// The features of a network from its validation report.
+pub fn features_of(report: &Report) -> Features {
     let mut f = Features::new();
     let mut add = |name: String, value: f64| *f.entry(name).or_insert(0.0) += value;
     add("bias".into(), 1.0);
@@ -74,7 +78,7 @@ pub fn features(architecture: &Architecture) -> Result<Features, ValidationError
             );
         }
     }
-    Ok(f)
+    f
 }
 
 /// How wide a layer's matrix product is: the smaller of its input and
@@ -112,16 +116,21 @@ impl Predictor {
     /// Records that `architecture` measured `p50_ms` here; the costs are
     /// refitted at the next [`Predictor::fit`].
     pub fn observe(&mut self, architecture: &Architecture, p50_ms: f64) {
+        if let Ok(report) = validate(architecture) {
+            self.observe_validated(&report, p50_ms);
+        }
+    }
+
+    /// [`Predictor::observe`] for a network already validated into `report`.
+    pub fn observe_validated(&mut self, report: &Report, p50_ms: f64) {
         if !(p50_ms.is_finite() && p50_ms > 0.0) {
             return;
         }
-        if let Ok(f) = features(architecture) {
-            if self.observations.len() >= MAX_OBSERVATIONS {
-                self.observations.remove(0);
-            }
-            self.observations.push((f, p50_ms));
-            self.costs = None;
+        if self.observations.len() >= MAX_OBSERVATIONS {
+            self.observations.remove(0);
         }
+        self.observations.push((features_of(report), p50_ms));
+        self.costs = None;
     }
 
     /// Fits the costs to the networks measured so far (if there are at
@@ -135,8 +144,14 @@ impl Predictor {
     /// The predicted p50 of `architecture` on this device, milliseconds;
     /// `None` before the predictor is fitted or for an invalid network.
     pub fn predict(&self, architecture: &Architecture) -> Option<f64> {
+        self.costs.as_ref()?;
+        self.predict_validated(&validate(architecture).ok()?)
+    }
+
+    /// [`Predictor::predict`] for a network already validated into `report`.
+    pub fn predict_validated(&self, report: &Report) -> Option<f64> {
         let costs = self.costs.as_ref()?;
-        let f = features(architecture).ok()?;
+        let f = features_of(report);
         Some(
             f.iter()
                 .map(|(name, value)| costs.get(name).copied().unwrap_or(0.0) * value)

@@ -29,9 +29,9 @@ use std::sync::{Mutex, PoisonError};
 use search::{zoo, Architecture, InputShape, Runtime};
 use serde::{Deserialize, Serialize};
 
-use super::{measure_absolute, Device, HostGate, LatencyConfig};
+use super::{measure_absolute, Device, LatencyConfig, LatencyError};
+use crate::host::HostGate;
 use crate::net::Network;
-use crate::train::TrainError;
 
 /// The device reference network: a zoo entry and its width.
 pub const DEVICE_REFERENCE: (&str, f64) = ("mobilenet_v1", 0.25);
@@ -43,9 +43,9 @@ pub const HISTORY: usize = 5;
 const MEASUREMENTS_PER_ESTABLISHMENT: usize = 3;
 
 /// The reference network's architecture (28x28x1, 10 classes).
-pub fn reference_architecture() -> Result<Architecture, TrainError> {
+pub fn reference_architecture() -> Result<Architecture, LatencyError> {
     let (name, width) = DEVICE_REFERENCE;
-    zoo::build(name, InputShape::new(1, 28, 28), 10, width).map_err(|e| TrainError::Config {
+    zoo::build(name, InputShape::new(1, 28, 28), 10, width).map_err(|e| LatencyError::Config {
         field: "latency.reference",
         message: format!("{name}@{width}: {e}"),
     })
@@ -180,7 +180,7 @@ impl References {
         runtime: Runtime,
         threads: usize,
         gate: Option<&HostGate>,
-    ) -> Result<Basis, TrainError> {
+    ) -> Result<Basis, LatencyError> {
         let mut bases = self.bases.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(basis) = bases.get(&(runtime, threads)) {
             return Ok(basis.clone());
@@ -195,7 +195,7 @@ impl References {
         runtime: Runtime,
         threads: usize,
         gate: Option<&HostGate>,
-    ) -> Result<Basis, TrainError> {
+    ) -> Result<Basis, LatencyError> {
         let mut bases = self.bases.lock().unwrap_or_else(PoisonError::into_inner);
         self.establish_locked(&mut bases, runtime, threads, gate)
     }
@@ -216,14 +216,14 @@ impl References {
         runtime: Runtime,
         threads: usize,
         gate: Option<&HostGate>,
-    ) -> Result<Basis, TrainError> {
+    ) -> Result<Basis, LatencyError> {
         let started = std::time::Instant::now();
         let config = LatencyConfig {
             threads,
             ..self.protocol
         };
         let mut network = Network::new(&reference_architecture()?, 1)
-            .map_err(|e| TrainError::Data(format!("reference network: {e}")))?;
+            .map_err(|e| LatencyError::Network(format!("reference network: {e}")))?;
         let mut medians = Vec::with_capacity(MEASUREMENTS_PER_ESTABLISHMENT);
         for _ in 0..MEASUREMENTS_PER_ESTABLISHMENT {
             medians.push(measure_absolute(&mut network, runtime, config, gate)?.p50);

@@ -105,11 +105,13 @@ class Budget(_Part):
 
 @dataclass
 class Final(_Part):
-    """Final training of the best ``top_k`` architectures for ``epochs``, with its own recipe."""
+    """Final training of the best ``top_k`` architectures for ``epochs``, with its own recipe,
+    within ``max_seconds`` of estimated training time if given."""
 
     top_k: Optional[int] = None
     epochs: Optional[int] = None
     training: Optional[Dict[str, Any]] = None
+    max_seconds: Optional[float] = None
     extra: Dict[str, Any] = field(default_factory=dict)
 
 

@@ -78,16 +78,18 @@ fn decode(name: &str, bytes: &[u8], max_side: u32) -> Result<DynamicImage, Impor
         .map_err(|e| broken(format!("not a readable PNG or JPEG image: {e}")))
 }
 
-/// Reads an image folder from `entries`.
-pub(super) fn read(entries: &[Entry], options: &ImportOptions) -> Result<Folder, ImportError> {
-    let parts = parts(entries);
+/// The image entries of a folder, each with its split (0 train, 1 test)
+/// and class, and how many entries are not images in place.
+fn place<'e>(
+    entries: &'e [Entry],
+    parts: &'e [Vec<&'e str>],
+) -> (Vec<(&'e Entry, usize, &'e str)>, usize) {
     let split_layout = parts
         .iter()
         .any(|p| p.len() == 3 && p[0] == "train" && is_image(p[2]));
-    // (entry, split: 0 train / 1 test, class)
-    let mut images: Vec<(&Entry, usize, &str)> = Vec::new();
+    let mut images = Vec::new();
     let mut skipped = 0;
-    for (entry, p) in entries.iter().zip(&parts) {
+    for (entry, p) in entries.iter().zip(parts) {
         let placed = match (split_layout, p.as_slice()) {
             (true, ["train", class, file]) if is_image(file) => Some((0, *class)),
             (true, ["test" | "val", class, file]) if is_image(file) => Some((1, *class)),
@@ -99,6 +101,14 @@ pub(super) fn read(entries: &[Entry], options: &ImportOptions) -> Result<Folder,
             None => skipped += 1,
         }
     }
+    (images, skipped)
+}
+
+/// Reads an image folder from `entries`.
+pub(super) fn read(entries: &[Entry], options: &ImportOptions) -> Result<Folder, ImportError> {
+    let parts = parts(entries);
+    // (entry, split: 0 train / 1 test, class)
+    let (images, skipped) = place(entries, &parts);
     if images.is_empty() {
         return Err(ImportError::Format(
             "no images found: expected class/*.png|jpg|jpeg or train/class/... and test/class/..."
@@ -112,18 +122,7 @@ pub(super) fn read(entries: &[Entry], options: &ImportOptions) -> Result<Folder,
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
-    if class_names.len() > options.limits.max_classes {
-        return Err(ImportError::Bound {
-            what: "classes".into(),
-            limit: options.limits.max_classes as u64,
-        });
-    }
-    if images.len() > options.limits.max_images {
-        return Err(ImportError::Bound {
-            what: "images".into(),
-            limit: options.limits.max_images as u64,
-        });
-    }
+    check_counts(class_names.len(), images.len(), options)?;
     let mut shape: Option<(InputShape, String)> = None;
     let mut train = Decoded::default();
     let mut test = Decoded::default();
@@ -143,12 +142,7 @@ pub(super) fn read(entries: &[Entry], options: &ImportOptions) -> Result<Folder,
             None if image.color().has_color() => 3,
             None => 1,
         });
-        let image = match options.resize {
-            Some((h, w)) if (image.height() as usize, image.width() as usize) != (h, w) => {
-                image.resize_exact(w as u32, h as u32, FilterType::Triangle)
-            }
-            _ => image,
-        };
+        let image = resized(image, options.resize);
         let this = InputShape::new(channels, image.height() as usize, image.width() as usize);
         match &shape {
             None => shape = Some((this, entry.name.clone())),
@@ -181,6 +175,33 @@ pub(super) fn read(entries: &[Entry], options: &ImportOptions) -> Result<Folder,
         test: has_test.then_some(test),
         skipped,
     })
+}
+
+/// Refuses more classes or images than `options` allow.
+fn check_counts(classes: usize, images: usize, options: &ImportOptions) -> Result<(), ImportError> {
+    let limits = &options.limits;
+    for (what, count, limit) in [
+        ("classes", classes, limits.max_classes),
+        ("images", images, limits.max_images),
+    ] {
+        if count > limit {
+            return Err(ImportError::Bound {
+                what: what.into(),
+                limit: limit as u64,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// `image` at `size` (height, width), if one is asked for.
+fn resized(image: DynamicImage, size: Option<(usize, usize)>) -> DynamicImage {
+    match size {
+        Some((h, w)) if (image.height() as usize, image.width() as usize) != (h, w) => {
+            image.resize_exact(w as u32, h as u32, FilterType::Triangle)
+        }
+        _ => image,
+    }
 }
 
 /// Appends `image` as `channels` planes (1: luma, 3: RGB).

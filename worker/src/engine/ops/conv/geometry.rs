@@ -7,22 +7,22 @@ use crate::ops::valid_columns;
 
 /// Everything the per-image kernels need, with the input size resolved.
 #[derive(Clone, Copy)]
-pub(in crate::ops) struct Geometry {
-    pub(in crate::ops) spec: Conv2dSpec,
-    pub(in crate::ops) h: usize,
-    pub(in crate::ops) w: usize,
-    pub(in crate::ops) oh: usize,
-    pub(in crate::ops) ow: usize,
+pub(in crate::engine::ops) struct Geometry {
+    pub(in crate::engine::ops) spec: Conv2dSpec,
+    pub(in crate::engine::ops) h: usize,
+    pub(in crate::engine::ops) w: usize,
+    pub(in crate::engine::ops) oh: usize,
+    pub(in crate::engine::ops) ow: usize,
     /// Input channels per group.
-    pub(in crate::ops) cg: usize,
+    pub(in crate::engine::ops) cg: usize,
     /// Output channels per group.
-    pub(in crate::ops) og: usize,
+    pub(in crate::engine::ops) og: usize,
     /// Rows of the im2col matrix: `cg * kh * kw`.
     pub(super) kdim: usize,
 }
 
 impl Geometry {
-    pub(in crate::ops) fn new(spec: Conv2dSpec, c: usize, h: usize, w: usize) -> Self {
+    pub(in crate::engine::ops) fn new(spec: Conv2dSpec, c: usize, h: usize, w: usize) -> Self {
         assert_eq!(
             c, spec.in_channels,
             "conv2d: input channels differ from the spec"
@@ -41,17 +41,17 @@ impl Geometry {
         }
     }
 
-    pub(in crate::ops) fn in_len(&self) -> usize {
+    pub(in crate::engine::ops) fn in_len(&self) -> usize {
         self.spec.in_channels * self.h * self.w
     }
 
-    pub(in crate::ops) fn out_len(&self) -> usize {
+    pub(in crate::engine::ops) fn out_len(&self) -> usize {
         self.spec.out_channels * self.oh * self.ow
     }
 
     /// The output columns `lo..hi` whose input column `ox * stride + offset`
     /// lies inside the image.
-    pub(in crate::ops) fn valid_columns(&self, offset: isize) -> (usize, usize) {
+    pub(in crate::engine::ops) fn valid_columns(&self, offset: isize) -> (usize, usize) {
         valid_columns(offset, self.spec.stride.1, self.w, self.ow)
     }
 

@@ -20,9 +20,9 @@ mod kernels;
 mod phases;
 mod pixel_major;
 
-pub(in crate::ops) use geometry::Geometry;
-pub(in crate::ops) use kernels::{ConvKernel, Forward, Kernels};
-pub(in crate::ops) use pixel_major::transpose_into;
+pub(in crate::engine::ops) use geometry::Geometry;
+pub(in crate::engine::ops) use kernels::{ConvKernel, Forward, Kernels};
+pub(in crate::engine::ops) use pixel_major::transpose_into;
 
 /// The geometry of a convolution. Weights are `out x in/groups x kh x kw`,
 /// stored flat; the bias (if any) has `out` elements.
@@ -112,6 +112,49 @@ enum Epilogue<E> {
     Norm(Vec<E>, BatchNormSaved<E>, Activation),
 }
 
+impl<E: Real> Epilogue<E> {
+    /// Batch norm and/or the activation on the convolution's output `zs`
+    /// (`dims`: batch, channels, pixels): the block's output, and what its
+    /// backward pass keeps (with tape `T`).
+    fn forward<T: Tape<E, Cpu>>(
+        zs: Vec<E>,
+        dims: (usize, usize, usize),
+        batch_norm: Option<BatchNormArgs<'_, E>>,
+        act: Activation,
+    ) -> (Vec<E>, Self) {
+        match batch_norm {
+            Some(bn) => {
+                let (ys, saved) = batch_norm_forward(&zs, dims, bn, act);
+                (ys, Self::Norm(kept_for_backward::<T, E>(zs), saved, act))
+            }
+            None if act != Activation::None => {
+                let ys = act::forward(&zs, act);
+                (ys, Self::Act(kept_for_backward::<T, E>(zs), act))
+            }
+            None => (zs, Self::Plain),
+        }
+    }
+
+    /// Turns the block's output gradient `dy` into the convolution's, in
+    /// place; with a batch norm, returns its gamma and beta gradients.
+    fn backward_in_place(
+        &self,
+        dy: &mut [E],
+        dims: (usize, usize, usize),
+    ) -> Option<(Vec<E>, Vec<E>)> {
+        match self {
+            Self::Plain => None,
+            Self::Act(zs, act) => {
+                act::backward_in_place(dy, zs, *act);
+                None
+            }
+            Self::Norm(zs, saved, act) => {
+                Some(batch_norm_backward_in_place(dy, zs, dims, saved, *act))
+            }
+        }
+    }
+}
+
 /// `zs` if a backward pass will read it, else nothing (inference frees it now).
 fn kept_for_backward<T: Tape<E, Cpu>, E: Real>(zs: Vec<E>) -> Vec<E> {
     if T::OWNS_TAPE {
@@ -159,20 +202,7 @@ pub fn conv_block<E: Real, T: Tape<E, Cpu>>(
     let norm_ghosts = batch_norm
         .as_ref()
         .map(|bn| (bn.gamma.tensor.ghost(), bn.beta.tensor.ghost()));
-    let (ys, epilogue) = match batch_norm {
-        Some(bn) => {
-            let (ys, saved) = batch_norm_forward(&zs, dims, bn, act);
-            (
-                ys,
-                Epilogue::Norm(kept_for_backward::<T, E>(zs), saved, act),
-            )
-        }
-        None if act != Activation::None => {
-            let ys = act::forward(&zs, act);
-            (ys, Epilogue::Act(kept_for_backward::<T, E>(zs), act))
-        }
-        None => (zs, Epilogue::Plain),
-    };
+    let (ys, epilogue) = Epilogue::forward::<T>(zs, dims, batch_norm, act);
     let y = x
         .device()
         .tensor_from_vec(ys, (n, spec.out_channels, geo.oh, geo.ow));
@@ -185,16 +215,10 @@ pub fn conv_block<E: Real, T: Tape<E, Cpu>>(
         );
         tape.add_backward_op(move |grads| {
             let mut dy = take_grad!(grads, &yg);
-            match &epilogue {
-                Epilogue::Plain => {}
-                Epilogue::Act(zs, act) => act::backward_in_place(&mut dy, zs, *act),
-                Epilogue::Norm(zs, saved, act) => {
-                    let (dgamma, dbeta) =
-                        batch_norm_backward_in_place(&mut dy, zs, dims, saved, *act);
-                    if let Some((gg, bg)) = &norm_ghosts {
-                        add_into(grads.get_or_alloc_mut(gg)?, &dgamma);
-                        add_into(grads.get_or_alloc_mut(bg)?, &dbeta);
-                    }
+            if let Some((dgamma, dbeta)) = epilogue.backward_in_place(&mut dy, dims) {
+                if let Some((gg, bg)) = &norm_ghosts {
+                    add_into(grads.get_or_alloc_mut(gg)?, &dgamma);
+                    add_into(grads.get_or_alloc_mut(bg)?, &dbeta);
                 }
             }
             drop(epilogue);

@@ -73,6 +73,17 @@ impl Network {
     /// Validates `architecture` and builds it with weights drawn from `seed`.
     pub fn new(architecture: &Architecture, seed: u64) -> Result<Self, NetworkError> {
         let report = search::validate(architecture)?;
+        Self::from_validated(architecture, report, seed)
+    }
+
+    /// Builds `architecture`, already validated into `report` (what
+    /// `search::validate` returned for it), with weights drawn from `seed`:
+    /// for a caller that needed the report before building.
+    pub fn from_validated(
+        architecture: &Architecture,
+        report: search::Report,
+        seed: u64,
+    ) -> Result<Self, NetworkError> {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
         let compiled = plan::compile(architecture, &report, &mut rng)?;
         Ok(Self {

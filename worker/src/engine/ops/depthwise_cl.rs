@@ -114,7 +114,7 @@ fn fma_into<E: Real>(out: &mut [E], a: &[E], b: &[E]) {
 }
 
 /// Depthwise convolution channels-last: vectors across channels.
-pub(in crate::ops) struct DepthwiseChannelsLast;
+pub(in crate::engine::ops) struct DepthwiseChannelsLast;
 
 impl ConvKernel for DepthwiseChannelsLast {
     /// The forward pass into `ys` (`n x c x oh x ow`), bias included.

@@ -13,7 +13,7 @@ use crate::ops::Real;
 /// lives: [`Im2colGemm`], [`DepthwisePlanes`], [`DepthwiseChannelsLast`]. A
 /// new algorithm (Winograd, a direct kernel) is one implementation and one
 /// [`Kernels`] variant.
-pub(in crate::ops) trait ConvKernel {
+pub(in crate::engine::ops) trait ConvKernel {
     /// The forward pass into `ys` (every element written), bias included.
     fn forward_into<E: Real>(geo: &Geometry, args: Forward<'_, E>, ys: &mut [E]);
 
@@ -27,21 +27,21 @@ pub(in crate::ops) trait ConvKernel {
 
 /// What a forward pass reads: `n` images `xs`, the weights and the bias.
 #[derive(Clone, Copy)]
-pub(in crate::ops) struct Forward<'a, E> {
+pub(in crate::engine::ops) struct Forward<'a, E> {
     /// Images in the batch.
-    pub(in crate::ops) n: usize,
+    pub(in crate::engine::ops) n: usize,
     /// The input, `n x in x h x w`.
-    pub(in crate::ops) xs: &'a [E],
+    pub(in crate::engine::ops) xs: &'a [E],
     /// The weights.
-    pub(in crate::ops) ws: &'a [E],
+    pub(in crate::engine::ops) ws: &'a [E],
     /// The bias, one per output channel, if any.
-    pub(in crate::ops) bias: Option<&'a [E]>,
+    pub(in crate::engine::ops) bias: Option<&'a [E]>,
 }
 
 /// Which kernel runs one convolution call: chosen once, so its forward and
 /// backward passes always agree.
 #[derive(Clone, Copy)]
-pub(in crate::ops) enum Kernels {
+pub(in crate::engine::ops) enum Kernels {
     /// [`Im2colGemm`].
     Im2col,
     /// [`DepthwisePlanes`].
@@ -63,7 +63,7 @@ macro_rules! dispatch {
 
 impl Kernels {
     /// The kernel for a training or evaluation call on `n` images.
-    pub(in crate::ops) fn choose(geo: &Geometry, n: usize) -> Self {
+    pub(in crate::engine::ops) fn choose(geo: &Geometry, n: usize) -> Self {
         if geo.channels_last_pays(n) {
             Self::DepthwiseChannelsLast
         } else if geo.is_depthwise() {
@@ -76,7 +76,7 @@ impl Kernels {
     /// [`Kernels::choose`] for the inference path: channels-last depthwise
     /// also for one image when the pool has one thread (where splitting the
     /// planes over threads gains nothing and vectors over channels do).
-    pub(in crate::ops) fn choose_for_inference(geo: &Geometry, n: usize) -> Self {
+    pub(in crate::engine::ops) fn choose_for_inference(geo: &Geometry, n: usize) -> Self {
         if geo.channels_last_applies() && rayon::current_num_threads() == 1 {
             Self::DepthwiseChannelsLast
         } else {
@@ -85,7 +85,7 @@ impl Kernels {
     }
 
     /// [`ConvKernel::forward_into`] of the chosen kernel.
-    pub(in crate::ops) fn forward_into<E: Real>(
+    pub(in crate::engine::ops) fn forward_into<E: Real>(
         self,
         geo: &Geometry,
         args: Forward<'_, E>,

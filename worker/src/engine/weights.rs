@@ -130,17 +130,14 @@ pub fn save(net: &Network, file: &Path) -> Result<(), WeightsError> {
 /// Loads weights from safetensors `bytes` (read from `file`) into `net`,
 /// which must have the same architecture.
 pub fn load_bytes(net: &mut Network, bytes: &[u8], file: &Path) -> Result<(), WeightsError> {
-    let format = |e: safetensors::SafeTensorError| WeightsError::Format {
-        file: file.to_owned(),
-        message: e.to_string(),
-    };
     let mismatch = |message: String| WeightsError::Mismatch {
         file: file.to_owned(),
         message,
     };
-    let (_, metadata) = SafeTensors::read_metadata(bytes).map_err(format)?;
+    let (_, metadata) = SafeTensors::read_metadata(bytes).map_err(|e| format_error(file, e))?;
+    let entry = |key: &str| metadata.metadata().as_ref().and_then(|m| m.get(key));
     let expected = net.architecture().canonical_hash();
-    match metadata.metadata().as_ref().and_then(|m| m.get(HASH_KEY)) {
+    match entry(HASH_KEY) {
         Some(hash) if *hash == expected => {}
         Some(hash) => {
             return Err(mismatch(format!(
@@ -153,68 +150,36 @@ pub fn load_bytes(net: &mut Network, bytes: &[u8], file: &Path) -> Result<(), We
             )))
         }
     }
-    let normalization = match metadata
-        .metadata()
-        .as_ref()
-        .and_then(|m| m.get(NORMALIZATION_KEY))
-    {
-        Some(json) => Some(
+    let channels = net.architecture().input.channels;
+    let normalization = entry(NORMALIZATION_KEY)
+        .map(|json| {
             serde_json::from_str::<ChannelStats>(json)
                 .ok()
-                .filter(|s| {
-                    let channels = net.architecture().input.channels;
-                    s.mean.len() == channels && s.std.len() == channels
-                })
+                .filter(|s| s.mean.len() == channels && s.std.len() == channels)
                 .ok_or_else(|| {
                     mismatch(format!(
-                        "`{NORMALIZATION_KEY}` is not a normalisation of {} channel(s)",
-                        net.architecture().input.channels
+                        "`{NORMALIZATION_KEY}` is not a normalisation of {channels} channel(s)"
                     ))
-                })?,
-        ),
-        None => None,
-    };
-    let class_names = match metadata
-        .metadata()
-        .as_ref()
-        .and_then(|m| m.get(CLASS_NAMES_KEY))
-    {
-        Some(json) => Some(
+                })
+        })
+        .transpose()?;
+    let classes = net.architecture().classes;
+    let class_names = entry(CLASS_NAMES_KEY)
+        .map(|json| {
             serde_json::from_str::<Vec<String>>(json)
                 .ok()
-                .filter(|names| names.len() == net.architecture().classes)
+                .filter(|names| names.len() == classes)
                 .ok_or_else(|| {
                     mismatch(format!(
-                        "`{CLASS_NAMES_KEY}` is not a list of {} class names",
-                        net.architecture().classes
+                        "`{CLASS_NAMES_KEY}` is not a list of {classes} class names"
                     ))
-                })?,
-        ),
-        None => None,
-    };
-    let file_tensors = SafeTensors::deserialize(bytes).map_err(format)?;
-    let mut loaded: Vec<(String, Vec<f32>)> = Vec::new();
-    for (name, shape, _) in tensors(net) {
-        let view = file_tensors
-            .tensor(&name)
-            .map_err(|_| mismatch(format!("tensor `{name}` is missing")))?;
-        if view.dtype() != Dtype::F32 || view.shape() != shape.as_slice() {
-            return Err(mismatch(format!(
-                "tensor `{name}` is {:?} {:?}, expected F32 {shape:?}",
-                view.dtype(),
-                view.shape()
-            )));
-        }
-        let values = view
-            .data()
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect();
-        loaded.push((name, values));
-    }
+                })
+        })
+        .transpose()?;
     // `tensors(net)` lists the parameters, then each batch norm's mean and
-    // variance, so `loaded` has exactly one entry per slot below, in order.
-    let mut values = loaded.into_iter().map(|(_, v)| v);
+    // variance, so the values have exactly one entry per slot below, in
+    // order.
+    let mut values = read_tensors(net, bytes, file)?.into_iter();
     let mut next = |what: &str| {
         values
             .next()
@@ -230,6 +195,44 @@ pub fn load_bytes(net: &mut Network, bytes: &[u8], file: &Path) -> Result<(), We
     net.set_input_normalization(normalization);
     net.set_class_names(class_names);
     Ok(())
+}
+
+/// `file` is not readable safetensors.
+fn format_error(file: &Path, e: safetensors::SafeTensorError) -> WeightsError {
+    WeightsError::Format {
+        file: file.to_owned(),
+        message: e.to_string(),
+    }
+}
+
+/// The values of every tensor `net` has (in [`tensors`]' order), read from
+/// the safetensors `bytes` of `file`, each checked for its dtype and shape.
+fn read_tensors(net: &Network, bytes: &[u8], file: &Path) -> Result<Vec<Vec<f32>>, WeightsError> {
+    let mismatch = |message: String| WeightsError::Mismatch {
+        file: file.to_owned(),
+        message,
+    };
+    let file_tensors = SafeTensors::deserialize(bytes).map_err(|e| format_error(file, e))?;
+    let mut loaded = Vec::new();
+    for (name, shape, _) in tensors(net) {
+        let view = file_tensors
+            .tensor(&name)
+            .map_err(|_| mismatch(format!("tensor `{name}` is missing")))?;
+        if view.dtype() != Dtype::F32 || view.shape() != shape.as_slice() {
+            return Err(mismatch(format!(
+                "tensor `{name}` is {:?} {:?}, expected F32 {shape:?}",
+                view.dtype(),
+                view.shape()
+            )));
+        }
+        loaded.push(
+            view.data()
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect(),
+        );
+    }
+    Ok(loaded)
 }
 
 /// Loads weights from `file` into `net`.

@@ -252,7 +252,7 @@ impl Geometry {
 }
 
 /// im2col + GEMM: every convolution that is not depthwise.
-pub(in crate::ops) struct Im2colGemm;
+pub(in crate::engine::ops) struct Im2colGemm;
 
 impl ConvKernel for Im2colGemm {
     /// The forward pass as im2col + GEMM into `ys`, one product per run of images.

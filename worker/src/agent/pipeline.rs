@@ -16,8 +16,9 @@ use search::limits::{bytes_text, Footprint};
 use search::{Architecture, LatencyMs, Objective, Report, TrialResult};
 use thiserror::Error;
 
+use crate::host::HostGate;
 use crate::latency::predict::{Predictor, TRUSTED_OBSERVATIONS};
-use crate::latency::{self, HostGate, Latency, LatencyConfig};
+use crate::latency::{self, Latency, LatencyConfig, LatencyError};
 use crate::net::{Network, NetworkError};
 use crate::train::checkpoint::{self, CheckpointError};
 use crate::train::{EpochReport, Session, TrainConfig, TrainData, TrainError, TrainStatus};
@@ -28,10 +29,13 @@ pub enum TrialError {
     /// The architecture is invalid or could not be built: no retry helps.
     #[error(transparent)]
     Network(#[from] NetworkError),
-    /// Latency could not be measured or training could not start (bad
-    /// settings, no threads).
+    /// Training could not start (bad settings, no threads).
     #[error(transparent)]
     Training(#[from] TrainError),
+    /// Latency could not be measured (bad settings, no threads, the
+    /// runtime refused the network).
+    #[error(transparent)]
+    Latency(#[from] LatencyError),
     /// Training the network would need more memory than this worker has.
     #[error("the network needs about {} of memory to train at batch {batch_size} (estimated), but this worker allows {}", bytes_text(*.needed), bytes_text(*.allowed))]
     TooBig {
@@ -66,6 +70,19 @@ impl Candidate {
     pub fn build(architecture: &Architecture, seed: u64) -> Result<Self, TrialError> {
         Ok(Self {
             network: Network::new(architecture, seed)?,
+            seed,
+        })
+    }
+
+    /// Builds `architecture`, already validated into `report`, with weights
+    /// drawn from `seed`.
+    pub fn from_validated(
+        architecture: &Architecture,
+        report: Report,
+        seed: u64,
+    ) -> Result<Self, TrialError> {
+        Ok(Self {
+            network: Network::from_validated(architecture, report, seed)?,
             seed,
         })
     }
@@ -224,6 +241,11 @@ pub const PREDICTED_REJECTED_REASON: &str = "predicted far over the hard latency
 pub const PREDICTED_REFUSAL_MARGIN: f64 = 2.0;
 
 impl Measured {
+    /// The shapes and costs `validate` computed for it.
+    pub fn report(&self) -> &Report {
+        self.network.report()
+    }
+
     /// The measurement.
     pub fn latency(&self) -> &Latency {
         &self.latency
@@ -407,7 +429,8 @@ impl Measured {
                     CheckpointError::Format(_) => "unreadable",
                 };
                 tracing::warn!(error = %e, kind, "the checkpoint does not fit; training from scratch");
-                let fresh = Network::new(&architecture, self.seed)?;
+                let fresh =
+                    Network::from_validated(&architecture, network.report().clone(), self.seed)?;
                 Ok(Session::start(fresh, data, config)?)
             }
         }
@@ -458,26 +481,21 @@ pub struct TrialPlan {
 
 /// The refusal of a candidate predicted more than
 /// [`PREDICTED_REFUSAL_MARGIN`] times over the hard limit, if it is.
-fn refused_by_prediction(plan: &TrialPlan) -> Result<Option<TrialResult>, TrialError> {
-    let Some(predictor) = &plan.predictor else {
-        return Ok(None);
-    };
+fn refused_by_prediction(plan: &TrialPlan, report: &Report) -> Option<TrialResult> {
     let predicted = {
-        let predictor = predictor
+        let predictor = plan
+            .predictor
+            .as_ref()?
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if predictor.observations() < TRUSTED_OBSERVATIONS {
-            return Ok(None);
+            return None;
         }
-        predictor.predict(&plan.architecture)
-    };
-    let Some(predicted) = predicted else {
-        return Ok(None);
+        predictor.predict_validated(report)?
     };
     if !plan.objective.rejects(predicted / PREDICTED_REFUSAL_MARGIN) {
-        return Ok(None);
+        return None;
     }
-    let report = search::validate(&plan.architecture).map_err(NetworkError::from)?;
     let mut result = TrialResult::measured(
         LatencyMs {
             predicted: true,
@@ -492,18 +510,20 @@ fn refused_by_prediction(plan: &TrialPlan) -> Result<Option<TrialResult>, TrialE
         predicted_ms = predicted,
         "refused untrained on its predicted latency"
     );
-    Ok(Some(result))
+    Some(result)
 }
 
-/// Runs one trial start to end: build, measure, reject or train, summarise.
+/// Runs one trial start to end: validate, build, measure, reject or train,
+/// summarise. The architecture is validated once; its report travels
+/// through every stage (memory check, predictor, build).
 pub fn run(
     plan: &TrialPlan,
     data: TrainData<'_>,
     cancel: &AtomicBool,
     on_epoch: impl FnMut(&EpochReport, Option<Vec<u8>>) + Send,
 ) -> Result<TrialOutcome, TrialError> {
+    let report = search::validate(&plan.architecture).map_err(NetworkError::from)?;
     if let Some(allowed) = plan.max_memory {
-        let report = search::validate(&plan.architecture).map_err(NetworkError::from)?;
         let batch_size = plan.train.batch_size;
         let footprint = Footprint::of(&report, plan.architecture.input, batch_size);
         if footprint.training_bytes > allowed {
@@ -516,11 +536,11 @@ pub fn run(
     }
     let decides = plan.latency_limit.decides();
     if decides {
-        if let Some(result) = refused_by_prediction(plan)? {
+        if let Some(result) = refused_by_prediction(plan, &report) {
             return Ok(TrialOutcome::Rejected { result });
         }
     }
-    let candidate = Candidate::build(&plan.architecture, plan.seed)?;
+    let candidate = Candidate::from_validated(&plan.architecture, report, plan.seed)?;
     crate::failpoint::hit("latency");
     let meter = latency::Meter {
         config: plan.latency,
@@ -536,7 +556,7 @@ pub fn run(
         let mut predictor = predictor
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        predictor.observe(&plan.architecture, measured.latency().p50);
+        predictor.observe_validated(measured.report(), measured.latency().p50);
         predictor.fit();
     }
     if decides && measured.rejected_by(&plan.objective) {
@@ -601,10 +621,15 @@ mod tests {
 
     const HARD: &str = r#"{"latency": {"target_ms": 0.1, "mode": "hard", "max_ms": 0.2}}"#;
 
+    /// `plan`'s prediction-time refusal, with its architecture validated.
+    fn refusal(plan: &TrialPlan) -> Option<TrialResult> {
+        let report = search::validate(&plan.architecture).expect("valid");
+        refused_by_prediction(plan, &report)
+    }
+
     #[test]
     fn a_candidate_predicted_far_over_the_hard_limit_is_refused_unbuilt() {
-        let refused = refused_by_prediction(&plan(HARD, Some(one_ms_device())))
-            .expect("predicts")
+        let refused = refusal(&plan(HARD, Some(one_ms_device())))
             .expect("refused: 1 ms predicted, limit 0.2 ms");
         assert!(refused.latency_ms.predicted);
         assert!((refused.latency_ms.p50 - 1.0).abs() < 0.05, "{refused:?}");
@@ -616,20 +641,12 @@ mod tests {
     fn within_the_margin_or_without_enough_evidence_it_is_measured() {
         // 1 ms predicted against a 0.6 ms limit: within 2x, so measured.
         let near = r#"{"latency": {"target_ms": 0.5, "mode": "hard", "max_ms": 0.6}}"#;
-        assert!(refused_by_prediction(&plan(near, Some(one_ms_device())))
-            .expect("ok")
-            .is_none());
-        assert!(refused_by_prediction(&plan(HARD, None))
-            .expect("ok")
-            .is_none());
+        assert!(refusal(&plan(near, Some(one_ms_device()))).is_none());
+        assert!(refusal(&plan(HARD, None)).is_none());
         let mut young = Predictor::new();
         young.fit();
-        assert!(refused_by_prediction(&plan(HARD, Some(young)))
-            .expect("ok")
-            .is_none());
+        assert!(refusal(&plan(HARD, Some(young))).is_none());
         let soft = r#"{"latency": {"target_ms": 0.1, "mode": "soft"}}"#;
-        assert!(refused_by_prediction(&plan(soft, Some(one_ms_device())))
-            .expect("ok")
-            .is_none());
+        assert!(refusal(&plan(soft, Some(one_ms_device()))).is_none());
     }
 }

@@ -13,7 +13,7 @@ const PIXEL_MAJOR_MIN_CHANNELS: usize = 8;
 /// `src_stride`) into `dst` (row stride `dst_stride`), in cache-line tiles:
 /// each output row segment is written contiguously from one source column.
 #[inline(always)]
-pub(in crate::ops) fn transpose_into<E: Real>(
+pub(in crate::engine::ops) fn transpose_into<E: Real>(
     src: &[E],
     (rows, cols, src_stride): (usize, usize, usize),
     dst: &mut [E],

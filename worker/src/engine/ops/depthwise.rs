@@ -196,7 +196,7 @@ fn for_each_plane<E: Real>(
 }
 
 /// Depthwise convolution plane by plane.
-pub(in crate::ops) struct DepthwisePlanes;
+pub(in crate::engine::ops) struct DepthwisePlanes;
 
 impl ConvKernel for DepthwisePlanes {
     /// The forward pass over a batch into `ys` (`n x out x oh x ow`), bias included.

@@ -1,4 +1,4 @@
-//! The worker loop: claim a trial, run it through the [trial
+//! The loop of one agent: claim a trial, run it through the [trial
 //! pipeline](crate::pipeline) on a blocking thread while heartbeating with
 //! progress, store per-epoch metrics, weights and the result, and loop. On
 //! shutdown it stops claiming and hands a running trial back (pending again,
@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use search::{Architecture, FinalTraining, SearchSpec, TrialProgress};
+use search::{Architecture, SearchSpec, TrialProgress};
 use store::{
     ClaimedTrial, Completion, EpochMetrics, Heartbeat, Store, StoreError, TrialPhase, WorkerInfo,
 };
@@ -17,12 +17,12 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::{info, warn, Instrument};
 
-use crate::cores::{CoreLease, CoreShare};
 use crate::data::{open_dataset, DataError, Dataset, Split};
 use crate::failpoint;
 use crate::health::{AgentState, Health, HealthHandle};
+use crate::host::{CoreLease, CoreShare, HostGate};
 use crate::latency::predict::Predictor;
-use crate::latency::{HostGate, LatencyConfig};
+use crate::latency::LatencyConfig;
 use crate::pipeline::{self, LatencyLimit, ScoredOn, TrialOutcome, TrialPlan};
 use crate::train::{EpochReport, TrainConfig, TrainData};
 
@@ -461,18 +461,17 @@ impl Agent {
         threads: usize,
         shutdown: watch::Receiver<bool>,
     ) -> Result<Option<Completion>, AttemptFailure> {
-        let spec: SearchSpec = serde_json::from_str(&trial.spec)
-            .map_err(|e| AttemptFailure::permanent(format!("spec: {e}")))?;
+        let spec: &SearchSpec = &trial.spec;
         let architecture =
             Architecture::from_json(&trial.architecture).map_err(AttemptFailure::permanent)?;
         let (store, every) = (self.store.clone(), self.config.heartbeat);
         let health = self.health.clone();
         let sets = match trial.phase {
             TrialPhase::Search => TrialSets::Search(
-                keep_alive(&store, trial, every, &health, self.dataset(&spec)).await?,
+                keep_alive(&store, trial, every, &health, self.dataset(spec)).await?,
             ),
             TrialPhase::Final => TrialSets::Final(
-                keep_alive(&store, trial, every, &health, self.final_dataset(&spec)).await?,
+                keep_alive(&store, trial, every, &health, self.final_dataset(spec)).await?,
             ),
         };
         let resume = if trial.epochs_done > 0 {
@@ -500,7 +499,7 @@ impl Agent {
         } else {
             None
         };
-        let plan = self.plan(&spec, trial, architecture, threads, resume)?;
+        let plan = self.plan(spec, trial, architecture, threads, resume)?;
         let target = plan.train.stop_at_epoch.unwrap_or(plan.train.epochs) as u32;
         let stop = Arc::new(StopSignal::default());
         let (epochs_tx, epochs_rx) = mpsc::unbounded_channel::<EpochDone>();
@@ -571,28 +570,15 @@ impl Agent {
         let seed = spec.seed ^ (trial.index as u64).wrapping_mul(0x2545_F491_4F6C_DD1D);
         let (train, scored_on, latency) = match trial.phase {
             TrialPhase::Search => {
-                let target = match trial.target_epochs {
-                    0 => spec.first_rung_epochs(),
-                    n => n,
-                };
                 let config = TrainConfig {
                     max_train_samples: spec.budget.max_train_samples.map(|n| n as usize),
-                    stop_at_epoch: Some(target as usize),
+                    stop_at_epoch: Some(trial.target_epochs as usize),
                     ..TrainConfig::from_recipe(&spec.training, spec.planned_epochs(), seed, threads)
                 };
                 (config, ScoredOn::Validation, self.config.latency)
             }
             TrialPhase::Final => {
-                let settings: FinalTraining = trial
-                    .final_spec
-                    .as_deref()
-                    .map(serde_json::from_str)
-                    .transpose()
-                    .map_err(|e| {
-                        AttemptFailure::permanent(format!("final training settings: {e}"))
-                    })?
-                    .or_else(|| spec.final_training.clone())
-                    .unwrap_or_default();
+                let settings = trial.final_training.clone().unwrap_or_default();
                 let recipe = settings.recipe(&spec.training);
                 let config = TrainConfig::from_recipe(recipe, settings.epochs, seed, threads);
                 (config, ScoredOn::Test, self.config.final_latency)
@@ -816,11 +802,17 @@ mod tests {
             index: 0,
             attempt: 1,
             architecture: String::new(),
-            spec: String::new(),
+            spec: Arc::new(
+                serde_json::from_str(
+                    r#"{"name": "s", "dataset": "mnist", "strategy": {"kind": "random"},
+                        "budget": {"max_trials": 10, "parallelism": 1}}"#,
+                )
+                .expect("spec"),
+            ),
             phase,
             target_epochs: 3,
             epochs_done,
-            final_spec: None,
+            final_training: None,
             earlier_latency_ms: earlier.to_vec(),
         }
     }

@@ -30,7 +30,7 @@ use thiserror::Error;
 
 use crate::net::plan::{ConvNode, DenseNode, Node};
 use crate::net::Network;
-use crate::ops::{LrnSpec, BATCH_NORM_EPSILON};
+use crate::ops::{LrnSpec, Pool2dSpec, BATCH_NORM_EPSILON};
 
 use proto::{
     attribute_type, AttributeProto, Dimension, DimensionValue, GraphProto, ModelProto, NodeProto,
@@ -71,30 +71,13 @@ pub fn to_onnx(net: &Network, metadata: &[(String, String)]) -> Result<Vec<u8>, 
     Ok(model(net, metadata)?.encode_to_vec())
 }
 
+/// The model: the graph of `net` with its input and output, and its
+/// metadata (`extra` added).
 fn model(net: &Network, extra: &[(String, String)]) -> Result<ModelProto, ExportError> {
     let arch = net.architecture();
     let input = arch.input;
     let mut graph = Graph::new(net);
-    let (input_name, input_doc) = match net.input_normalization() {
-        Some(_) => (
-            PIXELS,
-            "raw pixel values in [0, 255], float32, N x C x H x W; the graph normalises them",
-        ),
-        None => (
-            NORMALISED,
-            "pixels already normalised per channel ((x / 255 - mean) / std of the training set)",
-        ),
-    };
-    let mut x = input_name.to_owned();
-    if let Some(stats) = net.input_normalization() {
-        // (x / 255 - mean) / std, as the engine's batches are made.
-        let channels = input.channels;
-        let (scale, shift) = stats.pixel_affine();
-        let scale = graph.constant("normalise.scale", &[1, channels, 1, 1], &scale);
-        let shift = graph.constant("normalise.shift", &[1, channels, 1, 1], &shift);
-        let scaled = graph.op("Mul", "normalise", vec![x, scale], vec![]);
-        x = graph.op("Add", "normalise", vec![scaled, shift], vec![]);
-    }
+    let (input_name, input_doc, x) = graph_input(net, &mut graph);
     let nodes = net.nodes();
     let out = graph.sequence(nodes, "layers", Value::Map(x, input.channels))?;
     let out = match out {
@@ -108,38 +91,8 @@ fn model(net: &Network, extra: &[(String, String)]) -> Result<ModelProto, Export
         op_type: "Identity".into(),
         attribute: vec![],
     });
-    let mut metadata = vec![
-        (HASH_KEY.to_owned(), arch.canonical_hash()),
-        ("nas.architecture".to_owned(), arch.to_json_pretty()),
-        ("nas.input".to_owned(), format!("{input_name}: {input_doc}")),
-    ];
-    if let Some(stats) = net.input_normalization() {
-        metadata.push((
-            "nas.input_normalization".to_owned(),
-            serde_json::json!({"mean": stats.mean, "std": stats.std}).to_string(),
-        ));
-    }
-    if let Some(names) = net.class_names() {
-        metadata.push((
-            crate::weights::CLASS_NAMES_KEY.to_owned(),
-            serde_json::json!(names).to_string(),
-        ));
-    }
+    let mut metadata = metadata_of(net, &format!("{input_name}: {input_doc}"));
     metadata.extend(extra.iter().cloned());
-    let batch = || Dimension {
-        value: Some(DimensionValue::DimParam("batch".into())),
-    };
-    let fixed = |n: usize| Dimension {
-        value: Some(DimensionValue::DimValue(n as i64)),
-    };
-    let tensor_type = |dim: Vec<Dimension>| {
-        Some(TypeProto {
-            tensor_type: Some(TensorTypeProto {
-                elem_type: DATA_TYPE_FLOAT,
-                shape: Some(TensorShapeProto { dim }),
-            }),
-        })
-    };
     Ok(ModelProto {
         ir_version: IR_VERSION,
         opset_import: vec![OperatorSetIdProto {
@@ -187,6 +140,79 @@ fn model(net: &Network, extra: &[(String, String)]) -> Result<ModelProto, Export
             .into_iter()
             .map(|(key, value)| StringStringEntryProto { key, value })
             .collect(),
+    })
+}
+
+/// The graph's input: its name and description, and the value the layers
+/// start from (the pixels normalised inside the graph when `net` knows its
+/// normalisation).
+fn graph_input(net: &Network, graph: &mut Graph<'_>) -> (&'static str, &'static str, String) {
+    let Some(stats) = net.input_normalization() else {
+        return (
+            NORMALISED,
+            "pixels already normalised per channel ((x / 255 - mean) / std of the training set)",
+            NORMALISED.to_owned(),
+        );
+    };
+    // (x / 255 - mean) / std, as the engine's batches are made.
+    let channels = net.architecture().input.channels;
+    let (scale, shift) = stats.pixel_affine();
+    let scale = graph.constant("normalise.scale", &[1, channels, 1, 1], &scale);
+    let shift = graph.constant("normalise.shift", &[1, channels, 1, 1], &shift);
+    let scaled = graph.op("Mul", "normalise", vec![PIXELS.to_owned(), scale], vec![]);
+    let x = graph.op("Add", "normalise", vec![scaled, shift], vec![]);
+    (
+        PIXELS,
+        "raw pixel values in [0, 255], float32, N x C x H x W; the graph normalises them",
+        x,
+    )
+}
+
+/// The model's metadata properties: the architecture, its hash, what the
+/// input is (`input_doc`), the normalisation and class names if known.
+fn metadata_of(net: &Network, input_doc: &str) -> Vec<(String, String)> {
+    let arch = net.architecture();
+    let mut metadata = vec![
+        (HASH_KEY.to_owned(), arch.canonical_hash()),
+        ("nas.architecture".to_owned(), arch.to_json_pretty()),
+        ("nas.input".to_owned(), input_doc.to_owned()),
+    ];
+    if let Some(stats) = net.input_normalization() {
+        metadata.push((
+            "nas.input_normalization".to_owned(),
+            serde_json::json!({"mean": stats.mean, "std": stats.std}).to_string(),
+        ));
+    }
+    if let Some(names) = net.class_names() {
+        metadata.push((
+            crate::weights::CLASS_NAMES_KEY.to_owned(),
+            serde_json::json!(names).to_string(),
+        ));
+    }
+    metadata
+}
+
+/// A batch dimension of any size.
+fn batch() -> Dimension {
+    Dimension {
+        value: Some(DimensionValue::DimParam("batch".into())),
+    }
+}
+
+/// A dimension of size `n`.
+fn fixed(n: usize) -> Dimension {
+    Dimension {
+        value: Some(DimensionValue::DimValue(n as i64)),
+    }
+}
+
+/// A float tensor of dimensions `dim`.
+fn tensor_type(dim: Vec<Dimension>) -> Option<TypeProto> {
+    Some(TypeProto {
+        tensor_type: Some(TensorTypeProto {
+            elem_type: DATA_TYPE_FLOAT,
+            shape: Some(TensorShapeProto { dim }),
+        }),
     })
 }
 
@@ -460,22 +486,7 @@ impl<'n> Graph<'n> {
                     pw.spec.out_channels,
                 )
             }
-            Node::Pool(op, spec) => {
-                let mut attrs = vec![
-                    ints("kernel_shape", &[spec.kernel.0, spec.kernel.1]),
-                    ints("strides", &[spec.stride.0, spec.stride.1]),
-                    ints("pads", &pads(spec.padding)),
-                ];
-                let name = match op {
-                    PoolOp::Max => "MaxPool",
-                    PoolOp::Avg => {
-                        // Padding is not counted in the mean.
-                        attrs.push(int("count_include_pad", 0));
-                        "AveragePool"
-                    }
-                };
-                map(self.op(name, path, vec![x], attrs), channels)
-            }
+            Node::Pool(op, spec) => map(self.pool(*op, spec, x, path), channels),
             Node::GlobalAvgPool => {
                 let pooled = self.op("GlobalAveragePool", path, vec![x], vec![]);
                 Value::Flat(self.op("Flatten", path, vec![pooled], vec![int("axis", 1)]))
@@ -508,28 +519,60 @@ impl<'n> Graph<'n> {
                 let sum = self.op("Add", path, vec![out.0, skip], vec![]);
                 map(self.activate(sum, *activation, path), out.1)
             }
-            Node::Branches(branches) => {
-                let mut outputs = Vec::with_capacity(branches.len());
-                let mut total = 0;
-                for (j, branch) in branches.iter().enumerate() {
-                    let branch_path = format!("{path}.branches.{j}");
-                    match self.sequence(branch, &branch_path, Value::Map(x.clone(), channels))? {
-                        Value::Map(out, c) => {
-                            outputs.push(out);
-                            total += c;
-                        }
-                        Value::Flat(_) => return Err(unsupported("a branch that flattens")),
-                    }
-                }
-                match outputs.len() {
-                    0 => return Err(unsupported("no branches")),
-                    1 => map(outputs.remove(0), total),
-                    _ => map(
-                        self.op("Concat", path, outputs, vec![int("axis", 1)]),
-                        total,
-                    ),
-                }
+            Node::Branches(branches) => self.branches(branches, x, channels, path)?,
+        })
+    }
+
+    /// A max or average pooling of `x`.
+    fn pool(&mut self, op: PoolOp, spec: &Pool2dSpec, x: String, path: &str) -> String {
+        let mut attrs = vec![
+            ints("kernel_shape", &[spec.kernel.0, spec.kernel.1]),
+            ints("strides", &[spec.stride.0, spec.stride.1]),
+            ints("pads", &pads(spec.padding)),
+        ];
+        let name = match op {
+            PoolOp::Max => "MaxPool",
+            PoolOp::Avg => {
+                // Padding is not counted in the mean.
+                attrs.push(int("count_include_pad", 0));
+                "AveragePool"
             }
+        };
+        self.op(name, path, vec![x], attrs)
+    }
+
+    /// Parallel branches on `x` (of `channels`), their outputs concatenated
+    /// along the channels.
+    fn branches(
+        &mut self,
+        branches: &[Vec<Node>],
+        x: String,
+        channels: usize,
+        path: &str,
+    ) -> Result<Value, ExportError> {
+        let unsupported = |reason: &str| ExportError::Unsupported {
+            layer: path.to_owned(),
+            reason: reason.to_owned(),
+        };
+        let mut outputs = Vec::with_capacity(branches.len());
+        let mut total = 0;
+        for (j, branch) in branches.iter().enumerate() {
+            let branch_path = format!("{path}.branches.{j}");
+            match self.sequence(branch, &branch_path, Value::Map(x.clone(), channels))? {
+                Value::Map(out, c) => {
+                    outputs.push(out);
+                    total += c;
+                }
+                Value::Flat(_) => return Err(unsupported("a branch that flattens")),
+            }
+        }
+        Ok(match outputs.len() {
+            0 => return Err(unsupported("no branches")),
+            1 => Value::Map(outputs.remove(0), total),
+            _ => Value::Map(
+                self.op("Concat", path, outputs, vec![int("axis", 1)]),
+                total,
+            ),
         })
     }
 }

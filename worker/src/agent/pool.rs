@@ -12,13 +12,12 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::agent::{Agent, AgentConfig};
-use crate::cores::CoreShare;
 use crate::health::Health;
+use crate::host::gate::{self, HostGate};
+use crate::host::CoreShare;
 use crate::latency::calibrate::{calibrate, Calibration, CalibrationError};
 use crate::latency::predict::{Predictor, PredictorScreen};
-use crate::latency::{
-    gate, onnxruntime, Device, HostGate, LatencyConfig, Meter, References, Runtime,
-};
+use crate::latency::{onnxruntime, Device, LatencyConfig, Meter, References, Runtime};
 use crate::memory::available_memory;
 
 /// Why a pool could not be set up or did not stop cleanly.
@@ -60,7 +59,7 @@ pub struct AgentPool {
     /// (default [`HostGate::default_path`]; `None`: no coordination).
     pub latency_lock: Option<PathBuf>,
     /// Whether a final model claimed while the other agents are idle trains
-    /// on every core of the pool (see [`crate::cores`]; default on).
+    /// on every core of the pool (see [`crate::host::cores`]; default on).
     pub exclusive_finals: bool,
     /// This machine's speed factor against the reference device, registered
     /// with every agent ([`AgentPool::calibrate`] measures it; `None`:
