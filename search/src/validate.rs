@@ -18,7 +18,9 @@ use std::fmt;
 use serde::{Serialize, Serializer};
 use thiserror::Error;
 
-use crate::arch::{Architecture, Layer, NamedPadding, Padding, Pair, Shortcut};
+use crate::arch::{
+    Architecture, Conv, Layer, NamedPadding, Padding, Pair, SeparableConv, Shortcut,
+};
 
 /// Largest size accepted for any single dimension, kernel, channel count or
 /// unit count; keeps every cost computation far from integer overflow.
@@ -628,14 +630,14 @@ impl Walker {
     }
 }
 
+/// A convolution window's settings: kernel, stride, dilation, padding.
+type WindowSettings = (Pair, Pair, Pair, Padding);
+
 /// Checks a convolution window's settings and fits it on an `h x w` map.
 fn checked_window(
     path: &str,
     (h, w): (usize, usize),
-    kernel: Pair,
-    stride: Pair,
-    dilation: Pair,
-    padding: Padding,
+    (kernel, stride, dilation, padding): WindowSettings,
 ) -> Result<WindowGeometry, ValidationError> {
     check_pair(path, "kernel", kernel)?;
     check_pair(path, "stride", stride)?;
@@ -646,11 +648,7 @@ fn checked_window(
 }
 
 /// Checks a `conv` layer on `input` and counts its costs.
-fn conv_costs(
-    conv: &crate::arch::Conv,
-    path: &str,
-    input: Shape,
-) -> Result<Costs, ValidationError> {
+fn conv_costs(conv: &Conv, path: &str, input: Shape) -> Result<Costs, ValidationError> {
     let (c, h, w) = expect_map(path, "conv", input)?;
     check_size(path, "filters", conv.filters)?;
     check_size(path, "groups", conv.groups)?;
@@ -663,73 +661,60 @@ fn conv_costs(
             ),
         );
     }
-    let g = checked_window(
-        path,
-        (h, w),
-        conv.kernel,
-        conv.stride,
-        conv.dilation,
-        conv.padding,
-    )?;
+    let settings = (conv.kernel, conv.stride, conv.dilation, conv.padding);
+    let g = checked_window(path, (h, w), settings)?;
     let k = conv.kernel.h() as u64 * conv.kernel.w() as u64;
     let per_filter = (c / conv.groups) as u64 * k;
     let f = conv.filters as u64;
     let weights = product(path, &[per_filter, f])?;
-    let params = sum(
-        path,
-        &[
-            weights,
-            if conv.bias { f } else { 0 },
-            if conv.batch_norm { 2 * f } else { 0 },
-        ],
-    )?;
+    let params = conv_params(path, &[weights], f, conv.bias, conv.batch_norm)?;
     let macs = product(path, &[weights, g.out_h as u64, g.out_w as u64])?;
-    let output = Shape::Map {
-        c: conv.filters,
+    let output = map_of(conv.filters, &g);
+    Ok(Costs::simple(input, output, params, macs).with(Geometry::Window(g)))
+}
+
+/// Parameters of a convolution: its `weights`, and per output channel (`f`
+/// of them) a bias and a batch norm's scale and shift if it has them.
+fn conv_params(
+    path: &str,
+    weights: &[u64],
+    f: u64,
+    bias: bool,
+    batch_norm: bool,
+) -> Result<u64, ValidationError> {
+    let per_channel = [if bias { f } else { 0 }, if batch_norm { 2 * f } else { 0 }];
+    sum(path, &[sum(path, weights)?, sum(path, &per_channel)?])
+}
+
+/// The feature map of `filters` channels a window geometry `g` gives.
+fn map_of(filters: usize, g: &WindowGeometry) -> Shape {
+    Shape::Map {
+        c: filters,
         h: g.out_h,
         w: g.out_w,
-    };
-    Ok(Costs::simple(input, output, params, macs).with(Geometry::Window(g)))
+    }
 }
 
 /// Checks a `separable_conv` layer on `input` and counts its costs.
 fn separable_costs(
-    sep: &crate::arch::SeparableConv,
+    sep: &SeparableConv,
     path: &str,
     input: Shape,
 ) -> Result<Costs, ValidationError> {
     let (c, h, w) = expect_map(path, "separable_conv", input)?;
     check_size(path, "filters", sep.filters)?;
     check_size(path, "depth_multiplier", sep.depth_multiplier)?;
-    let g = checked_window(
-        path,
-        (h, w),
-        sep.kernel,
-        sep.stride,
-        sep.dilation,
-        sep.padding,
-    )?;
+    let settings = (sep.kernel, sep.stride, sep.dilation, sep.padding);
+    let g = checked_window(path, (h, w), settings)?;
     let mid = product(path, &[c as u64, sep.depth_multiplier as u64])?;
     let k = sep.kernel.h() as u64 * sep.kernel.w() as u64;
     let f = sep.filters as u64;
     let depthwise = product(path, &[mid, k])?;
     let pointwise = product(path, &[mid, f])?;
-    let params = sum(
-        path,
-        &[
-            depthwise,
-            pointwise,
-            if sep.bias { f } else { 0 },
-            if sep.batch_norm { 2 * f } else { 0 },
-        ],
-    )?;
+    let params = conv_params(path, &[depthwise, pointwise], f, sep.bias, sep.batch_norm)?;
     let hw = g.out_h as u64 * g.out_w as u64;
     let macs = product(path, &[sum(path, &[depthwise, pointwise])?, hw])?;
-    let output = Shape::Map {
-        c: sep.filters,
-        h: g.out_h,
-        w: g.out_w,
-    };
+    let output = map_of(sep.filters, &g);
     // The depthwise result is alive while the pointwise runs.
     let mid_elems = product(path, &[mid, hw])?;
     Ok(Costs {
@@ -843,62 +828,46 @@ mod tests {
         Architecture::from_json(json).expect("valid JSON")
     }
 
+    /// The geometry of a square window over a square `size` input.
+    fn square(
+        size: usize,
+        kernel: usize,
+        stride: usize,
+        dilation: usize,
+        padding: Padding,
+    ) -> WindowGeometry {
+        window_geometry(
+            size,
+            size,
+            Pair::Square(kernel),
+            Pair::Square(stride),
+            Pair::Square(dilation),
+            padding,
+        )
+        .expect("fits")
+    }
+
     #[test]
     fn same_padding_matches_tensorflow() {
-        let g = window_geometry(
-            7,
-            7,
-            Pair::Square(3),
-            Pair::Square(2),
-            Pair::Square(1),
-            Padding::SAME,
-        )
-        .expect("fits");
-        assert_eq!((g.out_h, g.pad_top, g.pad_bottom), (4, 1, 1));
-        let g = window_geometry(
-            8,
-            8,
-            Pair::Square(3),
-            Pair::Square(2),
-            Pair::Square(1),
-            Padding::SAME,
-        )
-        .expect("fits");
-        assert_eq!((g.out_h, g.pad_top, g.pad_bottom), (4, 0, 1));
-        let g = window_geometry(
-            5,
-            5,
-            Pair::Square(3),
-            Pair::Square(1),
-            Pair::Square(2),
-            Padding::SAME,
-        )
-        .expect("fits");
-        assert_eq!((g.out_h, g.pad_top, g.pad_bottom), (5, 2, 2));
+        // (size, kernel, stride, dilation) -> (out, pad top, pad bottom)
+        for ((size, kernel, stride, dilation), expected) in [
+            ((7, 3, 2, 1), (4, 1, 1)),
+            ((8, 3, 2, 1), (4, 0, 1)),
+            ((5, 3, 1, 2), (5, 2, 2)),
+        ] {
+            let g = square(size, kernel, stride, dilation, Padding::SAME);
+            assert_eq!(
+                (g.out_h, g.pad_top, g.pad_bottom),
+                expected,
+                "{size} {kernel} {stride} {dilation}"
+            );
+        }
     }
 
     #[test]
     fn explicit_padding_matches_pytorch() {
-        let g = window_geometry(
-            224,
-            224,
-            Pair::Square(7),
-            Pair::Square(2),
-            Pair::Square(1),
-            Padding::explicit(3),
-        )
-        .expect("fits");
-        assert_eq!(g.out_h, 112);
-        let g = window_geometry(
-            227,
-            227,
-            Pair::Square(11),
-            Pair::Square(4),
-            Pair::Square(1),
-            Padding::VALID,
-        )
-        .expect("fits");
-        assert_eq!(g.out_h, 55);
+        assert_eq!(square(224, 7, 2, 1, Padding::explicit(3)).out_h, 112);
+        assert_eq!(square(227, 11, 4, 1, Padding::VALID).out_h, 55);
     }
 
     #[test]

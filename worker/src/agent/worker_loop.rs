@@ -190,6 +190,10 @@ const MAX_CACHED_DATASETS: usize = 2;
 /// from one second, about a minute in all).
 const COMPLETE_TRIES: u32 = 7;
 
+/// Tries of storing a trial's weights before its result is kept without
+/// them (with doubling delays from half a second, 3.5 s in all).
+const WEIGHTS_TRIES: u32 = 4;
+
 /// First and longest pause of a worker after an infrastructure failure.
 const INFRASTRUCTURE_BACKOFF: (Duration, Duration) =
     (Duration::from_secs(5), Duration::from_secs(300));
@@ -419,13 +423,7 @@ impl Agent {
         if let Completion::Succeeded { weights, .. } = &mut completion {
             if let Some(bytes) = weights.take() {
                 failpoint::hit("weights");
-                match self.store.save_weights(id, attempt, &bytes).await {
-                    Ok(()) => {}
-                    Err(e @ StoreError::LeaseLost { .. }) => return Err(e),
-                    Err(e) => {
-                        warn!(error = %e, bytes = bytes.len(), "the weights could not be stored; keeping the result without them")
-                    }
-                }
+                self.store_weights(id, attempt, &bytes).await?;
             }
         }
         failpoint::hit("completion");
@@ -446,6 +444,29 @@ impl Agent {
                     if let Err(e) = beat {
                         warn!(error = %e, "heartbeat failed");
                     }
+                    delay *= 2;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Stores a finished attempt's weights, retrying a failure a few times
+    /// (a dropped database connection must not lose them); if every try
+    /// fails, the result is kept without them. Only a lost lease is an
+    /// error.
+    async fn store_weights(&self, id: i64, attempt: i64, bytes: &[u8]) -> Result<(), StoreError> {
+        let mut delay = Duration::from_millis(500);
+        for tries in 1..=WEIGHTS_TRIES {
+            match self.store.save_weights(id, attempt, bytes).await {
+                Ok(()) => return Ok(()),
+                Err(e @ StoreError::LeaseLost { .. }) => return Err(e),
+                Err(e) if tries == WEIGHTS_TRIES => {
+                    warn!(error = %e, bytes = bytes.len(), "the weights could not be stored; keeping the result without them");
+                }
+                Err(e) => {
+                    warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "could not store the weights; retrying");
+                    tokio::time::sleep(delay).await;
                     delay *= 2;
                 }
             }
