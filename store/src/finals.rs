@@ -54,14 +54,7 @@ impl Store {
         .bind(search_id)
         .fetch_all(&mut **tx)
         .await?;
-        let mut seen = std::collections::HashSet::new();
-        let distinct: Vec<&AnyRow> = rows
-            .iter()
-            .filter(|r| {
-                r.try_get::<String, _>("arch_hash")
-                    .is_ok_and(|h| seen.insert(h))
-            })
-            .collect();
+        let distinct = distinct_architectures(&rows);
         let k = final_training.top_k as usize;
         let wanted = match final_training.max_seconds {
             Some(_) => distinct.len().min(k * CANDIDATES_PER_PICK),
@@ -74,13 +67,7 @@ impl Store {
         };
         // The search's zoo baselines are trained with the same final recipe
         // and tested too: the reference points of the tested front.
-        let baselines = sqlx::query(&format!(
-            "SELECT idx, architecture, arch_hash, params, macs, labels, max_attempts, baseline, result FROM trials \
-             WHERE search_id = $1 AND phase = {PHASE_SEARCH} AND baseline IS NOT NULL ORDER BY idx DESC"
-        ))
-        .bind(search_id)
-        .fetch_all(&mut **tx)
-        .await?;
+        let baselines = baselines_of(tx, search_id).await?;
         let chosen = match final_training.max_seconds {
             None => preferred,
             Some(budget) => {
@@ -302,6 +289,31 @@ fn estimated_seconds(row: &AnyRow, images: u64, epochs: u32) -> Option<f64> {
     let per_second = TrialResult::from_json(&json).ok()?.images_per_second?;
     (per_second.is_finite() && per_second > 0.0)
         .then(|| images as f64 * f64::from(epochs) / per_second)
+}
+
+/// Within `tx`: the zoo baselines of search `search_id`, as search trials.
+async fn baselines_of(
+    tx: &mut Transaction<'static, Any>,
+    search_id: i64,
+) -> Result<Vec<AnyRow>, StoreError> {
+    Ok(sqlx::query(&format!(
+        "SELECT idx, architecture, arch_hash, params, macs, labels, max_attempts, baseline, result FROM trials \
+         WHERE search_id = $1 AND phase = {PHASE_SEARCH} AND baseline IS NOT NULL ORDER BY idx DESC"
+    ))
+    .bind(search_id)
+    .fetch_all(&mut **tx)
+    .await?)
+}
+
+/// The first row of each architecture in `rows` (by its hash).
+fn distinct_architectures(rows: &[AnyRow]) -> Vec<&AnyRow> {
+    let mut seen = std::collections::HashSet::new();
+    rows.iter()
+        .filter(|r| {
+            r.try_get::<String, _>("arch_hash")
+                .is_ok_and(|h| seen.insert(h))
+        })
+        .collect()
 }
 
 /// `k` of `rows` (distinct architectures, highest rung first) that spread

@@ -3,6 +3,7 @@
 use crate::sql_states::{PENDING, RUNNING, SEARCH_FAILED};
 use search::strategy::{HistoryEntry, Outcome};
 use search::Architecture;
+use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
 use crate::{Event, SearchStatus, Store, StoreError, TrialState};
@@ -219,30 +220,24 @@ impl Store {
         search_id: i64,
         now: i64,
     ) -> Result<AfterCommit, StoreError> {
-        let sql = format!(
-            "SELECT status, spec, proposed, created_at, epochs_committed, final_spec FROM searches WHERE id = $1{}",
-            self.for_update()
-        );
-        let Some(row) = sqlx::query(&sql)
-            .bind(search_id)
-            .fetch_optional(&mut **tx)
-            .await?
-        else {
-            return Err(StoreError::NotFound(format!("search {search_id}")));
-        };
+        let row = self.lock_search(tx, search_id).await?;
         if row.try_get::<String, _>("status")? != SearchStatus::Running.as_str() {
             return Ok(AfterCommit::default());
         }
-        let spec = self.spec_from_text(search_id, &row.try_get::<String, _>("spec")?)?;
+        let spec = match self.spec_from_text(search_id, &row.try_get::<String, _>("spec")?) {
+            Ok(spec) => spec,
+            // Written by another release and no longer read: the search
+            // cannot go on.
+            Err(StoreError::Corrupt(reason)) => {
+                return self.fail_search(tx, search_id, &reason, now).await
+            }
+            Err(e) => return Err(e),
+        };
         let proposed: i64 = row.try_get("proposed")?;
         let created_at: i64 = row.try_get("created_at")?;
         // Once final training is queued the search proposes nothing more.
         let finalising = row.try_get::<Option<String>, _>("final_spec")?.is_some();
-        let active: i64 = sqlx::query(&format!("SELECT COUNT(*) AS n FROM trials WHERE search_id = $1 AND state IN ({PENDING}, {RUNNING})"))
-            .bind(search_id)
-            .fetch_one(&mut **tx)
-            .await?
-            .try_get("n")?;
+        let active = active_trials(tx, search_id).await?;
         let budget = &spec.budget;
         let in_time = budget
             .max_seconds
@@ -288,14 +283,28 @@ impl Store {
             || finalising
             || compute_room - (added as i64) <= 0;
         if active == 0 && added == 0 && spent {
-            let finals = if finalising {
-                None
-            } else {
-                spec.final_training.as_ref()
-            };
+            let finals = spec.final_training.as_ref().filter(|_| !finalising);
             after.push(self.wind_up(tx, search_id, finals, &spec, now).await?);
         }
         Ok(after)
+    }
+
+    /// Within `tx`: locks search `search_id`'s row and reads what a top-up
+    /// needs of it.
+    async fn lock_search(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        search_id: i64,
+    ) -> Result<AnyRow, StoreError> {
+        let sql = format!(
+            "SELECT status, spec, proposed, created_at, epochs_committed, final_spec FROM searches WHERE id = $1{}",
+            self.for_update()
+        );
+        sqlx::query(&sql)
+            .bind(search_id)
+            .fetch_optional(&mut **tx)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("search {search_id}")))
     }
 
     /// Within `tx`: the search's budget is spent and nothing is pending or
@@ -651,6 +660,20 @@ fn compute_room(spec: &SearchSpec, committed: i64) -> i64 {
     spec.budget
         .max_epochs_total
         .map_or(i64::MAX, |total| (total as i64 - committed) / first_rung)
+}
+
+/// Trials of search `search_id` pending or running, within `tx`.
+async fn active_trials(
+    tx: &mut Transaction<'static, Any>,
+    search_id: i64,
+) -> Result<i64, StoreError> {
+    Ok(sqlx::query(&format!(
+        "SELECT COUNT(*) AS n FROM trials WHERE search_id = $1 AND state IN ({PENDING}, {RUNNING})"
+    ))
+    .bind(search_id)
+    .fetch_one(&mut **tx)
+    .await?
+    .try_get("n")?)
 }
 
 #[cfg(test)]

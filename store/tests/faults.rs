@@ -295,6 +295,42 @@ async fn a_settle_failure_after_commit_keeps_the_completion(store: Store, pool: 
     );
 }
 
+/// A search whose stored spec no longer reads (written by another release)
+/// fails its claimed trial for good, naming the reason, rather than
+/// failing every claim of every worker.
+async fn an_unreadable_spec_fails_the_claimed_trial(store: Store, pool: AnyPool) {
+    let w = worker("w", &[]);
+    let id = store.create_search(&spec(RANDOM)).await.expect("create");
+    sqlx::query("UPDATE searches SET spec = $1 WHERE id = $2")
+        .bind(r#"{"name": "s", "a_field_from_another_release": 1}"#)
+        .bind(id)
+        .execute(&pool)
+        .await
+        .expect("break the spec");
+    let store = store::testing::another_process(&store);
+    assert!(store.claim(&w).await.expect("the claim answers").is_none());
+    let trials = store.trials(id).await.expect("trials");
+    let failed = trials
+        .iter()
+        .find(|t| t.state == TrialState::Failed)
+        .expect("a failed trial");
+    assert!(
+        failed.errors.iter().any(|e| e.error.contains("spec")),
+        "{failed:?}"
+    );
+    let search = store.search(id).await;
+    assert!(
+        matches!(search, Err(StoreError::Corrupt(_))),
+        "its row cannot be read as a search either: {search:?}"
+    );
+    let status: String = sqlx::query_scalar("SELECT status FROM searches WHERE id = $1")
+        .bind(id)
+        .fetch_one(&pool)
+        .await
+        .expect("status");
+    assert_eq!(status, "failed", "the search cannot go on");
+}
+
 common::with_pool_on_both_backends!(
     a_strategy_failure_keeps_the_result_and_fails_the_search,
     the_rescuer_goes_on_past_a_row_it_cannot_handle,
@@ -303,6 +339,7 @@ common::with_pool_on_both_backends!(
     claims_are_shared_between_searches,
     a_cancelled_search_keeps_no_checkpoint,
     a_failed_search_keeps_no_checkpoint,
+    an_unreadable_spec_fails_the_claimed_trial,
     promotions_come_first_across_searches,
     a_settle_failure_after_commit_keeps_the_completion,
 );

@@ -79,7 +79,20 @@ impl Store {
         let Some(row) = claimed else {
             return Ok(None);
         };
-        let claimed = self.claimed_trial(&row).await?;
+        let claimed = match self.claimed_trial(&row).await {
+            Ok(claimed) => claimed,
+            Err(StoreError::Corrupt(message)) => {
+                // A search whose stored spec or final settings no longer
+                // read (written by another release): its trial fails for
+                // good, with the reason, instead of being claimed again
+                // and again.
+                let (id, attempt) = (row.try_get("id")?, row.try_get("attempt")?);
+                tracing::error!(trial = id, %message, "the claimed trial's search does not read");
+                self.fail(id, attempt, &message, false).await?;
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
+        };
         self.publish([Event::TrialClaimed {
             search_id: claimed.search_id,
             trial_id: claimed.id,
