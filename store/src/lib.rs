@@ -148,7 +148,7 @@ pub struct Store {
     limits: search::limits::ResourceLimits,
     /// Search specs never change: each is decoded once per process (see
     /// `specs.rs`).
-    specs: std::sync::Arc<cache::BoundedCache<i64, std::sync::Arc<search::SearchSpec>>>,
+    specs: std::sync::Arc<specs::SpecCache>,
     /// Recent leaderboard totals (counting is the one O(trials) part of a page).
     totals: std::sync::Arc<ranking::cache::TotalsCache>,
     /// Leaderboard versions per search, and the pages served at each.
@@ -201,10 +201,7 @@ impl Store {
             events,
             origin,
             limits: Default::default(),
-            specs: std::sync::Arc::new(cache::BoundedCache::new(
-                "search specs",
-                specs::MAX_CACHED_SPECS,
-            )),
+            specs: specs::spec_cache(),
             totals: Default::default(),
             changes,
             pages: Default::default(),

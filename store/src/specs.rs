@@ -10,7 +10,15 @@ use search::SearchSpec;
 use crate::{Store, StoreError};
 
 /// Most decoded search specs a store keeps.
-pub(crate) const MAX_CACHED_SPECS: usize = 1024;
+const MAX_CACHED_SPECS: usize = 1024;
+
+/// The decoded specs of one process's searches, by search id.
+pub(crate) type SpecCache = crate::cache::BoundedCache<i64, Arc<SearchSpec>>;
+
+/// An empty spec cache (a new process's).
+pub(crate) fn spec_cache() -> Arc<SpecCache> {
+    Arc::new(SpecCache::new("search specs", MAX_CACHED_SPECS))
+}
 
 impl Store {
     /// The spec of search `search_id`, decoded from its stored `text` (the

@@ -23,10 +23,7 @@ fn unique(tag: &str) -> String {
 /// them (a process reads each search's spec once and keeps it).
 pub fn another_process(store: &Store) -> Store {
     Store {
-        specs: std::sync::Arc::new(crate::cache::BoundedCache::new(
-            "search specs",
-            crate::specs::MAX_CACHED_SPECS,
-        )),
+        specs: crate::specs::spec_cache(),
         totals: Default::default(),
         changes: Default::default(),
         pages: Default::default(),
