@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import http.server
 import json
+import os
+import stat
 import threading
 import time
 from pathlib import Path
@@ -77,13 +79,36 @@ class _CutShort(http.server.BaseHTTPRequestHandler):
         pass
 
 
-@pytest.fixture
-def cut_short_server() -> Iterator[str]:
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _CutShort)
+class _Whole(http.server.BaseHTTPRequestHandler):
+    """Sends 1 KiB of model, all of it."""
+
+    def do_GET(self) -> None:  # noqa: N802 - the standard library's name
+        self.send_response(200)
+        self.send_header("content-type", "application/octet-stream")
+        self.send_header("content-length", "1024")
+        self.end_headers()
+        self.wfile.write(b"\1" * 1024)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def _serve(handler: type) -> Iterator[str]:
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{httpd.server_address[1]}"
     httpd.shutdown()
+
+
+@pytest.fixture
+def cut_short_server() -> Iterator[str]:
+    yield from _serve(_CutShort)
+
+
+@pytest.fixture
+def whole_server() -> Iterator[str]:
+    yield from _serve(_Whole)
 
 
 def test_an_interrupted_download_leaves_no_file(cut_short_server: str, tmp_path: Path) -> None:
@@ -94,3 +119,15 @@ def test_an_interrupted_download_leaves_no_file(cut_short_server: str, tmp_path:
         trial.download_onnx(target)
     assert "model.onnx" in str(failed.value)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_download_gets_the_mode_of_a_new_file(whole_server: str, tmp_path: Path) -> None:
+    # Written through a private temporary file, the finished one must still
+    # be readable as any file the user creates is (0o666 less the umask).
+    umask = os.umask(0o022)
+    os.umask(umask)
+    trial = Trial(Client(whole_server, timeout=5)._transport, {"id": 7, "search_id": 1, "index": 0, "state": "succeeded"})
+    target = trial.download_onnx(tmp_path / "model.onnx")
+    assert target.read_bytes() == b"\1" * 1024
+    assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~umask
+    assert [p.name for p in tmp_path.iterdir()] == ["model.onnx"]

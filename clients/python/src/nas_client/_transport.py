@@ -14,6 +14,22 @@ import httpx
 from .errors import NasConnectionError, error_from_response
 
 API_PREFIX = "/api/v1"
+
+
+def _new_file_mode() -> int:
+    """The mode ``open()`` gives a new file in this process: 0o666 less the umask.
+
+    A download is written through ``tempfile.mkstemp``, which makes the file
+    private (0o600); the finished file gets this mode instead, like any file
+    the user creates. Read once, at import, since reading the umask means
+    setting it.
+    """
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+_NEW_FILE_MODE = _new_file_mode()
 """Where the server answers JSON."""
 
 
@@ -116,6 +132,7 @@ class Transport:
                             )
                 except httpx.TransportError as err:
                     raise NasConnectionError(self.url, f"download of {path} interrupted: {err}") from err
+            os.chmod(partial, _NEW_FILE_MODE)
             os.replace(partial, target)
         except BaseException:
             try:
